@@ -39,7 +39,10 @@ impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::TooLarge { size, max } => {
-                write!(f, "frame size {size} exceeds the negotiated frame_max {max}")
+                write!(
+                    f,
+                    "frame size {size} exceeds the negotiated frame_max {max}"
+                )
             }
             FrameError::BadFrameEnd(b) => write!(f, "bad frame end octet 0x{b:02x}"),
             FrameError::UnknownType(t) => write!(f, "unknown frame type {t}"),
@@ -60,7 +63,10 @@ impl Frame {
         let kind = buf[0];
         let channel = u16::from_be_bytes([buf[1], buf[2]]);
         let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-        if !matches!(kind, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+        if !matches!(
+            kind,
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+        ) {
             return Err(FrameError::UnknownType(kind));
         }
         let total = u64::from(size) + FRAME_OVERHEAD as u64;
@@ -171,7 +177,10 @@ mod tests {
                 frames.push(f);
             }
             assert_eq!(frames.len(), 3, "cut at {cut}");
-            assert_eq!(frames[1].payload, FramePayload::Body(Bytes::from_static(b"hello")));
+            assert_eq!(
+                frames[1].payload,
+                FramePayload::Body(Bytes::from_static(b"hello"))
+            );
             assert!(buf.is_empty());
         }
     }
@@ -184,8 +193,14 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         let mut buf = BytesMut::from(&[9u8, 0, 1, 0, 0, 0, 0, 0xCE][..]);
-        assert_eq!(Frame::parse(&mut buf, 4096), Err(FrameError::UnknownType(9)));
+        assert_eq!(
+            Frame::parse(&mut buf, 4096),
+            Err(FrameError::UnknownType(9))
+        );
         let mut buf = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0x00][..]);
-        assert_eq!(Frame::parse(&mut buf, 4096), Err(FrameError::BadFrameEnd(0)));
+        assert_eq!(
+            Frame::parse(&mut buf, 4096),
+            Err(FrameError::BadFrameEnd(0))
+        );
     }
 }

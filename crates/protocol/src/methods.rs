@@ -220,7 +220,23 @@ mod tests {
         let mut buf = BytesMut::new();
         m.encode(&mut buf);
         let expected: &[u8] = &[
-            0, 50, 0, 10, 0, 0, 5, b'h', b'e', b'l', b'l', b'o', 0b0000_0010, 0, 0, 0, 0,
+            0,
+            50,
+            0,
+            10,
+            0,
+            0,
+            5,
+            b'h',
+            b'e',
+            b'l',
+            b'l',
+            b'o',
+            0b0000_0010,
+            0,
+            0,
+            0,
+            0,
         ];
         assert_eq!(&buf[..], expected);
         assert_eq!(Method::decode(buf.freeze()).unwrap(), m);

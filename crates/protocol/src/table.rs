@@ -197,9 +197,14 @@ impl FieldTable {
     }
 
     pub fn get(&self, key: &str) -> Option<&FieldValue> {
+        self.get_raw(key.as_bytes())
+    }
+
+    /// Lookup by raw name: names need not be UTF-8.
+    pub fn get_raw(&self, key: &[u8]) -> Option<&FieldValue> {
         self.0
             .iter()
-            .find(|(k, _)| k.as_bytes() == key.as_bytes())
+            .find(|(k, _)| k.as_bytes() == key)
             .map(|(_, v)| v)
     }
 
@@ -280,9 +285,21 @@ mod tests {
             ("l", FieldValue::I64(-5_000_000_000)),
             ("f", FieldValue::F32(1.5)),
             ("d", FieldValue::F64(-2.25)),
-            ("D", FieldValue::Decimal(Decimal { scale: 2, value: 12345 })),
-            ("S", FieldValue::LongStr(Bytes::from_static("水许传".as_bytes()))),
-            ("A", FieldValue::Array(vec![FieldValue::I32(1), FieldValue::Void])),
+            (
+                "D",
+                FieldValue::Decimal(Decimal {
+                    scale: 2,
+                    value: 12345,
+                }),
+            ),
+            (
+                "S",
+                FieldValue::LongStr(Bytes::from_static("水许传".as_bytes())),
+            ),
+            (
+                "A",
+                FieldValue::Array(vec![FieldValue::I32(1), FieldValue::Void]),
+            ),
             ("T", FieldValue::Timestamp(1_700_000_000)),
             ("F", FieldValue::Table(nested)),
             ("V", FieldValue::Void),

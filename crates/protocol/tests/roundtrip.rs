@@ -28,10 +28,8 @@ fn field_value() -> impl Strategy<Value = FieldValue> {
         // NaN != NaN; finite floats compare by value.
         (-1e30f32..1e30f32).prop_map(FieldValue::F32),
         (-1e300f64..1e300f64).prop_map(FieldValue::F64),
-        (any::<u8>(), any::<u32>()).prop_map(|(scale, value)| FieldValue::Decimal(Decimal {
-            scale,
-            value
-        })),
+        (any::<u8>(), any::<u32>())
+            .prop_map(|(scale, value)| FieldValue::Decimal(Decimal { scale, value })),
         long_str().prop_map(FieldValue::LongStr),
         any::<u64>().prop_map(FieldValue::Timestamp),
         Just(FieldValue::Void),
@@ -53,7 +51,12 @@ fn table() -> impl Strategy<Value = FieldTable> {
 fn properties() -> impl Strategy<Value = BasicProperties> {
     let s = || prop::option::of(short_str());
     (
-        (s(), s(), prop::option::of(table()), prop::option::of(any::<u8>())),
+        (
+            s(),
+            s(),
+            prop::option::of(table()),
+            prop::option::of(any::<u8>()),
+        ),
         (prop::option::of(any::<u8>()), s(), s(), s(), s()),
         (prop::option::of(any::<u64>()), s(), s(), s(), s()),
     )

@@ -1,0 +1,142 @@
+//! Consumers as a queue sees them, and the events a queue sends to the
+//! connection that owns a consumer.
+//!
+//! Flow control is credit-based and lock-free: a queue delivers to a
+//! consumer only while it has prefetch credit (unacked below the limits)
+//! and transit credit (deliveries not yet written into the connection's
+//! output buffer below [`MAX_IN_TRANSIT`]). When either credit comes back,
+//! the connection asks the queue to dispatch again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use warren_protocol::ShortStr;
+
+use crate::message::Message;
+use crate::queue::Queue;
+
+/// Deliveries a queue may hand to a connection that it has not yet
+/// written out. Bounds memory per consumer when a client reads slowly.
+pub const MAX_IN_TRANSIT: u32 = 2_000;
+
+/// What a queue (or the direct reply-to router) tells a connection.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    Deliver(Delivery),
+    /// The queue went away: tell the client with basic.cancel.
+    ConsumerCancelled {
+        channel: u16,
+        consumer_tag: ShortStr,
+    },
+}
+
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnectionEvent>;
+pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>;
+
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: u16,
+    pub consumer_tag: ShortStr,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    /// The queue and the message's position in it; `None` for direct
+    /// reply-to deliveries, which have no queue.
+    pub source: Option<(Arc<Queue>, u64)>,
+    /// With no-ack the message is settled as soon as it is sent.
+    pub no_ack: bool,
+    pub flow: Arc<ConsumerFlow>,
+}
+
+/// Prefetch shared by all consumers of a channel (basic.qos global=true),
+/// and the channel.flow switch.
+#[derive(Debug, Default)]
+pub struct ChannelFlow {
+    pub prefetch: AtomicU32,
+    pub unacked: AtomicU32,
+    /// channel.flow(active=false) stops deliveries on the channel.
+    pub paused: AtomicBool,
+}
+
+/// Credit counters for one consumer, shared by its queue and connection.
+#[derive(Debug, Default)]
+pub struct ConsumerFlow {
+    /// Per-consumer prefetch (basic.qos global=false); 0 = unlimited.
+    pub prefetch: u32,
+    pub unacked: AtomicU32,
+    pub in_transit: AtomicU32,
+    pub channel: Arc<ChannelFlow>,
+    /// Set once the consumer is cancelled; the queue skips it.
+    pub cancelled: AtomicBool,
+}
+
+impl ConsumerFlow {
+    pub fn new(prefetch: u32, channel: Arc<ChannelFlow>) -> Self {
+        ConsumerFlow {
+            prefetch,
+            channel,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the consumer can take one more message now.
+    pub fn has_credit(&self, no_ack: bool) -> bool {
+        if self.in_transit.load(Ordering::Relaxed) >= MAX_IN_TRANSIT
+            || self.channel.paused.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        if no_ack {
+            // Prefetch limits apply to acknowledged deliveries only.
+            return true;
+        }
+        let p = self.prefetch;
+        if p != 0 && self.unacked.load(Ordering::Relaxed) >= p {
+            return false;
+        }
+        let g = self.channel.prefetch.load(Ordering::Relaxed);
+        g == 0 || self.channel.unacked.load(Ordering::Relaxed) < g
+    }
+
+    /// Accounts for one message handed to the connection.
+    pub fn on_dispatch(&self, no_ack: bool) {
+        self.in_transit.fetch_add(1, Ordering::Relaxed);
+        if !no_ack {
+            self.unacked.fetch_add(1, Ordering::Relaxed);
+            self.channel.unacked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection wrote the delivery out; returns true if this freed
+    /// credit the queue was waiting for.
+    pub fn on_written(&self) -> bool {
+        self.in_transit.fetch_sub(1, Ordering::Relaxed) == MAX_IN_TRANSIT
+    }
+
+    /// `n` deliveries were acked, rejected or requeued.
+    pub fn on_settled(&self, n: u32) {
+        // Saturating: a consumer's counters may have been reset by recover.
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        let _ = self
+            .channel
+            .unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+}
+
+/// A consumer registered on a queue.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub tag: ShortStr,
+    pub channel: u16,
+    pub connection_id: u64,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub flow: Arc<ConsumerFlow>,
+    pub sink: EventSender,
+}

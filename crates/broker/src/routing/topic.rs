@@ -1,0 +1,151 @@
+//! Topic matching through a trie of binding-key words.
+//!
+//! Semantics follow RabbitMQ's `rabbit_exchange_type_topic`: keys split on
+//! `.` (an empty key has zero words, `a..b` has an empty middle word), `*`
+//! matches exactly one word and `#` zero or more. Matching walks only the
+//! trie paths the routing key can take; `#` branches are memoised by
+//! (node, position) so patterns like `#.*.#.*.#` stay polynomial.
+
+use ahash::AHashMap;
+use bytes::Bytes;
+
+use super::Binding;
+
+/// Splits a key into words exactly as RabbitMQ does.
+pub fn split_words(key: &[u8]) -> Vec<&[u8]> {
+    if key.is_empty() {
+        Vec::new()
+    } else {
+        key.split(|&b| b == b'.').collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: AHashMap<Bytes, Node>,
+    star: Option<Box<Node>>,
+    hash: Option<Box<Node>>,
+    bindings: Vec<Binding>,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
+            && self.bindings.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct TopicIndex {
+    root: Node,
+}
+
+impl TopicIndex {
+    pub fn insert(&mut self, binding: Binding) {
+        let key = binding.routing_key.bytes().clone();
+        let mut node = &mut self.root;
+        for word in split_words(&key) {
+            node = match word {
+                b"*" => node.star.get_or_insert_with(Default::default),
+                b"#" => node.hash.get_or_insert_with(Default::default),
+                w => node.children.entry(key.slice_ref(w)).or_default(),
+            };
+        }
+        node.bindings.push(binding);
+    }
+
+    /// Removes a binding equal to `binding`; returns whether one was found.
+    pub fn remove(&mut self, binding: &Binding) -> bool {
+        let key = binding.routing_key.bytes().clone();
+        let words = split_words(&key);
+        remove_at(&mut self.root, &words, binding)
+    }
+
+    /// Appends every binding whose pattern matches `routing_key` (a binding
+    /// reachable twice is appended once per path; callers dedupe targets).
+    pub fn matches<'a>(&'a self, routing_key: &[u8], out: &mut Vec<&'a Binding>) {
+        let words = split_words(routing_key);
+        let mut seen = Vec::new();
+        collect(&self.root, &words, 0, out, &mut seen);
+    }
+}
+
+fn remove_at(node: &mut Node, words: &[&[u8]], binding: &Binding) -> bool {
+    let Some((first, rest)) = words.split_first() else {
+        let before = node.bindings.len();
+        node.bindings.retain(|b| !b.same(binding));
+        return node.bindings.len() != before;
+    };
+    match *first {
+        b"*" | b"#" => {
+            let slot = if *first == b"*" {
+                &mut node.star
+            } else {
+                &mut node.hash
+            };
+            let Some(child) = slot.as_mut() else {
+                return false;
+            };
+            let found = remove_at(child, rest, binding);
+            if child.is_empty() {
+                *slot = None;
+            }
+            found
+        }
+        w => {
+            let Some(child) = node.children.get_mut(w) else {
+                return false;
+            };
+            let found = remove_at(child, rest, binding);
+            if child.is_empty() {
+                node.children.remove(w);
+            }
+            found
+        }
+    }
+}
+
+fn collect<'a>(
+    node: &'a Node,
+    words: &[&[u8]],
+    pos: usize,
+    out: &mut Vec<&'a Binding>,
+    seen: &mut Vec<(usize, usize)>,
+) {
+    if pos == words.len() {
+        out.extend(node.bindings.iter());
+    } else {
+        if let Some(child) = node.children.get(words[pos]) {
+            collect(child, words, pos + 1, out, seen);
+        }
+        if let Some(star) = &node.star {
+            collect(star, words, pos + 1, out, seen);
+        }
+    }
+    if let Some(hash) = &node.hash {
+        // `#` swallows words pos..p for every p, including none.
+        let id = &**hash as *const Node as usize;
+        for p in pos..=words.len() {
+            if seen.contains(&(id, p)) {
+                continue;
+            }
+            seen.push((id, p));
+            collect(hash, words, p, out, seen);
+        }
+    }
+}
+
+/// A direct, obviously-correct matcher: the reference for property tests.
+pub fn reference_match(pattern: &[u8], key: &[u8]) -> bool {
+    fn go(p: &[&[u8]], k: &[&[u8]]) -> bool {
+        match p.split_first() {
+            None => k.is_empty(),
+            Some((&b"#", rest)) => (0..=k.len()).any(|i| go(rest, &k[i..])),
+            Some((&b"*", rest)) => !k.is_empty() && go(rest, &k[1..]),
+            Some((w, rest)) => k.first() == Some(w) && go(rest, &k[1..]),
+        }
+    }
+    go(&split_words(pattern), &split_words(key))
+}

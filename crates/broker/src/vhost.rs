@@ -1,0 +1,749 @@
+//! A virtual host: its exchanges and queues, and the operations on them
+//! with RabbitMQ's checks, reply codes and error texts.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use parking_lot::RwLock;
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
+
+use crate::consumer::ConnectionEvent;
+use crate::error::{AmqpError, Result};
+use crate::exchange::{Exchange, ExchangeKind};
+use crate::message::Message;
+use crate::names;
+use crate::queue::{Overflow, Queue, QueueLimits, QueueOptions};
+use crate::routing::{Binding, Destination};
+
+/// Exchanges every vhost has, as RabbitMQ creates them.
+const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
+    ("", ExchangeKind::Direct, false),
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+/// Queue arguments RabbitMQ compares when a queue is redeclared.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeDeclare {
+    pub name: ShortStr,
+    pub kind: ShortStr,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueueDeclare {
+    /// Empty asks the server to name the queue.
+    pub name: ShortStr,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredQueue {
+    pub message_count: u32,
+    pub consumer_count: u32,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    exchanges: RwLock<AHashMap<ShortStr, Arc<Exchange>>>,
+    queues: RwLock<AHashMap<ShortStr, Arc<Queue>>>,
+}
+
+fn rs(kind: &str, name: &ShortStr, vhost: &str) -> String {
+    format!("{kind} '{name}' in vhost '{vhost}'")
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+fn check_name(kind: &str, name: &ShortStr) -> Result<()> {
+    if name.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "{kind} name '{name}' contains reserved prefix 'amq.*'"
+        )));
+    }
+    Ok(())
+}
+
+/// RabbitMQ's names for field types, used in equivalence errors.
+fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) => "byte",
+        FieldValue::U8(_) => "unsignedbyte",
+        FieldValue::I16(_) => "short",
+        FieldValue::U16(_) => "unsignedshort",
+        FieldValue::I32(_) => "signedint",
+        FieldValue::U32(_) => "unsignedint",
+        FieldValue::I64(_) => "long",
+        FieldValue::F32(_) => "float",
+        FieldValue::F64(_) => "double",
+        FieldValue::Decimal(_) => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+        FieldValue::Bytes(_) => "binary",
+    }
+}
+
+fn value_text(v: &FieldValue) -> String {
+    match v {
+        FieldValue::LongStr(b) | FieldValue::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        FieldValue::Bool(b) => b.to_string(),
+        FieldValue::F32(f) => f.to_string(),
+        FieldValue::F64(f) => f.to_string(),
+        other => other
+            .as_i64()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| format!("{other:?}")),
+    }
+}
+
+fn describe_arg(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(v) => format!("the value '{}' of type '{}'", value_text(v), type_name(v)),
+    }
+}
+
+/// Argument values equal as RabbitMQ compares them (integers by value).
+fn arg_equal(a: Option<&FieldValue>, b: Option<&FieldValue>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x == y,
+        },
+        _ => false,
+    }
+}
+
+fn inequivalent(field: &str, what: &str, received: &str, current: &str) -> AmqpError {
+    AmqpError::precondition_failed(format!(
+        "inequivalent arg '{field}' for {what}: received '{received}' but current is '{current}'"
+    ))
+}
+
+/// Validates the `x-` queue arguments RabbitMQ validates and derives the
+/// limits Warren enforces.
+fn queue_limits(
+    args: &FieldTable,
+    what: &str,
+    durable: bool,
+    exclusive: bool,
+) -> Result<QueueLimits> {
+    let invalid = |key: &str, why: String| {
+        AmqpError::precondition_failed(format!("invalid arg '{key}' for {what}: {why}"))
+    };
+    let int_arg = |key: &str, min: i64| -> Result<Option<i64>> {
+        match args.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_i64() {
+                None => Err(invalid(
+                    key,
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                )),
+                Some(i) if i < min => Err(invalid(
+                    key,
+                    if min > 0 {
+                        format!("{{value_zero,{i}}}")
+                    } else {
+                        format!("{{value_negative,{i}}}")
+                    },
+                )),
+                Some(i) => Ok(Some(i)),
+            },
+        }
+    };
+    int_arg("x-message-ttl", 0)?;
+    int_arg("x-expires", 1)?;
+    int_arg("x-max-priority", 0)?;
+    let max_length = int_arg("x-max-length", 0)?.map(|v| v as u64);
+    let max_length_bytes = int_arg("x-max-length-bytes", 0)?.map(|v| v as u64);
+    let overflow = match args.get("x-overflow") {
+        None => Overflow::DropHead,
+        Some(v) => match v.as_bytes() {
+            Some(b"drop-head") => Overflow::DropHead,
+            Some(b"reject-publish") | Some(b"reject-publish-dlx") => Overflow::RejectPublish,
+            Some(other) => {
+                return Err(invalid(
+                    "x-overflow",
+                    format!(
+                        "{{unacceptable_value,<<\"{}\">>}}",
+                        String::from_utf8_lossy(other)
+                    ),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    "x-overflow",
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                ))
+            }
+        },
+    };
+    if let Some(v) = args.get("x-queue-type") {
+        match v.as_bytes() {
+            Some(b"classic") => {}
+            // Quorum queues are served by the classic implementation; keep
+            // RabbitMQ's declaration rules so programs behave the same.
+            Some(b"quorum") => {
+                if !durable || exclusive {
+                    return Err(invalid(
+                        "x-queue-type",
+                        "quorum queues must be durable and not exclusive".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "x-queue-type",
+                    format!("{{unacceptable_value,{}}}", value_text(v)),
+                ))
+            }
+        }
+    }
+    Ok(QueueLimits {
+        max_length,
+        max_length_bytes,
+        overflow,
+    })
+}
+
+impl VirtualHost {
+    pub fn new(name: impl Into<String>) -> Arc<Self> {
+        let name = name.into();
+        let mut exchanges = AHashMap::new();
+        for (x, kind, internal) in PREDECLARED {
+            let ex = Exchange::new(
+                ShortStr::from(*x),
+                name.clone(),
+                *kind,
+                true,
+                false,
+                *internal,
+                FieldTable::new(),
+            );
+            exchanges.insert(ShortStr::from(*x), Arc::new(ex));
+        }
+        Arc::new(VirtualHost {
+            name,
+            exchanges: RwLock::new(exchanges),
+            queues: RwLock::new(AHashMap::new()),
+        })
+    }
+
+    pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>> {
+        self.exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AmqpError::not_found(format!("no {}", rs("exchange", name, &self.name))))
+    }
+
+    pub fn queue(&self, name: &ShortStr) -> Result<Arc<Queue>> {
+        self.queues
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AmqpError::not_found(format!("no {}", rs("queue", name, &self.name))))
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        let mut v: Vec<_> = self.queues.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        let mut v: Vec<_> = self.exchanges.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The 405 RabbitMQ gives for another connection's exclusive queue.
+    pub fn check_exclusive(&self, queue: &Queue, connection_id: u64) -> Result<()> {
+        match queue.owner {
+            Some(owner) if owner != connection_id => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked {}. It could be originally declared \
+                 on another connection or the exclusive property value does not match that of \
+                 the original declaration.",
+                queue.describe()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn declare_exchange(&self, d: &ExchangeDeclare) -> Result<Arc<Exchange>> {
+        if d.passive {
+            if d.name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            return self.exchange(&d.name);
+        }
+        let kind = ExchangeKind::parse(d.kind.as_bytes()).ok_or_else(|| {
+            AmqpError::precondition_failed(format!(
+                "invalid type '{}' for {}",
+                d.kind,
+                rs("exchange", &d.name, &self.name)
+            ))
+        })?;
+        if d.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let what = rs("exchange", &d.name, &self.name);
+        let existing = self.exchanges.read().get(&d.name).cloned();
+        let ex = match existing {
+            Some(ex) => ex,
+            None => {
+                check_name("exchange", &d.name)?;
+                let mut map = self.exchanges.write();
+                map.entry(d.name.clone())
+                    .or_insert_with(|| {
+                        Arc::new(Exchange::new(
+                            d.name.clone(),
+                            self.name.clone(),
+                            kind,
+                            d.durable,
+                            d.auto_delete,
+                            d.internal,
+                            d.arguments.clone(),
+                        ))
+                    })
+                    .clone()
+            }
+        };
+        if ex.kind != kind {
+            return Err(inequivalent("type", &what, kind.as_str(), ex.kind.as_str()));
+        }
+        for (field, have, want) in [
+            ("durable", ex.durable, d.durable),
+            ("auto_delete", ex.auto_delete, d.auto_delete),
+            ("internal", ex.internal, d.internal),
+        ] {
+            if have != want {
+                return Err(inequivalent(
+                    field,
+                    &what,
+                    &want.to_string(),
+                    &have.to_string(),
+                ));
+            }
+        }
+        let key = "alternate-exchange";
+        if !arg_equal(ex.arguments.get(key), d.arguments.get(key)) {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for {what}: received {} but current is {}",
+                describe_arg(d.arguments.get(key)),
+                describe_arg(ex.arguments.get(key))
+            )));
+        }
+        Ok(ex)
+    }
+
+    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> Result<()> {
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "deletion of system {} not allowed",
+                rs("exchange", name, &self.name)
+            )));
+        }
+        let Some(ex) = self.exchanges.read().get(name).cloned() else {
+            return Ok(());
+        };
+        if if_unused && ex.has_bindings() {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                ex.describe()
+            )));
+        }
+        self.remove_exchange(&ex);
+        Ok(())
+    }
+
+    fn remove_exchange(&self, ex: &Arc<Exchange>) {
+        {
+            let mut map = self.exchanges.write();
+            match map.get(&ex.name) {
+                Some(current) if Arc::ptr_eq(current, ex) => {
+                    map.remove(&ex.name);
+                }
+                _ => return,
+            }
+        }
+        ex.mark_deleted();
+        // Bindings where this exchange is the destination go with it.
+        let dest = Destination::Exchange(ex.clone());
+        for source in self.exchanges() {
+            source.unbind_destination(&dest);
+            self.maybe_auto_delete(&source);
+        }
+    }
+
+    /// Auto-delete exchanges go when their last binding (as source) goes.
+    fn maybe_auto_delete(&self, ex: &Arc<Exchange>) {
+        if ex.auto_delete && !ex.has_bindings() && !ex.is_deleted() {
+            self.remove_exchange(ex);
+        }
+    }
+
+    /// Declares (or checks) a queue. Returns the queue and its counts.
+    pub fn declare_queue(
+        &self,
+        d: &QueueDeclare,
+        connection_id: u64,
+    ) -> Result<(Arc<Queue>, DeclaredQueue)> {
+        let counts = |q: &Queue| {
+            let s = q.stats();
+            DeclaredQueue {
+                message_count: u32::try_from(s.ready).unwrap_or(u32::MAX),
+                consumer_count: s.consumers,
+            }
+        };
+        if d.passive {
+            let q = self.queue(&d.name)?;
+            self.check_exclusive(&q, connection_id)?;
+            let c = counts(&q);
+            return Ok((q, c));
+        }
+        let name = if d.name.is_empty() {
+            ShortStr::from(names::queue_name())
+        } else {
+            check_name("queue", &d.name)?;
+            d.name.clone()
+        };
+        // Exclusive queues are never durable, as in RabbitMQ.
+        let durable = d.durable && !d.exclusive;
+        let what = rs("queue", &name, &self.name);
+        if let Some(q) = self.queues.read().get(&name).cloned() {
+            self.check_equivalence(&q, d, durable, connection_id, &what)?;
+            let c = counts(&q);
+            return Ok((q, c));
+        }
+        let limits = queue_limits(&d.arguments, &what, durable, d.exclusive)?;
+        let mut map = self.queues.write();
+        if let Some(q) = map.get(&name).cloned() {
+            drop(map);
+            self.check_equivalence(&q, d, durable, connection_id, &what)?;
+            let c = counts(&q);
+            return Ok((q, c));
+        }
+        let q = Arc::new(Queue::new(
+            name.clone(),
+            self.name.clone(),
+            QueueOptions {
+                durable,
+                exclusive: d.exclusive,
+                auto_delete: d.auto_delete,
+                arguments: d.arguments.clone(),
+            },
+            d.exclusive.then_some(connection_id),
+            limits,
+        ));
+        map.insert(name, q.clone());
+        drop(map);
+        Ok((
+            q,
+            DeclaredQueue {
+                message_count: 0,
+                consumer_count: 0,
+            },
+        ))
+    }
+
+    fn check_equivalence(
+        &self,
+        q: &Queue,
+        d: &QueueDeclare,
+        durable: bool,
+        connection_id: u64,
+        what: &str,
+    ) -> Result<()> {
+        // Strict: a non-exclusive redeclare of an exclusive queue fails too.
+        let owner = d.exclusive.then_some(connection_id);
+        if q.owner != owner {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked {}. It could be originally declared \
+                 on another connection or the exclusive property value does not match that of \
+                 the original declaration.",
+                q.describe()
+            )));
+        }
+        if q.options.durable != durable {
+            return Err(inequivalent(
+                "durable",
+                what,
+                &durable.to_string(),
+                &q.options.durable.to_string(),
+            ));
+        }
+        if q.options.auto_delete != d.auto_delete {
+            return Err(inequivalent(
+                "auto_delete",
+                what,
+                &d.auto_delete.to_string(),
+                &q.options.auto_delete.to_string(),
+            ));
+        }
+        for key in EQUIVALENCE_ARGS {
+            let have = q.options.arguments.get(key);
+            let want = d.arguments.get(key);
+            if !arg_equal(have, want) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "inequivalent arg '{key}' for {what}: received {} but current is {}",
+                    describe_arg(want),
+                    describe_arg(have)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// queue.delete. A missing queue is not an error (delete-ok with 0).
+    pub fn delete_queue(
+        &self,
+        name: &ShortStr,
+        if_unused: bool,
+        if_empty: bool,
+        connection_id: u64,
+    ) -> Result<u32> {
+        let Some(q) = self.queues.read().get(name).cloned() else {
+            return Ok(0);
+        };
+        self.check_exclusive(&q, connection_id)?;
+        let stats = q.stats();
+        if if_unused && stats.consumers > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} in use",
+                q.describe()
+            )));
+        }
+        if if_empty && stats.ready > 0 {
+            return Err(AmqpError::precondition_failed(format!(
+                "{} not empty",
+                q.describe()
+            )));
+        }
+        Ok(self.remove_queue(&q))
+    }
+
+    /// Removes a queue: unbinds it, tells its consumers, drops its
+    /// messages. Returns how many ready messages it had.
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut map = self.queues.write();
+            match map.get(&q.name) {
+                Some(current) if Arc::ptr_eq(current, q) => {
+                    map.remove(&q.name);
+                }
+                _ => return 0,
+            }
+        }
+        let (consumers, count) = q.mark_deleted();
+        for c in consumers {
+            let _ = c.sink.send(ConnectionEvent::ConsumerCancelled {
+                channel: c.channel,
+                consumer_tag: c.tag.clone(),
+            });
+        }
+        let dest = Destination::Queue(q.clone());
+        for ex in self.exchanges() {
+            if !ex.unbind_destination(&dest).is_empty() {
+                self.maybe_auto_delete(&ex);
+            }
+        }
+        count
+    }
+
+    /// Deletes the exclusive queues of a connection that closed.
+    pub fn remove_connection_queues(&self, connection_id: u64) {
+        let owned: Vec<_> = self
+            .queues
+            .read()
+            .values()
+            .filter(|q| q.owner == Some(connection_id))
+            .cloned()
+            .collect();
+        for q in owned {
+            self.remove_queue(&q);
+        }
+    }
+
+    fn binding_target(
+        &self,
+        dest: &ShortStr,
+        is_queue: bool,
+        connection_id: u64,
+    ) -> Result<Destination> {
+        if is_queue {
+            let q = self.queue(dest)?;
+            self.check_exclusive(&q, connection_id)?;
+            Ok(Destination::Queue(q))
+        } else {
+            if dest.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            Ok(Destination::Exchange(self.exchange(dest)?))
+        }
+    }
+
+    /// queue.bind / exchange.bind.
+    pub fn bind(
+        &self,
+        source: &ShortStr,
+        dest: &ShortStr,
+        dest_is_queue: bool,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+        connection_id: u64,
+    ) -> Result<()> {
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let ex = self.exchange(source)?;
+        let destination = self.binding_target(dest, dest_is_queue, connection_id)?;
+        ex.bind(Binding {
+            destination,
+            routing_key,
+            arguments,
+        })?;
+        Ok(())
+    }
+
+    /// queue.unbind / exchange.unbind. A missing binding is not an error.
+    pub fn unbind(
+        &self,
+        source: &ShortStr,
+        dest: &ShortStr,
+        dest_is_queue: bool,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+        connection_id: u64,
+    ) -> Result<()> {
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        let ex = self.exchange(source)?;
+        let destination = self.binding_target(dest, dest_is_queue, connection_id)?;
+        if ex.unbind(&Binding {
+            destination,
+            routing_key,
+            arguments,
+        }) {
+            self.maybe_auto_delete(&ex);
+        }
+        Ok(())
+    }
+
+    /// Every queue `message` reaches from `exchange`: follows exchange to
+    /// exchange bindings (once each, so cycles end) and alternate
+    /// exchanges, and lists each queue once.
+    pub fn route(&self, exchange: &Arc<Exchange>, message: &Message, out: &mut Vec<Arc<Queue>>) {
+        if exchange.is_default() {
+            if let Some(q) = self.queues.read().get(&message.routing_key) {
+                out.push(q.clone());
+            }
+            return;
+        }
+        let mut visited: Vec<*const Exchange> = Vec::new();
+        let mut pending = vec![exchange.clone()];
+        let mut dests = Vec::new();
+        while let Some(ex) = pending.pop() {
+            if visited.contains(&Arc::as_ptr(&ex)) {
+                continue;
+            }
+            visited.push(Arc::as_ptr(&ex));
+            dests.clear();
+            ex.route(message, &mut dests);
+            let mut routed = false;
+            for d in dests.drain(..) {
+                match d {
+                    Destination::Queue(q) => {
+                        routed = true;
+                        if !out.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                            out.push(q);
+                        }
+                    }
+                    Destination::Exchange(e) => {
+                        routed = true;
+                        pending.push(e);
+                    }
+                }
+            }
+            if !routed {
+                if let Some(ae) = &ex.alternate_exchange {
+                    if let Ok(ae) = self.exchange(ae) {
+                        pending.push(ae);
+                    }
+                }
+            }
+        }
+    }
+
+    /// All bindings, including the default exchange's implicit ones, as
+    /// (source, destination kind, destination, key, arguments).
+    pub fn bindings(&self) -> Vec<(ShortStr, &'static str, ShortStr, ShortStr, FieldTable)> {
+        let mut out = Vec::new();
+        for q in self.queues() {
+            out.push((
+                ShortStr::default(),
+                "queue",
+                q.name.clone(),
+                q.name.clone(),
+                FieldTable::new(),
+            ));
+        }
+        for ex in self.exchanges() {
+            for b in ex.bindings() {
+                out.push((
+                    ex.name.clone(),
+                    b.destination.kind_str(),
+                    b.destination.name().clone(),
+                    b.routing_key,
+                    b.arguments,
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,117 @@
+//! The topic trie agrees with a direct reference matcher on random
+//! patterns and keys, edge cases included (empty words, `#` alone, `#.#`).
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use warren_broker::exchange::{Exchange, ExchangeKind};
+use warren_broker::routing::topic::{reference_match, TopicIndex};
+use warren_broker::routing::{Binding, Destination};
+use warren_protocol::{FieldTable, ShortStr};
+
+fn pattern_word() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["a", "b", "", "*", "#", "ab"])
+}
+
+fn key_word() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["a", "b", "", "ab"])
+}
+
+fn join(words: Vec<&str>) -> String {
+    words.join(".")
+}
+
+fn binding(pattern: &str, dest: &Arc<Exchange>) -> Binding {
+    Binding {
+        destination: Destination::Exchange(dest.clone()),
+        routing_key: ShortStr::from(pattern),
+        arguments: FieldTable::new(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn trie_matches_reference(
+        patterns in prop::collection::vec(prop::collection::vec(pattern_word(), 0..5).prop_map(join), 1..8),
+        key in prop::collection::vec(key_word(), 0..5).prop_map(join),
+    ) {
+        // Each pattern gets its own destination so hits can be told apart.
+        let dests: Vec<Arc<Exchange>> = (0..patterns.len())
+            .map(|i| Arc::new(Exchange::new(ShortStr::from(format!("d{i}")), "/".into(),
+                ExchangeKind::Fanout, false, false, false, FieldTable::new())))
+            .collect();
+        let mut index = TopicIndex::default();
+        for (p, d) in patterns.iter().zip(&dests) {
+            index.insert(binding(p, d));
+        }
+        let mut hits = Vec::new();
+        index.matches(key.as_bytes(), &mut hits);
+        let mut got: Vec<String> = hits.iter().map(|b| b.destination.name().to_string()).collect();
+        got.sort();
+        got.dedup();
+        let mut want: Vec<String> = patterns.iter().enumerate()
+            .filter(|(_, p)| reference_match(p.as_bytes(), key.as_bytes()))
+            .map(|(i, _)| format!("d{i}"))
+            .collect();
+        want.sort();
+        prop_assert_eq!(got, want, "patterns {:?} key {:?}", patterns, key);
+
+        // Removing every binding leaves nothing that matches.
+        for (p, d) in patterns.iter().zip(&dests) {
+            index.remove(&binding(p, d));
+        }
+        let mut none = Vec::new();
+        index.matches(key.as_bytes(), &mut none);
+        prop_assert!(none.is_empty());
+    }
+}
+
+#[test]
+fn rabbitmq_edge_cases() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("#", "", true),
+        ("#", "a.b.c", true),
+        ("*", "", false),
+        ("*", "a", true),
+        ("*", "a.b", false),
+        ("bnb.#", "bnb", true),
+        ("bnb.#", "bnb.xxxx", true),
+        ("bnb.#", "bnbx", false),
+        ("a.*.c", "a..c", true),
+        ("a.#.c", "a.c", true),
+        ("#.#", "x", true),
+        ("", "", true),
+        ("", "a", false),
+        ("*.*", ".", true),
+    ];
+    for (p, k, want) in cases {
+        assert_eq!(
+            reference_match(p.as_bytes(), k.as_bytes()),
+            *want,
+            "{p} vs {k}"
+        );
+    }
+}
+
+#[test]
+fn many_hashes_stay_fast() {
+    // Without memoisation this pattern/key pair is exponential.
+    let dest = Arc::new(Exchange::new(
+        "d".into(),
+        "/".into(),
+        ExchangeKind::Fanout,
+        false,
+        false,
+        false,
+        FieldTable::new(),
+    ));
+    let mut index = TopicIndex::default();
+    let pattern = vec!["#.a"; 20].join(".") + ".b";
+    index.insert(binding(&pattern, &dest));
+    let key = vec!["a"; 120].join(".");
+    let mut hits = Vec::new();
+    index.matches(key.as_bytes(), &mut hits);
+    assert!(hits.is_empty());
+}
