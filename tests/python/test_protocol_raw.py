@@ -6,7 +6,7 @@ import time
 import pytest
 
 import amqp_raw as raw
-from conftest import HOST, PASS, PORT, USER, VHOST
+from conftest import HOST, PASS, PORT, USER, VHOST, uniq
 
 CONNECTION_CLOSE = (10, 50)
 
@@ -256,11 +256,12 @@ def test_server_generated_names(opened):
 def test_channel_error_then_close_ok_then_reopen(opened):
     c, _, _ = opened()
     raw.channel_open(c, 1)
-    c.send(raw.method(1, 50, 10, raw.queue_declare_args("warren-test-missing-raw", passive=True)))
+    missing = uniq("missing-raw")
+    c.send(raw.method(1, 50, 10, raw.queue_declare_args(missing, passive=True)))
     ch, cid, mid, r = c.read_method()
     assert (ch, cid, mid) == (1, 20, 40)
     code, text, class_id, method_id = raw.parse_close(r)
     assert (code, class_id, method_id) == (404, 50, 10)
-    assert text == "NOT_FOUND - no queue 'warren-test-missing-raw' in vhost '%s'" % VHOST
+    assert text == "NOT_FOUND - no queue '%s' in vhost '%s'" % (missing, VHOST)
     c.send(raw.method(1, 20, 41))  # channel.close-ok
     raw.channel_open(c, 1)  # the channel number is reusable
