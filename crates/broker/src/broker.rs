@@ -121,7 +121,8 @@ impl Broker {
                 consumer_tag: route.consumer_tag,
                 message,
                 redelivered: false,
-                source: None,
+                queue: None,
+                seq: 0,
                 no_ack: true,
                 flow: route.flow,
             }))

@@ -39,9 +39,11 @@ pub struct Delivery {
     pub consumer_tag: ShortStr,
     pub message: Arc<Message>,
     pub redelivered: bool,
-    /// The queue and the message's position in it; `None` for direct
-    /// reply-to deliveries, which have no queue.
-    pub source: Option<(Arc<Queue>, u64)>,
+    /// The queue the message came from; `None` for direct reply-to
+    /// deliveries, which have no queue.
+    pub queue: Option<Arc<Queue>>,
+    /// The message's position in its queue (for requeueing in place).
+    pub seq: u64,
     /// With no-ack the message is settled as soon as it is sent.
     pub no_ack: bool,
     pub flow: Arc<ConsumerFlow>,

@@ -206,7 +206,8 @@ impl Queue {
                 consumer_tag: consumer.tag.clone(),
                 message: qm.message.clone(),
                 redelivered: qm.redelivered,
-                source: (!consumer.no_ack).then(|| (self.clone(), qm.seq)),
+                queue: Some(self.clone()),
+                seq: qm.seq,
                 no_ack: consumer.no_ack,
                 flow: consumer.flow.clone(),
             };
@@ -297,9 +298,18 @@ impl Queue {
 
     /// Puts delivered messages back in their original places, marked
     /// redelivered, and dispatches them again.
-    pub fn requeue(self: &Arc<Self>, mut items: Vec<(u64, Arc<Message>)>) {
+    pub fn requeue(self: &Arc<Self>, items: Vec<(u64, Arc<Message>)>) {
+        self.put_back(items, true)
+    }
+
+    /// Puts back messages that were sent to a connection but never reached
+    /// the client (its consumer or channel went away first). `counted`
+    /// says whether they were counted as unacked (ack-mode deliveries).
+    pub fn put_back(self: &Arc<Self>, mut items: Vec<(u64, Arc<Message>)>, counted: bool) {
         let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(items.len() as u64);
+        if counted {
+            st.unacked = st.unacked.saturating_sub(items.len() as u64);
+        }
         if self.is_deleted() {
             return;
         }

@@ -49,7 +49,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Default)]
-pub struct ExchangeDeclare {
+pub struct ExchangeSpec {
     pub name: ShortStr,
     pub kind: ShortStr,
     pub passive: bool,
@@ -60,7 +60,7 @@ pub struct ExchangeDeclare {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct QueueDeclare {
+pub struct QueueSpec {
     /// Empty asks the server to name the queue.
     pub name: ShortStr,
     pub passive: bool,
@@ -311,7 +311,7 @@ impl VirtualHost {
         }
     }
 
-    pub fn declare_exchange(&self, d: &ExchangeDeclare) -> Result<Arc<Exchange>> {
+    pub fn declare_exchange(&self, d: &ExchangeSpec) -> Result<Arc<Exchange>> {
         if d.passive {
             if d.name.is_empty() {
                 return Err(default_exchange_refused());
@@ -430,7 +430,7 @@ impl VirtualHost {
     /// Declares (or checks) a queue. Returns the queue and its counts.
     pub fn declare_queue(
         &self,
-        d: &QueueDeclare,
+        d: &QueueSpec,
         connection_id: u64,
     ) -> Result<(Arc<Queue>, DeclaredQueue)> {
         let counts = |q: &Queue| {
@@ -494,7 +494,7 @@ impl VirtualHost {
     fn check_equivalence(
         &self,
         q: &Queue,
-        d: &QueueDeclare,
+        d: &QueueSpec,
         durable: bool,
         connection_id: u64,
         what: &str,

@@ -1,0 +1,967 @@
+//! One AMQP channel: its method handlers, content assembly, consumers,
+//! unacked deliveries, confirms and transactions.
+//!
+//! Handlers return `Err(AmqpError)`; the connection turns a soft error into
+//! channel.close and a hard one into connection.close, with the class and
+//! method ids of the method that failed.
+
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use bytes::{Bytes, BytesMut};
+use warren_broker::consumer::{ChannelFlow, Consumer, ConsumerFlow, Delivery};
+use warren_broker::error::{AmqpError, Result};
+use warren_broker::exchange::Exchange;
+use warren_broker::names::{self, DIRECT_REPLY_TO};
+use warren_broker::queue::PublishOutcome;
+use warren_broker::vhost::{ExchangeSpec, QueueSpec};
+use warren_broker::{broker::ReplyRoute, Message, Queue};
+use warren_protocol::constants::reply;
+use warren_protocol::methods::*;
+use warren_protocol::{BasicProperties, ContentHeader, Method, ShortStr};
+
+use crate::session::Session;
+use crate::unacked::{Unacked, UnackedList};
+
+/// Exchanges looked up by name are remembered per channel so publishing
+/// doesn't touch the vhost's map; bounded so a client can't grow it forever.
+const EXCHANGE_CACHE_MAX: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelState {
+    Open,
+    /// We sent channel.close and wait for close-ok; frames are dropped.
+    Closing,
+}
+
+enum Content {
+    Idle,
+    /// basic.publish seen; its content header is next.
+    Header(BasicPublish),
+    Body {
+        publish: BasicPublish,
+        header: ContentHeader,
+        body: BodyParts,
+    },
+}
+
+/// Body frames seen so far. One frame (the usual case) is kept as the
+/// slice of the read buffer it arrived in: no copy.
+enum BodyParts {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl BodyParts {
+    fn len(&self) -> usize {
+        match self {
+            BodyParts::Empty => 0,
+            BodyParts::One(b) => b.len(),
+            BodyParts::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, part: Bytes, expected: usize) {
+        *self = match std::mem::replace(self, BodyParts::Empty) {
+            BodyParts::Empty => BodyParts::One(part),
+            BodyParts::One(first) => {
+                let mut all = BytesMut::with_capacity(expected);
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&part);
+                BodyParts::Many(all)
+            }
+            BodyParts::Many(mut all) => {
+                all.extend_from_slice(&part);
+                BodyParts::Many(all)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            BodyParts::Empty => Bytes::new(),
+            BodyParts::One(b) => b,
+            BodyParts::Many(b) => b.freeze(),
+        }
+    }
+}
+
+struct ChannelConsumer {
+    /// `None` for the direct reply-to pseudo-consumer.
+    queue: Option<Arc<Queue>>,
+    flow: Arc<ConsumerFlow>,
+}
+
+#[derive(Default)]
+struct Transaction {
+    publishes: Vec<(Arc<Message>, bool)>,
+    acks: Vec<Unacked>,
+    /// Rejected/nacked deliveries, with their requeue flag.
+    rejects: Vec<(Unacked, bool)>,
+}
+
+struct DirectReply {
+    address: ShortStr,
+    consumer_tag: ShortStr,
+}
+
+pub struct Channel {
+    pub id: u16,
+    pub state: ChannelState,
+    content: Content,
+    consumers: AHashMap<ShortStr, ChannelConsumer>,
+    unacked: UnackedList,
+    next_delivery_tag: u64,
+    /// basic.qos global=false: the limit for consumers created from now on.
+    consumer_prefetch: u32,
+    flow: Arc<ChannelFlow>,
+    /// Publisher confirms: the next publish sequence number.
+    confirm_seq: Option<u64>,
+    /// Highest sequence number to ack at the end of this read batch.
+    confirm_ack_upto: Option<u64>,
+    tx: Option<Transaction>,
+    /// RabbitMQ lets an empty queue name mean "the last one declared here".
+    last_queue: Option<ShortStr>,
+    reply_to: Option<DirectReply>,
+    exchanges: AHashMap<ShortStr, Arc<Exchange>>,
+    route_buf: Vec<Arc<Queue>>,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            state: ChannelState::Open,
+            content: Content::Idle,
+            consumers: AHashMap::new(),
+            unacked: UnackedList::default(),
+            next_delivery_tag: 1,
+            consumer_prefetch: 0,
+            flow: Arc::new(ChannelFlow::default()),
+            confirm_seq: None,
+            confirm_ack_upto: None,
+            tx: None,
+            last_queue: None,
+            reply_to: None,
+            exchanges: AHashMap::new(),
+            route_buf: Vec::new(),
+        }
+    }
+
+    pub fn unacked_count(&self) -> usize {
+        self.unacked.len()
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Sends the acks for publishes confirmed during this read batch: one
+    /// basic.ack(multiple) covers them all.
+    pub fn flush_confirms(&mut self, s: &mut Session) {
+        if let Some(upto) = self.confirm_ack_upto.take() {
+            s.out.method(
+                self.id,
+                &Method::BasicAck(BasicAck {
+                    delivery_tag: upto,
+                    multiple: true,
+                }),
+            );
+        }
+    }
+
+    pub fn expects_content(&self) -> bool {
+        !matches!(self.content, Content::Idle)
+    }
+
+    pub fn on_method(&mut self, s: &mut Session, method: Method) -> Result<()> {
+        if self.expects_content() {
+            return Err(AmqpError::new(
+                reply::UNEXPECTED_FRAME,
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        }
+        match method {
+            Method::ChannelFlow(m) => {
+                if !m.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                s.out
+                    .method(self.id, &ChannelFlowOk { active: true }.into());
+            }
+            Method::AccessRequest(_) => {
+                s.out.method(self.id, &AccessRequestOk { ticket: 1 }.into());
+            }
+            Method::ExchangeDeclare(m) => self.exchange_declare(s, m)?,
+            Method::ExchangeDelete(m) => {
+                s.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+                self.exchanges.remove(&m.exchange);
+                if !m.nowait {
+                    s.out.method(self.id, &ExchangeDeleteOk {}.into());
+                }
+            }
+            Method::ExchangeBind(m) => {
+                s.vhost.bind(
+                    &m.source,
+                    &m.destination,
+                    false,
+                    m.routing_key,
+                    m.arguments,
+                    s.id,
+                )?;
+                if !m.nowait {
+                    s.out.method(self.id, &ExchangeBindOk {}.into());
+                }
+            }
+            Method::ExchangeUnbind(m) => {
+                s.vhost.unbind(
+                    &m.source,
+                    &m.destination,
+                    false,
+                    m.routing_key,
+                    m.arguments,
+                    s.id,
+                )?;
+                if !m.nowait {
+                    s.out.method(self.id, &ExchangeUnbindOk {}.into());
+                }
+            }
+            Method::QueueDeclare(m) => self.queue_declare(s, m)?,
+            Method::QueueBind(m) => {
+                let queue = self.queue_name(m.queue)?;
+                let key = self.routing_key_or_last(m.routing_key, &queue);
+                s.vhost
+                    .bind(&m.exchange, &queue, true, key, m.arguments, s.id)?;
+                if !m.nowait {
+                    s.out.method(self.id, &QueueBindOk {}.into());
+                }
+            }
+            Method::QueueUnbind(m) => {
+                let queue = self.queue_name(m.queue)?;
+                let key = self.routing_key_or_last(m.routing_key, &queue);
+                s.vhost
+                    .unbind(&m.exchange, &queue, true, key, m.arguments, s.id)?;
+                s.out.method(self.id, &QueueUnbindOk {}.into());
+            }
+            Method::QueuePurge(m) => {
+                let q = self.queue(s, m.queue)?;
+                let n = q.purge();
+                if !m.nowait {
+                    s.out
+                        .method(self.id, &QueuePurgeOk { message_count: n }.into());
+                }
+            }
+            Method::QueueDelete(m) => {
+                let name = self.queue_name(m.queue)?;
+                let n = s.vhost.delete_queue(&name, m.if_unused, m.if_empty, s.id)?;
+                if !m.nowait {
+                    s.out
+                        .method(self.id, &QueueDeleteOk { message_count: n }.into());
+                }
+            }
+            Method::BasicQos(m) => self.basic_qos(s, m)?,
+            Method::BasicConsume(m) => self.basic_consume(s, m)?,
+            Method::BasicCancel(m) => {
+                self.cancel_consumer(s, &m.consumer_tag);
+                if !m.nowait {
+                    s.out.method(
+                        self.id,
+                        &BasicCancelOk {
+                            consumer_tag: m.consumer_tag,
+                        }
+                        .into(),
+                    );
+                }
+            }
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.content = Content::Header(m);
+            }
+            Method::BasicGet(m) => self.basic_get(s, m)?,
+            Method::BasicAck(m) => {
+                let items = self.take_unacked(m.delivery_tag, m.multiple)?;
+                match &mut self.tx {
+                    Some(tx) => tx.acks.extend(items),
+                    None => self.settle(items),
+                }
+            }
+            Method::BasicReject(m) => {
+                let items = self.take_unacked(m.delivery_tag, false)?;
+                self.reject(items, m.requeue);
+            }
+            Method::BasicNack(m) => {
+                let items = self.take_unacked(m.delivery_tag, m.multiple)?;
+                self.reject(items, m.requeue);
+            }
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue)?,
+            Method::BasicRecover(m) => {
+                self.recover(m.requeue)?;
+                s.out.method(self.id, &BasicRecoverOk {}.into());
+            }
+            Method::ConfirmSelect(m) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                self.confirm_seq.get_or_insert(1);
+                if !m.nowait {
+                    s.out.method(self.id, &ConfirmSelectOk {}.into());
+                }
+            }
+            Method::TxSelect(_) => {
+                if self.confirm_seq.is_some() {
+                    return Err(AmqpError::precondition_failed(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                self.tx.get_or_insert_with(Transaction::default);
+                s.out.method(self.id, &TxSelectOk {}.into());
+            }
+            Method::TxCommit(_) => self.tx_commit(s)?,
+            Method::TxRollback(_) => {
+                let Some(tx) = self.tx.as_mut() else {
+                    return Err(AmqpError::precondition_failed(
+                        "channel is not transactional",
+                    ));
+                };
+                let tx = std::mem::take(tx);
+                let mut back = tx.acks;
+                back.extend(tx.rejects.into_iter().map(|(u, _)| u));
+                self.unacked.restore(back);
+                s.out.method(self.id, &TxRollbackOk {}.into());
+            }
+            other => {
+                return Err(AmqpError::command_invalid(format!(
+                    "unexpected method {} on channel {}",
+                    other.name(),
+                    self.id
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    pub fn on_header(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
+        let publish = match std::mem::replace(&mut self.content, Content::Idle) {
+            Content::Header(p) => p,
+            _ => {
+                return Err(AmqpError::new(
+                    reply::UNEXPECTED_FRAME,
+                    "unexpected content header frame",
+                ))
+            }
+        };
+        let header = ContentHeader::decode(payload)
+            .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
+        if header.body_size > s.max_message_size {
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {} is larger than configured max size {}",
+                header.body_size, s.max_message_size
+            )));
+        }
+        if header.body_size == 0 {
+            return self.publish(s, publish, header, Bytes::new());
+        }
+        self.content = Content::Body {
+            publish,
+            header,
+            body: BodyParts::Empty,
+        };
+        Ok(())
+    }
+
+    pub fn on_body(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
+        let Content::Body { header, body, .. } = &mut self.content else {
+            return Err(AmqpError::new(
+                reply::UNEXPECTED_FRAME,
+                "unexpected content body frame",
+            ));
+        };
+        let expected = header.body_size as usize;
+        if body.len() + payload.len() > expected {
+            return Err(AmqpError::new(
+                reply::FRAME_ERROR,
+                "content body larger than its header declared",
+            ));
+        }
+        body.push(payload, expected);
+        if body.len() < expected {
+            return Ok(());
+        }
+        let Content::Body {
+            publish,
+            header,
+            body,
+        } = std::mem::replace(&mut self.content, Content::Idle)
+        else {
+            unreachable!("matched above")
+        };
+        self.publish(s, publish, header, body.into_bytes())
+    }
+
+    fn exchange_declare(&mut self, s: &mut Session, m: ExchangeDeclare) -> Result<()> {
+        s.vhost.declare_exchange(&ExchangeSpec {
+            name: m.exchange,
+            kind: m.kind,
+            passive: m.passive,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            arguments: m.arguments,
+        })?;
+        if !m.nowait {
+            s.out.method(self.id, &ExchangeDeclareOk {}.into());
+        }
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, s: &mut Session, m: QueueDeclare) -> Result<()> {
+        let (q, counts) = s.vhost.declare_queue(
+            &QueueSpec {
+                name: m.queue,
+                passive: m.passive,
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+            },
+            s.id,
+        )?;
+        self.last_queue = Some(q.name.clone());
+        if !m.nowait {
+            s.out.method(
+                self.id,
+                &QueueDeclareOk {
+                    queue: q.name.clone(),
+                    message_count: counts.message_count,
+                    consumer_count: counts.consumer_count,
+                }
+                .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Expands RabbitMQ's empty-name shortcut to the last declared queue.
+    fn queue_name(&self, name: ShortStr) -> Result<ShortStr> {
+        if !name.is_empty() {
+            return Ok(name);
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    fn routing_key_or_last(&self, key: ShortStr, queue: &ShortStr) -> ShortStr {
+        if key.is_empty() && self.last_queue.as_ref() == Some(queue) {
+            queue.clone()
+        } else {
+            key
+        }
+    }
+
+    fn queue(&self, s: &Session, name: ShortStr) -> Result<Arc<Queue>> {
+        let name = self.queue_name(name)?;
+        let q = s.vhost.queue(&name)?;
+        s.vhost.check_exclusive(&q, s.id)?;
+        Ok(q)
+    }
+
+    fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> Result<()> {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
+        }
+        if m.global {
+            self.flow.prefetch.store(
+                u32::from(m.prefetch_count),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.kick_queues();
+        } else {
+            self.consumer_prefetch = u32::from(m.prefetch_count);
+        }
+        s.out.method(self.id, &BasicQosOk {}.into());
+        Ok(())
+    }
+
+    fn basic_consume(&mut self, s: &mut Session, m: BasicConsume) -> Result<()> {
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(names::consumer_tag())
+        } else {
+            m.consumer_tag.clone()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let flow = Arc::new(ConsumerFlow::new(self.consumer_prefetch, self.flow.clone()));
+        if m.queue == DIRECT_REPLY_TO {
+            return self.consume_direct_reply(s, m, tag, flow);
+        }
+        let q = self.queue(s, m.queue)?;
+        q.add_consumer(Consumer {
+            tag: tag.clone(),
+            channel: self.id,
+            connection_id: s.id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            flow: flow.clone(),
+            sink: s.events.clone(),
+        })?;
+        // Deliveries go through the event queue, so consume-ok written now
+        // still precedes the first basic.deliver.
+        if !m.nowait {
+            s.out.method(
+                self.id,
+                &BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                }
+                .into(),
+            );
+        }
+        self.consumers.insert(
+            tag,
+            ChannelConsumer {
+                queue: Some(q),
+                flow,
+            },
+        );
+        Ok(())
+    }
+
+    fn consume_direct_reply(
+        &mut self,
+        s: &mut Session,
+        m: BasicConsume,
+        tag: ShortStr,
+        flow: Arc<ConsumerFlow>,
+    ) -> Result<()> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition_failed(
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply_to.is_some() {
+            return Err(AmqpError::precondition_failed("reply consumer already set"));
+        }
+        let address = ShortStr::from(names::reply_to_address());
+        s.broker.add_reply_route(
+            address.clone(),
+            ReplyRoute {
+                sink: s.events.clone(),
+                channel: self.id,
+                consumer_tag: tag.clone(),
+                flow: flow.clone(),
+            },
+        );
+        if !m.nowait {
+            s.out.method(
+                self.id,
+                &BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                }
+                .into(),
+            );
+        }
+        self.reply_to = Some(DirectReply {
+            address,
+            consumer_tag: tag.clone(),
+        });
+        self.consumers
+            .insert(tag, ChannelConsumer { queue: None, flow });
+        Ok(())
+    }
+
+    /// Removes a consumer (client cancel or channel close).
+    fn cancel_consumer(&mut self, s: &mut Session, tag: &ShortStr) {
+        let Some(c) = self.consumers.remove(tag) else {
+            return;
+        };
+        c.flow
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        match c.queue {
+            Some(q) => {
+                if q.remove_consumer(s.id, self.id, tag) {
+                    s.vhost.remove_queue(&q);
+                }
+            }
+            None => {
+                if let Some(r) = self.reply_to.take() {
+                    s.broker.remove_reply_route(&r.address);
+                }
+            }
+        }
+    }
+
+    /// The queue went away: forget the consumer and tell the client.
+    pub fn consumer_cancelled_by_server(&mut self, s: &mut Session, tag: ShortStr) {
+        if self.consumers.remove(&tag).is_some()
+            && self.state == ChannelState::Open
+            && s.caps.consumer_cancel_notify
+        {
+            s.out.method(
+                self.id,
+                &BasicCancel {
+                    consumer_tag: tag,
+                    nowait: true,
+                }
+                .into(),
+            );
+        }
+    }
+
+    fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
+        let q = self.queue(s, m.queue)?;
+        let Some((qm, remaining)) = q.get(m.no_ack) else {
+            s.out.method(
+                self.id,
+                &BasicGetEmpty {
+                    cluster_id: ShortStr::default(),
+                }
+                .into(),
+            );
+            return Ok(());
+        };
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        s.out.method(
+            self.id,
+            &BasicGetOk {
+                delivery_tag: tag,
+                redelivered: qm.redelivered,
+                exchange: qm.message.exchange.clone(),
+                routing_key: qm.message.routing_key.clone(),
+                message_count: remaining,
+            }
+            .into(),
+        );
+        s.out.content(
+            self.id,
+            &qm.message.raw_properties,
+            &qm.message.body,
+            s.frame_max,
+        );
+        if !m.no_ack {
+            self.unacked.push(Unacked {
+                tag,
+                queue: q,
+                seq: qm.seq,
+                message: qm.message,
+                flow: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>> {
+        self.unacked
+            .take(tag, multiple)
+            .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))
+    }
+
+    /// Acked (or dropped) deliveries: tell their queues, free credit.
+    fn settle(&mut self, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            q.settle(group.len() as u64);
+        }
+        self.kick_if_global();
+    }
+
+    fn reject(&mut self, items: Vec<Unacked>, requeue: bool) {
+        if let Some(tx) = &mut self.tx {
+            tx.rejects.extend(items.into_iter().map(|u| (u, requeue)));
+            return;
+        }
+        if requeue {
+            self.requeue(items);
+        } else {
+            self.settle(items);
+        }
+    }
+
+    fn requeue(&mut self, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            q.requeue(group.into_iter().map(|u| (u.seq, u.message)).collect());
+        }
+        self.kick_if_global();
+    }
+
+    fn recover(&mut self, requeue: bool) -> Result<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let all = self.unacked.take_all();
+        self.requeue(all);
+        Ok(())
+    }
+
+    /// With a channel-wide prefetch, credit freed by one queue's ack may
+    /// let another queue deliver.
+    fn kick_if_global(&self) {
+        if self
+            .flow
+            .prefetch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+        {
+            self.kick_queues();
+        }
+    }
+
+    fn kick_queues(&self) {
+        for c in self.consumers.values() {
+            if let Some(q) = &c.queue {
+                q.dispatch();
+            }
+        }
+    }
+
+    fn exchange(&mut self, s: &Session, name: &ShortStr) -> Result<Arc<Exchange>> {
+        if let Some(x) = self.exchanges.get(name) {
+            if !x.is_deleted() {
+                return Ok(x.clone());
+            }
+        }
+        let x = s.vhost.exchange(name)?;
+        if self.exchanges.len() >= EXCHANGE_CACHE_MAX {
+            self.exchanges.clear();
+        }
+        self.exchanges.insert(name.clone(), x.clone());
+        Ok(x)
+    }
+
+    fn publish(
+        &mut self,
+        s: &mut Session,
+        publish: BasicPublish,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> Result<()> {
+        let exchange = self.exchange(s, &publish.exchange)?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal {}",
+                exchange.describe()
+            )));
+        }
+        let mut properties = header.properties;
+        let mut raw_properties = header.raw_properties;
+        if properties
+            .reply_to
+            .as_ref()
+            .is_some_and(|r| *r == DIRECT_REPLY_TO)
+        {
+            let Some(r) = &self.reply_to else {
+                return Err(AmqpError::precondition_failed(
+                    "fast reply consumer does not exist",
+                ));
+            };
+            properties.reply_to = Some(r.address.clone());
+            raw_properties = encode_properties(&properties);
+        }
+        let message = Arc::new(Message {
+            exchange: publish.exchange,
+            routing_key: publish.routing_key,
+            properties,
+            raw_properties,
+            body,
+        });
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push((message, publish.mandatory));
+            return Ok(());
+        }
+        self.route(s, &exchange, message, publish.mandatory);
+        Ok(())
+    }
+
+    /// Routes and enqueues one message, returns it if unroutable and
+    /// mandatory, and records its confirm.
+    fn route(
+        &mut self,
+        s: &mut Session,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) {
+        let mut rejected = false;
+        let routed =
+            if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
+                s.broker
+                    .deliver_reply(&message.routing_key, message.clone())
+            } else {
+                let mut queues = std::mem::take(&mut self.route_buf);
+                s.vhost.route(exchange, &message, &mut queues);
+                let routed = !queues.is_empty();
+                for q in queues.drain(..) {
+                    if q.publish(message.clone()) == PublishOutcome::Rejected {
+                        rejected = true;
+                    }
+                }
+                self.route_buf = queues;
+                routed
+            };
+        if !routed && mandatory {
+            s.out.method(
+                self.id,
+                &BasicReturn {
+                    reply_code: reply::NO_ROUTE,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                }
+                .into(),
+            );
+            s.out
+                .content(self.id, &message.raw_properties, &message.body, s.frame_max);
+        }
+        if let Some(seq) = self.confirm_seq.as_mut() {
+            let tag = *seq;
+            *seq += 1;
+            if rejected {
+                // Acks for earlier messages must go first, in order.
+                self.flush_confirms(s);
+                s.out.method(
+                    self.id,
+                    &BasicNack {
+                        delivery_tag: tag,
+                        multiple: false,
+                        requeue: false,
+                    }
+                    .into(),
+                );
+            } else {
+                self.confirm_ack_upto = Some(tag);
+            }
+        }
+    }
+
+    fn tx_commit(&mut self, s: &mut Session) -> Result<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
+        };
+        let tx = std::mem::take(tx);
+        for (message, mandatory) in tx.publishes {
+            // The exchange may have gone since the publish; RabbitMQ drops
+            // such messages at commit.
+            if let Ok(x) = self.exchange(s, &message.exchange) {
+                self.route(s, &x, message, mandatory);
+            }
+        }
+        self.settle(tx.acks);
+        let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
+        self.requeue(requeue.into_iter().map(|(u, _)| u).collect());
+        self.settle(drop.into_iter().map(|(u, _)| u).collect());
+        s.out.method(self.id, &TxCommitOk {}.into());
+        Ok(())
+    }
+
+    /// Writes a delivery pushed by a queue, or hands it back if its consumer
+    /// is gone or the channel is closing.
+    pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
+        if self.state != ChannelState::Open || !self.consumers.contains_key(&d.consumer_tag) {
+            return_delivery(d);
+            return;
+        }
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        s.out.method(
+            self.id,
+            &BasicDeliver {
+                consumer_tag: d.consumer_tag,
+                delivery_tag: tag,
+                redelivered: d.redelivered,
+                exchange: d.message.exchange.clone(),
+                routing_key: d.message.routing_key.clone(),
+            }
+            .into(),
+        );
+        s.out.content(
+            self.id,
+            &d.message.raw_properties,
+            &d.message.body,
+            s.frame_max,
+        );
+        let kick = d.flow.on_written();
+        if let (false, Some(q)) = (d.no_ack, &d.queue) {
+            self.unacked.push(Unacked {
+                tag,
+                queue: q.clone(),
+                seq: d.seq,
+                message: d.message,
+                flow: Some(d.flow),
+            });
+        }
+        if kick {
+            if let Some(q) = d.queue {
+                q.dispatch();
+            }
+        }
+    }
+
+    /// Releases everything the channel holds: consumers are cancelled and
+    /// unacked messages go back to their queues.
+    pub fn cleanup(&mut self, s: &mut Session) {
+        let tags: Vec<ShortStr> = self.consumers.keys().cloned().collect();
+        for tag in tags {
+            self.cancel_consumer(s, &tag);
+        }
+        if let Some(tx) = self.tx.take() {
+            let mut back = tx.acks;
+            back.extend(tx.rejects.into_iter().map(|(u, _)| u));
+            self.unacked.restore(back);
+        }
+        let all = self.unacked.take_all();
+        self.requeue(all);
+        self.content = Content::Idle;
+        self.confirm_ack_upto = None;
+    }
+}
+
+/// Puts back a delivery that never reached its consumer.
+pub fn return_delivery(d: Delivery) {
+    d.flow.on_written();
+    if !d.no_ack {
+        d.flow.on_settled(1);
+    }
+    if let Some(q) = d.queue {
+        q.put_back(vec![(d.seq, d.message)], !d.no_ack);
+    }
+}
+
+fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Unacked>)> = Vec::new();
+    for u in items {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, g)) => g.push(u),
+            None => groups.push((u.queue.clone(), vec![u])),
+        }
+    }
+    groups
+}
+
+fn encode_properties(p: &BasicProperties) -> Bytes {
+    let mut buf = BytesMut::new();
+    p.encode(&mut buf);
+    buf.freeze()
+}

@@ -1,0 +1,153 @@
+//! Configuration: command-line flags, each with an environment variable,
+//! over an optional TOML file, over built-in defaults.
+//!
+//! Precedence (highest first): flag, environment variable, config file,
+//! default. The defaults are RabbitMQ's.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "A RabbitMQ-compatible AMQP 0-9-1 message broker"
+)]
+pub struct Args {
+    /// AMQP listener port [default: 5672]
+    #[arg(long, env = "WARREN_AMQP_PORT")]
+    pub amqp_port: Option<u16>,
+
+    /// Address to listen on [default: all interfaces, like RabbitMQ]
+    #[arg(long, env = "WARREN_BIND")]
+    pub bind: Option<IpAddr>,
+
+    /// Directory for data (definitions, messages) and the control socket [default: ./warren-data]
+    #[arg(long, env = "WARREN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML configuration file
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, e.g. info, debug, warren=debug [default: info]
+    #[arg(long, env = "WARREN_LOG")]
+    pub log_level: Option<String>,
+
+    /// Heartbeat interval proposed to clients, seconds; 0 disables [default: 60]
+    #[arg(long, env = "WARREN_HEARTBEAT")]
+    pub heartbeat: Option<u16>,
+
+    /// Largest frame accepted, bytes [default: 131072]
+    #[arg(long, env = "WARREN_FRAME_MAX")]
+    pub frame_max: Option<u32>,
+
+    /// Most channels per connection [default: 2047]
+    #[arg(long, env = "WARREN_CHANNEL_MAX")]
+    pub channel_max: Option<u16>,
+}
+
+/// The TOML file's shape; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub amqp_port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub heartbeat: Option<u16>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub default_user: Option<String>,
+    pub default_pass: Option<String>,
+    pub default_vhost: Option<String>,
+    pub max_message_size: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub amqp_port: u16,
+    pub bind: IpAddr,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub heartbeat: u16,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Largest message body accepted (RabbitMQ's max_message_size).
+    pub max_message_size: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            amqp_port: 5672,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            data_dir: PathBuf::from("warren-data"),
+            log_level: "info".into(),
+            heartbeat: 60,
+            frame_max: 131_072,
+            channel_max: 2047,
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            max_message_size: 128 * 1024 * 1024,
+        }
+    }
+}
+
+fn env_first(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+impl Config {
+    /// Merges flags/env, the config file and defaults.
+    pub fn load(args: Args) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let frame_max = args.frame_max.or(file.frame_max).unwrap_or(d.frame_max);
+        if frame_max < warren_protocol::constants::FRAME_MIN_SIZE {
+            anyhow::bail!("frame_max must be at least 4096");
+        }
+        Ok(Config {
+            amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(d.amqp_port),
+            bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
+            log_level: args.log_level.or(file.log_level).unwrap_or(d.log_level),
+            heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
+            frame_max,
+            channel_max: args
+                .channel_max
+                .or(file.channel_max)
+                .unwrap_or(d.channel_max)
+                .max(1),
+            // Environment first, RabbitMQ's names honoured too.
+            default_user: env_first(&["WARREN_DEFAULT_USER", "RABBITMQ_DEFAULT_USER"])
+                .or(file.default_user)
+                .unwrap_or(d.default_user),
+            default_pass: env_first(&["WARREN_DEFAULT_PASS", "RABBITMQ_DEFAULT_PASS"])
+                .or(file.default_pass)
+                .unwrap_or(d.default_pass),
+            default_vhost: env_first(&["WARREN_DEFAULT_VHOST", "RABBITMQ_DEFAULT_VHOST"])
+                .or(file.default_vhost)
+                .unwrap_or(d.default_vhost),
+            max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+        })
+    }
+}

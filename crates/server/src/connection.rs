@@ -1,0 +1,527 @@
+//! One client connection: the AMQP handshake, then a single task that
+//! reads frames, runs channel methods, takes deliveries from queues and
+//! writes, batching each side (one read drains every complete frame; one
+//! vectored write sends everything pending).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+use warren_broker::consumer::{ConnectionEvent, EventReceiver};
+use warren_broker::error::AmqpError;
+use warren_broker::Broker;
+use warren_protocol::constants::reply;
+use warren_protocol::methods::*;
+use warren_protocol::{DecodeError, Frame, FramePayload, Method, ShortStr};
+
+use crate::channel::{return_delivery, Channel, ChannelState};
+use crate::config::Config;
+use crate::handshake::{self, Negotiated};
+use crate::outbound::{Outbound, HIGH_WATER};
+use crate::session::Session;
+
+/// RabbitMQ's handshake_timeout.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long we wait for connection.close-ok after sending connection.close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Stop reading from a client that doesn't read its own socket.
+const READ_PAUSE_WATER: usize = 4 * HIGH_WATER;
+/// Events handled per loop turn before the loop looks at the socket again.
+const EVENT_BATCH: usize = 1024;
+
+pub struct Io {
+    pub rd: OwnedReadHalf,
+    pub wr: OwnedWriteHalf,
+    pub inbuf: BytesMut,
+}
+
+impl Io {
+    /// Reads more bytes; `Ok(false)` on end of stream.
+    pub async fn fill(&mut self) -> std::io::Result<bool> {
+        fill(&mut self.rd, &mut self.inbuf).await
+    }
+}
+
+/// One read (cancel-safe), into at least 16 KiB of free space.
+async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
+    if buf.capacity() - buf.len() < 16 * 1024 {
+        buf.reserve(64 * 1024);
+    }
+    Ok(rd.read_buf(buf).await? > 0)
+}
+
+/// Why the main loop ended.
+enum End {
+    /// The client sent connection.close (answered already).
+    ClientClosed,
+    Eof,
+    Io(std::io::Error),
+    /// We close the connection with this error, caused by method ids.
+    Close(AmqpError, u16, u16),
+    HeartbeatTimeout,
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg: Arc<Config>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let mut io = Io {
+        rd,
+        wr,
+        inbuf: BytesMut::with_capacity(64 * 1024),
+    };
+    let mut out = Outbound::new();
+    let negotiated = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::run(&mut io, &mut out, &broker, &cfg, peer),
+    )
+    .await
+    {
+        Ok(Ok(Some(n))) => n,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            debug!("handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            warn!("closing connection from {peer}: handshake timeout");
+            return;
+        }
+    };
+    let Negotiated {
+        user,
+        vhost,
+        channel_max,
+        frame_max,
+        heartbeat,
+        caps,
+    } = negotiated;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let id = broker.next_connection_id();
+    info!(
+        "connection {id} from {peer} opened: user '{}' vhost '{}'",
+        user.name, vhost.name
+    );
+    let mut conn = Connection {
+        s: Session {
+            id,
+            broker,
+            vhost,
+            user,
+            out,
+            events: events_tx,
+            frame_max,
+            caps,
+            max_message_size: cfg.max_message_size,
+        },
+        channels: AHashMap::new(),
+        channel_max,
+        heartbeat,
+        last_recv: Instant::now(),
+        last_send: Instant::now(),
+    };
+    let end = conn.run(&mut io, &mut events).await;
+    let reason = match &end {
+        End::ClientClosed => "client closed".to_string(),
+        End::Eof => "client went away without closing".to_string(),
+        End::Io(e) => format!("socket error: {e}"),
+        End::Close(e, _, _) => e.reply_text(),
+        End::HeartbeatTimeout => format!("missed heartbeats from client, timeout: {heartbeat}s"),
+    };
+    match end {
+        End::ClientClosed => {
+            let _ = conn.s.out.flush_all(&mut io.wr).await;
+        }
+        End::Close(e, class_id, method_id) => {
+            conn.s.out.method(
+                0,
+                &ConnectionClose {
+                    reply_code: e.code,
+                    reply_text: ShortStr::from(e.reply_text()),
+                    class_id,
+                    method_id,
+                }
+                .into(),
+            );
+            if conn.s.out.flush_all(&mut io.wr).await.is_ok() {
+                let _ =
+                    tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(&mut io, frame_max)).await;
+            }
+        }
+        _ => {}
+    }
+    conn.cleanup(&mut events);
+    info!("connection {id} from {peer} closed: {reason}");
+}
+
+/// After sending connection.close, discard frames until close-ok.
+pub async fn await_close_ok(io: &mut Io, frame_max: u32) {
+    loop {
+        while let Ok(Some(f)) = Frame::parse(&mut io.inbuf, frame_max) {
+            if let (0, FramePayload::Method(p)) = (f.channel, &f.payload) {
+                if matches!(
+                    Method::decode(p.clone()),
+                    Ok(Method::ConnectionCloseOk(_)) | Ok(Method::ConnectionClose(_))
+                ) {
+                    return;
+                }
+            }
+        }
+        if !matches!(io.fill().await, Ok(true)) {
+            return;
+        }
+    }
+}
+
+struct Connection {
+    s: Session,
+    channels: AHashMap<u16, Channel>,
+    channel_max: u16,
+    heartbeat: u16,
+    last_recv: Instant,
+    last_send: Instant,
+}
+
+impl Connection {
+    async fn run(&mut self, io: &mut Io, events: &mut EventReceiver) -> End {
+        let hb = Duration::from_secs(u64::from(self.heartbeat));
+        let tick = if self.heartbeat > 0 {
+            (hb / 2).max(Duration::from_secs(1))
+        } else {
+            Duration::from_secs(3600)
+        };
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // Frames that arrived with the handshake's last read.
+        if let Some(end) = self.process_input(&mut io.inbuf) {
+            return end;
+        }
+        loop {
+            let want_write = !self.s.out.is_empty();
+            let want_events = self.s.out.len() < HIGH_WATER;
+            let want_read = self.s.out.len() < READ_PAUSE_WATER;
+            tokio::select! {
+                biased;
+                r = self.s.out.write_to(&mut io.wr), if want_write => {
+                    if let Err(e) = r {
+                        return End::Io(e);
+                    }
+                    self.last_send = Instant::now();
+                }
+                ev = events.recv(), if want_events => {
+                    // The session holds a sender, so the channel never closes.
+                    if let Some(ev) = ev {
+                        self.handle_event(ev);
+                        for _ in 0..EVENT_BATCH {
+                            if self.s.out.len() >= HIGH_WATER {
+                                break;
+                            }
+                            match events.try_recv() {
+                                Ok(ev) => self.handle_event(ev),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                r = fill(&mut io.rd, &mut io.inbuf), if want_read => {
+                    match r {
+                        Ok(true) => {}
+                        Ok(false) => return End::Eof,
+                        Err(e) => return End::Io(e),
+                    }
+                    self.last_recv = Instant::now();
+                    if let Some(end) = self.process_input(&mut io.inbuf) {
+                        return end;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.heartbeat > 0 {
+                        if self.last_recv.elapsed() > hb * 2 {
+                            return End::HeartbeatTimeout;
+                        }
+                        if self.last_send.elapsed() >= tick && self.s.out.is_empty() {
+                            self.s.out.heartbeat();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in the buffer, then sends the confirms
+    /// the batch produced.
+    fn process_input(&mut self, inbuf: &mut BytesMut) -> Option<End> {
+        loop {
+            match Frame::parse(inbuf, self.s.frame_max) {
+                Ok(Some(frame)) => {
+                    if let Err(end) = self.handle_frame(frame) {
+                        return Some(end);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Some(End::Close(
+                        AmqpError::new(reply::FRAME_ERROR, e.to_string()),
+                        0,
+                        0,
+                    ))
+                }
+            }
+        }
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.s);
+        }
+        None
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), End> {
+        let ch = frame.channel;
+        match frame.payload {
+            FramePayload::Heartbeat => {
+                if ch != 0 {
+                    return Err(End::Close(
+                        AmqpError::new(reply::FRAME_ERROR, "heartbeat frame on non-zero channel"),
+                        0,
+                        0,
+                    ));
+                }
+                Ok(())
+            }
+            FramePayload::Method(payload) => {
+                let method = match Method::decode(payload) {
+                    Ok(m) => m,
+                    Err(e) => return Err(decode_error(e)),
+                };
+                if ch == 0 {
+                    self.connection_method(method)
+                } else {
+                    self.channel_method(ch, method)
+                }
+            }
+            FramePayload::Header(payload) | FramePayload::Body(payload) if ch == 0 => {
+                let _ = payload;
+                Err(End::Close(
+                    AmqpError::new(reply::UNEXPECTED_FRAME, "content frame on channel 0"),
+                    0,
+                    0,
+                ))
+            }
+            FramePayload::Header(payload) => self.channel_content(ch, true, payload),
+            FramePayload::Body(payload) => self.channel_content(ch, false, payload),
+        }
+    }
+
+    fn connection_method(&mut self, method: Method) -> Result<(), End> {
+        match method {
+            Method::ConnectionClose(_) => {
+                self.s.out.method(0, &ConnectionCloseOk {}.into());
+                Err(End::ClientClosed)
+            }
+            Method::ConnectionCloseOk(_) => Err(End::ClientClosed),
+            Method::ConnectionUpdateSecret(_) => {
+                self.s.out.method(0, &ConnectionUpdateSecretOk {}.into());
+                Ok(())
+            }
+            Method::ConnectionBlocked(_) | Method::ConnectionUnblocked(_) => Ok(()),
+            other => {
+                let (c, m) = other.ids();
+                Err(End::Close(
+                    AmqpError::command_invalid(format!(
+                        "unexpected method {} on channel 0",
+                        other.name()
+                    )),
+                    c,
+                    m,
+                ))
+            }
+        }
+    }
+
+    fn check_channel_id(&self, ch: u16) -> Result<(), End> {
+        if ch > self.channel_max {
+            return Err(End::Close(
+                AmqpError::new(
+                    reply::CHANNEL_ERROR,
+                    format!(
+                        "channel id {ch} exceeds negotiated channel_max {}",
+                        self.channel_max
+                    ),
+                ),
+                0,
+                0,
+            ));
+        }
+        Ok(())
+    }
+
+    fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), End> {
+        self.check_channel_id(ch)?;
+        let (class_id, method_id) = method.ids();
+        let Some(channel) = self.channels.get_mut(&ch) else {
+            return match method {
+                Method::ChannelOpen(_) => {
+                    self.channels.insert(ch, Channel::new(ch));
+                    self.s.out.method(
+                        ch,
+                        &ChannelOpenOk {
+                            channel_id: Default::default(),
+                        }
+                        .into(),
+                    );
+                    Ok(())
+                }
+                _ => Err(End::Close(
+                    AmqpError::new(reply::CHANNEL_ERROR, "expected 'channel.open'"),
+                    class_id,
+                    method_id,
+                )),
+            };
+        };
+        if channel.state == ChannelState::Closing {
+            match method {
+                Method::ChannelCloseOk(_) => {
+                    self.channels.remove(&ch);
+                }
+                Method::ChannelClose(_) => {
+                    self.s.out.method(ch, &ChannelCloseOk {}.into());
+                    self.channels.remove(&ch);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        match method {
+            Method::ChannelOpen(_) => Err(End::Close(
+                AmqpError::new(reply::CHANNEL_ERROR, "second 'channel.open' seen"),
+                class_id,
+                method_id,
+            )),
+            Method::ChannelClose(_) => {
+                channel.cleanup(&mut self.s);
+                self.s.out.method(ch, &ChannelCloseOk {}.into());
+                self.channels.remove(&ch);
+                Ok(())
+            }
+            Method::ChannelCloseOk(_) => Ok(()),
+            other => {
+                let r = channel.on_method(&mut self.s, other);
+                self.after_channel_call(ch, r, class_id, method_id)
+            }
+        }
+    }
+
+    fn channel_content(&mut self, ch: u16, header: bool, payload: bytes::Bytes) -> Result<(), End> {
+        self.check_channel_id(ch)?;
+        let Some(channel) = self.channels.get_mut(&ch) else {
+            return Err(End::Close(
+                AmqpError::new(reply::CHANNEL_ERROR, "expected 'channel.open'"),
+                0,
+                0,
+            ));
+        };
+        if channel.state == ChannelState::Closing {
+            return Ok(());
+        }
+        let r = if header {
+            channel.on_header(&mut self.s, payload)
+        } else {
+            channel.on_body(&mut self.s, payload)
+        };
+        self.after_channel_call(ch, r, BasicPublish::CLASS_ID, BasicPublish::METHOD_ID)
+    }
+
+    /// Turns a handler error into channel.close or connection.close.
+    fn after_channel_call(
+        &mut self,
+        ch: u16,
+        r: Result<(), AmqpError>,
+        class_id: u16,
+        method_id: u16,
+    ) -> Result<(), End> {
+        let Err(e) = r else {
+            return Ok(());
+        };
+        if e.is_connection_error() {
+            return Err(End::Close(e, class_id, method_id));
+        }
+        debug!("connection {}: closing channel {ch}: {}", self.s.id, e);
+        if let Some(channel) = self.channels.get_mut(&ch) {
+            // Confirms for publishes before the error still count.
+            channel.flush_confirms(&mut self.s);
+            channel.cleanup(&mut self.s);
+            channel.state = ChannelState::Closing;
+        }
+        self.s.out.method(
+            ch,
+            &ChannelClose {
+                reply_code: e.code,
+                reply_text: ShortStr::from(e.reply_text()),
+                class_id,
+                method_id,
+            }
+            .into(),
+        );
+        Ok(())
+    }
+
+    fn handle_event(&mut self, ev: ConnectionEvent) {
+        match ev {
+            ConnectionEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
+                Some(c) => c.deliver(&mut self.s, d),
+                None => return_delivery(d),
+            },
+            ConnectionEvent::ConsumerCancelled {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(c) = self.channels.get_mut(&channel) {
+                    c.consumer_cancelled_by_server(&mut self.s, consumer_tag);
+                }
+            }
+        }
+    }
+
+    /// Gives back everything the connection held.
+    fn cleanup(&mut self, events: &mut EventReceiver) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.cleanup(&mut self.s);
+        }
+        self.s.vhost.remove_connection_queues(self.s.id);
+        events.close();
+        while let Ok(ev) = events.try_recv() {
+            if let ConnectionEvent::Deliver(d) = ev {
+                return_delivery(d);
+            }
+        }
+    }
+}
+
+/// Malformed or unknown method frames close the connection.
+fn decode_error(e: DecodeError) -> End {
+    match e {
+        DecodeError::UnknownMethod {
+            class_id,
+            method_id,
+        } => End::Close(
+            AmqpError::new(
+                reply::COMMAND_INVALID,
+                format!("unknown method {class_id}/{method_id}"),
+            ),
+            class_id,
+            method_id,
+        ),
+        other => End::Close(
+            AmqpError::new(
+                reply::SYNTAX_ERROR,
+                format!("malformed method frame: {other}"),
+            ),
+            0,
+            0,
+        ),
+    }
+}

@@ -1,0 +1,90 @@
+//! `warren`: the broker binary.
+
+mod channel;
+mod config;
+mod connection;
+mod handshake;
+mod outbound;
+mod session;
+mod unacked;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+use warren_broker::broker::BrokerSetup;
+use warren_broker::Broker;
+
+use crate::config::{Args, Config};
+
+fn main() -> anyhow::Result<()> {
+    let cfg = Config::load(Args::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(Arc::new(cfg)))
+}
+
+async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+    let broker = Broker::new(&BrokerSetup {
+        default_user: cfg.default_user.clone(),
+        default_pass: cfg.default_pass.clone(),
+        default_vhost: cfg.default_vhost.clone(),
+    });
+    let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cfg.bind, cfg.amqp_port))?;
+    info!(
+        "Warren {} listening for AMQP 0-9-1 on {}",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?
+    );
+    info!("Server startup complete");
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection::serve(stream, peer, broker.clone(), cfg.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown_signal() => info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,31 @@
+//! What a channel needs from its connection: who is connected, where, and
+//! where to write.
+
+use std::sync::Arc;
+
+use warren_broker::auth::User;
+use warren_broker::consumer::EventSender;
+use warren_broker::{Broker, VirtualHost};
+
+use crate::outbound::Outbound;
+
+/// Capabilities the client announced in connection.start-ok.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCapabilities {
+    pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
+    pub authentication_failure_close: bool,
+}
+
+pub struct Session {
+    pub id: u64,
+    pub broker: Arc<Broker>,
+    pub vhost: Arc<VirtualHost>,
+    pub user: Arc<User>,
+    pub out: Outbound,
+    /// Given to consumers so queues can push deliveries to this connection.
+    pub events: EventSender,
+    pub frame_max: u32,
+    pub caps: ClientCapabilities,
+    pub max_message_size: u64,
+}
