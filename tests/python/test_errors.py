@@ -232,9 +232,13 @@ def test_exchange_redeclare_different_type(conn, cleanup):
                     "received 'fanout' but current is 'direct'" % (x, VHOST))
 
 
-def test_exchange_unknown_type_is_connection_error(conn):
-    code, text = connection_error(lambda: conn.channel().exchange_declare(uniq("x"), "foo"))
-    assert (code, text) == (503, "COMMAND_INVALID - invalid exchange type 'foo'")
+def test_exchange_unknown_type_is_channel_error(conn):
+    # RabbitMQ 3.10 closed the whole connection (503 COMMAND_INVALID - invalid exchange type 'foo');
+    # releases since 3.12.x (rabbitmq-server PR 11214) close only the channel with 406, which is
+    # what Warren does: one bad declare must not kill a pool's other channels.
+    code, text = channel_error(lambda: conn.channel().exchange_declare(uniq("x"), "foo"))
+    assert (code, text) == (406, "PRECONDITION_FAILED - unknown exchange type 'foo'")
+    assert conn.is_open
 
 
 def test_exchange_name_reserved_prefix(conn):

@@ -136,6 +136,29 @@ fn value_text(v: &FieldValue) -> String {
     }
 }
 
+/// RabbitMQ's wording for differing arguments: plain values when both
+/// sides have one, typed descriptions when one side has none.
+fn arg_mismatch(
+    key: &str,
+    what: &str,
+    received: Option<&FieldValue>,
+    current: Option<&FieldValue>,
+) -> AmqpError {
+    let text = match (received, current) {
+        (Some(r), Some(c)) => format!(
+            "inequivalent arg '{key}' for {what}: received '{}' but current is '{}'",
+            value_text(r),
+            value_text(c)
+        ),
+        _ => format!(
+            "inequivalent arg '{key}' for {what}: received {} but current is {}",
+            describe_arg(received),
+            describe_arg(current)
+        ),
+    };
+    AmqpError::precondition_failed(text)
+}
+
 fn describe_arg(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
@@ -318,12 +341,10 @@ impl VirtualHost {
             }
             return self.exchange(&d.name);
         }
+        // RabbitMQ 3.10 closed the connection (503) here; current releases
+        // close only the channel with 406, which is kinder to channel pools.
         let kind = ExchangeKind::parse(d.kind.as_bytes()).ok_or_else(|| {
-            AmqpError::precondition_failed(format!(
-                "invalid type '{}' for {}",
-                d.kind,
-                rs("exchange", &d.name, &self.name)
-            ))
+            AmqpError::precondition_failed(format!("unknown exchange type '{}'", d.kind))
         })?;
         if d.name.is_empty() {
             return Err(default_exchange_refused());
@@ -369,11 +390,12 @@ impl VirtualHost {
         }
         let key = "alternate-exchange";
         if !arg_equal(ex.arguments.get(key), d.arguments.get(key)) {
-            return Err(AmqpError::precondition_failed(format!(
-                "inequivalent arg '{key}' for {what}: received {} but current is {}",
-                describe_arg(d.arguments.get(key)),
-                describe_arg(ex.arguments.get(key))
-            )));
+            return Err(arg_mismatch(
+                key,
+                &what,
+                d.arguments.get(key),
+                ex.arguments.get(key),
+            ));
         }
         Ok(ex)
     }
@@ -529,11 +551,7 @@ impl VirtualHost {
             let have = q.options.arguments.get(key);
             let want = d.arguments.get(key);
             if !arg_equal(have, want) {
-                return Err(AmqpError::precondition_failed(format!(
-                    "inequivalent arg '{key}' for {what}: received {} but current is {}",
-                    describe_arg(want),
-                    describe_arg(have)
-                )));
+                return Err(arg_mismatch(key, what, want, have));
             }
         }
         Ok(())
@@ -663,8 +681,16 @@ impl VirtualHost {
         if source.is_empty() {
             return Err(default_exchange_refused());
         }
-        let ex = self.exchange(source)?;
-        let destination = self.binding_target(dest, dest_is_queue, connection_id)?;
+        // RabbitMQ answers unbind-ok when the exchange or the destination
+        // doesn't exist: there is nothing left to unbind.
+        let Ok(ex) = self.exchange(source) else {
+            return Ok(());
+        };
+        let destination = match self.binding_target(dest, dest_is_queue, connection_id) {
+            Ok(d) => d,
+            Err(e) if e.code == warren_protocol::constants::reply::NOT_FOUND => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if ex.unbind(&Binding {
             destination,
             routing_key,

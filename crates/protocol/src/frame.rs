@@ -30,22 +30,33 @@ pub struct Frame {
 /// A stream that can't be framed: all are connection errors (501).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    TooLarge { size: u32, max: u32 },
-    BadFrameEnd(u8),
+    /// `size` is the payload size, `max` the largest payload allowed
+    /// (frame_max minus the 8 octets of framing).
+    TooLarge {
+        kind: u8,
+        size: u32,
+        max: u32,
+    },
+    BadFrameEnd {
+        kind: u8,
+        end: u8,
+    },
     UnknownType(u8),
 }
 
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // RabbitMQ's wording, which clients and people have seen before.
         match self {
-            FrameError::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "frame size {size} exceeds the negotiated frame_max {max}"
-                )
-            }
-            FrameError::BadFrameEnd(b) => write!(f, "bad frame end octet 0x{b:02x}"),
-            FrameError::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            FrameError::TooLarge { kind, size, max } => write!(
+                f,
+                "type {kind}, all octets = <<>>: {{frame_too_large,{size},{max}}}"
+            ),
+            FrameError::BadFrameEnd { kind, end } => write!(
+                f,
+                "type {kind}, all octets = <<>>: {{invalid_frame_end_marker,{end}}}"
+            ),
+            FrameError::UnknownType(t) => write!(f, "type {t}, all octets = <<>>: unknown_frame"),
         }
     }
 }
@@ -72,8 +83,9 @@ impl Frame {
         let total = u64::from(size) + FRAME_OVERHEAD as u64;
         if total > u64::from(frame_max) {
             return Err(FrameError::TooLarge {
-                size: size.saturating_add(FRAME_OVERHEAD as u32),
-                max: frame_max,
+                kind,
+                size,
+                max: frame_max.saturating_sub(FRAME_OVERHEAD as u32),
             });
         }
         let total = total as usize;
@@ -83,7 +95,7 @@ impl Frame {
         }
         let end = buf[total - 1];
         if end != FRAME_END {
-            return Err(FrameError::BadFrameEnd(end));
+            return Err(FrameError::BadFrameEnd { kind, end });
         }
         let mut frame = buf.split_to(total).freeze();
         frame.advance(FRAME_HEADER_SIZE);

@@ -103,7 +103,6 @@ struct Transaction {
 
 struct DirectReply {
     address: ShortStr,
-    consumer_tag: ShortStr,
 }
 
 pub struct Channel {
@@ -149,14 +148,6 @@ impl Channel {
         }
     }
 
-    pub fn unacked_count(&self) -> usize {
-        self.unacked.len()
-    }
-
-    pub fn consumer_count(&self) -> usize {
-        self.consumers.len()
-    }
-
     /// Sends the acks for publishes confirmed during this read batch: one
     /// basic.ack(multiple) covers them all.
     pub fn flush_confirms(&mut self, s: &mut Session) {
@@ -171,16 +162,26 @@ impl Channel {
         }
     }
 
-    pub fn expects_content(&self) -> bool {
+    /// The 505 for a frame of the wrong kind in the middle of a message,
+    /// or `None` if the channel isn't receiving a message.
+    pub fn content_violation(&self) -> Option<AmqpError> {
+        let text = match self.content {
+            Content::Idle => return None,
+            Content::Header(_) => {
+                "expected content header for class 60, got non content header frame instead"
+            }
+            Content::Body { .. } => "expected content body, got non content body frame instead",
+        };
+        Some(AmqpError::new(reply::UNEXPECTED_FRAME, text))
+    }
+
+    pub fn is_receiving_content(&self) -> bool {
         !matches!(self.content, Content::Idle)
     }
 
     pub fn on_method(&mut self, s: &mut Session, method: Method) -> Result<()> {
-        if self.expects_content() {
-            return Err(AmqpError::new(
-                reply::UNEXPECTED_FRAME,
-                "expected content header for class 60, got non content header frame instead",
-            ));
+        if let Some(e) = self.content_violation() {
+            return Err(e);
         }
         match method {
             Method::ChannelFlow(m) => {
@@ -346,14 +347,20 @@ impl Channel {
     }
 
     pub fn on_header(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
-        let publish = match std::mem::replace(&mut self.content, Content::Idle) {
-            Content::Header(p) => p,
-            _ => {
+        if !matches!(self.content, Content::Header(_)) {
+            return Err(self.content_violation().unwrap_or_else(unexpected_content));
+        }
+        if payload.len() >= 2 {
+            let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+            if class_id != warren_protocol::constants::class::BASIC {
                 return Err(AmqpError::new(
                     reply::UNEXPECTED_FRAME,
-                    "unexpected content header frame",
-                ))
+                    format!("expected content header for class 60, got one for class {class_id} instead"),
+                ));
             }
+        }
+        let Content::Header(publish) = std::mem::replace(&mut self.content, Content::Idle) else {
+            unreachable!("checked above")
         };
         let header = ContentHeader::decode(payload)
             .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
@@ -376,10 +383,7 @@ impl Channel {
 
     pub fn on_body(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
         let Content::Body { header, body, .. } = &mut self.content else {
-            return Err(AmqpError::new(
-                reply::UNEXPECTED_FRAME,
-                "unexpected content body frame",
-            ));
+            return Err(self.content_violation().unwrap_or_else(unexpected_content));
         };
         let expected = header.body_size as usize;
         if body.len() + payload.len() > expected {
@@ -420,6 +424,21 @@ impl Channel {
     }
 
     fn queue_declare(&mut self, s: &mut Session, m: QueueDeclare) -> Result<()> {
+        if m.passive && m.queue == DIRECT_REPLY_TO {
+            // RabbitMQ reports the pseudo-queue as existing, with a consumer.
+            if !m.nowait {
+                s.out.method(
+                    self.id,
+                    &QueueDeclareOk {
+                        queue: m.queue,
+                        message_count: 0,
+                        consumer_count: 1,
+                    }
+                    .into(),
+                );
+            }
+            return Ok(());
+        }
         let (q, counts) = s.vhost.declare_queue(
             &QueueSpec {
                 name: m.queue,
@@ -571,10 +590,7 @@ impl Channel {
                 .into(),
             );
         }
-        self.reply_to = Some(DirectReply {
-            address,
-            consumer_tag: tag.clone(),
-        });
+        self.reply_to = Some(DirectReply { address });
         self.consumers
             .insert(tag, ChannelConsumer { queue: None, flow });
         Ok(())
@@ -765,6 +781,21 @@ impl Channel {
         }
         let mut properties = header.properties;
         let mut raw_properties = header.raw_properties;
+        if let Some(uid) = &properties.user_id {
+            if uid.as_bytes() != s.user.name.as_bytes() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{}'",
+                    s.user.name
+                )));
+            }
+        }
+        if let Some(exp) = &properties.expiration {
+            if parse_expiration(exp.as_bytes()).is_none() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': no_integer"
+                )));
+            }
+        }
         if properties
             .reply_to
             .as_ref()
@@ -938,6 +969,14 @@ impl Channel {
     }
 }
 
+/// A content frame on a channel that isn't receiving a message.
+pub fn unexpected_content() -> AmqpError {
+    AmqpError::new(
+        reply::UNEXPECTED_FRAME,
+        "expected method frame, got non method frame instead",
+    )
+}
+
 /// Puts back a delivery that never reached its consumer.
 pub fn return_delivery(d: Delivery) {
     d.flow.on_written();
@@ -947,6 +986,14 @@ pub fn return_delivery(d: Delivery) {
     if let Some(q) = d.queue {
         q.put_back(vec![(d.seq, d.message)], !d.no_ack);
     }
+}
+
+/// A per-message TTL in milliseconds: a non-negative decimal integer.
+pub fn parse_expiration(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {

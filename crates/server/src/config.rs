@@ -25,7 +25,8 @@ pub struct Args {
     #[arg(long, env = "WARREN_BIND")]
     pub bind: Option<IpAddr>,
 
-    /// Directory for data (definitions, messages) and the control socket [default: ./warren-data]
+    /// Directory for data (definitions, messages) and the control socket
+    /// [default: $XDG_DATA_HOME/warren, else ~/.local/share/warren]
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -88,7 +89,7 @@ impl Default for Config {
         Config {
             amqp_port: 5672,
             bind: IpAddr::from([0, 0, 0, 0]),
-            data_dir: PathBuf::from("warren-data"),
+            data_dir: default_data_dir(),
             log_level: "info".into(),
             heartbeat: 60,
             frame_max: 131_072,
@@ -98,6 +99,18 @@ impl Default for Config {
             default_vhost: "/".into(),
             max_message_size: 128 * 1024 * 1024,
         }
+    }
+}
+
+/// Where data lives unless told otherwise. Absolute, so `warrenctl` finds
+/// the broker from any working directory.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("warren");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/warren"),
+        None => PathBuf::from("warren-data"),
     }
 }
 

@@ -20,7 +20,7 @@ use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
 use warren_protocol::{DecodeError, Frame, FramePayload, Method, ShortStr};
 
-use crate::channel::{return_delivery, Channel, ChannelState};
+use crate::channel::{return_delivery, unexpected_content, Channel, ChannelState};
 use crate::config::Config;
 use crate::handshake::{self, Negotiated};
 use crate::outbound::{Outbound, HIGH_WATER};
@@ -285,7 +285,7 @@ impl Connection {
             FramePayload::Heartbeat => {
                 if ch != 0 {
                     return Err(End::Close(
-                        AmqpError::new(reply::FRAME_ERROR, "heartbeat frame on non-zero channel"),
+                        AmqpError::new(reply::UNEXPECTED_FRAME, "type 8, all octets = <<>>"),
                         0,
                         0,
                     ));
@@ -303,13 +303,8 @@ impl Connection {
                     self.channel_method(ch, method)
                 }
             }
-            FramePayload::Header(payload) | FramePayload::Body(payload) if ch == 0 => {
-                let _ = payload;
-                Err(End::Close(
-                    AmqpError::new(reply::UNEXPECTED_FRAME, "content frame on channel 0"),
-                    0,
-                    0,
-                ))
+            FramePayload::Header(_) | FramePayload::Body(_) if ch == 0 => {
+                Err(End::Close(unexpected_content(), 0, 0))
             }
             FramePayload::Header(payload) => self.channel_content(ch, true, payload),
             FramePayload::Body(payload) => self.channel_content(ch, false, payload),
@@ -331,10 +326,10 @@ impl Connection {
             other => {
                 let (c, m) = other.ids();
                 Err(End::Close(
-                    AmqpError::command_invalid(format!(
-                        "unexpected method {} on channel 0",
-                        other.name()
-                    )),
+                    AmqpError::new(
+                        reply::CHANNEL_ERROR,
+                        "unexpected method in connection state running",
+                    ),
                     c,
                     m,
                 ))
@@ -360,11 +355,24 @@ impl Connection {
     }
 
     fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), End> {
-        self.check_channel_id(ch)?;
         let (class_id, method_id) = method.ids();
         let Some(channel) = self.channels.get_mut(&ch) else {
             return match method {
                 Method::ChannelOpen(_) => {
+                    if self.channels.len() >= usize::from(self.channel_max) {
+                        let n = self.channels.len();
+                        return Err(End::Close(
+                            AmqpError::not_allowed(format!(
+                                "number of channels opened ({n}) has reached the negotiated channel_max ({})",
+                                self.channel_max
+                            )),
+                            0,
+                            0,
+                        ));
+                    }
+                    // RabbitMQ limits only the count; the spec also bounds
+                    // the number, and so do we.
+                    self.check_channel_id(ch)?;
                     self.channels.insert(ch, Channel::new(ch));
                     self.s.out.method(
                         ch,
@@ -408,6 +416,11 @@ impl Connection {
                 Ok(())
             }
             Method::ChannelCloseOk(_) => Ok(()),
+            _ if class_id == warren_protocol::constants::class::CONNECTION => Err(End::Close(
+                AmqpError::command_invalid("unimplemented method"),
+                class_id,
+                method_id,
+            )),
             other => {
                 let r = channel.on_method(&mut self.s, other);
                 self.after_channel_call(ch, r, class_id, method_id)
@@ -416,7 +429,6 @@ impl Connection {
     }
 
     fn channel_content(&mut self, ch: u16, header: bool, payload: bytes::Bytes) -> Result<(), End> {
-        self.check_channel_id(ch)?;
         let Some(channel) = self.channels.get_mut(&ch) else {
             return Err(End::Close(
                 AmqpError::new(reply::CHANNEL_ERROR, "expected 'channel.open'"),
@@ -426,6 +438,9 @@ impl Connection {
         };
         if channel.state == ChannelState::Closing {
             return Ok(());
+        }
+        if !channel.is_receiving_content() {
+            return Err(End::Close(unexpected_content(), 0, 0));
         }
         let r = if header {
             channel.on_header(&mut self.s, payload)
@@ -508,10 +523,9 @@ fn decode_error(e: DecodeError) -> End {
             class_id,
             method_id,
         } => End::Close(
-            AmqpError::new(
-                reply::COMMAND_INVALID,
-                format!("unknown method {class_id}/{method_id}"),
-            ),
+            // RabbitMQ 3.10 just drops the socket here; a 540 tells the
+            // client why.
+            AmqpError::not_implemented(format!("unknown method {class_id}/{method_id}")),
             class_id,
             method_id,
         ),

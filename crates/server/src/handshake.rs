@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use warren_broker::auth::User;
 use warren_broker::error::AmqpError;
 use warren_broker::{Broker, VirtualHost};
-use warren_protocol::constants::{reply, FRAME_MIN_SIZE, PROTOCOL_HEADER};
+use warren_protocol::constants::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use warren_protocol::methods::*;
 use warren_protocol::{Decoder, FieldTable, FieldValue, Frame, FramePayload, Method, ShortStr};
 
@@ -169,7 +169,6 @@ fn client_caps(props: &FieldTable) -> ClientCapabilities {
     let on = |k: &str| caps.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
     ClientCapabilities {
         consumer_cancel_notify: on("consumer_cancel_notify"),
-        connection_blocked: on("connection.blocked"),
         authentication_failure_close: on("authentication_failure_close"),
     }
 }
@@ -200,7 +199,7 @@ pub async fn run(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(b"PLAIN AMQPLAIN"),
+            mechanisms: Bytes::from_static(b"AMQPLAIN PLAIN"),
             locales: Bytes::from_static(b"en_US"),
         }
         .into(),
@@ -220,11 +219,11 @@ pub async fn run(
     let caps = client_caps(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_bytes().to_vec();
     if mechanism != b"PLAIN" && mechanism != b"AMQPLAIN" {
-        let e = AmqpError::command_invalid(format!(
+        // As RabbitMQ: no close frame before the connection is open.
+        return Err(HandshakeError::Refused(format!(
             "unknown authentication mechanism '{}'",
             start_ok.mechanism
-        ));
-        return Err(refuse(io, out, e, (10, 11)).await);
+        )));
     }
     let user = credentials(&mechanism, &start_ok.response).and_then(|(name, pass)| {
         let user = broker.auth.authenticate(&name, &pass);
@@ -277,12 +276,10 @@ pub async fn run(
         f => f,
     };
     if frame_max < FRAME_MIN_SIZE || frame_max > cfg.frame_max {
-        let e = AmqpError::not_allowed(if frame_max < FRAME_MIN_SIZE {
-            format!("frame_max={frame_max} < {FRAME_MIN_SIZE} min size")
-        } else {
-            format!("frame_max={frame_max} > {} max size", cfg.frame_max)
-        });
-        return Err(refuse(io, out, e, (10, 31)).await);
+        return Err(HandshakeError::Refused(format!(
+            "negotiated frame_max = {frame_max} is outside {FRAME_MIN_SIZE}..={}",
+            cfg.frame_max
+        )));
     }
     let channel_max = match tune_ok.channel_max {
         0 => cfg.channel_max,
@@ -322,7 +319,6 @@ pub async fn run(
         }
         .into(),
     );
-    let _ = reply::REPLY_SUCCESS;
     Ok(Some(Negotiated {
         user,
         vhost,

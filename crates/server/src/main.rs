@@ -3,6 +3,7 @@
 mod channel;
 mod config;
 mod connection;
+mod control;
 mod handshake;
 mod outbound;
 mod session;
@@ -40,6 +41,14 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         default_pass: cfg.default_pass.clone(),
         default_vhost: cfg.default_vhost.clone(),
     });
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let control = control::bind(&cfg.data_dir).await?;
+    tokio::spawn(control::serve(control, broker.clone()));
     let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cfg.bind, cfg.amqp_port))?;
@@ -48,6 +57,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         listener.local_addr()?
     );
+    info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
     let accept = async {
         loop {
@@ -67,6 +77,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         _ = accept => {}
         _ = shutdown_signal() => info!("shutting down"),
     }
+    let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
     Ok(())
 }
 

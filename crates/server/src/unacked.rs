@@ -29,14 +29,6 @@ pub struct UnackedList {
 }
 
 impl UnackedList {
-    pub fn len(&self) -> usize {
-        self.live
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
     /// Adds an entry; tags must be pushed in increasing order.
     pub fn push(&mut self, u: Unacked) {
         debug_assert!(self.entries.back().is_none_or(|(t, _)| *t < u.tag));

@@ -1,0 +1,185 @@
+//! The control socket `warrenctl` talks to: a Unix socket in the data
+//! directory (mode 0600, so only the broker's user can manage it, as
+//! rabbitmqctl relies on the Erlang cookie file).
+//!
+//! Protocol: one JSON request line, one JSON response line, then close.
+//! Request: `{"command": "list_queues", "vhost": "/"}`.
+//! Response: `{"ok": true, "rows": [{...}, ...]}` or `{"ok": false, "error": "..."}`.
+//! Rows carry every field; the CLI picks and formats the columns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tracing::{debug, warn};
+use warren_broker::Broker;
+use warren_protocol::{FieldTable, FieldValue};
+
+/// Requests are tiny; anything longer is refused.
+const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Deserialize)]
+struct Request {
+    command: String,
+    #[serde(default)]
+    vhost: Option<String>,
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("warren.sock")
+}
+
+/// Binds the control socket, refusing to steal one a live broker uses.
+pub async fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        if tokio::net::UnixStream::connect(&path).await.is_ok() {
+            anyhow::bail!(
+                "another Warren broker is running with data directory {}",
+                data_dir.display()
+            );
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, broker: Arc<Broker>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let (rd, mut wr) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = BufReader::new(rd).take(MAX_REQUEST as u64);
+            let response = match reader.read_line(&mut line).await {
+                Ok(_) => match serde_json::from_str::<Request>(&line) {
+                    Ok(req) => {
+                        debug!("control request: {}", req.command);
+                        handle(&broker, &req)
+                    }
+                    Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                },
+                Err(e) => json!({"ok": false, "error": format!("read failed: {e}")}),
+            };
+            let mut text = response.to_string();
+            text.push('\n');
+            if let Err(e) = wr.write_all(text.as_bytes()).await {
+                warn!("control socket write failed: {e}");
+            }
+        });
+    }
+}
+
+fn handle(broker: &Broker, req: &Request) -> Value {
+    let vhost_name = req.vhost.clone().unwrap_or_else(|| "/".into());
+    let rows: Vec<Value> = match req.command.as_str() {
+        "list_queues" => match broker.vhost(&vhost_name) {
+            // rabbitmqctl lists nothing (and succeeds) for a missing vhost.
+            None => Vec::new(),
+            Some(v) => v
+                .queues()
+                .iter()
+                .map(|q| {
+                    let s = q.stats();
+                    json!({
+                        "name": q.name.to_string(),
+                        "vhost": v.name,
+                        "durable": q.options.durable,
+                        "auto_delete": q.options.auto_delete,
+                        "exclusive": q.options.exclusive,
+                        "arguments": table_text(&q.options.arguments),
+                        "messages": s.ready + s.unacked,
+                        "messages_ready": s.ready,
+                        "messages_unacknowledged": s.unacked,
+                        "message_bytes_ready": s.ready_bytes,
+                        "consumers": s.consumers,
+                        "type": "classic",
+                        "state": "running",
+                    })
+                })
+                .collect(),
+        },
+        "list_exchanges" => match broker.vhost(&vhost_name) {
+            None => Vec::new(),
+            Some(v) => v
+                .exchanges()
+                .iter()
+                .map(|x| {
+                    json!({
+                        "name": x.name.to_string(),
+                        "vhost": v.name,
+                        "type": x.kind.as_str(),
+                        "durable": x.durable,
+                        "auto_delete": x.auto_delete,
+                        "internal": x.internal,
+                        "arguments": table_text(&x.arguments),
+                    })
+                })
+                .collect(),
+        },
+        "list_bindings" => match broker.vhost(&vhost_name) {
+            None => Vec::new(),
+            Some(v) => v
+                .bindings()
+                .into_iter()
+                .map(|(source, kind, dest, key, args)| {
+                    json!({
+                        "source_name": source.to_string(),
+                        "source_kind": "exchange",
+                        "destination_name": dest.to_string(),
+                        "destination_kind": kind,
+                        "routing_key": key.to_string(),
+                        "arguments": table_text(&args),
+                        "vhost": v.name,
+                    })
+                })
+                .collect(),
+        },
+        "list_vhosts" => broker
+            .vhosts()
+            .iter()
+            .map(|v| json!({"name": v.name}))
+            .collect(),
+        "list_users" => broker
+            .auth
+            .users()
+            .iter()
+            .map(|u| json!({"user": u.name, "tags": format!("[{}]", u.tags.join(", "))}))
+            .collect(),
+        other => return json!({"ok": false, "error": format!("unknown command '{other}'")}),
+    };
+    json!({"ok": true, "rows": rows})
+}
+
+/// Arguments in rabbitmqctl's style: `[{"x-message-ttl",1000}]`.
+fn table_text(t: &FieldTable) -> String {
+    let items: Vec<String> = t
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                FieldValue::LongStr(b) | FieldValue::Bytes(b) => {
+                    format!("\"{}\"", String::from_utf8_lossy(b))
+                }
+                FieldValue::Bool(b) => b.to_string(),
+                other => other
+                    .as_i64()
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| format!("{other:?}")),
+            };
+            format!("{{\"{k}\",{value}}}")
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
