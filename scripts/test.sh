@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs Warren's whole test suite: formatting and lints, the Rust tests
+# (unit, property and lapin integration tests), then the pika suite against
+# a freshly started broker. This is exactly what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build"
+cargo build --workspace --bins
+
+step "cargo test (unit, property, lapin integration)"
+cargo test --workspace
+
+step "python environment (pika, pytest)"
+scripts/python-env.sh
+
+step "pika suite against a fresh broker"
+data_dir="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+./target/debug/warren --bind 127.0.0.1 --amqp-port "$port" --data-dir "$data_dir" \
+    --log-level warn >"$data_dir/warren.log" 2>&1 &
+broker_pid=$!
+cleanup() {
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+    rm -rf "$data_dir"
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+AMQP_PORT="$port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
+    .venv/bin/python -m pytest tests/python -q
+if grep -q "panicked" "$data_dir/warren.log"; then
+    echo "the broker panicked during the pika suite:" >&2
+    grep -A5 "panicked" "$data_dir/warren.log" >&2
+    exit 1
+fi
