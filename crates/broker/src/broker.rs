@@ -129,6 +129,14 @@ impl Broker {
             .is_ok()
     }
 
+    /// Periodic housekeeping for every vhost (TTLs, `x-expires`).
+    pub fn sweep(&self) {
+        let now = std::time::Instant::now();
+        for v in self.vhosts() {
+            v.sweep(now);
+        }
+    }
+
     pub fn require_vhost(&self, name: &str) -> Result<Arc<VirtualHost>> {
         self.vhost(name)
             .ok_or_else(|| AmqpError::not_allowed(format!("vhost '{name}' not found")))

@@ -139,6 +139,8 @@ pub struct Consumer {
     pub connection_id: u64,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority`: higher-priority consumers with credit go first.
+    pub priority: i32,
     pub flow: Arc<ConsumerFlow>,
     pub sink: EventSender,
 }

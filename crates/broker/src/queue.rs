@@ -4,17 +4,25 @@
 //! All state sits behind one mutex per queue. Publishers enqueue and
 //! dispatch under it from their own connection task; acks dispatch again
 //! from the consumer's task. There is no task per queue and no global lock.
+//!
+//! Messages leave a queue early through TTL (`x-message-ttl`, the
+//! `expiration` property), length limits (`x-max-length[-bytes]`) and
+//! rejection; with `x-dead-letter-exchange` set they are then republished
+//! there with an `x-death` history, after the queue's lock is released.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
-use warren_protocol::{FieldTable, ShortStr};
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
 use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
 use crate::message::Message;
+use crate::vhost::VirtualHost;
 
 /// Properties fixed at declaration; a redeclare must match them.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +39,14 @@ pub struct QueueLimits {
     pub max_length: Option<u64>,
     pub max_length_bytes: Option<u64>,
     pub overflow: Overflow,
+    /// `x-message-ttl`, milliseconds.
+    pub message_ttl: Option<u64>,
+    /// `x-expires`: delete the queue after this long unused, milliseconds.
+    pub expires: Option<u64>,
+    pub dead_letter_exchange: Option<ShortStr>,
+    pub dead_letter_routing_key: Option<ShortStr>,
+    /// `x-single-active-consumer`: only the oldest consumer gets messages.
+    pub single_active_consumer: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +56,24 @@ pub enum Overflow {
     RejectPublish,
 }
 
+/// Why a message was dead-lettered (the `reason` in `x-death`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathReason {
+    Rejected,
+    Expired,
+    MaxLen,
+}
+
+impl DeathReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeathReason::Rejected => "rejected",
+            DeathReason::Expired => "expired",
+            DeathReason::MaxLen => "maxlen",
+        }
+    }
+}
+
 /// A message waiting in a queue.
 #[derive(Debug, Clone)]
 pub struct QueuedMessage {
@@ -47,6 +81,8 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// When the message expires (queue TTL or its own expiration).
+    pub expires_at: Option<Instant>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -56,7 +92,7 @@ pub enum PublishOutcome {
     Rejected,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct QueueState {
     ready: VecDeque<QueuedMessage>,
     ready_bytes: u64,
@@ -67,6 +103,10 @@ struct QueueState {
     next_seq: u64,
     /// Auto-delete queues go only once they have had a consumer.
     had_consumer: bool,
+    /// Messages removed under the lock, dead-lettered after it is released.
+    dead: Vec<(Arc<Message>, DeathReason)>,
+    /// For `x-expires`: the last time the queue was used.
+    last_used: Instant,
 }
 
 #[derive(Debug)]
@@ -77,8 +117,12 @@ pub struct Queue {
     /// The connection an exclusive queue belongs to.
     pub owner: Option<u64>,
     pub limits: QueueLimits,
+    vhost_ref: Weak<VirtualHost>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    /// Set once any message with a TTL arrives, so the sweeper can skip
+    /// queues that can't have expired messages.
+    has_ttl: AtomicBool,
 }
 
 /// Counts shown by queue.declare-ok and `warrenctl list_queues`.
@@ -90,6 +134,15 @@ pub struct QueueStats {
     pub ready_bytes: u64,
 }
 
+/// A per-message TTL in milliseconds: a non-negative decimal integer, as
+/// RabbitMQ accepts in the `expiration` property.
+pub fn parse_expiration(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 impl Queue {
     pub fn new(
         name: ShortStr,
@@ -97,15 +150,29 @@ impl Queue {
         options: QueueOptions,
         owner: Option<u64>,
         limits: QueueLimits,
+        vhost_ref: Weak<VirtualHost>,
     ) -> Self {
+        let has_ttl = limits.message_ttl.is_some();
         Queue {
             name,
             vhost,
             options,
             owner,
             limits,
-            state: Mutex::new(QueueState::default()),
+            vhost_ref,
+            state: Mutex::new(QueueState {
+                ready: VecDeque::new(),
+                ready_bytes: 0,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                unacked: 0,
+                next_seq: 0,
+                had_consumer: false,
+                dead: Vec::new(),
+                last_used: Instant::now(),
+            }),
             deleted: AtomicBool::new(false),
+            has_ttl: AtomicBool::new(has_ttl),
         }
     }
 
@@ -128,6 +195,44 @@ impl Queue {
         format!("queue '{}' in vhost '{}'", self.name, self.vhost)
     }
 
+    /// Marks the queue used now (declare, get, consume), for `x-expires`.
+    pub fn touch(&self) {
+        self.state.lock().last_used = Instant::now();
+    }
+
+    /// True when an `x-expires` queue has been unused long enough.
+    pub fn is_expired_unused(&self, now: Instant) -> bool {
+        let Some(ms) = self.limits.expires else {
+            return false;
+        };
+        let st = self.state.lock();
+        st.consumers.is_empty()
+            && now.saturating_duration_since(st.last_used).as_millis() >= u128::from(ms)
+    }
+
+    /// Releases the lock, then dead-letters what the locked section removed.
+    fn finish(self: &Arc<Self>, mut st: MutexGuard<'_, QueueState>) {
+        if st.dead.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.dead_letter(dead);
+    }
+
+    fn expiry_for(&self, message: &Message, now: Instant) -> Option<Instant> {
+        let per_message = message
+            .properties
+            .expiration
+            .as_ref()
+            .and_then(|e| parse_expiration(e.as_bytes()));
+        let ttl = match (self.limits.message_ttl, per_message) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(now + std::time::Duration::from_millis(ttl))
+    }
+
     /// Enqueues and pushes to consumers. Messages routed to a deleted queue
     /// (a race with queue.delete) are dropped, as RabbitMQ drops them.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
@@ -142,7 +247,10 @@ impl Queue {
                 Overflow::DropHead => {
                     while self.over_limit(&st, size) {
                         match st.ready.pop_front() {
-                            Some(m) => st.ready_bytes -= m.message.size() as u64,
+                            Some(m) => {
+                                st.ready_bytes -= m.message.size() as u64;
+                                st.dead.push((m.message, DeathReason::MaxLen));
+                            }
                             None => break,
                         }
                     }
@@ -151,10 +259,20 @@ impl Queue {
         }
         // x-max-length 0 keeps nothing, even after dropping every message.
         if self.limits.max_length == Some(0) {
-            return match self.limits.overflow {
+            let outcome = match self.limits.overflow {
                 Overflow::RejectPublish => PublishOutcome::Rejected,
-                Overflow::DropHead => PublishOutcome::Enqueued,
+                Overflow::DropHead => {
+                    st.dead.push((message, DeathReason::MaxLen));
+                    PublishOutcome::Enqueued
+                }
             };
+            self.finish(st);
+            return outcome;
+        }
+        let now = Instant::now();
+        let expires_at = self.expiry_for(&message, now);
+        if expires_at.is_some() {
+            self.has_ttl.store(true, Ordering::Relaxed);
         }
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -163,8 +281,12 @@ impl Queue {
             seq,
             message,
             redelivered: false,
+            expires_at,
         });
-        self.dispatch_locked(&mut st);
+        self.dispatch_at(&mut st, now);
+        // A TTL of 0 means "deliver now or never", as in RabbitMQ.
+        self.expire_locked(&mut st, now);
+        self.finish(st);
         PublishOutcome::Enqueued
     }
 
@@ -179,20 +301,72 @@ impl Queue {
                 .is_some_and(|max| st.ready_bytes + incoming > max && len > 0)
     }
 
+    /// Removes expired messages from the head (RabbitMQ expires only at
+    /// the head too: a long-lived message shields later short-lived ones).
+    fn expire_locked(&self, st: &mut QueueState, now: Instant) {
+        self.expire_head(st, |t| t <= now)
+    }
+
+    fn expire_head(&self, st: &mut QueueState, expired: impl Fn(Instant) -> bool) {
+        while st
+            .ready
+            .front()
+            .is_some_and(|m| m.expires_at.is_some_and(&expired))
+        {
+            if let Some(m) = st.ready.pop_front() {
+                st.ready_bytes -= m.message.size() as u64;
+                st.dead.push((m.message, DeathReason::Expired));
+            }
+        }
+    }
+
+    /// Called periodically: expires messages nobody is consuming.
+    pub fn expire(self: &Arc<Self>, now: Instant) {
+        if !self.has_ttl.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut st = self.state.lock();
+        self.expire_locked(&mut st, now);
+        self.finish(st);
+    }
+
     /// Pushes ready messages to consumers that have credit.
     pub fn dispatch(self: &Arc<Self>) {
         let mut st = self.state.lock();
         self.dispatch_locked(&mut st);
+        self.finish(st);
+    }
+
+    /// The consumer that should get the next message: the highest
+    /// `x-priority` with credit, round-robin among equals.
+    fn pick_consumer(&self, st: &QueueState) -> Option<usize> {
+        let n = st.consumers.len();
+        if self.limits.single_active_consumer {
+            let c = st.consumers.first()?;
+            return c.flow.has_credit(c.no_ack).then_some(0);
+        }
+        let start = st.next_consumer % n;
+        let mut best: Option<(usize, i32)> = None;
+        for i in (0..n).map(|i| (start + i) % n) {
+            let c = &st.consumers[i];
+            if best.is_some_and(|(_, p)| p >= c.priority) || !c.flow.has_credit(c.no_ack) {
+                continue;
+            }
+            best = Some((i, c.priority));
+        }
+        best.map(|(i, _)| i)
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+        self.dispatch_at(st, Instant::now())
+    }
+
+    /// Dispatches, treating messages that expire exactly at `now` as still
+    /// deliverable (a TTL-0 message goes to a waiting consumer).
+    fn dispatch_at(self: &Arc<Self>, st: &mut QueueState, now: Instant) {
         while !st.ready.is_empty() && !st.consumers.is_empty() {
-            let n = st.consumers.len();
-            let start = st.next_consumer % n;
-            let Some(idx) = (0..n)
-                .map(|i| (start + i) % n)
-                .find(|&i| st.consumers[i].flow.has_credit(st.consumers[i].no_ack))
-            else {
+            self.expire_head(st, |t| t < now);
+            let Some(idx) = self.pick_consumer(st) else {
                 return;
             };
             let Some(qm) = st.ready.pop_front() else {
@@ -248,14 +422,21 @@ impl Queue {
             )));
         }
         st.had_consumer = true;
+        st.last_used = Instant::now();
         st.consumers.push(consumer);
         self.dispatch_locked(&mut st);
+        self.finish(st);
         Ok(())
     }
 
     /// Removes one consumer. Returns true when an auto-delete queue has
     /// just lost its last consumer and should be deleted.
-    pub fn remove_consumer(&self, connection_id: u64, channel: u16, tag: &ShortStr) -> bool {
+    pub fn remove_consumer(
+        self: &Arc<Self>,
+        connection_id: u64,
+        channel: u16,
+        tag: &ShortStr,
+    ) -> bool {
         let mut st = self.state.lock();
         if let Some(i) = st
             .consumers
@@ -264,36 +445,52 @@ impl Queue {
         {
             let c = st.consumers.remove(i);
             c.flow.cancelled.store(true, Ordering::Relaxed);
+            st.last_used = Instant::now();
+            // With a single active consumer, the next one takes over.
+            if i == 0 && self.limits.single_active_consumer {
+                self.dispatch_locked(&mut st);
+            }
         }
-        self.options.auto_delete && st.had_consumer && st.consumers.is_empty()
-    }
-
-    pub fn has_consumer(&self, connection_id: u64, channel: u16, tag: &ShortStr) -> bool {
-        self.state
-            .lock()
-            .consumers
-            .iter()
-            .any(|c| c.connection_id == connection_id && c.channel == channel && c.tag == *tag)
+        let gone = self.options.auto_delete && st.had_consumer && st.consumers.is_empty();
+        self.finish(st);
+        gone
     }
 
     /// basic.get: the next ready message and how many remain after it.
-    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
-        let qm = st.ready.pop_front()?;
-        st.ready_bytes -= qm.message.size() as u64;
-        if !no_ack {
-            st.unacked += 1;
-        }
-        let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        Some((qm, remaining))
+        st.last_used = Instant::now();
+        self.expire_locked(&mut st, Instant::now());
+        let got = st.ready.pop_front().map(|qm| {
+            st.ready_bytes -= qm.message.size() as u64;
+            if !no_ack {
+                st.unacked += 1;
+            }
+            let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+            (qm, remaining)
+        });
+        self.finish(st);
+        got
     }
 
-    /// `n` delivered messages were acked (or rejected without requeue).
+    /// `n` delivered messages were acked.
     pub fn settle(self: &Arc<Self>, n: u64) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(n);
         // Acks free prefetch credit: messages may now flow.
         self.dispatch_locked(&mut st);
+        self.finish(st);
+    }
+
+    /// Delivered messages rejected without requeue: settled, and
+    /// dead-lettered if the queue has a dead-letter exchange.
+    pub fn discard(self: &Arc<Self>, messages: Vec<Arc<Message>>) {
+        let mut st = self.state.lock();
+        st.unacked = st.unacked.saturating_sub(messages.len() as u64);
+        st.dead
+            .extend(messages.into_iter().map(|m| (m, DeathReason::Rejected)));
+        self.dispatch_locked(&mut st);
+        self.finish(st);
     }
 
     /// Puts delivered messages back in their original places, marked
@@ -314,12 +511,14 @@ impl Queue {
             return;
         }
         items.sort_unstable_by_key(|(seq, _)| *seq);
+        let now = Instant::now();
         // Usually every requeued message is older than every ready one:
         // push them on the front, newest first.
         for (seq, message) in items.into_iter().rev() {
             st.ready_bytes += message.size() as u64;
             let qm = QueuedMessage {
                 seq,
+                expires_at: self.expiry_for(&message, now),
                 message,
                 redelivered: true,
             };
@@ -332,6 +531,7 @@ impl Queue {
             }
         }
         self.dispatch_locked(&mut st);
+        self.finish(st);
     }
 
     /// Drops every ready message; returns how many.
@@ -357,6 +557,123 @@ impl Queue {
         }
         (consumers, n)
     }
+
+    /// Republishes removed messages to the dead-letter exchange with an
+    /// updated `x-death` history.
+    fn dead_letter(self: &Arc<Self>, dead: Vec<(Arc<Message>, DeathReason)>) {
+        let Some(dlx) = &self.limits.dead_letter_exchange else {
+            return;
+        };
+        let Some(vhost) = self.vhost_ref.upgrade() else {
+            return;
+        };
+        // A missing dead-letter exchange drops the messages, as RabbitMQ.
+        let Ok(exchange) = vhost.exchange(dlx) else {
+            return;
+        };
+        let mut targets = Vec::new();
+        for (message, reason) in dead {
+            let dl = Arc::new(self.dead_lettered(&message, reason, dlx));
+            targets.clear();
+            vhost.route(&exchange, &dl, &mut targets);
+            for q in targets.drain(..) {
+                // Cycle guard (RabbitMQ's rule): a message that already died
+                // in the target queue, with no rejection on the way, is
+                // dropped instead of going round forever.
+                if reason != DeathReason::Rejected && died_in(&dl, &q.name) && !was_rejected(&dl) {
+                    continue;
+                }
+                q.publish(dl.clone());
+            }
+        }
+    }
+
+    fn dead_lettered(&self, m: &Message, reason: DeathReason, dlx: &ShortStr) -> Message {
+        let mut props: BasicProperties = m.properties.clone();
+        let mut headers = props.headers.take().unwrap_or_default();
+        let original_expiration = props.expiration.take();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut deaths: Vec<FieldValue> = match headers.get("x-death") {
+            Some(FieldValue::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let same = |t: &FieldTable| {
+            t.get("queue").and_then(|v| v.as_bytes()) == Some(self.name.as_bytes())
+                && t.get("reason").and_then(|v| v.as_bytes()) == Some(reason.as_str().as_bytes())
+        };
+        let existing = deaths
+            .iter()
+            .position(|d| matches!(d, FieldValue::Table(t) if same(t)));
+        let entry = match existing.map(|i| deaths.remove(i)) {
+            Some(FieldValue::Table(mut t)) => {
+                let count = t.get("count").and_then(|v| v.as_i64()).unwrap_or(0);
+                t.insert("count", FieldValue::I64(count + 1));
+                t.insert("time", FieldValue::Timestamp(now));
+                t
+            }
+            _ => {
+                let s = |b: &[u8]| FieldValue::LongStr(Bytes::copy_from_slice(b));
+                let mut t = FieldTable::new();
+                t.insert("count", FieldValue::I64(1));
+                t.insert("reason", s(reason.as_str().as_bytes()));
+                t.insert("queue", s(self.name.as_bytes()));
+                t.insert("time", FieldValue::Timestamp(now));
+                t.insert("exchange", s(m.exchange.as_bytes()));
+                t.insert(
+                    "routing-keys",
+                    FieldValue::Array(vec![s(m.routing_key.as_bytes())]),
+                );
+                if let Some(e) = &original_expiration {
+                    t.insert("original-expiration", s(e.as_bytes()));
+                }
+                t
+            }
+        };
+        deaths.insert(0, FieldValue::Table(entry));
+        if headers.get("x-first-death-reason").is_none() {
+            let s = |b: &[u8]| FieldValue::LongStr(Bytes::copy_from_slice(b));
+            headers.insert("x-first-death-reason", s(reason.as_str().as_bytes()));
+            headers.insert("x-first-death-queue", s(self.name.as_bytes()));
+            headers.insert("x-first-death-exchange", s(m.exchange.as_bytes()));
+        }
+        headers.insert("x-death", FieldValue::Array(deaths));
+        props.headers = Some(headers);
+        let mut raw = bytes::BytesMut::new();
+        props.encode(&mut raw);
+        Message {
+            exchange: dlx.clone(),
+            routing_key: self
+                .limits
+                .dead_letter_routing_key
+                .clone()
+                .unwrap_or_else(|| m.routing_key.clone()),
+            properties: props,
+            raw_properties: raw.freeze(),
+            body: m.body.clone(),
+        }
+    }
+}
+
+fn deaths(m: &Message) -> impl Iterator<Item = &FieldTable> {
+    let arr: &[FieldValue] = match m.properties.headers.as_ref().and_then(|h| h.get("x-death")) {
+        Some(FieldValue::Array(a)) => a,
+        _ => &[],
+    };
+    arr.iter().filter_map(|v| match v {
+        FieldValue::Table(t) => Some(t),
+        _ => None,
+    })
+}
+
+fn died_in(m: &Message, queue: &ShortStr) -> bool {
+    deaths(m).any(|t| t.get("queue").and_then(|v| v.as_bytes()) == Some(queue.as_bytes()))
+}
+
+fn was_rejected(m: &Message) -> bool {
+    deaths(m).any(|t| t.get("reason").and_then(|v| v.as_bytes()) == Some(b"rejected"))
 }
 
 #[cfg(test)]
@@ -378,6 +695,7 @@ mod tests {
             },
             None,
             limits,
+            Weak::new(),
         ))
     }
 
@@ -399,6 +717,7 @@ mod tests {
             connection_id: 1,
             no_ack: false,
             exclusive: false,
+            priority: 0,
             flow: Arc::new(ConsumerFlow::new(
                 prefetch,
                 Arc::new(ChannelFlow::default()),

@@ -79,6 +79,8 @@ pub struct DeclaredQueue {
 #[derive(Debug)]
 pub struct VirtualHost {
     pub name: String,
+    /// Handed to queues so they can dead-letter through this vhost.
+    self_ref: std::sync::Weak<VirtualHost>,
     exchanges: RwLock<AHashMap<ShortStr, Arc<Exchange>>>,
     queues: RwLock<AHashMap<ShortStr, Arc<Queue>>>,
 }
@@ -215,8 +217,8 @@ fn queue_limits(
             },
         }
     };
-    int_arg("x-message-ttl", 0)?;
-    int_arg("x-expires", 1)?;
+    let message_ttl = int_arg("x-message-ttl", 0)?.map(|v| v as u64);
+    let expires = int_arg("x-expires", 1)?.map(|v| v as u64);
     int_arg("x-max-priority", 0)?;
     let max_length = int_arg("x-max-length", 0)?.map(|v| v as u64);
     let max_length_bytes = int_arg("x-max-length-bytes", 0)?.map(|v| v as u64);
@@ -263,10 +265,45 @@ fn queue_limits(
             }
         }
     }
+    let text_arg = |key: &str| -> Result<Option<ShortStr>> {
+        match args.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_bytes() {
+                Some(b) => Ok(Some(ShortStr::new(bytes::Bytes::copy_from_slice(b)))),
+                None => Err(invalid(
+                    key,
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                )),
+            },
+        }
+    };
+    let dead_letter_exchange = text_arg("x-dead-letter-exchange")?;
+    let dead_letter_routing_key = text_arg("x-dead-letter-routing-key")?;
+    if dead_letter_routing_key.is_some() && dead_letter_exchange.is_none() {
+        return Err(invalid(
+            "x-dead-letter-routing-key",
+            "Key x-dead-letter-exchange should be present".into(),
+        ));
+    }
+    let single_active_consumer = match args.get("x-single-active-consumer") {
+        None => false,
+        Some(FieldValue::Bool(b)) => *b,
+        Some(v) => {
+            return Err(invalid(
+                "x-single-active-consumer",
+                format!("{{unacceptable_type,{}}}", type_name(v)),
+            ))
+        }
+    };
     Ok(QueueLimits {
         max_length,
         max_length_bytes,
         overflow,
+        message_ttl,
+        expires,
+        dead_letter_exchange,
+        dead_letter_routing_key,
+        single_active_consumer,
     })
 }
 
@@ -286,8 +323,9 @@ impl VirtualHost {
             );
             exchanges.insert(ShortStr::from(*x), Arc::new(ex));
         }
-        Arc::new(VirtualHost {
+        Arc::new_cyclic(|self_ref| VirtualHost {
             name,
+            self_ref: self_ref.clone(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(AHashMap::new()),
         })
@@ -479,6 +517,7 @@ impl VirtualHost {
         let what = rs("queue", &name, &self.name);
         if let Some(q) = self.queues.read().get(&name).cloned() {
             self.check_equivalence(&q, d, durable, connection_id, &what)?;
+            q.touch();
             let c = counts(&q);
             return Ok((q, c));
         }
@@ -501,6 +540,7 @@ impl VirtualHost {
             },
             d.exclusive.then_some(connection_id),
             limits,
+            self.self_ref.clone(),
         ));
         map.insert(name, q.clone());
         drop(map);
@@ -611,6 +651,17 @@ impl VirtualHost {
             }
         }
         count
+    }
+
+    /// Periodic housekeeping: expires messages past their TTL and deletes
+    /// queues unused for longer than their `x-expires`.
+    pub fn sweep(&self, now: std::time::Instant) {
+        for q in self.queues() {
+            q.expire(now);
+            if q.is_expired_unused(now) {
+                self.remove_queue(&q);
+            }
+        }
     }
 
     /// Deletes the exclusive queues of a connection that closed.

@@ -13,7 +13,7 @@ use warren_broker::consumer::{ChannelFlow, Consumer, ConsumerFlow, Delivery};
 use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
-use warren_broker::queue::PublishOutcome;
+use warren_broker::queue::{parse_expiration, PublishOutcome};
 use warren_broker::vhost::{ExchangeSpec, QueueSpec};
 use warren_broker::{broker::ReplyRoute, Message, Queue};
 use warren_protocol::constants::reply;
@@ -532,6 +532,12 @@ impl Channel {
             connection_id: s.id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            priority: m
+                .arguments
+                .get("x-priority")
+                .and_then(|v| v.as_i64())
+                .map(|p| p.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+                .unwrap_or(0),
             flow: flow.clone(),
             sink: s.events.clone(),
         })?;
@@ -705,8 +711,21 @@ impl Channel {
         if requeue {
             self.requeue(items);
         } else {
-            self.settle(items);
+            self.discard(items);
         }
+    }
+
+    /// Rejected without requeue: settled and, where configured, dead-lettered.
+    fn discard(&mut self, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            q.discard(group.into_iter().map(|u| u.message).collect());
+        }
+        self.kick_if_global();
     }
 
     fn requeue(&mut self, items: Vec<Unacked>) {
@@ -902,7 +921,7 @@ impl Channel {
         self.settle(tx.acks);
         let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
         self.requeue(requeue.into_iter().map(|(u, _)| u).collect());
-        self.settle(drop.into_iter().map(|(u, _)| u).collect());
+        self.discard(drop.into_iter().map(|(u, _)| u).collect());
         s.out.method(self.id, &TxCommitOk {}.into());
         Ok(())
     }
@@ -986,14 +1005,6 @@ pub fn return_delivery(d: Delivery) {
     if let Some(q) = d.queue {
         q.put_back(vec![(d.seq, d.message)], !d.no_ack);
     }
-}
-
-/// A per-message TTL in milliseconds: a non-negative decimal integer.
-pub fn parse_expiration(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {

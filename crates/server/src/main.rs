@@ -48,6 +48,15 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         )
     })?;
     let control = control::bind(&cfg.data_dir).await?;
+    // Housekeeping: message TTLs and x-expires.
+    let sweeper = broker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            sweeper.sweep();
+        }
+    });
     tokio::spawn(control::serve(control, broker.clone()));
     let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
         .await
