@@ -58,6 +58,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 #[command(rename_all = "snake_case")]
+// rabbitmqctl's names; more than list_* commands follow.
+#[allow(clippy::enum_variant_names)]
 enum Command {
     /// List queues: name messages by default
     ListQueues { columns: Vec<String> },

@@ -212,7 +212,7 @@ mod tests {
         let mut buf = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0x00][..]);
         assert_eq!(
             Frame::parse(&mut buf, 4096),
-            Err(FrameError::BadFrameEnd(0))
+            Err(FrameError::BadFrameEnd { kind: 8, end: 0 })
         );
     }
 }
