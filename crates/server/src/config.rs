@@ -164,3 +164,50 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["warren"];
+        v.extend_from_slice(extra);
+        Args::parse_from(v)
+    }
+
+    #[test]
+    fn defaults_are_rabbitmqs() {
+        let c = Config::load(args(&[])).unwrap();
+        assert_eq!(c.amqp_port, 5672);
+        assert_eq!(c.frame_max, 131_072);
+        assert_eq!(c.channel_max, 2047);
+        assert_eq!(c.heartbeat, 60);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("warren-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("warren.toml");
+        std::fs::write(
+            &file,
+            "amqp_port = 5999\nheartbeat = 10\nbind = \"127.0.0.1\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c = Config::load(args(&["--config", path, "--heartbeat", "5"])).unwrap();
+        assert_eq!(c.amqp_port, 5999);
+        assert_eq!(c.heartbeat, 5);
+        assert_eq!(c.bind.to_string(), "127.0.0.1");
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        let err = Config::load(args(&["--config", path]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid config file"), "{err}");
+        let err = Config::load(args(&["--frame-max", "100"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4096"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -161,6 +161,17 @@ fn credentials(mechanism: &[u8], response: &Bytes) -> Option<(String, String)> {
     }
 }
 
+/// RabbitMQ's `loopback_users`: these users may log in only from loopback.
+fn login_allowed_from(user: &str, ip: std::net::IpAddr, loopback_users: &[String]) -> bool {
+    let loopback = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        v4 => v4.is_loopback(),
+    };
+    loopback || !loopback_users.iter().any(|u| u == user)
+}
+
 fn client_caps(props: &FieldTable) -> ClientCapabilities {
     let caps = match props.get("capabilities") {
         Some(FieldValue::Table(t)) => t.clone(),
@@ -233,7 +244,7 @@ pub async fn run(
         user
     });
     let user = match user {
-        Some(u) if broker.loopback_users.contains(&u.name) && !peer.ip().is_loopback() => {
+        Some(u) if !login_allowed_from(&u.name, peer.ip(), &broker.loopback_users) => {
             tracing::warn!("{peer}: user '{}' can only connect via localhost", u.name);
             None
         }
@@ -327,4 +338,56 @@ pub async fn run(
         heartbeat,
         caps,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_with_and_without_authzid() {
+        let r = Bytes::from_static(b"\0guest\0secret");
+        assert_eq!(
+            credentials(b"PLAIN", &r),
+            Some(("guest".into(), "secret".into()))
+        );
+        let r = Bytes::from_static(b"admin\0guest\0secret");
+        assert_eq!(
+            credentials(b"PLAIN", &r),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(credentials(b"PLAIN", &Bytes::from_static(b"guest")), None);
+        assert_eq!(credentials(b"CRAM-MD5", &r), None);
+    }
+
+    #[test]
+    fn amqplain_is_a_table_without_length() {
+        let mut t = FieldTable::new();
+        t.insert("LOGIN", FieldValue::LongStr(Bytes::from_static(b"admin")));
+        t.insert("PASSWORD", FieldValue::LongStr(Bytes::from_static(b"pw")));
+        let mut buf = BytesMut::new();
+        t.encode(&mut buf);
+        let body = buf.freeze().slice(4..);
+        assert_eq!(
+            credentials(b"AMQPLAIN", &body),
+            Some(("admin".into(), "pw".into()))
+        );
+        assert_eq!(
+            credentials(b"AMQPLAIN", &Bytes::from_static(b"\x05LOGIN")),
+            None
+        );
+    }
+
+    #[test]
+    fn guest_only_from_loopback() {
+        let lb = vec!["guest".to_string()];
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(login_allowed_from("guest", local, &lb));
+        assert!(login_allowed_from("guest", mapped, &lb));
+        assert!(login_allowed_from("guest", "::1".parse().unwrap(), &lb));
+        assert!(!login_allowed_from("guest", remote, &lb));
+        assert!(login_allowed_from("admin", remote, &lb));
+    }
 }
