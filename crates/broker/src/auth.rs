@@ -122,6 +122,11 @@ impl AuthStore {
         Ok(())
     }
 
+    /// Inserts or replaces a user as stored (hash included).
+    pub fn put_user(&self, user: User) {
+        self.users.write().insert(user.name.clone(), Arc::new(user));
+    }
+
     pub fn user(&self, name: &str) -> Option<Arc<User>> {
         self.users.read().get(name).cloned()
     }

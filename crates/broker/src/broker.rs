@@ -7,10 +7,13 @@ use ahash::AHashMap;
 use parking_lot::RwLock;
 use warren_protocol::ShortStr;
 
-use crate::auth::{AuthStore, Permission};
+use crate::auth::{hash_password, AuthStore, Permission, User};
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
+use crate::definitions::{self, Change, DefinitionsLog, PermissionDef, UserDef};
 use crate::error::{AmqpError, Result};
 use crate::message::Message;
+use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
+use crate::store::Committer;
 use crate::vhost::VirtualHost;
 
 /// Where a direct reply-to address delivers.
@@ -30,6 +33,7 @@ pub struct Broker {
     pub loopback_users: Vec<String>,
     reply_routes: RwLock<AHashMap<ShortStr, ReplyRoute>>,
     next_connection_id: AtomicU64,
+    persistence: Option<Arc<Persistence>>,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -38,6 +42,28 @@ pub struct BrokerSetup {
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
+}
+
+/// Takes an exclusive lock on the data directory for the life of the
+/// process, so two brokers never write the same files.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "another Warren broker is using data directory {}",
+            dir.display()
+        ));
+    }
+    Ok(f)
 }
 
 impl Default for BrokerSetup {
@@ -61,6 +87,7 @@ impl Broker {
             loopback_users: vec!["guest".to_string()],
             reply_routes: RwLock::new(AHashMap::new()),
             next_connection_id: AtomicU64::new(1),
+            persistence: None,
         };
         broker.add_vhost(&setup.default_vhost);
         // A fresh store has no users, so this cannot collide.
@@ -75,6 +102,95 @@ impl Broker {
             Permission::full(),
         );
         Arc::new(broker)
+    }
+
+    /// Opens the broker on a data directory: recovers definitions and
+    /// messages, or on a first start creates the default vhost and user
+    /// from `setup` (later starts ignore `setup`, as RabbitMQ does).
+    pub fn open(setup: &BrokerSetup, data_dir: &std::path::Path) -> Result<Arc<Self>, String> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let lock = lock_data_dir(data_dir)?;
+        let version_file = data_dir.join("VERSION");
+        match std::fs::read_to_string(&version_file) {
+            Ok(v) if v.trim() != STORAGE_VERSION => {
+                return Err(format!(
+                    "{} holds storage format {}, this Warren reads format {STORAGE_VERSION}",
+                    data_dir.display(),
+                    v.trim()
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => definitions::write_atomic(&version_file, STORAGE_VERSION.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", version_file.display()))?,
+        }
+        let loaded = definitions::load(data_dir).map_err(|e| e.to_string())?;
+        let first_start = loaded.is_none();
+        let mut snap = loaded.unwrap_or_default();
+        if first_start {
+            snap.apply(Change::AddVhost {
+                name: setup.default_vhost.clone(),
+            });
+            snap.apply(Change::PutUser(UserDef {
+                name: setup.default_user.clone(),
+                password_hash: hash_password(&setup.default_pass),
+                tags: vec!["administrator".to_string()],
+            }));
+            snap.apply(Change::SetPermissions(PermissionDef {
+                vhost: setup.default_vhost.clone(),
+                user: setup.default_user.clone(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
+            }));
+        }
+        let defs = DefinitionsLog::open(data_dir, &snap)
+            .map_err(|e| format!("cannot write definitions in {}: {e}", data_dir.display()))?;
+        let persistence = Arc::new(Persistence::new(
+            data_dir,
+            defs,
+            Committer::start(),
+            snap.next_queue_id,
+            lock,
+        ));
+        let broker = Broker {
+            vhosts: RwLock::new(AHashMap::new()),
+            auth: AuthStore::default(),
+            loopback_users: vec!["guest".to_string()],
+            reply_routes: RwLock::new(AHashMap::new()),
+            next_connection_id: AtomicU64::new(1),
+            persistence: Some(persistence.clone()),
+        };
+        for u in &snap.users {
+            broker.auth.put_user(User {
+                name: u.name.clone(),
+                password_hash: u.password_hash.clone(),
+                tags: u.tags.clone(),
+            });
+        }
+        for p in &snap.permissions {
+            match Permission::new(&p.configure, &p.write, &p.read) {
+                Ok(perm) => broker.auth.set_permission(&p.vhost, &p.user, perm),
+                Err(e) => {
+                    tracing::warn!("skipping permissions of '{}' in '{}': {e}", p.user, p.vhost)
+                }
+            }
+        }
+        for name in &snap.vhosts {
+            let storage = VhostStorage::open(persistence.clone(), name)
+                .map_err(|e| format!("cannot open storage of vhost '{name}': {e}"))?;
+            let vhost = VirtualHost::with_storage(name.clone(), Some(storage));
+            vhost.recover(&snap);
+            broker.vhosts.write().insert(name.clone(), vhost);
+        }
+        Ok(Arc::new(broker))
+    }
+
+    /// Makes everything buffered durable (clean shutdown).
+    pub fn sync(&self) {
+        if let Some(p) = &self.persistence {
+            p.committer.sync_now();
+        }
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VirtualHost> {
@@ -123,6 +239,7 @@ impl Broker {
                 redelivered: false,
                 queue: None,
                 seq: 0,
+                disk: None,
                 no_ack: true,
                 flow: route.flow,
             }))

@@ -28,6 +28,9 @@ pub enum ConnectionEvent {
         channel: u16,
         consumer_tag: ShortStr,
     },
+    /// Everything up to this commit ticket is on disk: send the confirms
+    /// and tx.commit-oks that waited for it.
+    Committed(u64),
 }
 
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnectionEvent>;
@@ -44,6 +47,8 @@ pub struct Delivery {
     pub queue: Option<Arc<Queue>>,
     /// The message's position in its queue (for requeueing in place).
     pub seq: u64,
+    /// Its index entry, to be acked on disk when the client acks.
+    pub disk: Option<crate::store::index::DiskRef>,
     /// With no-ack the message is settled as soon as it is sent.
     pub no_ack: bool,
     pub flow: Arc<ConsumerFlow>,

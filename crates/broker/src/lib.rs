@@ -17,12 +17,15 @@
 pub mod auth;
 pub mod broker;
 pub mod consumer;
+pub mod definitions;
 pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod names;
+pub mod persistence;
 pub mod queue;
 pub mod routing;
+pub mod store;
 pub mod vhost;
 
 pub use broker::Broker;

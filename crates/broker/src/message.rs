@@ -1,7 +1,11 @@
 //! A published message, shared (`Arc`) by every queue it is routed to.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use warren_protocol::{BasicProperties, ShortStr};
+
+use crate::store::Location;
 
 #[derive(Debug)]
 pub struct Message {
@@ -13,9 +17,29 @@ pub struct Message {
     /// The body as received: one buffer shared from the socket read to
     /// every socket write, never copied per queue or per consumer.
     pub body: Bytes,
+    /// Where the message store holds it, once some queue wrote it there
+    /// (`None` inside if that write failed). Written once for all queues.
+    pub location: OnceLock<Option<Location>>,
 }
 
 impl Message {
+    pub fn new(
+        exchange: ShortStr,
+        routing_key: ShortStr,
+        properties: BasicProperties,
+        raw_properties: Bytes,
+        body: Bytes,
+    ) -> Self {
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            raw_properties,
+            body,
+            location: OnceLock::new(),
+        }
+    }
+
     pub fn is_persistent(&self) -> bool {
         self.properties.is_persistent()
     }

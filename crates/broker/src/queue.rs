@@ -22,7 +22,66 @@ use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
 use crate::message::Message;
+use crate::store::index::{Cursor, DiskRef, QueueIndex, Recovered};
+use crate::store::{Location, MessageStore};
 use crate::vhost::VirtualHost;
+
+/// Ready messages kept in memory per queue; beyond this (or
+/// [`WINDOW_BYTES`]) new messages wait on disk and are read back ahead of
+/// consumers, so a backlog costs disk, not RAM.
+pub const WINDOW_COUNT: usize = 2048;
+pub const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+/// Read back from disk when fewer than this many are in memory.
+const PAGE_IN_BELOW: usize = WINDOW_COUNT / 2;
+
+/// A message handed back to a queue: its position, the message, and its
+/// index entry if it has one.
+pub type Returned = (u64, Arc<Message>, Option<DiskRef>);
+
+/// A queue's disk side: its index, and the part of the queue (the tail)
+/// that is only on disk.
+#[derive(Debug)]
+pub struct QueueStorage {
+    index: QueueIndex,
+    tail_count: u64,
+    tail_bytes: u64,
+    /// Where the tail starts in the index.
+    cursor: Cursor,
+}
+
+impl QueueStorage {
+    pub fn recovered(index: QueueIndex, rec: &Recovered) -> Self {
+        QueueStorage {
+            index,
+            tail_count: rec.live,
+            tail_bytes: rec.bytes,
+            cursor: rec.cursor,
+        }
+    }
+}
+
+/// Everything a queue is made from.
+#[derive(Debug)]
+pub struct QueueSetup {
+    pub name: ShortStr,
+    pub vhost: String,
+    pub options: QueueOptions,
+    /// The connection an exclusive queue belongs to.
+    pub owner: Option<u64>,
+    pub limits: QueueLimits,
+    pub vhost_ref: Weak<VirtualHost>,
+    pub storage: Option<StorageHandle>,
+    /// Index and next sequence number of a queue recovered from disk.
+    pub recovered: Option<(QueueStorage, u64)>,
+}
+
+/// How a queue reaches the message store, and where its index goes.
+#[derive(Debug, Clone)]
+pub struct StorageHandle {
+    pub store: Arc<MessageStore>,
+    /// The index directory for this queue (created on first use).
+    pub dir: std::path::PathBuf,
+}
 
 /// Properties fixed at declaration; a redeclare must match them.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,11 +142,16 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// When the message expires (queue TTL or its own expiration).
     pub expires_at: Option<Instant>,
+    /// Its index entry, for persistent messages of durable queues and for
+    /// messages that were paged out.
+    pub disk: Option<DiskRef>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
-    Enqueued,
+    /// `needs_sync`: the message was written for durability; a confirm
+    /// must wait for the group commit.
+    Enqueued { needs_sync: bool },
     /// Refused by `x-overflow: reject-publish`; confirms get a nack.
     Rejected,
 }
@@ -107,6 +171,30 @@ struct QueueState {
     dead: Vec<(Arc<Message>, DeathReason)>,
     /// For `x-expires`: the last time the queue was used.
     last_used: Instant,
+    /// Index and on-disk tail; created on first need.
+    storage: Option<QueueStorage>,
+}
+
+impl QueueState {
+    fn tail_count(&self) -> u64 {
+        self.storage.as_ref().map_or(0, |s| s.tail_count)
+    }
+
+    fn tail_bytes(&self) -> u64 {
+        self.storage.as_ref().map_or(0, |s| s.tail_bytes)
+    }
+
+    /// Ready messages, in memory and on disk.
+    fn ready_len(&self) -> u64 {
+        self.ready.len() as u64 + self.tail_count()
+    }
+
+    /// Removes an index entry for good.
+    fn forget(&mut self, disk: Option<DiskRef>) {
+        if let (Some(d), Some(s)) = (disk, self.storage.as_mut()) {
+            s.index.ack(d);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -118,6 +206,8 @@ pub struct Queue {
     pub owner: Option<u64>,
     pub limits: QueueLimits,
     vhost_ref: Weak<VirtualHost>,
+    /// `None` when the broker runs without a data directory.
+    storage: Option<StorageHandle>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
     /// Set once any message with a TTL arrives, so the sweeper can skip
@@ -144,15 +234,22 @@ pub fn parse_expiration(text: &[u8]) -> Option<u64> {
 }
 
 impl Queue {
-    pub fn new(
-        name: ShortStr,
-        vhost: String,
-        options: QueueOptions,
-        owner: Option<u64>,
-        limits: QueueLimits,
-        vhost_ref: Weak<VirtualHost>,
-    ) -> Self {
+    pub fn new(setup: QueueSetup) -> Self {
+        let QueueSetup {
+            name,
+            vhost,
+            options,
+            owner,
+            limits,
+            vhost_ref,
+            storage,
+            recovered,
+        } = setup;
         let has_ttl = limits.message_ttl.is_some();
+        let (storage_state, next_seq) = match recovered {
+            Some((s, n)) => (Some(s), n),
+            None => (None, 0),
+        };
         Queue {
             name,
             vhost,
@@ -160,16 +257,18 @@ impl Queue {
             owner,
             limits,
             vhost_ref,
+            storage,
             state: Mutex::new(QueueState {
                 ready: VecDeque::new(),
                 ready_bytes: 0,
                 consumers: Vec::new(),
                 next_consumer: 0,
                 unacked: 0,
-                next_seq: 0,
+                next_seq,
                 had_consumer: false,
                 dead: Vec::new(),
                 last_used: Instant::now(),
+                storage: storage_state,
             }),
             deleted: AtomicBool::new(false),
             has_ttl: AtomicBool::new(has_ttl),
@@ -183,10 +282,10 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let st = self.state.lock();
         QueueStats {
-            ready: st.ready.len() as u64,
+            ready: st.ready_len(),
             unacked: st.unacked,
             consumers: st.consumers.len() as u32,
-            ready_bytes: st.ready_bytes,
+            ready_bytes: st.ready_bytes + st.tail_bytes(),
         }
     }
 
@@ -238,7 +337,7 @@ impl Queue {
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return PublishOutcome::Enqueued;
+            return PublishOutcome::Enqueued { needs_sync: false };
         }
         let size = message.size() as u64;
         if self.over_limit(&st, size) {
@@ -246,9 +345,11 @@ impl Queue {
                 Overflow::RejectPublish => return PublishOutcome::Rejected,
                 Overflow::DropHead => {
                     while self.over_limit(&st, size) {
+                        self.page_in(&mut st, true);
                         match st.ready.pop_front() {
                             Some(m) => {
                                 st.ready_bytes -= m.message.size() as u64;
+                                st.forget(m.disk);
                                 st.dead.push((m.message, DeathReason::MaxLen));
                             }
                             None => break,
@@ -263,7 +364,7 @@ impl Queue {
                 Overflow::RejectPublish => PublishOutcome::Rejected,
                 Overflow::DropHead => {
                     st.dead.push((message, DeathReason::MaxLen));
-                    PublishOutcome::Enqueued
+                    PublishOutcome::Enqueued { needs_sync: false }
                 }
             };
             self.finish(st);
@@ -276,29 +377,149 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready_bytes += size;
-        st.ready.push_back(QueuedMessage {
-            seq,
-            message,
-            redelivered: false,
-            expires_at,
-        });
+        let persist = self.options.durable && message.is_persistent();
+        let to_tail = st.tail_count() > 0
+            || st.ready.len() >= WINDOW_COUNT
+            || st.ready_bytes + size > WINDOW_BYTES;
+        let disk = if persist || to_tail {
+            self.write_disk(&mut st, seq, &message, !persist)
+        } else {
+            None
+        };
+        let needs_sync = persist && disk.is_some();
+        match (to_tail, disk, st.storage.as_mut()) {
+            (true, Some(d), Some(s)) => {
+                // Beyond the window: the message lives on disk only.
+                if s.tail_count == 0 {
+                    s.cursor = Cursor {
+                        segment: d.pos.segment,
+                        entry: d.pos.entry,
+                    };
+                }
+                s.tail_count += 1;
+                s.tail_bytes += u64::from(d.loc.len);
+            }
+            _ => {
+                st.ready_bytes += size;
+                st.ready.push_back(QueuedMessage {
+                    seq,
+                    message,
+                    redelivered: false,
+                    expires_at,
+                    disk,
+                });
+            }
+        }
         self.dispatch_at(&mut st, now);
         // A TTL of 0 means "deliver now or never", as in RabbitMQ.
         self.expire_locked(&mut st, now);
         self.finish(st);
-        PublishOutcome::Enqueued
+        PublishOutcome::Enqueued { needs_sync }
+    }
+
+    /// Writes the message (once across queues) and an index entry.
+    fn write_disk(
+        &self,
+        st: &mut QueueState,
+        seq: u64,
+        message: &Arc<Message>,
+        transient: bool,
+    ) -> Option<DiskRef> {
+        let handle = self.storage.as_ref()?;
+        if st.storage.is_none() {
+            match QueueIndex::open(
+                &handle.dir,
+                handle.store.clone(),
+                handle.store.committer().clone(),
+            ) {
+                Ok((index, rec)) => st.storage = Some(QueueStorage::recovered(index, &rec)),
+                Err(e) => {
+                    tracing::error!("cannot open the index of {}: {e}", self.describe());
+                    return None;
+                }
+            }
+        }
+        let loc: Location =
+            (*message
+                .location
+                .get_or_init(|| match handle.store.append(message) {
+                    Ok(loc) => Some(loc),
+                    Err(e) => {
+                        tracing::error!("cannot write a message to the store: {e}");
+                        None
+                    }
+                }))?;
+        let s = st.storage.as_mut()?;
+        match s.index.append(seq, loc, transient) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::error!("cannot append to the index of {}: {e}", self.describe());
+                None
+            }
+        }
+    }
+
+    /// Reads the on-disk tail back into memory, ahead of consumers.
+    /// `force` reads even when the window is comfortably full.
+    fn page_in(&self, st: &mut QueueState, force: bool) {
+        let Some(s) = st.storage.as_mut() else {
+            return;
+        };
+        if s.tail_count == 0 || (!force && st.ready.len() >= PAGE_IN_BELOW) {
+            return;
+        }
+        let want = WINDOW_COUNT.saturating_sub(st.ready.len()).max(1);
+        let entries = s.index.read(&mut s.cursor, want);
+        if entries.is_empty() {
+            tracing::warn!(
+                "{}: {} message(s) expected on disk could not be read",
+                self.describe(),
+                s.tail_count
+            );
+            s.tail_count = 0;
+            s.tail_bytes = 0;
+            return;
+        }
+        let now_ms = crate::store::index::now_ms();
+        let now = Instant::now();
+        for e in entries {
+            s.tail_count = s.tail_count.saturating_sub(1);
+            s.tail_bytes = s.tail_bytes.saturating_sub(u64::from(e.disk.loc.len));
+            let Some(m) = s.index.store().read(e.disk.loc) else {
+                s.index.ack(e.disk);
+                continue;
+            };
+            let _ = m.location.set(Some(e.disk.loc));
+            let message = Arc::new(m);
+            // Expiry counts from when the message was enqueued.
+            let age = std::time::Duration::from_millis(now_ms.saturating_sub(e.enqueued_ms));
+            let expires_at = self
+                .expiry_for(&message, now)
+                .map(|t| t.checked_sub(age).unwrap_or(now));
+            if expires_at.is_some() {
+                self.has_ttl.store(true, Ordering::Relaxed);
+            }
+            st.ready_bytes += message.size() as u64;
+            st.ready.push_back(QueuedMessage {
+                seq: e.seq,
+                message,
+                redelivered: e.delivered,
+                expires_at,
+                disk: Some(e.disk),
+            });
+        }
     }
 
     fn over_limit(&self, st: &QueueState, incoming: u64) -> bool {
-        let len = st.ready.len() as u64;
+        let len = st.ready_len();
+        let bytes = st.ready_bytes + st.tail_bytes();
         self.limits
             .max_length
             .is_some_and(|max| len >= max && len > 0)
             || self
                 .limits
                 .max_length_bytes
-                .is_some_and(|max| st.ready_bytes + incoming > max && len > 0)
+                .is_some_and(|max| bytes + incoming > max && len > 0)
     }
 
     /// Removes expired messages from the head (RabbitMQ expires only at
@@ -308,13 +529,20 @@ impl Queue {
     }
 
     fn expire_head(&self, st: &mut QueueState, expired: impl Fn(Instant) -> bool) {
-        while st
-            .ready
-            .front()
-            .is_some_and(|m| m.expires_at.is_some_and(&expired))
-        {
+        loop {
+            if st.ready.is_empty() {
+                self.page_in(st, false);
+            }
+            if !st
+                .ready
+                .front()
+                .is_some_and(|m| m.expires_at.is_some_and(&expired))
+            {
+                return;
+            }
             if let Some(m) = st.ready.pop_front() {
                 st.ready_bytes -= m.message.size() as u64;
+                st.forget(m.disk);
                 st.dead.push((m.message, DeathReason::Expired));
             }
         }
@@ -364,7 +592,8 @@ impl Queue {
     /// Dispatches, treating messages that expire exactly at `now` as still
     /// deliverable (a TTL-0 message goes to a waiting consumer).
     fn dispatch_at(self: &Arc<Self>, st: &mut QueueState, now: Instant) {
-        while !st.ready.is_empty() && !st.consumers.is_empty() {
+        while st.ready_len() > 0 && !st.consumers.is_empty() {
+            self.page_in(st, false);
             self.expire_head(st, |t| t < now);
             let Some(idx) = self.pick_consumer(st) else {
                 return;
@@ -374,7 +603,8 @@ impl Queue {
             };
             st.ready_bytes -= qm.message.size() as u64;
             let consumer = &st.consumers[idx];
-            consumer.flow.on_dispatch(consumer.no_ack);
+            let no_ack = consumer.no_ack;
+            consumer.flow.on_dispatch(no_ack);
             let delivery = Delivery {
                 channel: consumer.channel,
                 consumer_tag: consumer.tag.clone(),
@@ -382,7 +612,8 @@ impl Queue {
                 redelivered: qm.redelivered,
                 queue: Some(self.clone()),
                 seq: qm.seq,
-                no_ack: consumer.no_ack,
+                disk: qm.disk,
+                no_ack,
                 flow: consumer.flow.clone(),
             };
             if consumer
@@ -398,8 +629,14 @@ impl Queue {
                 st.consumers.remove(idx);
                 continue;
             }
-            if !consumer.no_ack {
+            if no_ack {
+                // Settled on sending: the entry can go.
+                st.forget(qm.disk);
+            } else {
                 st.unacked += 1;
+                if let (Some(d), Some(s)) = (qm.disk, st.storage.as_mut()) {
+                    s.index.delivered(d.pos);
+                }
             }
             st.next_consumer = idx + 1;
         }
@@ -460,23 +697,33 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
         st.last_used = Instant::now();
+        self.page_in(&mut st, false);
         self.expire_locked(&mut st, Instant::now());
         let got = st.ready.pop_front().map(|qm| {
             st.ready_bytes -= qm.message.size() as u64;
-            if !no_ack {
+            if no_ack {
+                st.forget(qm.disk);
+            } else {
                 st.unacked += 1;
+                if let (Some(d), Some(s)) = (qm.disk, st.storage.as_mut()) {
+                    s.index.delivered(d.pos);
+                }
             }
-            let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+            let remaining = u32::try_from(st.ready_len()).unwrap_or(u32::MAX);
             (qm, remaining)
         });
         self.finish(st);
         got
     }
 
-    /// `n` delivered messages were acked.
-    pub fn settle(self: &Arc<Self>, n: u64) {
+    /// Delivered messages were acked: `disks` are their index entries
+    /// (`None` for messages that had none).
+    pub fn settle(self: &Arc<Self>, disks: &[Option<DiskRef>]) {
         let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(n);
+        st.unacked = st.unacked.saturating_sub(disks.len() as u64);
+        for d in disks {
+            st.forget(*d);
+        }
         // Acks free prefetch credit: messages may now flow.
         self.dispatch_locked(&mut st);
         self.finish(st);
@@ -484,25 +731,27 @@ impl Queue {
 
     /// Delivered messages rejected without requeue: settled, and
     /// dead-lettered if the queue has a dead-letter exchange.
-    pub fn discard(self: &Arc<Self>, messages: Vec<Arc<Message>>) {
+    pub fn discard(self: &Arc<Self>, messages: Vec<(Arc<Message>, Option<DiskRef>)>) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(messages.len() as u64);
-        st.dead
-            .extend(messages.into_iter().map(|m| (m, DeathReason::Rejected)));
+        for (m, d) in messages {
+            st.forget(d);
+            st.dead.push((m, DeathReason::Rejected));
+        }
         self.dispatch_locked(&mut st);
         self.finish(st);
     }
 
     /// Puts delivered messages back in their original places, marked
     /// redelivered, and dispatches them again.
-    pub fn requeue(self: &Arc<Self>, items: Vec<(u64, Arc<Message>)>) {
+    pub fn requeue(self: &Arc<Self>, items: Vec<Returned>) {
         self.put_back(items, true)
     }
 
     /// Puts back messages that were sent to a connection but never reached
     /// the client (its consumer or channel went away first). `counted`
     /// says whether they were counted as unacked (ack-mode deliveries).
-    pub fn put_back(self: &Arc<Self>, mut items: Vec<(u64, Arc<Message>)>, counted: bool) {
+    pub fn put_back(self: &Arc<Self>, mut items: Vec<Returned>, counted: bool) {
         let mut st = self.state.lock();
         if counted {
             st.unacked = st.unacked.saturating_sub(items.len() as u64);
@@ -510,17 +759,18 @@ impl Queue {
         if self.is_deleted() {
             return;
         }
-        items.sort_unstable_by_key(|(seq, _)| *seq);
+        items.sort_unstable_by_key(|(seq, _, _)| *seq);
         let now = Instant::now();
         // Usually every requeued message is older than every ready one:
         // push them on the front, newest first.
-        for (seq, message) in items.into_iter().rev() {
+        for (seq, message, disk) in items.into_iter().rev() {
             st.ready_bytes += message.size() as u64;
             let qm = QueuedMessage {
                 seq,
                 expires_at: self.expiry_for(&message, now),
                 message,
                 redelivered: true,
+                disk,
             };
             match st.ready.front() {
                 Some(f) if f.seq < seq => {
@@ -537,9 +787,26 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
-        let n = st.ready.len();
-        st.ready.clear();
+        let n = st.ready_len();
+        let drained: Vec<_> = st.ready.drain(..).map(|m| m.disk).collect();
+        for d in drained {
+            st.forget(d);
+        }
         st.ready_bytes = 0;
+        if let Some(s) = st.storage.as_mut() {
+            while s.tail_count > 0 {
+                let batch = s.index.read(&mut s.cursor, 4096);
+                if batch.is_empty() {
+                    break;
+                }
+                for e in batch {
+                    s.index.ack(e.disk);
+                }
+                s.tail_count = s.tail_count.saturating_sub(4096);
+            }
+            s.tail_count = 0;
+            s.tail_bytes = 0;
+        }
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
@@ -548,9 +815,12 @@ impl Queue {
     pub(crate) fn mark_deleted(&self) -> (Vec<Consumer>, u32) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
-        let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(st.ready_len()).unwrap_or(u32::MAX);
         st.ready.clear();
         st.ready_bytes = 0;
+        if let Some(s) = st.storage.take() {
+            s.index.destroy();
+        }
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.flow.cancelled.store(true, Ordering::Relaxed);
@@ -643,17 +913,16 @@ impl Queue {
         props.headers = Some(headers);
         let mut raw = bytes::BytesMut::new();
         props.encode(&mut raw);
-        Message {
-            exchange: dlx.clone(),
-            routing_key: self
-                .limits
+        Message::new(
+            dlx.clone(),
+            self.limits
                 .dead_letter_routing_key
                 .clone()
                 .unwrap_or_else(|| m.routing_key.clone()),
-            properties: props,
-            raw_properties: raw.freeze(),
-            body: m.body.clone(),
-        }
+            props,
+            raw.freeze(),
+            m.body.clone(),
+        )
     }
 }
 
@@ -684,29 +953,31 @@ mod tests {
     use warren_protocol::BasicProperties;
 
     fn queue(limits: QueueLimits) -> Arc<Queue> {
-        Arc::new(Queue::new(
-            "q".into(),
-            "/".into(),
-            QueueOptions {
+        Arc::new(Queue::new(QueueSetup {
+            name: "q".into(),
+            vhost: "/".into(),
+            options: QueueOptions {
                 durable: false,
                 exclusive: false,
                 auto_delete: false,
                 arguments: FieldTable::new(),
             },
-            None,
+            owner: None,
             limits,
-            Weak::new(),
-        ))
+            vhost_ref: Weak::new(),
+            storage: None,
+            recovered: None,
+        }))
     }
 
     fn msg(body: &'static str) -> Arc<Message> {
-        Arc::new(Message {
-            exchange: "".into(),
-            routing_key: "q".into(),
-            properties: BasicProperties::default(),
-            raw_properties: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(body.as_bytes()),
-        })
+        Arc::new(Message::new(
+            "".into(),
+            "q".into(),
+            BasicProperties::default(),
+            Bytes::from_static(&[0, 0]),
+            Bytes::from_static(body.as_bytes()),
+        ))
     }
 
     fn consumer(tag: &str, prefetch: u32) -> (Consumer, EventReceiver) {
@@ -759,7 +1030,7 @@ mod tests {
         }
         let (m1, _) = q.get(false).unwrap();
         let (m2, _) = q.get(false).unwrap();
-        q.requeue(vec![(m2.seq, m2.message), (m1.seq, m1.message)]);
+        q.requeue(vec![(m2.seq, m2.message, None), (m1.seq, m1.message, None)]);
         let order: Vec<_> = std::iter::from_fn(|| q.get(true))
             .map(|(m, _)| (m.message.body.clone(), m.redelivered))
             .collect();
@@ -792,7 +1063,10 @@ mod tests {
             overflow: Overflow::RejectPublish,
             ..Default::default()
         });
-        assert_eq!(q.publish(msg("1")), PublishOutcome::Enqueued);
+        assert_eq!(
+            q.publish(msg("1")),
+            PublishOutcome::Enqueued { needs_sync: false }
+        );
         assert_eq!(q.publish(msg("2")), PublishOutcome::Rejected);
     }
 

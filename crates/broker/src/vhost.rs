@@ -8,12 +8,16 @@ use parking_lot::RwLock;
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use crate::consumer::ConnectionEvent;
+use crate::definitions::{self, BindingDef, Change, ExchangeDef, QueueDef};
 use crate::error::{AmqpError, Result};
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::names;
+use crate::persistence::VhostStorage;
 use crate::queue::{Overflow, Queue, QueueLimits, QueueOptions};
+use crate::queue::{QueueSetup, QueueStorage};
 use crate::routing::{Binding, Destination};
+use crate::store::QueueIndex;
 
 /// Exchanges every vhost has, as RabbitMQ creates them.
 const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[
@@ -81,6 +85,8 @@ pub struct VirtualHost {
     pub name: String,
     /// Handed to queues so they can dead-letter through this vhost.
     self_ref: std::sync::Weak<VirtualHost>,
+    /// Where durable definitions and messages go; `None` runs in memory.
+    storage: Option<VhostStorage>,
     exchanges: RwLock<AHashMap<ShortStr, Arc<Exchange>>>,
     queues: RwLock<AHashMap<ShortStr, Arc<Queue>>>,
 }
@@ -308,8 +314,12 @@ fn queue_limits(
 }
 
 impl VirtualHost {
+    /// A vhost that keeps nothing on disk (unit tests, tools).
     pub fn new(name: impl Into<String>) -> Arc<Self> {
-        let name = name.into();
+        Self::with_storage(name.into(), None)
+    }
+
+    pub fn with_storage(name: String, storage: Option<VhostStorage>) -> Arc<Self> {
         let mut exchanges = AHashMap::new();
         for (x, kind, internal) in PREDECLARED {
             let ex = Exchange::new(
@@ -326,9 +336,75 @@ impl VirtualHost {
         Arc::new_cyclic(|self_ref| VirtualHost {
             name,
             self_ref: self_ref.clone(),
+            storage,
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(AHashMap::new()),
         })
+    }
+
+    fn record(&self, change: Change) {
+        if let Some(s) = &self.storage {
+            s.persistence.defs.record(&change);
+        }
+    }
+
+    pub fn storage(&self) -> Option<&VhostStorage> {
+        self.storage.as_ref()
+    }
+
+    /// A commit ticket covering every durable write made so far (0 when
+    /// nothing is stored).
+    pub fn issue_ticket(&self) -> crate::store::Ticket {
+        self.storage
+            .as_ref()
+            .map_or(0, |s| s.persistence.committer.issue())
+    }
+
+    /// Sends `Committed` to `sink` once `ticket` is durable.
+    pub fn notify_commit(&self, ticket: crate::store::Ticket, sink: crate::consumer::EventSender) {
+        match &self.storage {
+            Some(s) => s.persistence.committer.notify(ticket, sink),
+            None => {
+                let _ = sink.send(ConnectionEvent::Committed(ticket));
+            }
+        }
+    }
+
+    pub fn committed(&self) -> crate::store::Ticket {
+        self.storage
+            .as_ref()
+            .map_or(u64::MAX, |s| s.persistence.committer.committed())
+    }
+
+    fn exchange_def(&self, ex: &Exchange) -> ExchangeDef {
+        ExchangeDef {
+            vhost: self.name.clone(),
+            name: ex.name.to_string(),
+            kind: ex.kind.as_str().to_string(),
+            auto_delete: ex.auto_delete,
+            internal: ex.internal,
+            arguments: definitions::encode_table(&ex.arguments),
+        }
+    }
+
+    fn binding_def(&self, source: &Exchange, b: &Binding) -> BindingDef {
+        BindingDef {
+            vhost: self.name.clone(),
+            source: source.name.to_string(),
+            destination: b.destination.name().to_string(),
+            destination_kind: b.destination.kind_str().to_string(),
+            routing_key: b.routing_key.to_string(),
+            arguments: definitions::encode_table(&b.arguments),
+        }
+    }
+
+    /// Bindings persist when both ends do (RabbitMQ's rule).
+    fn binding_is_durable(source: &Exchange, b: &Binding) -> bool {
+        source.durable
+            && match &b.destination {
+                Destination::Queue(q) => q.options.durable,
+                Destination::Exchange(x) => x.durable,
+            }
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>> {
@@ -394,8 +470,11 @@ impl VirtualHost {
             None => {
                 check_name("exchange", &d.name)?;
                 let mut map = self.exchanges.write();
-                map.entry(d.name.clone())
+                let mut created = false;
+                let ex = map
+                    .entry(d.name.clone())
                     .or_insert_with(|| {
+                        created = true;
                         Arc::new(Exchange::new(
                             d.name.clone(),
                             self.name.clone(),
@@ -406,7 +485,12 @@ impl VirtualHost {
                             d.arguments.clone(),
                         ))
                     })
-                    .clone()
+                    .clone();
+                drop(map);
+                if created && ex.durable {
+                    self.record(Change::DeclareExchange(self.exchange_def(&ex)));
+                }
+                ex
             }
         };
         if ex.kind != kind {
@@ -472,6 +556,13 @@ impl VirtualHost {
             }
         }
         ex.mark_deleted();
+        if ex.durable {
+            // Its bindings go with it in the definitions too.
+            self.record(Change::DeleteExchange {
+                vhost: self.name.clone(),
+                name: ex.name.to_string(),
+            });
+        }
         // Bindings where this exchange is the destination go with it.
         let dest = Destination::Exchange(ex.clone());
         for source in self.exchanges() {
@@ -522,6 +613,13 @@ impl VirtualHost {
             return Ok((q, c));
         }
         let limits = queue_limits(&d.arguments, &what, durable, d.exclusive)?;
+        let (storage_id, handle) = match &self.storage {
+            Some(s) => {
+                let id = s.persistence.next_queue_id();
+                (id, Some(s.queue_handle(id, durable)))
+            }
+            None => (0, None),
+        };
         let mut map = self.queues.write();
         if let Some(q) = map.get(&name).cloned() {
             drop(map);
@@ -529,21 +627,32 @@ impl VirtualHost {
             let c = counts(&q);
             return Ok((q, c));
         }
-        let q = Arc::new(Queue::new(
-            name.clone(),
-            self.name.clone(),
-            QueueOptions {
+        let q = Arc::new(Queue::new(QueueSetup {
+            name: name.clone(),
+            vhost: self.name.clone(),
+            options: QueueOptions {
                 durable,
                 exclusive: d.exclusive,
                 auto_delete: d.auto_delete,
                 arguments: d.arguments.clone(),
             },
-            d.exclusive.then_some(connection_id),
+            owner: d.exclusive.then_some(connection_id),
             limits,
-            self.self_ref.clone(),
-        ));
+            vhost_ref: self.self_ref.clone(),
+            storage: handle,
+            recovered: None,
+        }));
         map.insert(name, q.clone());
         drop(map);
+        if durable {
+            self.record(Change::DeclareQueue(QueueDef {
+                vhost: self.name.clone(),
+                name: q.name.to_string(),
+                id: storage_id,
+                auto_delete: q.options.auto_delete,
+                arguments: definitions::encode_table(&q.options.arguments),
+            }));
+        }
         Ok((
             q,
             DeclaredQueue {
@@ -638,6 +747,12 @@ impl VirtualHost {
             }
         }
         let (consumers, count) = q.mark_deleted();
+        if q.options.durable {
+            self.record(Change::DeleteQueue {
+                vhost: self.name.clone(),
+                name: q.name.to_string(),
+            });
+        }
         for c in consumers {
             let _ = c.sink.send(ConnectionEvent::ConsumerCancelled {
                 channel: c.channel,
@@ -711,11 +826,14 @@ impl VirtualHost {
         }
         let ex = self.exchange(source)?;
         let destination = self.binding_target(dest, dest_is_queue, connection_id)?;
-        ex.bind(Binding {
+        let binding = Binding {
             destination,
             routing_key,
             arguments,
-        })?;
+        };
+        if ex.bind(binding.clone())? && Self::binding_is_durable(&ex, &binding) {
+            self.record(Change::Bind(self.binding_def(&ex, &binding)));
+        }
         Ok(())
     }
 
@@ -742,14 +860,113 @@ impl VirtualHost {
             Err(e) if e.code == warren_protocol::constants::reply::NOT_FOUND => return Ok(()),
             Err(e) => return Err(e),
         };
-        if ex.unbind(&Binding {
+        let binding = Binding {
             destination,
             routing_key,
             arguments,
-        }) {
+        };
+        if ex.unbind(&binding) {
+            if Self::binding_is_durable(&ex, &binding) {
+                self.record(Change::Unbind(self.binding_def(&ex, &binding)));
+            }
             self.maybe_auto_delete(&ex);
         }
         Ok(())
+    }
+
+    /// Rebuilds durable exchanges, queues (with their messages) and
+    /// bindings from the definitions, then drops message-store segments
+    /// nothing references any more.
+    pub fn recover(&self, snap: &definitions::Snapshot) {
+        let Some(storage) = &self.storage else {
+            return;
+        };
+        for x in snap.exchanges.iter().filter(|x| x.vhost == self.name) {
+            let Some(kind) = ExchangeKind::parse(x.kind.as_bytes()) else {
+                tracing::warn!(
+                    "skipping exchange '{}' of unknown type '{}'",
+                    x.name,
+                    x.kind
+                );
+                continue;
+            };
+            let ex = Exchange::new(
+                ShortStr::from(x.name.as_str()),
+                self.name.clone(),
+                kind,
+                true,
+                x.auto_delete,
+                x.internal,
+                definitions::decode_table(&x.arguments),
+            );
+            self.exchanges.write().insert(ex.name.clone(), Arc::new(ex));
+        }
+        let mut recovered_messages = 0u64;
+        for qd in snap.queues.iter().filter(|q| q.vhost == self.name) {
+            let name = ShortStr::from(qd.name.as_str());
+            let arguments = definitions::decode_table(&qd.arguments);
+            let what = rs("queue", &name, &self.name);
+            let limits = queue_limits(&arguments, &what, true, false).unwrap_or_default();
+            let handle = storage.queue_handle(qd.id, true);
+            let recovered = match QueueIndex::open(
+                &handle.dir,
+                storage.store.clone(),
+                storage.persistence.committer.clone(),
+            ) {
+                Ok((index, rec)) => {
+                    recovered_messages += rec.live;
+                    let next = rec.next_seq;
+                    Some((QueueStorage::recovered(index, &rec), next))
+                }
+                Err(e) => {
+                    tracing::error!("cannot recover the messages of {what}: {e}");
+                    None
+                }
+            };
+            let q = Queue::new(QueueSetup {
+                name: name.clone(),
+                vhost: self.name.clone(),
+                options: QueueOptions {
+                    durable: true,
+                    exclusive: false,
+                    auto_delete: qd.auto_delete,
+                    arguments,
+                },
+                owner: None,
+                limits,
+                vhost_ref: self.self_ref.clone(),
+                storage: Some(handle),
+                recovered,
+            });
+            self.queues.write().insert(name, Arc::new(q));
+        }
+        for b in snap.bindings.iter().filter(|b| b.vhost == self.name) {
+            let source = ShortStr::from(b.source.as_str());
+            let dest = ShortStr::from(b.destination.as_str());
+            let is_queue = b.destination_kind == "queue";
+            let (Ok(ex), Ok(destination)) = (
+                self.exchange(&source),
+                self.binding_target(&dest, is_queue, 0),
+            ) else {
+                continue;
+            };
+            let _ = ex.bind(Binding {
+                destination,
+                routing_key: ShortStr::from(b.routing_key.as_str()),
+                arguments: definitions::decode_table(&b.arguments),
+            });
+        }
+        storage.store.remove_unreferenced();
+        tracing::info!(
+            "vhost '{}': recovered {} exchange(s), {} queue(s), {} message(s)",
+            self.name,
+            snap.exchanges
+                .iter()
+                .filter(|x| x.vhost == self.name)
+                .count(),
+            snap.queues.iter().filter(|q| q.vhost == self.name).count(),
+            recovered_messages
+        );
     }
 
     /// Every queue `message` reaches from `exchange`: follows exchange to

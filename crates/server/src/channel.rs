@@ -5,6 +5,7 @@
 //! channel.close and a hard one into connection.close, with the class and
 //! method ids of the method that failed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ahash::AHashMap;
@@ -14,6 +15,7 @@ use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
 use warren_broker::queue::{parse_expiration, PublishOutcome};
+use warren_broker::store::Ticket;
 use warren_broker::vhost::{ExchangeSpec, QueueSpec};
 use warren_broker::{broker::ReplyRoute, Message, Queue};
 use warren_protocol::constants::reply;
@@ -119,12 +121,16 @@ pub struct Channel {
     flow: Arc<ChannelFlow>,
     /// Publisher confirms: the next publish sequence number.
     confirm_seq: Option<u64>,
-    /// Highest sequence number to ack at the end of this read batch.
-    confirm_ack_upto: Option<u64>,
+    /// Replies that wait for a commit ticket (confirms, tx.commit-ok), in
+    /// the order they must go out. Tickets never decrease along the queue.
+    deferred: VecDeque<(Ticket, Deferred)>,
     tx: Option<Transaction>,
     /// RabbitMQ lets an empty queue name mean "the last one declared here".
     last_queue: Option<ShortStr>,
     reply_to: Option<DirectReply>,
+    /// Highest ticket issued for this channel's publishes since the last
+    /// tx.commit.
+    pending_ticket: Ticket,
     exchanges: AHashMap<ShortStr, Arc<Exchange>>,
     route_buf: Vec<Arc<Queue>>,
 }
@@ -141,26 +147,61 @@ impl Channel {
             consumer_prefetch: 0,
             flow: Arc::new(ChannelFlow::default()),
             confirm_seq: None,
-            confirm_ack_upto: None,
+            deferred: VecDeque::new(),
             tx: None,
             last_queue: None,
             reply_to: None,
+            pending_ticket: 0,
             exchanges: AHashMap::new(),
             route_buf: Vec::new(),
         }
     }
 
-    /// Sends the acks for publishes confirmed during this read batch: one
-    /// basic.ack(multiple) covers them all.
-    pub fn flush_confirms(&mut self, s: &mut Session) {
-        if let Some(upto) = self.confirm_ack_upto.take() {
-            s.out.method(
-                self.id,
-                &Method::BasicAck(BasicAck {
-                    delivery_tag: upto,
-                    multiple: true,
-                }),
-            );
+    /// Queues a reply behind everything already waiting.
+    fn defer(&mut self, ticket: Ticket, what: Deferred) {
+        let ticket = self.deferred.back().map_or(ticket, |(t, _)| ticket.max(*t));
+        self.deferred.push_back((ticket, what));
+    }
+
+    /// The highest ticket a deferred reply waits for, if any.
+    pub fn awaited_ticket(&self) -> Option<Ticket> {
+        self.deferred.back().map(|(t, _)| *t)
+    }
+
+    /// Sends the deferred replies whose ticket is committed; consecutive
+    /// confirms collapse into one basic.ack(multiple).
+    pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) {
+        let mut ack_upto = None;
+        while let Some((t, _)) = self.deferred.front() {
+            if *t > committed {
+                break;
+            }
+            let Some((_, what)) = self.deferred.pop_front() else {
+                break;
+            };
+            match what {
+                Deferred::Ack(tag) => ack_upto = Some(tag),
+                other => {
+                    if let Some(upto) = ack_upto.take() {
+                        s.out.method(self.id, &ack_multiple(upto));
+                    }
+                    match other {
+                        Deferred::Nack(tag) => s.out.method(
+                            self.id,
+                            &BasicNack {
+                                delivery_tag: tag,
+                                multiple: false,
+                                requeue: false,
+                            }
+                            .into(),
+                        ),
+                        _ => s.out.method(self.id, &TxCommitOk {}.into()),
+                    }
+                }
+            }
+        }
+        if let Some(upto) = ack_upto {
+            s.out.method(self.id, &ack_multiple(upto));
         }
     }
 
@@ -681,6 +722,7 @@ impl Channel {
                 seq: qm.seq,
                 message: qm.message,
                 flow: None,
+                disk: qm.disk,
             });
         }
         Ok(())
@@ -700,7 +742,8 @@ impl Channel {
             }
         }
         for (q, group) in group_by_queue(items) {
-            q.settle(group.len() as u64);
+            let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
+            q.settle(&disks);
         }
         self.kick_if_global();
     }
@@ -725,7 +768,7 @@ impl Channel {
             }
         }
         for (q, group) in group_by_queue(items) {
-            q.discard(group.into_iter().map(|u| u.message).collect());
+            q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect());
         }
         self.kick_if_global();
     }
@@ -737,7 +780,12 @@ impl Channel {
             }
         }
         for (q, group) in group_by_queue(items) {
-            q.requeue(group.into_iter().map(|u| (u.seq, u.message)).collect());
+            q.requeue(
+                group
+                    .into_iter()
+                    .map(|u| (u.seq, u.message, u.disk))
+                    .collect(),
+            );
         }
         self.kick_if_global();
     }
@@ -830,13 +878,13 @@ impl Channel {
             properties.reply_to = Some(r.address.clone());
             raw_properties = encode_properties(&properties);
         }
-        let message = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
+        let message = Arc::new(Message::new(
+            publish.exchange,
+            publish.routing_key,
             properties,
             raw_properties,
             body,
-        });
+        ));
         if let Some(tx) = &mut self.tx {
             tx.publishes.push((message, publish.mandatory));
             return Ok(());
@@ -855,6 +903,7 @@ impl Channel {
         mandatory: bool,
     ) {
         let mut rejected = false;
+        let mut needs_sync = false;
         let routed =
             if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
                 s.broker
@@ -864,8 +913,10 @@ impl Channel {
                 s.vhost.route(exchange, &message, &mut queues);
                 let routed = !queues.is_empty();
                 for q in queues.drain(..) {
-                    if q.publish(message.clone()) == PublishOutcome::Rejected {
-                        rejected = true;
+                    match q.publish(message.clone()) {
+                        PublishOutcome::Rejected => rejected = true,
+                        PublishOutcome::Enqueued { needs_sync: true } => needs_sync = true,
+                        PublishOutcome::Enqueued { needs_sync: false } => {}
                     }
                 }
                 self.route_buf = queues;
@@ -885,24 +936,23 @@ impl Channel {
             s.out
                 .content(self.id, &message.raw_properties, &message.body, s.frame_max);
         }
+        // A persistent message in a durable queue is confirmed only once
+        // the group commit has it on disk.
+        let ticket = if needs_sync {
+            s.vhost.issue_ticket()
+        } else {
+            0
+        };
+        self.pending_ticket = self.pending_ticket.max(ticket);
         if let Some(seq) = self.confirm_seq.as_mut() {
             let tag = *seq;
             *seq += 1;
-            if rejected {
-                // Acks for earlier messages must go first, in order.
-                self.flush_confirms(s);
-                s.out.method(
-                    self.id,
-                    &BasicNack {
-                        delivery_tag: tag,
-                        multiple: false,
-                        requeue: false,
-                    }
-                    .into(),
-                );
+            let what = if rejected {
+                Deferred::Nack(tag)
             } else {
-                self.confirm_ack_upto = Some(tag);
-            }
+                Deferred::Ack(tag)
+            };
+            self.defer(ticket, what);
         }
     }
 
@@ -924,7 +974,10 @@ impl Channel {
         let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
         self.requeue(requeue.into_iter().map(|(u, _)| u).collect());
         self.discard(drop.into_iter().map(|(u, _)| u).collect());
-        s.out.method(self.id, &TxCommitOk {}.into());
+        // commit-ok once the transaction's persistent messages are on disk.
+        let ticket = std::mem::take(&mut self.pending_ticket);
+        self.defer(ticket, Deferred::TxCommitOk);
+        let _ = s;
         Ok(())
     }
 
@@ -962,6 +1015,7 @@ impl Channel {
                 seq: d.seq,
                 message: d.message,
                 flow: Some(d.flow),
+                disk: d.disk,
             });
         }
         if kick {
@@ -986,7 +1040,7 @@ impl Channel {
         let all = self.unacked.take_all();
         self.requeue(all);
         self.content = Content::Idle;
-        self.confirm_ack_upto = None;
+        self.deferred.clear();
     }
 }
 
@@ -1005,8 +1059,22 @@ pub fn return_delivery(d: Delivery) {
         d.flow.on_settled(1);
     }
     if let Some(q) = d.queue {
-        q.put_back(vec![(d.seq, d.message)], !d.no_ack);
+        q.put_back(vec![(d.seq, d.message, d.disk)], !d.no_ack);
     }
+}
+
+fn ack_multiple(upto: u64) -> Method {
+    Method::BasicAck(BasicAck {
+        delivery_tag: upto,
+        multiple: true,
+    })
+}
+
+/// A reply that waits for the group commit.
+enum Deferred {
+    Ack(u64),
+    Nack(u64),
+    TxCommitOk,
 }
 
 fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {

@@ -124,6 +124,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         heartbeat,
         last_recv: Instant::now(),
         last_send: Instant::now(),
+        watching: 0,
     };
     let end = conn.run(&mut io, &mut events).await;
     let reason = match &end {
@@ -185,6 +186,8 @@ struct Connection {
     heartbeat: u16,
     last_recv: Instant,
     last_send: Instant,
+    /// The commit ticket we asked to be told about (0: none pending).
+    watching: u64,
 }
 
 impl Connection {
@@ -273,10 +276,25 @@ impl Connection {
                 }
             }
         }
-        for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.s);
-        }
+        self.flush_confirms();
         None
+    }
+
+    /// Sends the confirms (and tx.commit-oks) whose commit is done, and
+    /// asks to be told when the rest are.
+    fn flush_confirms(&mut self) {
+        let committed = self.s.vhost.committed();
+        let mut awaited = 0;
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.s, committed);
+            if let Some(t) = ch.awaited_ticket() {
+                awaited = awaited.max(t);
+            }
+        }
+        if awaited > committed && awaited > self.watching {
+            self.watching = awaited;
+            self.s.vhost.notify_commit(awaited, self.s.events.clone());
+        }
     }
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), End> {
@@ -466,8 +484,10 @@ impl Connection {
         }
         debug!("connection {}: closing channel {ch}: {}", self.s.id, e);
         if let Some(channel) = self.channels.get_mut(&ch) {
-            // Confirms for publishes before the error still count.
-            channel.flush_confirms(&mut self.s);
+            // Confirms for publishes before the error still count, once
+            // committed; after close they can't be sent any more.
+            let committed = self.s.vhost.committed();
+            channel.flush_confirms(&mut self.s, committed);
             channel.cleanup(&mut self.s);
             channel.state = ChannelState::Closing;
         }
@@ -497,6 +517,10 @@ impl Connection {
                 if let Some(c) = self.channels.get_mut(&channel) {
                     c.consumer_cancelled_by_server(&mut self.s, consumer_tag);
                 }
+            }
+            ConnectionEvent::Committed(_) => {
+                self.watching = 0;
+                self.flush_confirms();
             }
         }
     }

@@ -36,11 +36,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
-    let broker = Broker::new(&BrokerSetup {
+    let setup = BrokerSetup {
         default_user: cfg.default_user.clone(),
         default_pass: cfg.default_pass.clone(),
         default_vhost: cfg.default_vhost.clone(),
-    });
+    };
+    let started = std::time::Instant::now();
+    let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    info!("recovered in {:.3}s", started.elapsed().as_secs_f64());
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create data directory {}: {e}",
@@ -87,6 +90,8 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         _ = shutdown_signal() => info!("shutting down"),
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
+    // Acks and delivery marks still in buffers go to disk.
+    broker.sync();
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use warren_broker::consumer::ConsumerFlow;
+use warren_broker::store::index::DiskRef;
 use warren_broker::{Message, Queue};
 
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Unacked {
     pub message: Arc<Message>,
     /// The consumer's credit counters; `None` for basic.get.
     pub flow: Option<Arc<ConsumerFlow>>,
+    /// Its queue-index entry, acked on disk with it.
+    pub disk: Option<DiskRef>,
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,144 @@
+//! Group commit: one thread writes and fsyncs every dirty file, then
+//! publishes the highest ticket its fsync covered.
+//!
+//! A writer appends (to buffers), marks the files dirty, and only then
+//! takes a ticket. The committer reads the ticket counter *before* taking
+//! the dirty list, so every append made for a ticket it publishes was in
+//! the buffers it synced.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use tracing::error;
+
+use super::files::SyncFile;
+use crate::consumer::{ConnectionEvent, EventSender};
+
+/// A position in the commit sequence; committed once `committed() >= t`.
+pub type Ticket = u64;
+
+/// Acks and delivery marks need no client reply, so they are synced on
+/// this period even when no confirm waits.
+const IDLE_SYNC: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+pub struct DirtyFile {
+    pub file: Arc<SyncFile>,
+    queued: AtomicBool,
+}
+
+impl DirtyFile {
+    pub fn new(file: Arc<SyncFile>) -> Arc<DirtyFile> {
+        Arc::new(DirtyFile {
+            file,
+            queued: AtomicBool::new(false),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Committer {
+    issued: AtomicU64,
+    committed: AtomicU64,
+    dirty: Mutex<Vec<Arc<DirtyFile>>>,
+    wake: Condvar,
+    waiters: Mutex<Vec<(Ticket, EventSender)>>,
+    stop: AtomicBool,
+}
+
+impl Committer {
+    pub fn start() -> Arc<Committer> {
+        let c = Arc::new(Committer::default());
+        let runner = c.clone();
+        // A plain thread: fsync blocks, and must not stall the async runtime.
+        let spawned = std::thread::Builder::new()
+            .name("warren-commit".into())
+            .spawn(move || runner.run());
+        if let Err(e) = spawned {
+            error!("cannot start the commit thread: {e}");
+        }
+        c
+    }
+
+    /// Records that `f` has buffered data to sync.
+    pub fn mark_dirty(&self, f: &Arc<DirtyFile>) {
+        if !f.queued.swap(true, Ordering::AcqRel) {
+            self.dirty.lock().push(f.clone());
+        }
+    }
+
+    /// A ticket covering everything appended (and marked dirty) so far.
+    pub fn issue(&self) -> Ticket {
+        let t = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake.notify_one();
+        t
+    }
+
+    pub fn committed(&self) -> Ticket {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Sends `ConnectionEvent::Committed` to `sink` once `ticket` is durable.
+    pub fn notify(&self, ticket: Ticket, sink: EventSender) {
+        let mut w = self.waiters.lock();
+        // Checked under the lock the committer takes to notify, so a commit
+        // can't slip between the check and the push.
+        if self.committed() >= ticket {
+            drop(w);
+            let _ = sink.send(ConnectionEvent::Committed(self.committed()));
+            return;
+        }
+        w.push((ticket, sink));
+    }
+
+    /// Syncs everything now (clean shutdown).
+    pub fn sync_now(&self) {
+        let t = self.issue();
+        while self.committed() < t && !self.stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        loop {
+            {
+                let mut d = self.dirty.lock();
+                if self.issued.load(Ordering::Acquire) <= self.committed() {
+                    let _ = self.wake.wait_for(&mut d, IDLE_SYNC);
+                }
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let target = self.issued.load(Ordering::Acquire);
+            let files = std::mem::take(&mut *self.dirty.lock());
+            for f in &files {
+                f.queued.store(false, Ordering::Release);
+                if let Err(e) = f.file.sync() {
+                    // Nothing sensible is left to do with a disk that fails
+                    // fsync; log loudly, as RabbitMQ would crash here.
+                    error!("fsync of {} failed: {e}", f.file.path.display());
+                }
+            }
+            if target > self.committed() {
+                self.committed.store(target, Ordering::Release);
+                let mut w = self.waiters.lock();
+                w.retain(|(t, sink)| {
+                    if *t <= target {
+                        let _ = sink.send(ConnectionEvent::Committed(target));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+        }
+    }
+}
