@@ -7,6 +7,7 @@ use ahash::AHashMap;
 use parking_lot::RwLock;
 use warren_protocol::ShortStr;
 
+use crate::alarms::{Alarms, Watermark};
 use crate::auth::{hash_password, AuthStore, Permission, User};
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
 use crate::definitions::{self, Change, DefinitionsLog, PermissionDef, UserDef};
@@ -34,6 +35,7 @@ pub struct Broker {
     reply_routes: RwLock<AHashMap<ShortStr, ReplyRoute>>,
     next_connection_id: AtomicU64,
     persistence: Option<Arc<Persistence>>,
+    pub alarms: Alarms,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -42,6 +44,8 @@ pub struct BrokerSetup {
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
+    pub memory_high_watermark: Watermark,
+    pub disk_free_limit: u64,
 }
 
 /// Takes an exclusive lock on the data directory for the life of the
@@ -72,6 +76,8 @@ impl Default for BrokerSetup {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             default_vhost: "/".into(),
+            memory_high_watermark: Watermark::Relative(0.4),
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -88,6 +94,7 @@ impl Broker {
             reply_routes: RwLock::new(AHashMap::new()),
             next_connection_id: AtomicU64::new(1),
             persistence: None,
+            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
         };
         broker.add_vhost(&setup.default_vhost);
         // A fresh store has no users, so this cannot collide.
@@ -160,6 +167,7 @@ impl Broker {
             reply_routes: RwLock::new(AHashMap::new()),
             next_connection_id: AtomicU64::new(1),
             persistence: Some(persistence.clone()),
+            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
         };
         for u in &snap.users {
             broker.auth.put_user(User {

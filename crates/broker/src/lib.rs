@@ -14,6 +14,7 @@
 //! Locks are per queue and per exchange; nothing takes a broker-wide lock
 //! per message.
 
+pub mod alarms;
 pub mod auth;
 pub mod broker;
 pub mod consumer;

@@ -71,6 +71,12 @@ enum Command {
     ListVhosts { columns: Vec<String> },
     /// List users
     ListUsers,
+    /// Set the memory high watermark: a fraction of RAM, or `absolute <size>`
+    SetVmMemoryHighWatermark { args: Vec<String> },
+    /// Set the free disk limit: a size, or `mem_relative <fraction>`
+    SetDiskFreeLimit { args: Vec<String> },
+    /// Show the broker's version, memory, disk and alarms
+    Status,
 }
 
 struct Listing {
@@ -128,6 +134,10 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn request(cli: &Cli, command: &str) -> Result<Vec<Value>, (u8, String)> {
+    request_with(cli, command, &[])
+}
+
+fn request_with(cli: &Cli, command: &str, args: &[String]) -> Result<Vec<Value>, (u8, String)> {
     let dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let path = dir.join("warren.sock");
     let unavailable = |e: std::io::Error| {
@@ -145,7 +155,7 @@ fn request(cli: &Cli, command: &str) -> Result<Vec<Value>, (u8, String)> {
     let timeout = Some(Duration::from_secs(cli.timeout.max(1)));
     stream.set_read_timeout(timeout).map_err(unavailable)?;
     stream.set_write_timeout(timeout).map_err(unavailable)?;
-    let mut line = json!({"command": command, "vhost": cli.vhost}).to_string();
+    let mut line = json!({"command": command, "vhost": cli.vhost, "args": args}).to_string();
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(unavailable)?;
     let mut reply = String::new();
@@ -238,8 +248,63 @@ fn list(cli: &Cli, l: Listing) -> Result<(), (u8, String)> {
     Ok(())
 }
 
+/// Commands that change something and print one line, as rabbitmqctl.
+fn action(cli: &Cli) -> Option<Result<(), (u8, String)>> {
+    let (command, args, says) = match &cli.command {
+        Command::SetVmMemoryHighWatermark { args } => (
+            "set_vm_memory_high_watermark",
+            args,
+            format!("Setting memory threshold to {} ...", args.join(" ")),
+        ),
+        Command::SetDiskFreeLimit { args } => (
+            "set_disk_free_limit",
+            args,
+            format!("Setting disk free limit to {} ...", args.join(" ")),
+        ),
+        Command::Status => {
+            return Some(request(cli, "status").map(|rows| {
+                let r = rows.first().cloned().unwrap_or(Value::Null);
+                if cli.formatter == "json" {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    return;
+                }
+                if !cli.quiet {
+                    println!("Status of the Warren broker ...");
+                }
+                for key in [
+                    "product",
+                    "version",
+                    "memory_used",
+                    "memory_high_watermark",
+                    "total_memory",
+                    "disk_free",
+                    "disk_free_limit",
+                    "alarms",
+                ] {
+                    println!("{key}: {}", cell(&r[key]));
+                }
+            }))
+        }
+        _ => return None,
+    };
+    Some(request_with(cli, command, args).map(|_| {
+        if !cli.quiet {
+            println!("{says}");
+        }
+    }))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(result) = action(&cli) {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, msg)) => {
+                eprintln!("{msg}");
+                ExitCode::from(code)
+            }
+        };
+    }
     let vhost = cli.vhost.clone();
     let listing = match &cli.command {
         Command::ListQueues { columns } => Listing {
@@ -289,6 +354,12 @@ fn main() -> ExitCode {
             columns: Vec::new(),
             per_vhost: false,
         },
+        // Handled by `action`.
+        Command::SetVmMemoryHighWatermark { .. }
+        | Command::SetDiskFreeLimit { .. }
+        | Command::Status => {
+            return ExitCode::SUCCESS;
+        }
     };
     match list(&cli, listing) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use serde::Deserialize;
+use warren_broker::alarms::{parse_size, Watermark};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +50,44 @@ pub struct Args {
     /// Most channels per connection [default: 2047]
     #[arg(long, env = "WARREN_CHANNEL_MAX")]
     pub channel_max: Option<u16>,
+
+    /// Memory high watermark: a fraction of RAM (0.4) or a size (512MB, 1GiB) [default: 0.4]
+    #[arg(long, env = "WARREN_VM_MEMORY_HIGH_WATERMARK")]
+    pub vm_memory_high_watermark: Option<String>,
+
+    /// Free disk below which publishers are blocked (50MB, 1GB, bytes) [default: 50MB]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<String>,
+}
+
+/// A TOML value that may be written as a number or a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumOrText {
+    Num(f64),
+    Text(String),
+}
+
+impl NumOrText {
+    fn text(self) -> String {
+        match self {
+            NumOrText::Num(n) => n.to_string(),
+            NumOrText::Text(t) => t,
+        }
+    }
+}
+
+/// "0.4" is a fraction of RAM; anything with a unit, or above 1, a size.
+pub fn parse_watermark(text: &str) -> anyhow::Result<Watermark> {
+    let t = text.trim();
+    if let Ok(f) = t.parse::<f64>() {
+        if (0.0..=1.0).contains(&f) {
+            return Ok(Watermark::Relative(f));
+        }
+    }
+    parse_size(t)
+        .map(Watermark::Absolute)
+        .ok_or_else(|| anyhow::anyhow!("invalid memory high watermark '{t}' (use 0.4 or 512MB)"))
 }
 
 /// The TOML file's shape; every key is optional.
@@ -66,6 +105,8 @@ pub struct FileConfig {
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,
     pub max_message_size: Option<u64>,
+    pub vm_memory_high_watermark: Option<NumOrText>,
+    pub disk_free_limit: Option<NumOrText>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +123,8 @@ pub struct Config {
     pub default_vhost: String,
     /// Largest message body accepted (RabbitMQ's max_message_size).
     pub max_message_size: u64,
+    pub vm_memory_high_watermark: Watermark,
+    pub disk_free_limit: u64,
 }
 
 impl Default for Config {
@@ -98,6 +141,8 @@ impl Default for Config {
             default_pass: "guest".into(),
             default_vhost: "/".into(),
             max_message_size: 128 * 1024 * 1024,
+            vm_memory_high_watermark: Watermark::Relative(0.4),
+            disk_free_limit: 50_000_000,
         }
     }
 }
@@ -138,7 +183,25 @@ impl Config {
         if frame_max < warren_protocol::constants::FRAME_MIN_SIZE {
             anyhow::bail!("frame_max must be at least 4096");
         }
+        let watermark = match args
+            .vm_memory_high_watermark
+            .or(file.vm_memory_high_watermark.map(NumOrText::text))
+        {
+            Some(t) => parse_watermark(&t)?,
+            None => d.vm_memory_high_watermark,
+        };
+        let disk_free_limit = match args
+            .disk_free_limit
+            .or(file.disk_free_limit.map(NumOrText::text))
+        {
+            Some(t) => parse_size(&t).ok_or_else(|| {
+                anyhow::anyhow!("invalid disk free limit '{t}' (use 50MB or bytes)")
+            })?,
+            None => d.disk_free_limit,
+        };
         Ok(Config {
+            vm_memory_high_watermark: watermark,
+            disk_free_limit,
             amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(d.amqp_port),
             bind: args.bind.or(file.bind).unwrap_or(d.bind),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),

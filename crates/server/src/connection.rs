@@ -13,6 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
+use warren_broker::alarms::AlarmState;
 use warren_broker::consumer::{ConnectionEvent, EventReceiver};
 use warren_broker::error::AmqpError;
 use warren_broker::Broker;
@@ -102,6 +103,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         caps,
     } = negotiated;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let alarm_rx = broker.alarms.subscribe();
     let id = broker.next_connection_id();
     info!(
         "connection {id} from {peer} opened: user '{}' vhost '{}'",
@@ -125,6 +127,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         last_recv: Instant::now(),
         last_send: Instant::now(),
         watching: 0,
+        alarms: alarm_rx,
+        published: false,
+        blocked: false,
     };
     let end = conn.run(&mut io, &mut events).await;
     let reason = match &end {
@@ -188,6 +193,11 @@ struct Connection {
     last_send: Instant,
     /// The commit ticket we asked to be told about (0: none pending).
     watching: u64,
+    alarms: tokio::sync::watch::Receiver<AlarmState>,
+    /// Has published: resource alarms block only publishers.
+    published: bool,
+    /// Blocked by an alarm: the socket is not read.
+    blocked: bool,
 }
 
 impl Connection {
@@ -207,7 +217,7 @@ impl Connection {
         loop {
             let want_write = !self.s.out.is_empty();
             let want_events = self.s.out.len() < HIGH_WATER;
-            let want_read = self.s.out.len() < READ_PAUSE_WATER;
+            let want_read = self.s.out.len() < READ_PAUSE_WATER && !self.blocked;
             tokio::select! {
                 biased;
                 r = self.s.out.write_to(&mut io.wr), if want_write => {
@@ -242,8 +252,18 @@ impl Connection {
                         return end;
                     }
                 }
+                changed = self.alarms.changed() => {
+                    if changed.is_ok() {
+                        self.update_blocking();
+                    }
+                }
                 _ = ticker.tick() => {
                     if self.heartbeat > 0 {
+                        // A blocked client can't be heard; RabbitMQ pauses
+                        // the heartbeat monitor too.
+                        if self.blocked {
+                            self.last_recv = Instant::now();
+                        }
                         if self.last_recv.elapsed() > hb * 2 {
                             return End::HeartbeatTimeout;
                         }
@@ -277,7 +297,32 @@ impl Connection {
             }
         }
         self.flush_confirms();
+        self.update_blocking();
         None
+    }
+
+    /// Blocks a publishing connection while an alarm is on, and unblocks
+    /// it after, telling clients that asked (connection.blocked capability).
+    fn update_blocking(&mut self) {
+        let state = *self.alarms.borrow_and_update();
+        let block = state.any() && self.published;
+        if block == self.blocked {
+            return;
+        }
+        self.blocked = block;
+        if block {
+            tracing::info!("connection {} blocked: {}", self.s.id, state.reason());
+        }
+        if self.s.caps.connection_blocked {
+            let m = if block {
+                Method::ConnectionBlocked(ConnectionBlocked {
+                    reason: ShortStr::from_static(state.reason()),
+                })
+            } else {
+                Method::ConnectionUnblocked(ConnectionUnblocked {})
+            };
+            self.s.out.method(0, &m);
+        }
     }
 
     /// Sends the confirms (and tx.commit-oks) whose commit is done, and
@@ -373,6 +418,9 @@ impl Connection {
     }
 
     fn channel_method(&mut self, ch: u16, method: Method) -> Result<(), End> {
+        if matches!(method, Method::BasicPublish(_)) {
+            self.published = true;
+        }
         let (class_id, method_id) = method.ids();
         let Some(channel) = self.channels.get_mut(&ch) else {
             return match method {

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tracing::{debug, warn};
+use warren_broker::alarms::Watermark;
 use warren_broker::Broker;
 use warren_protocol::{FieldTable, FieldValue};
 
@@ -26,6 +27,8 @@ struct Request {
     command: String,
     #[serde(default)]
     vhost: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -53,12 +56,13 @@ pub async fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, broker: Arc<Broker>) {
+pub async fn serve(listener: UnixListener, broker: Arc<Broker>, data_dir: PathBuf) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let broker = broker.clone();
+        let data_dir = data_dir.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
@@ -67,7 +71,7 @@ pub async fn serve(listener: UnixListener, broker: Arc<Broker>) {
                 Ok(_) => match serde_json::from_str::<Request>(&line) {
                     Ok(req) => {
                         debug!("control request: {}", req.command);
-                        handle(&broker, &req)
+                        handle(&broker, &data_dir, &req)
                     }
                     Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
                 },
@@ -82,7 +86,17 @@ pub async fn serve(listener: UnixListener, broker: Arc<Broker>) {
     }
 }
 
-fn handle(broker: &Broker, req: &Request) -> Value {
+/// Applies new alarm thresholds at once rather than at the next tick.
+fn recheck(broker: &Broker, data_dir: &Path) {
+    let free = warren_broker::alarms::disk_free(data_dir).unwrap_or(u64::MAX);
+    broker.alarms.check(
+        warren_broker::alarms::process_rss(),
+        warren_broker::alarms::total_memory(),
+        free,
+    );
+}
+
+fn handle(broker: &Broker, data_dir: &Path, req: &Request) -> Value {
     let vhost_name = req.vhost.clone().unwrap_or_else(|| "/".into());
     let rows: Vec<Value> = match req.command.as_str() {
         "list_queues" => match broker.vhost(&vhost_name) {
@@ -158,6 +172,71 @@ fn handle(broker: &Broker, req: &Request) -> Value {
             .iter()
             .map(|u| json!({"user": u.name, "tags": format!("[{}]", u.tags.join(", "))}))
             .collect(),
+        "set_vm_memory_high_watermark" => {
+            let w = match req.args.as_slice() {
+                [kind, value] if kind == "absolute" => {
+                    match warren_broker::alarms::parse_size(value) {
+                        Some(b) => Watermark::Absolute(b),
+                        None => {
+                            return json!({"ok": false, "error": format!("invalid size '{value}'")})
+                        }
+                    }
+                }
+                [value] => match value.parse::<f64>() {
+                    Ok(f) if (0.0..=1.0).contains(&f) => Watermark::Relative(f),
+                    _ => {
+                        return json!({"ok": false, "error": format!("invalid fraction '{value}' (0.0 to 1.0)")})
+                    }
+                },
+                _ => {
+                    return json!({"ok": false, "error": "usage: set_vm_memory_high_watermark <fraction> | absolute <size>"})
+                }
+            };
+            broker.alarms.set_watermark(w);
+            recheck(broker, data_dir);
+            Vec::new()
+        }
+        "set_disk_free_limit" => {
+            let bytes = match req.args.as_slice() {
+                [kind, value] if kind == "mem_relative" => match value.parse::<f64>() {
+                    Ok(f) if f >= 0.0 => (warren_broker::alarms::total_memory() as f64 * f) as u64,
+                    _ => {
+                        return json!({"ok": false, "error": format!("invalid fraction '{value}'")})
+                    }
+                },
+                [value] => match warren_broker::alarms::parse_size(value) {
+                    Some(b) => b,
+                    None => return json!({"ok": false, "error": format!("invalid size '{value}'")}),
+                },
+                _ => {
+                    return json!({"ok": false, "error": "usage: set_disk_free_limit <size> | mem_relative <fraction>"})
+                }
+            };
+            broker.alarms.set_disk_free_limit(bytes);
+            recheck(broker, data_dir);
+            Vec::new()
+        }
+        "status" => {
+            let state = broker.alarms.state();
+            let total = warren_broker::alarms::total_memory();
+            let mut alarms = Vec::new();
+            if state.memory {
+                alarms.push("memory");
+            }
+            if state.disk {
+                alarms.push("disk");
+            }
+            vec![json!({
+                "product": "Warren",
+                "version": env!("CARGO_PKG_VERSION"),
+                "memory_used": warren_broker::alarms::process_rss(),
+                "memory_high_watermark": broker.alarms.watermark().bytes(total),
+                "total_memory": total,
+                "disk_free": warren_broker::alarms::disk_free(data_dir).unwrap_or(0),
+                "disk_free_limit": broker.alarms.disk_free_limit(),
+                "alarms": alarms,
+            })]
+        }
         other => return json!({"ok": false, "error": format!("unknown command '{other}'")}),
     };
     json!({"ok": true, "rows": rows})

@@ -180,6 +180,7 @@ fn client_caps(props: &FieldTable) -> ClientCapabilities {
     let on = |k: &str| caps.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
     ClientCapabilities {
         consumer_cancel_notify: on("consumer_cancel_notify"),
+        connection_blocked: on("connection.blocked"),
         authentication_failure_close: on("authentication_failure_close"),
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info};
+use warren_broker::alarms;
 use warren_broker::broker::BrokerSetup;
 use warren_broker::Broker;
 
@@ -40,6 +41,8 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         default_user: cfg.default_user.clone(),
         default_pass: cfg.default_pass.clone(),
         default_vhost: cfg.default_vhost.clone(),
+        memory_high_watermark: cfg.vm_memory_high_watermark,
+        disk_free_limit: cfg.disk_free_limit,
     };
     let started = std::time::Instant::now();
     let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
@@ -51,6 +54,18 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         )
     })?;
     let control = control::bind(&cfg.data_dir).await?;
+    // Resource alarms: memory and disk, checked twice a second.
+    let monitor = broker.clone();
+    let data_dir = cfg.data_dir.clone();
+    tokio::spawn(async move {
+        let total = alarms::total_memory();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let free = alarms::disk_free(&data_dir).unwrap_or(u64::MAX);
+            monitor.alarms.check(alarms::process_rss(), total, free);
+        }
+    });
     // Housekeeping: message TTLs and x-expires.
     let sweeper = broker.clone();
     tokio::spawn(async move {
@@ -60,7 +75,11 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             sweeper.sweep();
         }
     });
-    tokio::spawn(control::serve(control, broker.clone()));
+    tokio::spawn(control::serve(
+        control,
+        broker.clone(),
+        cfg.data_dir.clone(),
+    ));
     let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cfg.bind, cfg.amqp_port))?;

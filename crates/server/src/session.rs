@@ -13,6 +13,7 @@ use crate::outbound::Outbound;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientCapabilities {
     pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
     pub authentication_failure_close: bool,
 }
 
