@@ -143,7 +143,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "gib" => 1_073_741_824.0,
         _ => return None,
     };
-    (n >= 0.0).then(|| (n * mult) as u64)
+    (n >= 0.0).then_some((n * mult) as u64)
 }
 
 /// Resident memory of this process, from /proc.
