@@ -41,6 +41,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 AMQP_PORT="$port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
+    WARREN_BIN="$PWD/target/debug/warren" \
     .venv/bin/python -m pytest tests/python -q
 if grep -q "panicked" "$data_dir/warren.log"; then
     echo "the broker panicked during the pika suite:" >&2

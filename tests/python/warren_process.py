@@ -1,0 +1,111 @@
+"""Start, stop, SIGKILL and restart a Warren broker of our own, for tests that need restarts.
+
+The binary comes from $WARREN_BIN (scripts/test.sh sets it). Without it these tests fail,
+unless AMQP_ALLOW_NO_WARREN_BIN=1 (running the suite against RabbitMQ), which skips them.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pika
+import pytest
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class WarrenProcess:
+    def __init__(self, binary, data_dir, extra_args=(), env=None):
+        self.binary = binary
+        self.data_dir = str(data_dir)
+        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ, **(env or {}))
+        self.log_path = os.path.join(os.path.dirname(self.data_dir), "warren-%d.log" % self.port)
+        self.proc = None
+        self.starts = 0
+
+    def start(self, timeout=15.0):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--amqp-port", str(self.port),
+             "--data-dir", self.data_dir, "--log-level", "info"] + self.extra_args,
+            stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("warren exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("warren did not start listening within %ss:\n%s" % (timeout, self.log()))
+
+    def stop(self, timeout=15.0):
+        """Clean stop (SIGTERM), as a service manager would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        self.proc = None
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self, crash=False):
+        self.kill9() if crash else self.stop()
+        return self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def params(self, **kw):
+        kw.setdefault("connection_attempts", 1)
+        kw.setdefault("socket_timeout", 5)
+        kw.setdefault("blocked_connection_timeout", 20)
+        return pika.ConnectionParameters("127.0.0.1", self.port, **kw)
+
+    def connect(self, **kw):
+        return pika.BlockingConnection(self.params(**kw))
+
+    def ctl(self, *args):
+        ctl = os.path.join(os.path.dirname(self.binary), "warrenctl")
+        return subprocess.run([ctl, "--data-dir", self.data_dir] + list(args),
+                              capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def warren(tmp_path):
+    """warren(extra_args=(), env=None) -> a started WarrenProcess; stopped at teardown."""
+    binary = os.environ.get("WARREN_BIN")
+    if not binary:
+        if os.environ.get("AMQP_ALLOW_NO_WARREN_BIN") == "1":
+            pytest.skip("WARREN_BIN not set (restart tests need a Warren binary)")
+        raise AssertionError("set WARREN_BIN to the warren binary (or AMQP_ALLOW_NO_WARREN_BIN=1)")
+    made = []
+
+    def make(extra_args=(), env=None):
+        w = WarrenProcess(binary, tmp_path / ("data%d" % len(made)), extra_args, env)
+        made.append(w)
+        return w.start()
+
+    yield make
+    for w in made:
+        w.kill9()
+        log = w.log()
+        assert "panicked" not in log, log
