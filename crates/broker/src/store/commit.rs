@@ -22,6 +22,9 @@ pub type Ticket = u64;
 /// Acks and delivery marks need no client reply, so they are synced on
 /// this period even when no confirm waits.
 const IDLE_SYNC: Duration = Duration::from_millis(200);
+/// Quiet time that ends a burst, and the longest a commit waits for one.
+const GATHER_STEP: Duration = Duration::from_micros(50);
+const GATHER_MAX: Duration = Duration::from_micros(500);
 
 #[derive(Debug)]
 pub struct DirtyFile {
@@ -46,6 +49,9 @@ pub struct Committer {
     wake: Condvar,
     waiters: Mutex<Vec<(Ticket, EventSender)>>,
     stop: AtomicBool,
+    /// The thread is (about to be) asleep on `wake`; set under `dirty`'s
+    /// lock, so `issue` only locks when a wakeup is actually needed.
+    sleeping: AtomicBool,
 }
 
 impl Committer {
@@ -71,8 +77,13 @@ impl Committer {
 
     /// A ticket covering everything appended (and marked dirty) so far.
     pub fn issue(&self) -> Ticket {
-        let t = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
-        self.wake.notify_one();
+        let t = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.sleeping.load(Ordering::SeqCst) {
+            // Taking the lock waits until the thread is inside `wait`, so
+            // the notification can't be lost.
+            let _guard = self.dirty.lock();
+            self.wake.notify_one();
+        }
         t
     }
 
@@ -103,22 +114,44 @@ impl Committer {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
+        let _guard = self.dirty.lock();
         self.wake.notify_one();
+    }
+
+    /// Lets a burst finish arriving before syncing: while tickets keep
+    /// coming, wait a little (at most [`GATHER_MAX`]). Without this, a
+    /// publisher with a window of unconfirmed messages settles into many
+    /// tiny commits, one fsync each.
+    fn gather(&self) {
+        let start = std::time::Instant::now();
+        let mut seen = self.issued.load(Ordering::Acquire);
+        while start.elapsed() < GATHER_MAX {
+            std::thread::sleep(GATHER_STEP);
+            let now = self.issued.load(Ordering::Acquire);
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
     }
 
     fn run(&self) {
         loop {
             {
                 let mut d = self.dirty.lock();
-                if self.issued.load(Ordering::Acquire) <= self.committed() {
+                self.sleeping.store(true, Ordering::SeqCst);
+                if self.issued.load(Ordering::SeqCst) <= self.committed() {
                     let _ = self.wake.wait_for(&mut d, IDLE_SYNC);
                 }
+                self.sleeping.store(false, Ordering::SeqCst);
             }
             if self.stop.load(Ordering::Acquire) {
                 return;
             }
+            self.gather();
             let target = self.issued.load(Ordering::Acquire);
             let files = std::mem::take(&mut *self.dirty.lock());
+            let t0 = std::time::Instant::now();
             for f in &files {
                 f.queued.store(false, Ordering::Release);
                 if let Err(e) = f.file.sync() {
@@ -127,6 +160,12 @@ impl Committer {
                     error!("fsync of {} failed: {e}", f.file.path.display());
                 }
             }
+            tracing::trace!(
+                "commit: {} ticket(s), {} file(s), {:?}",
+                target - self.committed(),
+                files.len(),
+                t0.elapsed()
+            );
             if target > self.committed() {
                 self.committed.store(target, Ordering::Release);
                 let mut w = self.waiters.lock();
