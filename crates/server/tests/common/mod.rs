@@ -37,6 +37,8 @@ pub struct TestBroker {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl TestBroker {
@@ -62,7 +64,64 @@ impl TestBroker {
         let port = free_port();
         let data_dir = std::env::temp_dir().join(unique("wtest"));
         std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(data_dir.join("broker.log")).map_err(|e| e.to_string())?;
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::spawn(port, data_dir, args, envs)
+    }
+
+    /// Stops the broker (SIGKILL when `crash`, else SIGTERM and a clean
+    /// shutdown) and starts it again on the same port and data directory.
+    pub fn restart(mut self, crash: bool) -> TestBroker {
+        if crash {
+            let _ = self.child.kill();
+        } else {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+        }
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while !matches!(self.child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (port, data_dir) = (self.port, self.data_dir.clone());
+        let (args, envs) = (
+            std::mem::take(&mut self.args),
+            std::mem::take(&mut self.envs),
+        );
+        // Keep the data: this TestBroker must not clean up on drop.
+        self.data_dir = PathBuf::new();
+        drop(self);
+        let mut last = String::new();
+        for _ in 0..50 {
+            match Self::spawn(port, data_dir.clone(), args.clone(), envs.clone()) {
+                Ok(b) => return b,
+                // The old socket may linger briefly; retry the same port.
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        panic!("could not restart warren: {last}");
+    }
+
+    fn spawn(
+        port: u16,
+        data_dir: PathBuf,
+        args: Vec<String>,
+        envs: Vec<(String, String)>,
+    ) -> Result<TestBroker, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("broker.log"))
+            .map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(broker_exe(&data_dir));
         cmd.arg("--bind")
@@ -71,7 +130,7 @@ impl TestBroker {
             .arg(port.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(args)
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -94,7 +153,7 @@ impl TestBroker {
         ] {
             cmd.env_remove(var);
         }
-        for (k, v) in envs {
+        for (k, v) in &envs {
             cmd.env(k, v);
         }
         let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
@@ -102,6 +161,8 @@ impl TestBroker {
             child,
             port,
             data_dir,
+            args,
+            envs,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -161,7 +222,9 @@ impl Drop for TestBroker {
                 eprintln!("{line}");
             }
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 

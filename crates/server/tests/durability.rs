@@ -1,0 +1,148 @@
+//! Durability through lapin: persistent messages in durable queues survive
+//! a clean restart and a SIGKILL; unacked ones come back redelivered;
+//! transient state is gone.
+
+mod common;
+
+use common::{bounded, run_test, TestBroker, STEP};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+async fn publish(ch: &Channel, queue: &str, body: &[u8], persistent: bool) {
+    let props = BasicProperties::default().with_delivery_mode(if persistent { 2 } else { 1 });
+    let confirm = ch
+        .basic_publish("", queue, BasicPublishOptions::default(), body, props)
+        .await
+        .expect("publish");
+    let c = bounded(STEP, "confirm", confirm).await.expect("confirm");
+    assert!(matches!(c, Confirmation::Ack(None)), "{c:?}");
+}
+
+async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue, BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        out.push((m.delivery.data.clone(), m.delivery.redelivered));
+    }
+    out
+}
+
+async fn confirming(b: &TestBroker) -> (lapin::Connection, Channel) {
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    (conn, ch)
+}
+
+#[tokio::test]
+async fn persistent_messages_survive_clean_restart_and_crash() {
+    for crash in [false, true] {
+        let broker = TestBroker::start();
+        let b = run_test(async {
+            let (conn, ch) = confirming(&broker).await;
+            ch.queue_declare("jobs", durable(), FieldTable::default())
+                .await
+                .expect("declare durable");
+            ch.queue_declare(
+                "scratch",
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare transient");
+            for i in 0..50u32 {
+                publish(&ch, "jobs", format!("job {i}").as_bytes(), true).await;
+            }
+            publish(&ch, "jobs", b"not persistent", false).await;
+            publish(&ch, "scratch", b"gone", true).await;
+            let _ = conn.close(200, "bye").await;
+        });
+        b.await;
+        let broker = broker.restart(crash);
+        run_test(async {
+            let (_conn, ch) = confirming(&broker).await;
+            let got = drain(&ch, "jobs").await;
+            let want: Vec<(Vec<u8>, bool)> = (0..50u32)
+                .map(|i| (format!("job {i}").into_bytes(), false))
+                .collect();
+            assert_eq!(got, want, "crash={crash}");
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let err = ch
+                .queue_declare("scratch", passive, FieldTable::default())
+                .await
+                .expect_err("the non-durable queue is gone");
+            assert_eq!(common::amqp_error(&err).0, 404);
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn unacked_deliveries_return_redelivered_after_crash() {
+    let broker = TestBroker::start();
+    run_test(async {
+        let (conn, ch) = confirming(&broker).await;
+        ch.queue_declare("work", durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        for b in [b"a", b"b", b"c"] {
+            publish(&ch, "work", b, true).await;
+        }
+        let first = ch
+            .basic_get("work", BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("a message");
+        first
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        let _held = ch
+            .basic_get("work", BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("a message");
+        // A round trip after the ack, then time for the ack to be synced.
+        ch.queue_declare(
+            "work",
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        std::mem::forget(conn);
+    })
+    .await;
+    let broker = broker.restart(true);
+    run_test(async {
+        let (_conn, ch) = confirming(&broker).await;
+        let got = drain(&ch, "work").await;
+        assert_eq!(got, vec![(b"b".to_vec(), true), (b"c".to_vec(), false)]);
+    })
+    .await;
+}
