@@ -104,6 +104,17 @@ impl Committer {
         w.push((ticket, sink));
     }
 
+    /// Syncs every dirty file on the calling thread (tests, tools).
+    pub fn sync_once(&self) {
+        let files = std::mem::take(&mut *self.dirty.lock());
+        for f in &files {
+            f.queued.store(false, Ordering::Release);
+            if let Err(e) = f.file.sync() {
+                error!("fsync of {} failed: {e}", f.file.path.display());
+            }
+        }
+    }
+
     /// Syncs everything now (clean shutdown).
     pub fn sync_now(&self) {
         let t = self.issue();
