@@ -44,7 +44,8 @@ impl SyncFile {
             path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 file,
-                buf: Vec::with_capacity(64 * 1024),
+                // Allocated on first append: most files are idle most of the time.
+                buf: Vec::new(),
                 written: len,
                 unsynced: false,
             }),
@@ -85,6 +86,9 @@ impl SyncFile {
     pub fn sync(&self) -> io::Result<()> {
         let mut g = self.inner.lock();
         write_out(&mut g)?;
+        // Hundreds of files can be open (one per segment); an idle one
+        // must not keep a buffer. The next append allocates again.
+        g.buf = Vec::new();
         if g.unsynced {
             g.file.sync_data()?;
             g.unsynced = false;
