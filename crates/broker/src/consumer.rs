@@ -71,6 +71,8 @@ pub struct ConsumerFlow {
     pub prefetch: u32,
     pub unacked: AtomicU32,
     pub in_transit: AtomicU32,
+    /// The queue skipped this consumer for lack of transit credit.
+    pub transit_blocked: AtomicBool,
     pub channel: Arc<ChannelFlow>,
     /// Set once the consumer is cancelled; the queue skips it.
     pub cancelled: AtomicBool,
@@ -87,10 +89,17 @@ impl ConsumerFlow {
 
     /// Whether the consumer can take one more message now.
     pub fn has_credit(&self, no_ack: bool) -> bool {
-        if self.in_transit.load(Ordering::Relaxed) >= MAX_IN_TRANSIT
-            || self.channel.paused.load(Ordering::Relaxed)
-        {
+        if self.channel.paused.load(Ordering::Relaxed) {
             return false;
+        }
+        if self.in_transit.load(Ordering::SeqCst) >= MAX_IN_TRANSIT {
+            self.transit_blocked.store(true, Ordering::SeqCst);
+            // The connection may have drained past the threshold before it
+            // could see the flag: then nobody would wake the queue, so look
+            // again now that the flag is visible.
+            if self.in_transit.load(Ordering::SeqCst) >= MAX_IN_TRANSIT / 2 {
+                return false;
+            }
         }
         if no_ack {
             // Prefetch limits apply to acknowledged deliveries only.
@@ -113,10 +122,15 @@ impl ConsumerFlow {
         }
     }
 
-    /// The connection wrote the delivery out; returns true if this freed
-    /// credit the queue was waiting for.
+    /// The connection wrote the delivery out; returns true when the queue
+    /// stopped for lack of transit credit and enough has come back (half
+    /// the window) to make dispatching again worthwhile. The hysteresis
+    /// lets one dispatch move a thousand messages instead of one.
     pub fn on_written(&self) -> bool {
-        self.in_transit.fetch_sub(1, Ordering::Relaxed) == MAX_IN_TRANSIT
+        let left = self.in_transit.fetch_sub(1, Ordering::SeqCst) - 1;
+        left <= MAX_IN_TRANSIT / 2
+            && self.transit_blocked.load(Ordering::SeqCst)
+            && self.transit_blocked.swap(false, Ordering::SeqCst)
     }
 
     /// `n` deliveries were acked, rejected or requeued.

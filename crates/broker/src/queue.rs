@@ -150,8 +150,11 @@ pub struct QueuedMessage {
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
     /// `needs_sync`: the message was written for durability; a confirm
-    /// must wait for the group commit.
-    Enqueued { needs_sync: bool },
+    /// must wait for the group commit. `congested`: consumers can't take
+    /// messages as fast as they arrive because their connections can't
+    /// write them fast enough; the publisher should pause (credit flow,
+    /// as RabbitMQ's) rather than let the queue spill to disk.
+    Enqueued { needs_sync: bool, congested: bool },
     /// Refused by `x-overflow: reject-publish`; confirms get a nack.
     Rejected,
 }
@@ -213,6 +216,9 @@ pub struct Queue {
     /// Set once any message with a TTL arrives, so the sweeper can skip
     /// queues that can't have expired messages.
     has_ttl: AtomicBool,
+    /// Publishers were told to pause; `drained` wakes them.
+    congested: AtomicBool,
+    pub drained: tokio::sync::Notify,
 }
 
 /// Counts shown by queue.declare-ok and `warrenctl list_queues`.
@@ -272,7 +278,14 @@ impl Queue {
             }),
             deleted: AtomicBool::new(false),
             has_ttl: AtomicBool::new(has_ttl),
+            congested: AtomicBool::new(false),
+            drained: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Whether publishers should still wait for consumers to catch up.
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -337,7 +350,10 @@ impl Queue {
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return PublishOutcome::Enqueued { needs_sync: false };
+            return PublishOutcome::Enqueued {
+                needs_sync: false,
+                congested: false,
+            };
         }
         let size = message.size() as u64;
         if self.over_limit(&st, size) {
@@ -364,14 +380,21 @@ impl Queue {
                 Overflow::RejectPublish => PublishOutcome::Rejected,
                 Overflow::DropHead => {
                     st.dead.push((message, DeathReason::MaxLen));
-                    PublishOutcome::Enqueued { needs_sync: false }
+                    PublishOutcome::Enqueued {
+                        needs_sync: false,
+                        congested: false,
+                    }
                 }
             };
             self.finish(st);
             return outcome;
         }
-        let now = Instant::now();
-        let expires_at = self.expiry_for(&message, now);
+        // Reading the clock costs; only TTL'd messages need it.
+        let now = (self.has_ttl.load(Ordering::Relaxed)
+            || self.limits.message_ttl.is_some()
+            || message.properties.expiration.is_some())
+        .then(Instant::now);
+        let expires_at = now.and_then(|n| self.expiry_for(&message, n));
         if expires_at.is_some() {
             self.has_ttl.store(true, Ordering::Relaxed);
         }
@@ -411,10 +434,23 @@ impl Queue {
             }
         }
         self.dispatch_at(&mut st, now);
-        // A TTL of 0 means "deliver now or never", as in RabbitMQ.
-        self.expire_locked(&mut st, now);
+        if let Some(now) = now {
+            // A TTL of 0 means "deliver now or never", as in RabbitMQ.
+            self.expire_locked(&mut st, now);
+        }
+        let congested = st.ready.len() >= WINDOW_COUNT
+            && st
+                .consumers
+                .iter()
+                .any(|c| c.flow.transit_blocked.load(Ordering::Relaxed));
+        if congested {
+            self.congested.store(true, Ordering::Release);
+        }
         self.finish(st);
-        PublishOutcome::Enqueued { needs_sync }
+        PublishOutcome::Enqueued {
+            needs_sync,
+            congested,
+        }
     }
 
     /// Writes the message (once across queues) and an index entry.
@@ -586,15 +622,19 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
-        self.dispatch_at(st, Instant::now())
+        let now = self.has_ttl.load(Ordering::Relaxed).then(Instant::now);
+        self.dispatch_at(st, now)
     }
 
     /// Dispatches, treating messages that expire exactly at `now` as still
-    /// deliverable (a TTL-0 message goes to a waiting consumer).
-    fn dispatch_at(self: &Arc<Self>, st: &mut QueueState, now: Instant) {
+    /// deliverable (a TTL-0 message goes to a waiting consumer). `now` is
+    /// `None` when no message in the queue can expire.
+    fn dispatch_at(self: &Arc<Self>, st: &mut QueueState, now: Option<Instant>) {
         while st.ready_len() > 0 && !st.consumers.is_empty() {
             self.page_in(st, false);
-            self.expire_head(st, |t| t < now);
+            if let Some(now) = now {
+                self.expire_head(st, |t| t < now);
+            }
             let Some(idx) = self.pick_consumer(st) else {
                 return;
             };
@@ -602,6 +642,10 @@ impl Queue {
                 return;
             };
             st.ready_bytes -= qm.message.size() as u64;
+            if st.ready.len() <= WINDOW_COUNT / 2 && self.congested.load(Ordering::Relaxed) {
+                self.congested.store(false, Ordering::Release);
+                self.drained.notify_waiters();
+            }
             let consumer = &st.consumers[idx];
             let no_ack = consumer.no_ack;
             consumer.flow.on_dispatch(no_ack);
@@ -815,6 +859,8 @@ impl Queue {
     pub(crate) fn mark_deleted(&self) -> (Vec<Consumer>, u32) {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
+        self.congested.store(false, Ordering::Release);
+        self.drained.notify_waiters();
         let n = u32::try_from(st.ready_len()).unwrap_or(u32::MAX);
         st.ready.clear();
         st.ready_bytes = 0;
@@ -1065,7 +1111,10 @@ mod tests {
         });
         assert_eq!(
             q.publish(msg("1")),
-            PublishOutcome::Enqueued { needs_sync: false }
+            PublishOutcome::Enqueued {
+                needs_sync: false,
+                congested: false,
+            }
         );
         assert_eq!(q.publish(msg("2")), PublishOutcome::Rejected);
     }

@@ -131,6 +131,8 @@ pub struct Channel {
     /// Highest ticket issued for this channel's publishes since the last
     /// tx.commit.
     pending_ticket: Ticket,
+    /// A queue this channel published to that asked publishers to pause.
+    pub congested: Option<Arc<Queue>>,
     exchanges: AHashMap<ShortStr, Arc<Exchange>>,
     route_buf: Vec<Arc<Queue>>,
 }
@@ -152,6 +154,7 @@ impl Channel {
             last_queue: None,
             reply_to: None,
             pending_ticket: 0,
+            congested: None,
             exchanges: AHashMap::new(),
             route_buf: Vec::new(),
         }
@@ -915,8 +918,15 @@ impl Channel {
                 for q in queues.drain(..) {
                     match q.publish(message.clone()) {
                         PublishOutcome::Rejected => rejected = true,
-                        PublishOutcome::Enqueued { needs_sync: true } => needs_sync = true,
-                        PublishOutcome::Enqueued { needs_sync: false } => {}
+                        PublishOutcome::Enqueued {
+                            needs_sync: sync,
+                            congested,
+                        } => {
+                            needs_sync |= sync;
+                            if congested {
+                                self.congested = Some(q.clone());
+                            }
+                        }
                     }
                 }
                 self.route_buf = queues;
@@ -990,16 +1000,13 @@ impl Channel {
         }
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
-        s.out.method(
+        s.out.deliver(
             self.id,
-            &BasicDeliver {
-                consumer_tag: d.consumer_tag,
-                delivery_tag: tag,
-                redelivered: d.redelivered,
-                exchange: d.message.exchange.clone(),
-                routing_key: d.message.routing_key.clone(),
-            }
-            .into(),
+            d.consumer_tag.as_bytes(),
+            tag,
+            d.redelivered,
+            d.message.exchange.as_bytes(),
+            d.message.routing_key.as_bytes(),
         );
         s.out.content(
             self.id,

@@ -35,6 +35,22 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_PAUSE_WATER: usize = 4 * HIGH_WATER;
 /// Events handled per loop turn before the loop looks at the socket again.
 const EVENT_BATCH: usize = 1024;
+/// The longest a publisher pauses for a congested queue; after that the
+/// queue spills to disk rather than hold the publisher.
+const THROTTLE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Waits until the throttling queue has drained (or the pause is over).
+/// Pending forever when not throttled, so it can sit in a `select!`.
+async fn wait_drained(throttle: Option<(Arc<warren_broker::Queue>, tokio::time::Instant)>) {
+    let Some((queue, deadline)) = throttle else {
+        return std::future::pending().await;
+    };
+    let drained = queue.drained.notified();
+    if !queue.is_congested() {
+        return;
+    }
+    let _ = tokio::time::timeout_at(deadline, drained).await;
+}
 
 pub struct Io {
     pub rd: OwnedReadHalf,
@@ -130,6 +146,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         alarms: alarm_rx,
         published: false,
         blocked: false,
+        throttle: None,
     };
     let end = conn.run(&mut io, &mut events).await;
     let reason = match &end {
@@ -198,6 +215,10 @@ struct Connection {
     published: bool,
     /// Blocked by an alarm: the socket is not read.
     blocked: bool,
+    /// Credit flow: a queue we publish to is waiting for its consumers'
+    /// connections to catch up; reading pauses until it drains (or a short
+    /// while passes, after which the queue pages to disk instead).
+    throttle: Option<(Arc<warren_broker::Queue>, tokio::time::Instant)>,
 }
 
 impl Connection {
@@ -217,7 +238,9 @@ impl Connection {
         loop {
             let want_write = !self.s.out.is_empty();
             let want_events = self.s.out.len() < HIGH_WATER;
-            let want_read = self.s.out.len() < READ_PAUSE_WATER && !self.blocked;
+            let want_read =
+                self.s.out.len() < READ_PAUSE_WATER && !self.blocked && self.throttle.is_none();
+            let throttle = self.throttle.clone();
             tokio::select! {
                 biased;
                 r = self.s.out.write_to(&mut io.wr), if want_write => {
@@ -251,6 +274,9 @@ impl Connection {
                     if let Some(end) = self.process_input(&mut io.inbuf) {
                         return end;
                     }
+                }
+                _ = wait_drained(throttle) => {
+                    self.throttle = None;
                 }
                 changed = self.alarms.changed() => {
                     if changed.is_ok() {
@@ -298,6 +324,14 @@ impl Connection {
         }
         self.flush_confirms();
         self.update_blocking();
+        if self.throttle.is_none() {
+            if let Some(q) = self.channels.values_mut().find_map(|c| c.congested.take()) {
+                self.throttle = Some((q, tokio::time::Instant::now() + THROTTLE_MAX));
+            }
+        }
+        for c in self.channels.values_mut() {
+            c.congested = None;
+        }
         None
     }
 

@@ -61,6 +61,27 @@ impl Outbound {
         self.current.put_slice(bytes);
     }
 
+    /// basic.deliver, encoded without building a `Method`.
+    pub fn deliver(
+        &mut self,
+        channel: u16,
+        consumer_tag: &[u8],
+        delivery_tag: u64,
+        redelivered: bool,
+        exchange: &[u8],
+        routing_key: &[u8],
+    ) {
+        frame::write_deliver(
+            &mut self.current,
+            channel,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            exchange,
+            routing_key,
+        );
+    }
+
     /// A content header and the body frames for one message.
     pub fn content(&mut self, channel: u16, raw_properties: &[u8], body: &Bytes, frame_max: u32) {
         frame::write_header(
