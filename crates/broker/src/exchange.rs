@@ -216,7 +216,7 @@ impl Exchange {
                 out.extend(hits.into_iter().map(|x| x.destination.clone()));
             }
             Index::Headers(v) => {
-                let h = message.properties.headers.as_ref();
+                let h = message.headers.as_deref();
                 out.extend(
                     v.iter()
                         .filter(|(kind, x)| headers::matches(*kind, &x.arguments, h))

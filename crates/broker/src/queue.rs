@@ -29,7 +29,7 @@ use crate::vhost::VirtualHost;
 /// Ready messages kept in memory per queue; beyond this (or
 /// [`WINDOW_BYTES`]) new messages wait on disk and are read back ahead of
 /// consumers, so a backlog costs disk, not RAM.
-pub const WINDOW_COUNT: usize = 2048;
+pub const WINDOW_COUNT: usize = 8192;
 pub const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
 /// Read back from disk when fewer than this many are in memory.
 const PAGE_IN_BELOW: usize = WINDOW_COUNT / 2;
@@ -230,14 +230,7 @@ pub struct QueueStats {
     pub ready_bytes: u64,
 }
 
-/// A per-message TTL in milliseconds: a non-negative decimal integer, as
-/// RabbitMQ accepts in the `expiration` property.
-pub fn parse_expiration(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
-}
+pub use crate::message::parse_expiration;
 
 impl Queue {
     pub fn new(setup: QueueSetup) -> Self {
@@ -333,11 +326,7 @@ impl Queue {
     }
 
     fn expiry_for(&self, message: &Message, now: Instant) -> Option<Instant> {
-        let per_message = message
-            .properties
-            .expiration
-            .as_ref()
-            .and_then(|e| parse_expiration(e.as_bytes()));
+        let per_message = message.expiration_ms;
         let ttl = match (self.limits.message_ttl, per_message) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -392,7 +381,7 @@ impl Queue {
         // Reading the clock costs; only TTL'd messages need it.
         let now = (self.has_ttl.load(Ordering::Relaxed)
             || self.limits.message_ttl.is_some()
-            || message.properties.expiration.is_some())
+            || message.expiration_ms.is_some())
         .then(Instant::now);
         let expires_at = now.and_then(|n| self.expiry_for(&message, n));
         if expires_at.is_some() {
@@ -905,7 +894,7 @@ impl Queue {
     }
 
     fn dead_lettered(&self, m: &Message, reason: DeathReason, dlx: &ShortStr) -> Message {
-        let mut props: BasicProperties = m.properties.clone();
+        let mut props: BasicProperties = m.properties();
         let mut headers = props.headers.take().unwrap_or_default();
         let original_expiration = props.expiration.take();
         let now = SystemTime::now()
@@ -973,7 +962,7 @@ impl Queue {
 }
 
 fn deaths(m: &Message) -> impl Iterator<Item = &FieldTable> {
-    let arr: &[FieldValue] = match m.properties.headers.as_ref().and_then(|h| h.get("x-death")) {
+    let arr: &[FieldValue] = match m.headers.as_deref().and_then(|h| h.get("x-death")) {
         Some(FieldValue::Array(a)) => a,
         _ => &[],
     };

@@ -211,6 +211,18 @@ impl ContentHeader {
         })
     }
 
+    /// Reads a header's class, body size and raw property bytes without
+    /// decoding the properties (the publish path decodes them once, when
+    /// the message is complete).
+    pub fn peek(payload: Bytes) -> Result<(u16, u64, Bytes), DecodeError> {
+        let mut dec = Decoder::new(payload.clone());
+        let class_id = dec.get_u16()?;
+        let _weight = dec.get_u16()?;
+        let body_size = dec.get_u64()?;
+        let start = payload.len() - dec.remaining();
+        Ok((class_id, body_size, payload.slice(start..)))
+    }
+
     /// Appends a header payload: class, weight, size and raw properties.
     pub fn encode_payload(buf: &mut BytesMut, body_size: u64, raw_properties: &[u8]) {
         buf.put_u16(class::BASIC);

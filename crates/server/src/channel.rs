@@ -20,7 +20,7 @@ use warren_broker::vhost::{ExchangeSpec, QueueSpec};
 use warren_broker::{broker::ReplyRoute, Message, Queue};
 use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
-use warren_protocol::{BasicProperties, ContentHeader, Method, ShortStr};
+use warren_protocol::{BasicProperties, ContentHeader, Decoder, Method, ShortStr};
 
 use crate::session::Session;
 use crate::unacked::{Unacked, UnackedList};
@@ -44,7 +44,9 @@ enum Content {
     Header(BasicPublish),
     Body {
         publish: BasicPublish,
-        header: ContentHeader,
+        /// Properties stay encoded until the message is complete.
+        raw_properties: Bytes,
+        body_size: u64,
         body: BodyParts,
     },
 }
@@ -408,30 +410,34 @@ impl Channel {
         let Content::Header(publish) = std::mem::replace(&mut self.content, Content::Idle) else {
             unreachable!("checked above")
         };
-        let header = ContentHeader::decode(payload)
+        let (_, body_size, raw_properties) = ContentHeader::peek(payload)
             .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
-        if header.body_size > s.max_message_size {
+        if body_size > s.max_message_size {
             return Err(AmqpError::precondition_failed(format!(
                 "message size {} is larger than configured max size {}",
-                header.body_size, s.max_message_size
+                body_size, s.max_message_size
             )));
         }
-        if header.body_size == 0 {
-            return self.publish(s, publish, header, Bytes::new());
+        if body_size == 0 {
+            return self.publish(s, publish, raw_properties, Bytes::new());
         }
         self.content = Content::Body {
             publish,
-            header,
+            raw_properties,
+            body_size,
             body: BodyParts::Empty,
         };
         Ok(())
     }
 
     pub fn on_body(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
-        let Content::Body { header, body, .. } = &mut self.content else {
+        let Content::Body {
+            body_size, body, ..
+        } = &mut self.content
+        else {
             return Err(self.content_violation().unwrap_or_else(unexpected_content));
         };
-        let expected = header.body_size as usize;
+        let expected = *body_size as usize;
         if body.len() + payload.len() > expected {
             return Err(AmqpError::new(
                 reply::FRAME_ERROR,
@@ -444,13 +450,14 @@ impl Channel {
         }
         let Content::Body {
             publish,
-            header,
+            raw_properties,
             body,
+            ..
         } = std::mem::replace(&mut self.content, Content::Idle)
         else {
             unreachable!("matched above")
         };
-        self.publish(s, publish, header, body.into_bytes())
+        self.publish(s, publish, raw_properties, body.into_bytes())
     }
 
     fn exchange_declare(&mut self, s: &mut Session, m: ExchangeDeclare) -> Result<()> {
@@ -841,7 +848,7 @@ impl Channel {
         &mut self,
         s: &mut Session,
         publish: BasicPublish,
-        header: ContentHeader,
+        raw_properties: Bytes,
         body: Bytes,
     ) -> Result<()> {
         let exchange = self.exchange(s, &publish.exchange)?;
@@ -851,8 +858,9 @@ impl Channel {
                 exchange.describe()
             )));
         }
-        let mut properties = header.properties;
-        let mut raw_properties = header.raw_properties;
+        let mut raw_properties = raw_properties;
+        let mut properties = BasicProperties::decode(&mut Decoder::new(raw_properties.clone()))
+            .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
         if let Some(uid) = &properties.user_id {
             if uid.as_bytes() != s.user.name.as_bytes() {
                 return Err(AmqpError::precondition_failed(format!(
@@ -881,9 +889,15 @@ impl Channel {
             properties.reply_to = Some(r.address.clone());
             raw_properties = encode_properties(&properties);
         }
-        let message = Arc::new(Message::new(
+        let (exchange_name, routing_key, raw_properties, body) = compact(
             publish.exchange,
             publish.routing_key,
+            raw_properties,
+            body,
+        );
+        let message = Arc::new(Message::new(
+            exchange_name,
+            routing_key,
             properties,
             raw_properties,
             body,
@@ -1093,6 +1107,36 @@ fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {
         }
     }
     groups
+}
+
+/// Bodies up to this size are copied once, at ingress, into a buffer of
+/// their own (together with exchange, routing key and properties).
+const INLINE_BODY_MAX: usize = 1024;
+
+/// A small message's fields are slices of the connection's 64 KiB read
+/// buffer, which hundreds of messages share: every clone and drop of any
+/// of them, on the publisher's core and on each consumer's, hits that
+/// buffer's one reference count (a contended cache line), and one
+/// long-queued message pins the whole buffer. Copying a small message once
+/// into its own allocation is cheaper than both. Large bodies stay
+/// zero-copy slices.
+fn compact(exchange: ShortStr, routing_key: ShortStr, props: Bytes, body: Bytes) -> (ShortStr, ShortStr, Bytes, Bytes) {
+    if body.len() > INLINE_BODY_MAX {
+        return (exchange, routing_key, props, body);
+    }
+    let (e, r, p) = (exchange.len(), routing_key.len(), props.len());
+    let mut v = Vec::with_capacity(e + r + p + body.len());
+    v.extend_from_slice(exchange.as_bytes());
+    v.extend_from_slice(routing_key.as_bytes());
+    v.extend_from_slice(&props);
+    v.extend_from_slice(&body);
+    let all = Bytes::from(v);
+    (
+        ShortStr::new(all.slice(0..e)),
+        ShortStr::new(all.slice(e..e + r)),
+        all.slice(e + r..e + r + p),
+        all.slice(e + r + p..),
+    )
 }
 
 fn encode_properties(p: &BasicProperties) -> Bytes {
