@@ -22,7 +22,8 @@ use crate::vhost::VirtualHost;
 pub struct ReplyRoute {
     pub sink: EventSender,
     pub channel: u16,
-    pub consumer_tag: ShortStr,
+    /// The reply consumer's key in its connection.
+    pub consumer: u64,
     pub flow: Arc<ConsumerFlow>,
 }
 
@@ -242,14 +243,11 @@ impl Broker {
             .sink
             .send(ConnectionEvent::Deliver(Delivery {
                 channel: route.channel,
-                consumer_tag: route.consumer_tag,
+                consumer: route.consumer,
                 message,
                 redelivered: false,
-                queue: None,
                 seq: 0,
                 disk: None,
-                no_ack: true,
-                flow: route.flow,
             }))
             .is_ok()
     }

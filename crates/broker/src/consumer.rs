@@ -13,7 +13,6 @@ use std::sync::Arc;
 use warren_protocol::ShortStr;
 
 use crate::message::Message;
-use crate::queue::Queue;
 
 /// Deliveries a queue may hand to a connection that it has not yet
 /// written out. Bounds memory per consumer when a client reads slowly.
@@ -36,22 +35,20 @@ pub enum ConnectionEvent {
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnectionEvent>;
 pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>;
 
+/// One message for one consumer. Deliberately small: the consumer is
+/// named by the key its connection gave it, so no reference counts (queue,
+/// flow, tag) are touched per message on two cores.
 #[derive(Debug)]
 pub struct Delivery {
     pub channel: u16,
-    pub consumer_tag: ShortStr,
+    /// The consumer's key within its connection.
+    pub consumer: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
-    /// The queue the message came from; `None` for direct reply-to
-    /// deliveries, which have no queue.
-    pub queue: Option<Arc<Queue>>,
     /// The message's position in its queue (for requeueing in place).
     pub seq: u64,
     /// Its index entry, to be acked on disk when the client acks.
     pub disk: Option<crate::store::index::DiskRef>,
-    /// With no-ack the message is settled as soon as it is sent.
-    pub no_ack: bool,
-    pub flow: Arc<ConsumerFlow>,
 }
 
 /// Prefetch shared by all consumers of a channel (basic.qos global=true),
@@ -122,12 +119,13 @@ impl ConsumerFlow {
         }
     }
 
-    /// The connection wrote the delivery out; returns true when the queue
-    /// stopped for lack of transit credit and enough has come back (half
-    /// the window) to make dispatching again worthwhile. The hysteresis
-    /// lets one dispatch move a thousand messages instead of one.
-    pub fn on_written(&self) -> bool {
-        let left = self.in_transit.fetch_sub(1, Ordering::SeqCst) - 1;
+    /// The connection wrote `n` deliveries out (counted per batch, so the
+    /// shared counter moves once per batch, not per message); returns true
+    /// when the queue stopped for lack of transit credit and enough has
+    /// come back (half the window) to make dispatching again worthwhile.
+    /// The hysteresis lets one dispatch move a thousand messages, not one.
+    pub fn written(&self, n: u32) -> bool {
+        let left = self.in_transit.fetch_sub(n, Ordering::SeqCst) - n;
         left <= MAX_IN_TRANSIT / 2
             && self.transit_blocked.load(Ordering::SeqCst)
             && self.transit_blocked.swap(false, Ordering::SeqCst)
@@ -155,6 +153,8 @@ impl ConsumerFlow {
 pub struct Consumer {
     pub tag: ShortStr,
     pub channel: u16,
+    /// Names the consumer in deliveries (unique within its connection).
+    pub key: u64,
     pub connection_id: u64,
     pub no_ack: bool,
     pub exclusive: bool,

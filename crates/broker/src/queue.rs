@@ -640,14 +640,11 @@ impl Queue {
             consumer.flow.on_dispatch(no_ack);
             let delivery = Delivery {
                 channel: consumer.channel,
-                consumer_tag: consumer.tag.clone(),
+                consumer: consumer.key,
                 message: qm.message.clone(),
                 redelivered: qm.redelivered,
-                queue: Some(self.clone()),
                 seq: qm.seq,
                 disk: qm.disk,
-                no_ack,
-                flow: consumer.flow.clone(),
             };
             if consumer
                 .sink
@@ -1020,6 +1017,7 @@ mod tests {
         let c = Consumer {
             tag: tag.into(),
             channel: 1,
+            key: 1,
             connection_id: 1,
             no_ack: false,
             exclusive: false,

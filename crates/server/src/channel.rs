@@ -93,12 +93,6 @@ impl BodyParts {
     }
 }
 
-struct ChannelConsumer {
-    /// `None` for the direct reply-to pseudo-consumer.
-    queue: Option<Arc<Queue>>,
-    flow: Arc<ConsumerFlow>,
-}
-
 #[derive(Default)]
 struct Transaction {
     publishes: Vec<(Arc<Message>, bool)>,
@@ -115,7 +109,8 @@ pub struct Channel {
     pub id: u16,
     pub state: ChannelState,
     content: Content,
-    consumers: AHashMap<ShortStr, ChannelConsumer>,
+    /// Consumer tag → key in the connection's consumer registry.
+    consumers: AHashMap<ShortStr, u64>,
     unacked: UnackedList,
     next_delivery_tag: u64,
     /// basic.qos global=false: the limit for consumers created from now on.
@@ -334,20 +329,20 @@ impl Channel {
                 let items = self.take_unacked(m.delivery_tag, m.multiple)?;
                 match &mut self.tx {
                     Some(tx) => tx.acks.extend(items),
-                    None => self.settle(items),
+                    None => self.settle(s, items),
                 }
             }
             Method::BasicReject(m) => {
                 let items = self.take_unacked(m.delivery_tag, false)?;
-                self.reject(items, m.requeue);
+                self.reject(s, items, m.requeue);
             }
             Method::BasicNack(m) => {
                 let items = self.take_unacked(m.delivery_tag, m.multiple)?;
-                self.reject(items, m.requeue);
+                self.reject(s, items, m.requeue);
             }
-            Method::BasicRecoverAsync(m) => self.recover(m.requeue)?,
+            Method::BasicRecoverAsync(m) => self.recover(s, m.requeue)?,
             Method::BasicRecover(m) => {
-                self.recover(m.requeue)?;
+                self.recover(s, m.requeue)?;
                 s.out.method(self.id, &BasicRecoverOk {}.into());
             }
             Method::ConfirmSelect(m) => {
@@ -555,7 +550,7 @@ impl Channel {
                 u32::from(m.prefetch_count),
                 std::sync::atomic::Ordering::Relaxed,
             );
-            self.kick_queues();
+            self.kick_queues(s);
         } else {
             self.consumer_prefetch = u32::from(m.prefetch_count);
         }
@@ -579,9 +574,11 @@ impl Channel {
             return self.consume_direct_reply(s, m, tag, flow);
         }
         let q = self.queue(s, m.queue)?;
+        let key = s.consumers.next_key();
         q.add_consumer(Consumer {
             tag: tag.clone(),
             channel: self.id,
+            key,
             connection_id: s.id,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
@@ -605,13 +602,9 @@ impl Channel {
                 .into(),
             );
         }
-        self.consumers.insert(
-            tag,
-            ChannelConsumer {
-                queue: Some(q),
-                flow,
-            },
-        );
+        let added = s.consumers.add(tag.clone(), Some(q), flow, m.no_ack);
+        debug_assert_eq!(added, key);
+        self.consumers.insert(tag, key);
         Ok(())
     }
 
@@ -631,13 +624,14 @@ impl Channel {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
         let address = ShortStr::from(names::reply_to_address());
+        let key = s.consumers.add(tag.clone(), None, flow.clone(), true);
         s.broker.add_reply_route(
             address.clone(),
             ReplyRoute {
                 sink: s.events.clone(),
                 channel: self.id,
-                consumer_tag: tag.clone(),
-                flow: flow.clone(),
+                consumer: key,
+                flow,
             },
         );
         if !m.nowait {
@@ -650,20 +644,18 @@ impl Channel {
             );
         }
         self.reply_to = Some(DirectReply { address });
-        self.consumers
-            .insert(tag, ChannelConsumer { queue: None, flow });
+        self.consumers.insert(tag, key);
         Ok(())
     }
 
     /// Removes a consumer (client cancel or channel close).
     fn cancel_consumer(&mut self, s: &mut Session, tag: &ShortStr) {
-        let Some(c) = self.consumers.remove(tag) else {
+        let Some(key) = self.consumers.remove(tag) else {
             return;
         };
-        c.flow
-            .cancelled
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        match c.queue {
+        let queue = s.consumers.get(key).and_then(|e| e.queue.clone());
+        s.consumers.retire(key);
+        match queue {
             Some(q) => {
                 if q.remove_consumer(s.id, self.id, tag) {
                     s.vhost.remove_queue(&q);
@@ -679,10 +671,11 @@ impl Channel {
 
     /// The queue went away: forget the consumer and tell the client.
     pub fn consumer_cancelled_by_server(&mut self, s: &mut Session, tag: ShortStr) {
-        if self.consumers.remove(&tag).is_some()
-            && self.state == ChannelState::Open
-            && s.caps.consumer_cancel_notify
-        {
+        let Some(key) = self.consumers.remove(&tag) else {
+            return;
+        };
+        s.consumers.retire(key);
+        if self.state == ChannelState::Open && s.caps.consumer_cancel_notify {
             s.out.method(
                 self.id,
                 &BasicCancel {
@@ -745,7 +738,7 @@ impl Channel {
     }
 
     /// Acked (or dropped) deliveries: tell their queues, free credit.
-    fn settle(&mut self, items: Vec<Unacked>) {
+    fn settle(&mut self, s: &Session, items: Vec<Unacked>) {
         for u in &items {
             if let Some(f) = &u.flow {
                 f.on_settled(1);
@@ -755,23 +748,23 @@ impl Channel {
             let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
             q.settle(&disks);
         }
-        self.kick_if_global();
+        self.kick_if_global(s);
     }
 
-    fn reject(&mut self, items: Vec<Unacked>, requeue: bool) {
+    fn reject(&mut self, s: &Session, items: Vec<Unacked>, requeue: bool) {
         if let Some(tx) = &mut self.tx {
             tx.rejects.extend(items.into_iter().map(|u| (u, requeue)));
             return;
         }
         if requeue {
-            self.requeue(items);
+            self.requeue(s, items);
         } else {
-            self.discard(items);
+            self.discard(s, items);
         }
     }
 
     /// Rejected without requeue: settled and, where configured, dead-lettered.
-    fn discard(&mut self, items: Vec<Unacked>) {
+    fn discard(&mut self, s: &Session, items: Vec<Unacked>) {
         for u in &items {
             if let Some(f) = &u.flow {
                 f.on_settled(1);
@@ -780,10 +773,10 @@ impl Channel {
         for (q, group) in group_by_queue(items) {
             q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect());
         }
-        self.kick_if_global();
+        self.kick_if_global(s);
     }
 
-    fn requeue(&mut self, items: Vec<Unacked>) {
+    fn requeue(&mut self, s: &Session, items: Vec<Unacked>) {
         for u in &items {
             if let Some(f) = &u.flow {
                 f.on_settled(1);
@@ -797,34 +790,34 @@ impl Channel {
                     .collect(),
             );
         }
-        self.kick_if_global();
+        self.kick_if_global(s);
     }
 
-    fn recover(&mut self, requeue: bool) -> Result<()> {
+    fn recover(&mut self, s: &Session, requeue: bool) -> Result<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let all = self.unacked.take_all();
-        self.requeue(all);
+        self.requeue(s, all);
         Ok(())
     }
 
     /// With a channel-wide prefetch, credit freed by one queue's ack may
     /// let another queue deliver.
-    fn kick_if_global(&self) {
+    fn kick_if_global(&self, s: &Session) {
         if self
             .flow
             .prefetch
             .load(std::sync::atomic::Ordering::Relaxed)
             != 0
         {
-            self.kick_queues();
+            self.kick_queues(s);
         }
     }
 
-    fn kick_queues(&self) {
-        for c in self.consumers.values() {
-            if let Some(q) = &c.queue {
+    fn kick_queues(&self, s: &Session) {
+        for key in self.consumers.values() {
+            if let Some(q) = s.consumers.get(*key).and_then(|e| e.queue.as_ref()) {
                 q.dispatch();
             }
         }
@@ -889,12 +882,8 @@ impl Channel {
             properties.reply_to = Some(r.address.clone());
             raw_properties = encode_properties(&properties);
         }
-        let (exchange_name, routing_key, raw_properties, body) = compact(
-            publish.exchange,
-            publish.routing_key,
-            raw_properties,
-            body,
-        );
+        let (exchange_name, routing_key, raw_properties, body) =
+            compact(publish.exchange, publish.routing_key, raw_properties, body);
         let message = Arc::new(Message::new(
             exchange_name,
             routing_key,
@@ -994,10 +983,10 @@ impl Channel {
                 self.route(s, &x, message, mandatory);
             }
         }
-        self.settle(tx.acks);
+        self.settle(s, tx.acks);
         let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
-        self.requeue(requeue.into_iter().map(|(u, _)| u).collect());
-        self.discard(drop.into_iter().map(|(u, _)| u).collect());
+        self.requeue(s, requeue.into_iter().map(|(u, _)| u).collect());
+        self.discard(s, drop.into_iter().map(|(u, _)| u).collect());
         // commit-ok once the transaction's persistent messages are on disk.
         let ticket = std::mem::take(&mut self.pending_ticket);
         self.defer(ticket, Deferred::TxCommitOk);
@@ -1008,42 +997,43 @@ impl Channel {
     /// Writes a delivery pushed by a queue, or hands it back if its consumer
     /// is gone or the channel is closing.
     pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
-        if self.state != ChannelState::Open || !self.consumers.contains_key(&d.consumer_tag) {
-            return_delivery(d);
+        let live = self.state == ChannelState::Open
+            && s.consumers.get(d.consumer).is_some_and(|e| !e.retired);
+        if !live {
+            s.consumers.return_delivery(d);
             return;
         }
+        let Some(e) = s.consumers.handled(d.consumer) else {
+            return;
+        };
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         s.out.deliver(
             self.id,
-            d.consumer_tag.as_bytes(),
+            e.tag.as_bytes(),
             tag,
             d.redelivered,
             d.message.exchange.as_bytes(),
             d.message.routing_key.as_bytes(),
         );
+        if !e.no_ack {
+            if let Some(q) = &e.queue {
+                self.unacked.push(Unacked {
+                    tag,
+                    queue: q.clone(),
+                    seq: d.seq,
+                    message: d.message.clone(),
+                    flow: Some(e.flow.clone()),
+                    disk: d.disk,
+                });
+            }
+        }
         s.out.content(
             self.id,
             &d.message.raw_properties,
             &d.message.body,
             s.frame_max,
         );
-        let kick = d.flow.on_written();
-        if let (false, Some(q)) = (d.no_ack, &d.queue) {
-            self.unacked.push(Unacked {
-                tag,
-                queue: q.clone(),
-                seq: d.seq,
-                message: d.message,
-                flow: Some(d.flow),
-                disk: d.disk,
-            });
-        }
-        if kick {
-            if let Some(q) = d.queue {
-                q.dispatch();
-            }
-        }
     }
 
     /// Releases everything the channel holds: consumers are cancelled and
@@ -1059,7 +1049,7 @@ impl Channel {
             self.unacked.restore(back);
         }
         let all = self.unacked.take_all();
-        self.requeue(all);
+        self.requeue(s, all);
         self.content = Content::Idle;
         self.deferred.clear();
     }
@@ -1071,17 +1061,6 @@ pub fn unexpected_content() -> AmqpError {
         reply::UNEXPECTED_FRAME,
         "expected method frame, got non method frame instead",
     )
-}
-
-/// Puts back a delivery that never reached its consumer.
-pub fn return_delivery(d: Delivery) {
-    d.flow.on_written();
-    if !d.no_ack {
-        d.flow.on_settled(1);
-    }
-    if let Some(q) = d.queue {
-        q.put_back(vec![(d.seq, d.message, d.disk)], !d.no_ack);
-    }
 }
 
 fn ack_multiple(upto: u64) -> Method {
@@ -1120,7 +1099,12 @@ const INLINE_BODY_MAX: usize = 1024;
 /// long-queued message pins the whole buffer. Copying a small message once
 /// into its own allocation is cheaper than both. Large bodies stay
 /// zero-copy slices.
-fn compact(exchange: ShortStr, routing_key: ShortStr, props: Bytes, body: Bytes) -> (ShortStr, ShortStr, Bytes, Bytes) {
+fn compact(
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    props: Bytes,
+    body: Bytes,
+) -> (ShortStr, ShortStr, Bytes, Bytes) {
     if body.len() > INLINE_BODY_MAX {
         return (exchange, routing_key, props, body);
     }

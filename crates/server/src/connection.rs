@@ -21,7 +21,7 @@ use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
 use warren_protocol::{DecodeError, Frame, FramePayload, Method, ShortStr};
 
-use crate::channel::{return_delivery, unexpected_content, Channel, ChannelState};
+use crate::channel::{unexpected_content, Channel, ChannelState};
 use crate::config::Config;
 use crate::handshake::{self, Negotiated};
 use crate::outbound::{Outbound, HIGH_WATER};
@@ -136,6 +136,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
             frame_max,
             caps,
             max_message_size: cfg.max_message_size,
+            consumers: Default::default(),
         },
         channels: AHashMap::new(),
         channel_max,
@@ -262,6 +263,7 @@ impl Connection {
                                 Err(_) => break,
                             }
                         }
+                        self.s.consumers.flush();
                     }
                 }
                 r = fill(&mut io.rd, &mut io.inbuf), if want_read => {
@@ -590,7 +592,7 @@ impl Connection {
         match ev {
             ConnectionEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
                 Some(c) => c.deliver(&mut self.s, d),
-                None => return_delivery(d),
+                None => self.s.consumers.return_delivery(d),
             },
             ConnectionEvent::ConsumerCancelled {
                 channel,
@@ -612,13 +614,17 @@ impl Connection {
         for (_, mut ch) in self.channels.drain() {
             ch.cleanup(&mut self.s);
         }
+        for key in self.s.consumers.live_keys() {
+            self.s.consumers.retire(key);
+        }
         self.s.vhost.remove_connection_queues(self.s.id);
         events.close();
         while let Ok(ev) = events.try_recv() {
             if let ConnectionEvent::Deliver(d) = ev {
-                return_delivery(d);
+                self.s.consumers.return_delivery(d);
             }
         }
+        self.s.consumers.flush();
     }
 }
 

@@ -3,6 +3,7 @@
 mod channel;
 mod config;
 mod connection;
+mod consumers;
 mod control;
 mod handshake;
 mod outbound;

@@ -7,6 +7,7 @@ use warren_broker::auth::User;
 use warren_broker::consumer::EventSender;
 use warren_broker::{Broker, VirtualHost};
 
+use crate::consumers::Consumers;
 use crate::outbound::Outbound;
 
 /// Capabilities the client announced in connection.start-ok.
@@ -28,4 +29,5 @@ pub struct Session {
     pub frame_max: u32,
     pub caps: ClientCapabilities,
     pub max_message_size: u64,
+    pub consumers: Consumers,
 }
