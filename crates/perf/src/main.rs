@@ -102,6 +102,10 @@ pub struct Args {
     /// No per-second lines
     #[arg(long)]
     pub quiet: bool,
+    /// Open this many idle connections (with one channel each), hold them
+    /// for --time seconds, and report (a memory-per-connection test)
+    #[arg(long, default_value_t = 0)]
+    pub idle_connections: usize,
 }
 
 impl Args {

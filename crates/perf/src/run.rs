@@ -468,6 +468,13 @@ fn publish(
     }
 }
 
+/// Resolves once `stop` is set (checked every 50 ms).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// RPC server: answers each request on its reply_to with the same body.
 async fn rpc_server(uri: Uri, stop: Arc<AtomicBool>) -> Result<()> {
     let mut c = Conn::open(&uri).await?;
@@ -489,11 +496,11 @@ async fn rpc_server(uri: Uri, stop: Arc<AtomicBool>) -> Result<()> {
     .await?;
     let frame_max = c.frame_max;
     let (mut reader, mut writer) = c.split();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(msg) =
-            tokio::time::timeout(Duration::from_millis(200), next_message(&mut reader)).await
-        else {
-            continue;
+    loop {
+        // No timer per message: the stop signal ends the wait instead.
+        let msg = tokio::select! {
+            m = next_message(&mut reader) => m,
+            _ = stopped(&stop) => break,
         };
         let (d, h, body) = msg?;
         let reply = BasicProperties {
@@ -569,14 +576,14 @@ async fn rpc_client(
             ..Default::default()
         };
         let t0 = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         publish(&mut writer, &"perf-rpc".into(), &props, &body, frame_max);
         writer.flush().await?;
         stats.sent.fetch_add(1, Ordering::Relaxed);
         loop {
-            let Ok(msg) =
-                tokio::time::timeout(Duration::from_secs(5), next_message(&mut reader)).await
-            else {
-                bail!("no RPC reply within 5 s");
+            let msg = tokio::select! {
+                m = next_message(&mut reader) => m,
+                _ = tokio::time::sleep_until(deadline) => bail!("no RPC reply within 5 s"),
             };
             let (_, h, _) = msg?;
             if h.properties.correlation_id.as_ref() == Some(&id) {
@@ -626,8 +633,36 @@ async fn reporter(args: Arc<Args>, stats: Arc<Stats>, stop: Arc<AtomicBool>, sta
     }
 }
 
+/// Opens many idle connections and holds them.
+async fn idle_connections(args: &Args, uri: &Uri) -> Result<()> {
+    let started = Instant::now();
+    let mut conns = Vec::with_capacity(args.idle_connections);
+    let mut pending = Vec::new();
+    for i in 0..args.idle_connections {
+        let uri = uri.clone();
+        pending.push(tokio::spawn(async move { Conn::open(&uri).await }));
+        // At most 200 handshakes in flight.
+        if pending.len() == 200 || i + 1 == args.idle_connections {
+            for p in pending.drain(..) {
+                conns.push(p.await??);
+            }
+        }
+    }
+    let opened = started.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", json!({"connections": conns.len(), "open_seconds": opened}));
+    } else {
+        println!("opened {} connections in {opened:.2}s; holding for {}s", conns.len(), args.time);
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.time)).await;
+    Ok(())
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let uri = Uri::parse(&args.uri)?;
+    if args.idle_connections > 0 {
+        return idle_connections(&args, &uri).await;
+    }
     let args = Arc::new(args);
     declare(&args, &uri).await?;
     let stats = Arc::new(Stats::default());

@@ -58,6 +58,10 @@ pub struct Args {
     /// Free disk below which publishers are blocked (50MB, 1GB, bytes) [default: 50MB]
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<String>,
+
+    /// Threads serving connections [default: one per CPU core]
+    #[arg(long, env = "WARREN_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// A TOML value that may be written as a number or a string.
@@ -125,6 +129,8 @@ pub struct Config {
     pub max_message_size: u64,
     pub vm_memory_high_watermark: Watermark,
     pub disk_free_limit: u64,
+    /// 0: one per core.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -143,6 +149,7 @@ impl Default for Config {
             max_message_size: 128 * 1024 * 1024,
             vm_memory_high_watermark: Watermark::Relative(0.4),
             disk_free_limit: 50_000_000,
+            worker_threads: 0,
         }
     }
 }
@@ -200,6 +207,7 @@ impl Config {
             None => d.disk_free_limit,
         };
         Ok(Config {
+            worker_threads: args.worker_threads.unwrap_or(d.worker_threads),
             vm_memory_high_watermark: watermark,
             disk_free_limit,
             amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(d.amqp_port),

@@ -31,9 +31,11 @@ fn main() -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.worker_threads > 0 {
+        builder.worker_threads(cfg.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
     runtime.block_on(run(Arc::new(cfg)))
 }
 
