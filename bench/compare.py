@@ -91,7 +91,7 @@ class RabbitMQ(Broker):
         for d in ("mnesia", "log"):
             os.makedirs(os.path.join(self.base, d), exist_ok=True)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.base], check=True)
-        env = ("cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=bench@localhost "
+        env = ("ulimit -n $(ulimit -Hn); cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=bench@localhost "
                "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=%d RABBITMQ_DIST_PORT=25692 "
                "ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE=%s/mnesia RABBITMQ_LOG_BASE=%s/log "
                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}' "
@@ -201,40 +201,53 @@ def scenario(key, desc, args, metric, brokers, results):
 
 def resources(brokers, results):
     for b in brokers:
+        r = {}
+        try:
+            measure_resources(b, r)
+        except Exception as e:  # noqa: BLE001 - a broker may fall over; record it
+            r["failed"] = str(e)
+            b.stop()
+            b.start()
+        results.append({"resources": b.name, **r})
+        print("%-9s %s" % (b.name, ", ".join("%s=%s" % (k, ("%.2f" % v) if isinstance(v, float) else v)
+                                              for k, v in r.items())), flush=True)
+
+
+def measure_resources(b, r):
+    """Fills `r` as it goes, so a broker that dies midway leaves what it had."""
+    b.stop()
+    b.start()
+    time.sleep(3)
+    r["idle_rss_mb"] = rss_mb(b.pid)
+    perf(b, ["-x", "1", "-y", "0", "-s", "100", "-C", "1000000", "-z", "600", "--queue-pattern", "rss1m-%d"])
+    time.sleep(2)
+    r["rss_1m_queued_100b_mb"] = rss_mb(b.pid)
+    for n in (1000, 10000):
         b.stop()
         b.start()
-        time.sleep(3)
-        r = {"idle_rss_mb": rss_mb(b.pid)}
-        perf(b, ["-x", "1", "-y", "0", "-s", "100", "-C", "1000000", "-z", "600", "--queue-pattern", "rss1m-%d"])
         time.sleep(2)
-        r["rss_1m_queued_100b_mb"] = rss_mb(b.pid)
-        perf(b, ["-x", "0", "-y", "0", "--queue-pattern", "rss1m-%d", "--predeclared", "-z", "0.1"])
-        holder = subprocess.Popen([PERF, "-u", b.amqp(), "--idle-connections", "10000", "-z", "20", "--json"],
+        idle = rss_mb(b.pid)
+        holder = subprocess.Popen([PERF, "-u", b.amqp(), "--idle-connections", str(n), "-z", "20", "--json"],
                                   stdout=subprocess.PIPE, text=True)
         line = holder.stdout.readline()
         time.sleep(5)
-        r["rss_10k_connections_mb"] = rss_mb(b.pid)
-        r["open_10k_connections"] = json.loads(line) if line.startswith("{") else line
+        r["rss_%d_connections_mb" % n] = rss_mb(b.pid)
+        r["rss_per_connection_kb_%d" % n] = (r["rss_%d_connections_mb" % n] - idle) * 1000 / n
+        r["open_%d_connections" % n] = json.loads(line) if line.startswith("{") else line.strip()
         holder.kill()
         holder.wait()
-        b.stop()
-        b.start()
-        time.sleep(2)
-        perf(b, ["-x", "0", "-y", "0", "--queues", "10000", "--queue-pattern", "q10k-%d", "-z", "0.1"])
-        time.sleep(2)
-        r["rss_10k_queues_mb"] = rss_mb(b.pid)
-        b.stop()
-        b.start()
-        perf(b, ["-x", "1", "-y", "0", "-s", "100", "--persistent", "-c", "256", "-C", "1000000", "-z", "900",
-                 "--queue-pattern", "restart-%d"])
-        b.stop()
-        r["start_with_1m_persistent_s"] = b.start(fresh=False)
-        r["queue_ready_after_start_s"] = r["start_with_1m_persistent_s"]
-        results.append({"resources": b.name, **r})
-        print("%-9s idle %.0f MB | 1M x 100 B queued %.0f MB | 10k connections %.0f MB | 10k queues %.0f MB |"
-              " start with 1M persistent %.2f s" % (
-                  b.name, r["idle_rss_mb"], r["rss_1m_queued_100b_mb"], r["rss_10k_connections_mb"],
-                  r["rss_10k_queues_mb"], r["start_with_1m_persistent_s"]), flush=True)
+    b.stop()
+    b.start()
+    time.sleep(2)
+    perf(b, ["-x", "0", "-y", "0", "--queues", "10000", "--queue-pattern", "q10k-%d", "-z", "0.1"])
+    time.sleep(2)
+    r["rss_10k_queues_mb"] = rss_mb(b.pid)
+    b.stop()
+    b.start()
+    perf(b, ["-x", "1", "-y", "0", "-s", "100", "--persistent", "-c", "256", "-C", "1000000", "-z", "900",
+             "--queue-pattern", "restart-%d"])
+    b.stop()
+    r["start_with_1m_persistent_s"] = b.start(fresh=False)
 
 
 def main():

@@ -88,15 +88,7 @@ impl Broker {
     /// has full permissions there. Only `guest` is held to loopback, as in
     /// RabbitMQ.
     pub fn new(setup: &BrokerSetup) -> Arc<Self> {
-        let broker = Broker {
-            vhosts: RwLock::new(AHashMap::new()),
-            auth: AuthStore::default(),
-            loopback_users: vec!["guest".to_string()],
-            reply_routes: RwLock::new(AHashMap::new()),
-            next_connection_id: AtomicU64::new(1),
-            persistence: None,
-            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
-        };
+        let broker = Self::empty(setup, None);
         broker.add_vhost(&setup.default_vhost);
         // A fresh store has no users, so this cannot collide.
         let _ = broker.auth.add_user(
@@ -110,6 +102,19 @@ impl Broker {
             Permission::full(),
         );
         Arc::new(broker)
+    }
+
+    /// No vhosts, no users yet.
+    fn empty(setup: &BrokerSetup, persistence: Option<Arc<Persistence>>) -> Broker {
+        Broker {
+            vhosts: RwLock::new(AHashMap::new()),
+            auth: AuthStore::default(),
+            loopback_users: vec!["guest".to_string()],
+            reply_routes: RwLock::new(AHashMap::new()),
+            next_connection_id: AtomicU64::new(1),
+            persistence,
+            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
+        }
     }
 
     /// Opens the broker on a data directory: recovers definitions and
@@ -161,15 +166,7 @@ impl Broker {
             snap.next_queue_id,
             lock,
         ));
-        let broker = Broker {
-            vhosts: RwLock::new(AHashMap::new()),
-            auth: AuthStore::default(),
-            loopback_users: vec!["guest".to_string()],
-            reply_routes: RwLock::new(AHashMap::new()),
-            next_connection_id: AtomicU64::new(1),
-            persistence: Some(persistence.clone()),
-            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
-        };
+        let broker = Self::empty(setup, Some(persistence.clone()));
         for u in &snap.users {
             broker.auth.put_user(User {
                 name: u.name.clone(),

@@ -650,9 +650,16 @@ async fn idle_connections(args: &Args, uri: &Uri) -> Result<()> {
     }
     let opened = started.elapsed().as_secs_f64();
     if args.json {
-        println!("{}", json!({"connections": conns.len(), "open_seconds": opened}));
+        println!(
+            "{}",
+            json!({"connections": conns.len(), "open_seconds": opened})
+        );
     } else {
-        println!("opened {} connections in {opened:.2}s; holding for {}s", conns.len(), args.time);
+        println!(
+            "opened {} connections in {opened:.2}s; holding for {}s",
+            conns.len(),
+            args.time
+        );
     }
     tokio::time::sleep(Duration::from_secs_f64(args.time)).await;
     Ok(())

@@ -36,7 +36,8 @@ impl Outbound {
     pub fn new() -> Self {
         Outbound {
             chunks: VecDeque::new(),
-            current: BytesMut::with_capacity(64 * 1024),
+            // Grows on demand: idle connections stay small.
+            current: BytesMut::new(),
             pending: 0,
         }
     }
