@@ -468,6 +468,28 @@ fn publish(
     }
 }
 
+/// Runs a latency-bound task on a thread of its own (a single-threaded
+/// runtime): its socket wakeups then never hop between worker threads, so
+/// the generator adds as little as it can to the latency it measures.
+fn on_own_thread<F>(fut: F) -> tokio::task::JoinHandle<Result<()>>
+where
+    F: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(fut));
+        let _ = tx.send(result);
+    });
+    tokio::spawn(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("RPC thread ended without a result")))
+    })
+}
+
 /// Resolves once `stop` is set (checked every 50 ms).
 async fn stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
@@ -683,7 +705,7 @@ pub async fn run(args: Args) -> Result<()> {
     let start_consumers = |consumers: &mut Vec<tokio::task::JoinHandle<Result<()>>>| {
         for i in 0..args.consumers {
             if args.rpc {
-                consumers.push(tokio::spawn(rpc_server(uri.clone(), stop.clone())));
+                consumers.push(on_own_thread(rpc_server(uri.clone(), stop.clone())));
             } else {
                 consumers.push(tokio::spawn(consumer(
                     i,
@@ -703,7 +725,7 @@ pub async fn run(args: Args) -> Result<()> {
     let producers: Vec<_> = (0..args.producers)
         .map(|i| {
             if args.rpc {
-                tokio::spawn(rpc_client(
+                on_own_thread(rpc_client(
                     args.clone(),
                     uri.clone(),
                     stats.clone(),

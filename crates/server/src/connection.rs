@@ -80,13 +80,12 @@ async fn fill(
     }
     let room = buf.capacity() - buf.len();
     let n = rd.read_buf(buf).await?;
-    // A read that fills the space means more is waiting: read bigger next
-    // time. A small one lets the buffer shrink back.
-    *hint = if n >= room {
-        (*hint * 4).min(MAX_READ)
-    } else {
-        MIN_READ.max(*hint / 2)
-    };
+    // A read that fills the space means more is waiting: read bigger from
+    // now on. Never shrinking keeps bursty publishers (a confirm window at
+    // a time) on large reads; connections that never get busy stay small.
+    if n >= room {
+        *hint = (*hint * 4).min(MAX_READ);
+    }
     Ok(n > 0)
 }
 

@@ -52,6 +52,9 @@ pub struct Committer {
     /// The thread is (about to be) asleep on `wake`; set under `dirty`'s
     /// lock, so `issue` only locks when a wakeup is actually needed.
     sleeping: AtomicBool,
+    lazy: Mutex<Vec<Arc<DirtyFile>>>,
+    /// Clean shutdown: sync the lazy files with the next commit.
+    flush_lazy: AtomicBool,
 }
 
 impl Committer {
@@ -72,6 +75,27 @@ impl Committer {
     pub fn mark_dirty(&self, f: &Arc<DirtyFile>) {
         if !f.queued.swap(true, Ordering::AcqRel) {
             self.dirty.lock().push(f.clone());
+        }
+    }
+
+    /// Records that `f` has buffered data no client waits for (ack and
+    /// delivery marks): synced every [`IDLE_SYNC`], not on each commit, so
+    /// a confirm costs one fsync per message file, not one more per marks
+    /// file. Losing such data in a crash means a redelivery, never a loss.
+    pub fn mark_lazy(&self, f: &Arc<DirtyFile>) {
+        if !f.queued.swap(true, Ordering::AcqRel) {
+            self.lazy.lock().push(f.clone());
+        }
+    }
+
+    fn sync_files(files: &[Arc<DirtyFile>]) {
+        for f in files {
+            f.queued.store(false, Ordering::Release);
+            if let Err(e) = f.file.sync() {
+                // Nothing sensible is left to do with a disk that fails
+                // fsync; log loudly, as RabbitMQ would crash here.
+                error!("fsync of {} failed: {e}", f.file.path.display());
+            }
         }
     }
 
@@ -106,17 +130,14 @@ impl Committer {
 
     /// Syncs every dirty file on the calling thread (tests, tools).
     pub fn sync_once(&self) {
-        let files = std::mem::take(&mut *self.dirty.lock());
-        for f in &files {
-            f.queued.store(false, Ordering::Release);
-            if let Err(e) = f.file.sync() {
-                error!("fsync of {} failed: {e}", f.file.path.display());
-            }
-        }
+        let mut files = std::mem::take(&mut *self.dirty.lock());
+        files.append(&mut self.lazy.lock());
+        Self::sync_files(&files);
     }
 
     /// Syncs everything now (clean shutdown).
     pub fn sync_now(&self) {
+        self.flush_lazy.store(true, Ordering::SeqCst);
         let t = self.issue();
         while self.committed() < t && !self.stop.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
@@ -147,6 +168,7 @@ impl Committer {
     }
 
     fn run(&self) {
+        let mut last_lazy = std::time::Instant::now();
         loop {
             {
                 let mut d = self.dirty.lock();
@@ -161,16 +183,13 @@ impl Committer {
             }
             self.gather();
             let target = self.issued.load(Ordering::Acquire);
-            let files = std::mem::take(&mut *self.dirty.lock());
-            let t0 = std::time::Instant::now();
-            for f in &files {
-                f.queued.store(false, Ordering::Release);
-                if let Err(e) = f.file.sync() {
-                    // Nothing sensible is left to do with a disk that fails
-                    // fsync; log loudly, as RabbitMQ would crash here.
-                    error!("fsync of {} failed: {e}", f.file.path.display());
-                }
+            let mut files = std::mem::take(&mut *self.dirty.lock());
+            if last_lazy.elapsed() >= IDLE_SYNC || self.flush_lazy.swap(false, Ordering::SeqCst) {
+                files.append(&mut self.lazy.lock());
+                last_lazy = std::time::Instant::now();
             }
+            let t0 = std::time::Instant::now();
+            Self::sync_files(&files);
             tracing::trace!(
                 "commit: {} ticket(s), {} file(s), {:?}",
                 target - self.committed(),

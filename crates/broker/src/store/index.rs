@@ -366,7 +366,7 @@ impl QueueIndex {
         }
         if let Some(m) = &seg.marks {
             m.file.append(&mark_bytes(pos.entry, kind))?;
-            committer.mark_dirty(m);
+            committer.mark_lazy(m);
         }
         Ok(())
     }
