@@ -392,7 +392,9 @@ impl Connection {
                 awaited = awaited.max(t);
             }
         }
-        if awaited > committed && awaited > self.watching {
+        // One registration at a time: when it fires we flush and, if
+        // more is pending by then, register again for the newest ticket.
+        if awaited > committed && self.watching == 0 {
             self.watching = awaited;
             self.s.vhost.notify_commit(awaited, self.s.events.clone());
         }
