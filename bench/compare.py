@@ -279,7 +279,8 @@ def main():
                 b.stop()
             except Exception as e:  # noqa: BLE001
                 print("stopping %s: %s" % (b.name, e))
-    out = os.path.join(ROOT, "bench", "results-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    out = os.path.join(ROOT, "bench", "results", "%s.json" % time.strftime("%Y-%m-%d-%H%M%S"))
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
     print("results written to", out)
