@@ -232,7 +232,10 @@ impl Broker {
     /// Delivers a reply published to a direct reply-to address. Returns
     /// false when nobody listens there (the client went away).
     pub fn deliver_reply(&self, address: &ShortStr, message: Arc<Message>) -> bool {
-        let Some(route) = self.reply_routes.read().get(address).cloned() else {
+        // Sent under the read lock: once `remove_reply_route` has the write
+        // lock and returns, no delivery can reach the retired consumer.
+        let routes = self.reply_routes.read();
+        let Some(route) = routes.get(address) else {
             return false;
         };
         route.flow.on_dispatch(true);

@@ -125,7 +125,9 @@ impl ConsumerFlow {
     /// come back (half the window) to make dispatching again worthwhile.
     /// The hysteresis lets one dispatch move a thousand messages, not one.
     pub fn written(&self, n: u32) -> bool {
-        let left = self.in_transit.fetch_sub(n, Ordering::SeqCst) - n;
+        let before = self.in_transit.fetch_sub(n, Ordering::SeqCst);
+        debug_assert!(before >= n, "more deliveries handled than sent");
+        let left = before.saturating_sub(n);
         left <= MAX_IN_TRANSIT / 2
             && self.transit_blocked.load(Ordering::SeqCst)
             && self.transit_blocked.swap(false, Ordering::SeqCst)

@@ -654,11 +654,13 @@ impl Channel {
             return;
         };
         let queue = s.consumers.get(key).and_then(|e| e.queue.clone());
-        s.consumers.retire(key);
-        match queue {
+        // Stop the source first: once the queue (or reply route) can't send
+        // to this consumer any more, retiring it can't race a new delivery.
+        let mut delete = None;
+        match &queue {
             Some(q) => {
                 if q.remove_consumer(s.id, self.id, tag) {
-                    s.vhost.remove_queue(&q);
+                    delete = Some(q.clone());
                 }
             }
             None => {
@@ -666,6 +668,10 @@ impl Channel {
                     s.broker.remove_reply_route(&r.address);
                 }
             }
+        }
+        s.consumers.retire(key);
+        if let Some(q) = delete {
+            s.vhost.remove_queue(&q);
         }
     }
 
