@@ -168,3 +168,25 @@ def test_dead_letter_cycle_terminates(ch, cleanup):
                       timeout=5, step=0.1)
     time.sleep(0.3)
     assert queue_counts(conn, qa)[0] == 0 and queue_counts(conn, qb)[0] == 0
+
+
+def test_cancel_with_deliveries_in_flight_loses_nothing(connection_factory, cleanup):
+    """Cancel a consumer while thousands of deliveries are on their way to it, then close its
+    channel without acking: every message must be back in the queue."""
+    n = 5000
+    feeder = connection_factory()
+    q = uniq("inflight")
+    fch = feeder.channel()
+    fch.queue_declare(q)
+    cleanup.queue(q)
+    for i in range(n):
+        fch.basic_publish("", q, b"%d" % i)
+    conn = connection_factory()
+    ch = conn.channel()
+    got = Collector(ack=False)
+    tag = ch.basic_consume(q, got)
+    assert wait_until(conn, lambda: len(got) > 0)
+    ch.basic_cancel(tag)
+    ch.close()  # unacked and in-flight deliveries go back
+    assert wait_until(feeder, lambda: queue_counts(feeder, q)[0] == n, timeout=10, step=0.05), \
+        queue_counts(feeder, q)
