@@ -11,7 +11,6 @@ use crate::alarms::{Alarms, Watermark};
 use crate::auth::{hash_password, AuthStore, Permission, User};
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
 use crate::definitions::{self, Change, DefinitionsLog, PermissionDef, UserDef};
-use crate::error::{AmqpError, Result};
 use crate::message::Message;
 use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
 use crate::store::Committer;
@@ -137,7 +136,7 @@ impl Broker {
             Err(_) => definitions::write_atomic(&version_file, STORAGE_VERSION.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", version_file.display()))?,
         }
-        let loaded = definitions::load(data_dir).map_err(|e| e.to_string())?;
+        let loaded = definitions::load(data_dir)?;
         let first_start = loaded.is_none();
         let mut snap = loaded.unwrap_or_default();
         if first_start {
@@ -258,10 +257,5 @@ impl Broker {
         for v in self.vhosts() {
             v.sweep(now);
         }
-    }
-
-    pub fn require_vhost(&self, name: &str) -> Result<Arc<VirtualHost>> {
-        self.vhost(name)
-            .ok_or_else(|| AmqpError::not_allowed(format!("vhost '{name}' not found")))
     }
 }

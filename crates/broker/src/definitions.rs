@@ -193,7 +193,6 @@ pub fn decode_table(s: &str) -> FieldTable {
 /// The definitions journal of a running broker.
 #[derive(Debug)]
 pub struct DefinitionsLog {
-    dir: PathBuf,
     log: Mutex<File>,
 }
 
@@ -229,27 +228,23 @@ fn checksum_line(json: &str) -> String {
 }
 
 /// Reads the snapshot and replays the log. `Ok(None)` on a first start.
-pub fn load(dir: &Path) -> anyhow_lite::Result<Option<Snapshot>> {
+pub fn load(dir: &Path) -> Result<Option<Snapshot>, String> {
     let snap_path = snapshot_path(dir);
     let mut snapshot = match fs::read(&snap_path) {
-        Ok(raw) => Some(serde_json::from_slice::<Snapshot>(&raw).map_err(|e| {
-            anyhow_lite::Error(format!("{} is unreadable: {e}", snap_path.display()))
-        })?),
+        Ok(raw) => Some(
+            serde_json::from_slice::<Snapshot>(&raw)
+                .map_err(|e| format!("{} is unreadable: {e}", snap_path.display()))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(anyhow_lite::Error(format!(
-                "cannot read {}: {e}",
-                snap_path.display()
-            )))
-        }
+        Err(e) => return Err(format!("cannot read {}: {e}", snap_path.display())),
     };
     if let Some(s) = &snapshot {
         if s.version > FORMAT_VERSION {
-            return Err(anyhow_lite::Error(format!(
+            return Err(format!(
                 "{} has format version {}, newer than this Warren ({FORMAT_VERSION})",
                 snap_path.display(),
                 s.version
-            )));
+            ));
         }
     }
     let log = log_path(dir);
@@ -296,13 +291,8 @@ impl DefinitionsLog {
         log.sync_all()?;
         fsync_dir(dir)?;
         Ok(DefinitionsLog {
-            dir: dir.to_path_buf(),
             log: Mutex::new(log),
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Appends a change and makes it durable before returning.
@@ -321,19 +311,6 @@ impl DefinitionsLog {
             warn!("cannot persist definition change: {e}");
         }
     }
-}
-
-/// A tiny error type so this module needs no error crate.
-pub mod anyhow_lite {
-    #[derive(Debug)]
-    pub struct Error(pub String);
-    impl std::fmt::Display for Error {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-    impl std::error::Error for Error {}
-    pub type Result<T> = std::result::Result<T, Error>;
 }
 
 #[cfg(test)]

@@ -638,33 +638,46 @@ impl Queue {
             let consumer = &st.consumers[idx];
             let no_ack = consumer.no_ack;
             consumer.flow.on_dispatch(no_ack);
-            let delivery = Delivery {
+            let QueuedMessage {
+                seq,
+                message,
+                redelivered,
+                expires_at,
+                disk,
+            } = qm;
+            // The message moves into the delivery (no reference count
+            // touched); a failed send hands it back.
+            let sent = consumer.sink.send(ConnectionEvent::Deliver(Delivery {
                 channel: consumer.channel,
                 consumer: consumer.key,
-                message: qm.message.clone(),
-                redelivered: qm.redelivered,
-                seq: qm.seq,
-                disk: qm.disk,
-            };
-            if consumer
-                .sink
-                .send(ConnectionEvent::Deliver(delivery))
-                .is_err()
-            {
+                message,
+                redelivered,
+                seq,
+                disk,
+            }));
+            if let Err(tokio::sync::mpsc::error::SendError(ConnectionEvent::Deliver(d))) = sent {
                 // The connection is gone but hasn't unregistered yet: put
                 // the message back and forget the consumer.
-                consumer.flow.on_settled(1);
-                st.ready_bytes += qm.message.size() as u64;
-                st.ready.push_front(qm);
+                if !no_ack {
+                    consumer.flow.on_settled(1);
+                }
+                st.ready_bytes += d.message.size() as u64;
+                st.ready.push_front(QueuedMessage {
+                    seq,
+                    message: d.message,
+                    redelivered,
+                    expires_at,
+                    disk,
+                });
                 st.consumers.remove(idx);
                 continue;
             }
             if no_ack {
                 // Settled on sending: the entry can go.
-                st.forget(qm.disk);
+                st.forget(disk);
             } else {
                 st.unacked += 1;
-                if let (Some(d), Some(s)) = (qm.disk, st.storage.as_mut()) {
+                if let (Some(d), Some(s)) = (disk, st.storage.as_mut()) {
                     s.index.delivered(d.pos);
                 }
             }

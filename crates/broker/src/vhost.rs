@@ -348,10 +348,6 @@ impl VirtualHost {
         }
     }
 
-    pub fn storage(&self) -> Option<&VhostStorage> {
-        self.storage.as_ref()
-    }
-
     /// A commit ticket covering every durable write made so far (0 when
     /// nothing is stored).
     pub fn issue_ticket(&self) -> crate::store::Ticket {

@@ -22,7 +22,6 @@ struct Stats {
     sent: AtomicU64,
     confirmed: AtomicU64,
     nacked: AtomicU64,
-    returned: AtomicU64,
     received: AtomicU64,
     /// Latencies since the last report, and over the whole run (ns).
     interval: std::sync::Mutex<Histogram>,
@@ -836,7 +835,6 @@ fn summary(
         "sent": sent,
         "confirmed": confirmed,
         "nacked": stats.nacked.load(Ordering::Relaxed),
-        "returned": stats.returned.load(Ordering::Relaxed),
         "received": received,
         "send_rate": rate(sent),
         "receive_rate": rate(received),

@@ -25,8 +25,9 @@ use warren_protocol::{BasicProperties, ContentHeader, Decoder, Method, ShortStr}
 use crate::session::Session;
 use crate::unacked::{Unacked, UnackedList};
 
-/// Exchanges looked up by name are remembered per channel so publishing
-/// doesn't touch the vhost's map; bounded so a client can't grow it forever.
+/// Exchanges (and default-exchange queues) looked up by name are remembered
+/// per channel so publishing doesn't touch the vhost's maps; bounded so a
+/// client can't grow them forever.
 const EXCHANGE_CACHE_MAX: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,8 @@ pub struct Channel {
     /// A queue this channel published to that asked publishers to pause.
     pub congested: Option<Arc<Queue>>,
     exchanges: AHashMap<ShortStr, Arc<Exchange>>,
+    /// Queues by name, for publishes to the default exchange.
+    default_routes: AHashMap<ShortStr, Arc<Queue>>,
     route_buf: Vec<Arc<Queue>>,
 }
 
@@ -153,6 +156,7 @@ impl Channel {
             pending_ticket: 0,
             congested: None,
             exchanges: AHashMap::new(),
+            default_routes: AHashMap::new(),
             route_buf: Vec::new(),
         }
     }
@@ -829,6 +833,23 @@ impl Channel {
         }
     }
 
+    /// The queue named `name` (default-exchange routing), cached.
+    fn default_route<'a>(
+        routes: &'a mut AHashMap<ShortStr, Arc<Queue>>,
+        s: &Session,
+        name: &ShortStr,
+    ) -> Option<&'a Arc<Queue>> {
+        let fresh = routes.get(name).is_some_and(|q| !q.is_deleted());
+        if !fresh {
+            let q = s.vhost.queue(name).ok()?;
+            if routes.len() >= EXCHANGE_CACHE_MAX {
+                routes.clear();
+            }
+            routes.insert(name.clone(), q);
+        }
+        routes.get(name)
+    }
+
     fn exchange(&mut self, s: &Session, name: &ShortStr) -> Result<Arc<Exchange>> {
         if let Some(x) = self.exchanges.get(name) {
             if !x.is_deleted() {
@@ -920,23 +941,34 @@ impl Channel {
             if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
                 s.broker
                     .deliver_reply(&message.routing_key, message.clone())
+            } else if exchange.is_default() {
+                // The default exchange routes by queue name: resolved from
+                // this channel's cache, not the vhost's shared map.
+                match Self::default_route(&mut self.default_routes, s, &message.routing_key) {
+                    Some(q) => {
+                        enqueue(
+                            q,
+                            &message,
+                            &mut rejected,
+                            &mut needs_sync,
+                            &mut self.congested,
+                        );
+                        true
+                    }
+                    None => false,
+                }
             } else {
                 let mut queues = std::mem::take(&mut self.route_buf);
                 s.vhost.route(exchange, &message, &mut queues);
                 let routed = !queues.is_empty();
                 for q in queues.drain(..) {
-                    match q.publish(message.clone()) {
-                        PublishOutcome::Rejected => rejected = true,
-                        PublishOutcome::Enqueued {
-                            needs_sync: sync,
-                            congested,
-                        } => {
-                            needs_sync |= sync;
-                            if congested {
-                                self.congested = Some(q.clone());
-                            }
-                        }
-                    }
+                    enqueue(
+                        &q,
+                        &message,
+                        &mut rejected,
+                        &mut needs_sync,
+                        &mut self.congested,
+                    );
                 }
                 self.route_buf = queues;
                 routed
@@ -1003,15 +1035,14 @@ impl Channel {
     /// Writes a delivery pushed by a queue, or hands it back if its consumer
     /// is gone or the channel is closing.
     pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
-        let live = self.state == ChannelState::Open
-            && s.consumers.get(d.consumer).is_some_and(|e| !e.retired);
-        if !live {
-            s.consumers.return_delivery(d);
-            return;
-        }
+        let open = self.state == ChannelState::Open;
         let Some(e) = s.consumers.handled(d.consumer) else {
             return;
         };
+        if !open || e.retired {
+            e.give_back(d);
+            return;
+        }
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         s.out.deliver(
@@ -1067,6 +1098,28 @@ pub fn unexpected_content() -> AmqpError {
         reply::UNEXPECTED_FRAME,
         "expected method frame, got non method frame instead",
     )
+}
+
+/// Publishes to one queue and folds its outcome into the route's.
+fn enqueue(
+    q: &Arc<Queue>,
+    message: &Arc<Message>,
+    rejected: &mut bool,
+    needs_sync: &mut bool,
+    congested: &mut Option<Arc<Queue>>,
+) {
+    match q.publish(message.clone()) {
+        PublishOutcome::Rejected => *rejected = true,
+        PublishOutcome::Enqueued {
+            needs_sync: sync,
+            congested: c,
+        } => {
+            *needs_sync |= sync;
+            if c {
+                *congested = Some(q.clone());
+            }
+        }
+    }
 }
 
 fn ack_multiple(upto: u64) -> Method {

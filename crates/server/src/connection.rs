@@ -182,25 +182,43 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
             let _ = conn.s.out.flush_all(&mut io.wr).await;
         }
         End::Close(e, class_id, method_id) => {
-            conn.s.out.method(
-                0,
-                &ConnectionClose {
-                    reply_code: e.code,
-                    reply_text: ShortStr::from(e.reply_text()),
-                    class_id,
-                    method_id,
-                }
-                .into(),
-            );
-            if conn.s.out.flush_all(&mut io.wr).await.is_ok() {
-                let _ =
-                    tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(&mut io, frame_max)).await;
-            }
+            close_with(
+                &mut io,
+                &mut conn.s.out,
+                &e,
+                (class_id, method_id),
+                frame_max,
+            )
+            .await;
         }
         _ => {}
     }
     conn.cleanup(&mut events);
     info!("connection {id} from {peer} closed: {reason}");
+}
+
+/// Sends connection.close for `e` (caused by method `ids`) and waits,
+/// briefly, for the client's close-ok.
+pub async fn close_with(
+    io: &mut Io,
+    out: &mut Outbound,
+    e: &AmqpError,
+    ids: (u16, u16),
+    frame_max: u32,
+) {
+    out.method(
+        0,
+        &ConnectionClose {
+            reply_code: e.code,
+            reply_text: ShortStr::from(e.reply_text()),
+            class_id: ids.0,
+            method_id: ids.1,
+        }
+        .into(),
+    );
+    if out.flush_all(&mut io.wr).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(io, frame_max)).await;
+    }
 }
 
 /// After sending connection.close, discard frames until close-ok.
@@ -346,13 +364,10 @@ impl Connection {
         }
         self.flush_confirms();
         self.update_blocking();
-        if self.throttle.is_none() {
-            if let Some(q) = self.channels.values_mut().find_map(|c| c.congested.take()) {
+        for c in self.channels.values_mut() {
+            if let (Some(q), None) = (c.congested.take(), &self.throttle) {
                 self.throttle = Some((q, tokio::time::Instant::now() + THROTTLE_MAX));
             }
-        }
-        for c in self.channels.values_mut() {
-            c.congested = None;
         }
         None
     }

@@ -27,6 +27,19 @@ pub struct ConsumerEntry {
     written: u32,
 }
 
+impl ConsumerEntry {
+    /// Hands an undeliverable message back to its queue, in place. The
+    /// delivery must already be counted with [`Consumers::handled`].
+    pub fn give_back(&self, d: Delivery) {
+        if !self.no_ack {
+            self.flow.on_settled(1);
+        }
+        if let Some(q) = &self.queue {
+            q.put_back(vec![(d.seq, d.message, d.disk)], !self.no_ack);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Consumers {
     entries: AHashMap<u64, ConsumerEntry>,
@@ -97,14 +110,8 @@ impl Consumers {
 
     /// Puts a delivery that can't reach its consumer back in its queue.
     pub fn return_delivery(&mut self, d: Delivery) {
-        let Some(e) = self.handled(d.consumer) else {
-            return;
-        };
-        if !e.no_ack {
-            e.flow.on_settled(1);
-        }
-        if let Some(q) = &e.queue {
-            q.put_back(vec![(d.seq, d.message, d.disk)], !e.no_ack);
+        if let Some(e) = self.handled(d.consumer) {
+            e.give_back(d);
         }
     }
 

@@ -13,7 +13,7 @@ use warren_protocol::methods::*;
 use warren_protocol::{Decoder, FieldTable, FieldValue, Frame, FramePayload, Method, ShortStr};
 
 use crate::config::Config;
-use crate::connection::{await_close_ok, Io};
+use crate::connection::{close_with, Io};
 use crate::outbound::Outbound;
 use crate::session::ClientCapabilities;
 
@@ -110,23 +110,7 @@ async fn read_method(io: &mut Io) -> Result<Method, HandshakeError> {
 
 /// Sends connection.close, waits briefly for close-ok.
 async fn refuse(io: &mut Io, out: &mut Outbound, e: AmqpError, ids: (u16, u16)) -> HandshakeError {
-    out.method(
-        0,
-        &ConnectionClose {
-            reply_code: e.code,
-            reply_text: ShortStr::from(e.reply_text()),
-            class_id: ids.0,
-            method_id: ids.1,
-        }
-        .into(),
-    );
-    if out.flush_all(&mut io.wr).await.is_ok() {
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            await_close_ok(io, HANDSHAKE_FRAME_MAX),
-        )
-        .await;
-    }
+    close_with(io, out, &e, ids, HANDSHAKE_FRAME_MAX).await;
     HandshakeError::Refused(e.reply_text())
 }
 

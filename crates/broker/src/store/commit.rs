@@ -48,7 +48,6 @@ pub struct Committer {
     dirty: Mutex<Vec<Arc<DirtyFile>>>,
     wake: Condvar,
     waiters: Mutex<Vec<(Ticket, EventSender)>>,
-    stop: AtomicBool,
     /// The thread is (about to be) asleep on `wake`; set under `dirty`'s
     /// lock, so `issue` only locks when a wakeup is actually needed.
     sleeping: AtomicBool,
@@ -139,15 +138,9 @@ impl Committer {
     pub fn sync_now(&self) {
         self.flush_lazy.store(true, Ordering::SeqCst);
         let t = self.issue();
-        while self.committed() < t && !self.stop.load(Ordering::Acquire) {
+        while self.committed() < t {
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
-        let _guard = self.dirty.lock();
-        self.wake.notify_one();
     }
 
     /// Lets a burst finish arriving before syncing: while tickets keep
@@ -182,9 +175,6 @@ impl Committer {
                     let _ = self.wake.wait_for(&mut d, IDLE_SYNC);
                 }
                 self.sleeping.store(false, Ordering::SeqCst);
-            }
-            if self.stop.load(Ordering::Acquire) {
-                return;
             }
             self.gather();
             let target = self.issued.load(Ordering::Acquire);

@@ -488,22 +488,6 @@ impl QueueIndex {
         out
     }
 
-    /// The position just after the last entry: where a tail starting
-    /// with the next append begins.
-    pub fn end(&self) -> Cursor {
-        match self.segments.back() {
-            Some(s) if s.count < SEGMENT_ENTRIES => Cursor {
-                segment: s.id,
-                entry: s.count,
-            },
-            Some(s) => Cursor {
-                segment: s.id + 1,
-                entry: 0,
-            },
-            None => Cursor::default(),
-        }
-    }
-
     pub fn store(&self) -> &Arc<MessageStore> {
         &self.store
     }

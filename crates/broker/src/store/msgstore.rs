@@ -245,11 +245,6 @@ impl MessageStore {
             Self::remove_locked(&self.dir, &mut st, id);
         }
     }
-
-    /// Segments on disk (for tests and diagnostics).
-    pub fn segment_count(&self) -> usize {
-        self.state.lock().segments.len()
-    }
 }
 
 fn decode_record(mut raw: Bytes) -> Option<Message> {
