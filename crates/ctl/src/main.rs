@@ -297,13 +297,7 @@ fn action(cli: &Cli) -> Option<Result<(), (u8, String)>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(result) = action(&cli) {
-        return match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err((code, msg)) => {
-                eprintln!("{msg}");
-                ExitCode::from(code)
-            }
-        };
+        return exit_code(result);
     }
     let vhost = cli.vhost.clone();
     let listing = match &cli.command {
@@ -361,7 +355,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    match list(&cli, listing) {
+    exit_code(list(&cli, listing))
+}
+
+/// Prints the error, if any, and turns it into the process exit code.
+fn exit_code(result: Result<(), (u8, String)>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, msg)) => {
             eprintln!("{msg}");
