@@ -69,16 +69,30 @@ impl BodyParts {
         }
     }
 
+    /// Adds a body frame. Memory follows the bytes actually received,
+    /// never the size the header claims: a peer that announces 128 MiB and
+    /// sends two bytes holds two bytes (growth is amortised doubling, so at
+    /// most twice what arrived, and never beyond `expected`).
     fn push(&mut self, part: Bytes, expected: usize) {
         *self = match std::mem::replace(self, BodyParts::Empty) {
             BodyParts::Empty => BodyParts::One(part),
             BodyParts::One(first) => {
-                let mut all = BytesMut::with_capacity(expected);
+                let have = first.len() + part.len();
+                let mut all =
+                    BytesMut::with_capacity(have.saturating_mul(2).min(expected).max(have));
                 all.extend_from_slice(&first);
                 all.extend_from_slice(&part);
                 BodyParts::Many(all)
             }
             BodyParts::Many(mut all) => {
+                let need = all.len() + part.len();
+                if need > all.capacity() {
+                    // Double, but never past the declared size.
+                    let target = need
+                        .max(all.capacity().saturating_mul(2))
+                        .min(expected.max(need));
+                    all.reserve(target - all.len());
+                }
                 all.extend_from_slice(&part);
                 BodyParts::Many(all)
             }
@@ -1186,4 +1200,50 @@ fn encode_properties(p: &BasicProperties) -> Bytes {
     let mut buf = BytesMut::new();
     p.encode(&mut buf);
     buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capacity(b: &BodyParts) -> usize {
+        match b {
+            BodyParts::Many(m) => m.capacity(),
+            BodyParts::One(o) => o.len(),
+            BodyParts::Empty => 0,
+        }
+    }
+
+    /// A header claiming 128 MiB followed by a few tiny frames must not
+    /// reserve the claimed size (200 such channels once reserved 25 GiB).
+    #[test]
+    fn body_memory_follows_received_bytes_not_the_claim() {
+        let claimed = 128 << 20;
+        let mut b = BodyParts::Empty;
+        for _ in 0..3 {
+            b.push(Bytes::from_static(b"x"), claimed);
+        }
+        assert_eq!(b.len(), 3);
+        assert!(capacity(&b) <= 64, "reserved {} bytes", capacity(&b));
+        // Growing to the real size stays within twice what arrived.
+        let frame = Bytes::from(vec![7u8; 131_064]);
+        let mut received = 3;
+        while received + frame.len() <= 4 << 20 {
+            b.push(frame.clone(), claimed);
+            received += frame.len();
+            assert!(
+                capacity(&b) <= 2 * received,
+                "{} for {received}",
+                capacity(&b)
+            );
+        }
+        // And never past the declared size when it is reached.
+        let mut exact = BodyParts::Empty;
+        for _ in 0..5 {
+            exact.push(Bytes::from(vec![1u8; 1000]), 5000);
+        }
+        assert_eq!(exact.len(), 5000);
+        assert!(capacity(&exact) <= 8192);
+        assert!(exact.into_bytes().iter().all(|&x| x == 1));
+    }
 }

@@ -177,9 +177,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         End::Close(e, _, _) => e.reply_text(),
         End::HeartbeatTimeout => format!("missed heartbeats from client, timeout: {heartbeat}s"),
     };
+    // Give back everything the connection held first: unacked deliveries
+    // must not wait on a peer that doesn't read (RabbitMQ requeues at once
+    // too). Only then try to say goodbye, for a bounded time.
+    conn.cleanup(&mut events);
     match end {
         End::ClientClosed => {
-            let _ = conn.s.out.flush_all(&mut io.wr).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.s.out.flush_all(&mut io.wr)).await;
         }
         End::Close(e, class_id, method_id) => {
             close_with(
@@ -193,12 +197,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         }
         _ => {}
     }
-    conn.cleanup(&mut events);
     info!("connection {id} from {peer} closed: {reason}");
 }
 
 /// Sends connection.close for `e` (caused by method `ids`) and waits,
-/// briefly, for the client's close-ok.
+/// briefly, for the client's close-ok. Bounded as a whole: a peer that
+/// reads nothing costs [`CLOSE_TIMEOUT`], not a stuck task.
 pub async fn close_with(
     io: &mut Io,
     out: &mut Outbound,
@@ -216,9 +220,12 @@ pub async fn close_with(
         }
         .into(),
     );
-    if out.flush_all(&mut io.wr).await.is_ok() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(io, frame_max)).await;
-    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        if out.flush_all(&mut io.wr).await.is_ok() {
+            await_close_ok(io, frame_max).await;
+        }
+    })
+    .await;
 }
 
 /// After sending connection.close, discard frames until close-ok.

@@ -394,7 +394,11 @@ mod tests {
             frame::write_header(&mut model, 1, 8192, &[0, 0]);
             frame::write_body(&mut model, 1, &b);
         }
-        let mut w = ShortWriter { out: Vec::new(), limits: vec![usize::MAX], next: 0 };
+        let mut w = ShortWriter {
+            out: Vec::new(),
+            limits: vec![usize::MAX],
+            next: 0,
+        };
         while !out.is_empty() {
             poll_once(&mut out, &mut w);
         }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::{Connection, ConnectionProperties};
 
+pub mod raw;
+
 /// How long the broker gets to start listening.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for any single test body.
@@ -39,6 +41,8 @@ pub struct TestBroker {
     pub data_dir: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// RLIMIT_AS for the broker process, bytes.
+    address_space: Option<u64>,
 }
 
 impl TestBroker {
@@ -60,6 +64,31 @@ impl TestBroker {
         panic!("could not start warren: {last_err}");
     }
 
+    /// Starts the broker with its address space limited to `bytes`
+    /// (RLIMIT_AS): an allocation the peer provokes beyond it aborts.
+    pub fn start_limited(args: &[&str], bytes: u64) -> TestBroker {
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let data_dir = std::env::temp_dir().join(unique("wtest"));
+            if let Err(e) = std::fs::create_dir_all(&data_dir) {
+                last_err = e.to_string();
+                continue;
+            }
+            let args = args.iter().map(|s| s.to_string()).collect();
+            match Self::spawn(port, data_dir, args, Vec::new(), Some(bytes)) {
+                Ok(b) => return b,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start warren: {last_err}");
+    }
+
+    /// Whether the broker process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     fn try_start(args: &[&str], envs: &[(&str, &str)]) -> Result<TestBroker, String> {
         let port = free_port();
         let data_dir = std::env::temp_dir().join(unique("wtest"));
@@ -69,7 +98,7 @@ impl TestBroker {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::spawn(port, data_dir, args, envs)
+        Self::spawn(port, data_dir, args, envs, None)
     }
 
     /// Stops the broker (SIGKILL when `crash`, else SIGTERM and a clean
@@ -90,16 +119,17 @@ impl TestBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let (port, data_dir) = (self.port, self.data_dir.clone());
-        let (args, envs) = (
+        let (args, envs, limit) = (
             std::mem::take(&mut self.args),
             std::mem::take(&mut self.envs),
+            self.address_space,
         );
         // Keep the data: this TestBroker must not clean up on drop.
         self.data_dir = PathBuf::new();
         drop(self);
         let mut last = String::new();
         for _ in 0..50 {
-            match Self::spawn(port, data_dir.clone(), args.clone(), envs.clone()) {
+            match Self::spawn(port, data_dir.clone(), args.clone(), envs.clone(), limit) {
                 Ok(b) => return b,
                 // The old socket may linger briefly; retry the same port.
                 Err(e) => {
@@ -116,6 +146,7 @@ impl TestBroker {
         data_dir: PathBuf,
         args: Vec<String>,
         envs: Vec<(String, String)>,
+        address_space: Option<u64>,
     ) -> Result<TestBroker, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -156,6 +187,23 @@ impl TestBroker {
         for (k, v) in &envs {
             cmd.env(k, v);
         }
+        if let Some(bytes) = address_space {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
         let mut broker = TestBroker {
             child,
@@ -163,6 +211,7 @@ impl TestBroker {
             data_dir,
             args,
             envs,
+            address_space,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
