@@ -53,6 +53,9 @@ pub struct Alarms {
     disk_free_limit: AtomicU64,
     memory_on: AtomicBool,
     disk_on: AtomicBool,
+    /// A store write or fsync failed: the disk alarm stays on until a
+    /// probe write to the data directory succeeds ([`probe_disk`]).
+    store_failed: AtomicBool,
     tx: watch::Sender<AlarmState>,
 }
 
@@ -64,6 +67,7 @@ impl Alarms {
             disk_free_limit: AtomicU64::new(disk_free_limit),
             memory_on: AtomicBool::new(false),
             disk_on: AtomicBool::new(false),
+            store_failed: AtomicBool::new(false),
             tx,
         }
     }
@@ -95,6 +99,35 @@ impl Alarms {
         self.disk_free_limit.load(Ordering::Acquire)
     }
 
+    /// The store could not write or fsync: raise the disk alarm now, not
+    /// at the next sample, so publishers stop before more is refused.
+    pub fn storage_failed(&self, e: &std::io::Error) {
+        if !self.store_failed.swap(true, Ordering::AcqRel) {
+            warn!("disk resource limit alarm set: the message store failed to write ({e}); blocking publishers");
+        }
+        if !self.disk_on.swap(true, Ordering::AcqRel) {
+            let state = self.state();
+            self.tx.send_if_modified(|s| {
+                let changed = *s != state;
+                *s = state;
+                changed
+            });
+        }
+    }
+
+    /// Whether a store failure holds the disk alarm on.
+    pub fn storage_failure_pending(&self) -> bool {
+        self.store_failed.load(Ordering::Acquire)
+    }
+
+    /// A probe write succeeded after a store failure: the disk alarm
+    /// follows free space again.
+    pub fn storage_recovered(&self) {
+        if self.store_failed.swap(false, Ordering::AcqRel) {
+            info!("the data directory takes writes again");
+        }
+    }
+
     /// Re-evaluates both alarms from fresh measurements.
     pub fn check(&self, used_memory: u64, total_memory: u64, disk_free: u64) {
         let limit = self.watermark().bytes(total_memory);
@@ -107,7 +140,7 @@ impl Alarms {
             }
         }
         let disk_limit = self.disk_free_limit();
-        let disk = disk_free < disk_limit;
+        let disk = disk_free < disk_limit || self.store_failed.load(Ordering::Acquire);
         if disk != self.disk_on.swap(disk, Ordering::AcqRel) {
             if disk {
                 warn!("disk resource limit alarm set: free disk {disk_free} < limit {disk_limit}; blocking publishers");
@@ -182,6 +215,29 @@ pub fn total_memory() -> u64 {
         Some(c) if c > 0 && (meminfo == 0 || c < meminfo) => c,
         _ => meminfo,
     }
+}
+
+/// After a store failure: can the data directory take a write and an
+/// fsync again? Writes (and removes) a 1 MiB probe file, so a disk with a
+/// few bytes free doesn't count as recovered.
+pub fn probe_disk(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(".probe");
+    let r = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        crate::store::faults::check(&path, crate::store::faults::FileOp::Write)?;
+        f.write_all(&vec![0u8; 1 << 20])?;
+        crate::store::faults::check(&path, crate::store::faults::FileOp::Sync)?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    r
 }
 
 /// Free bytes on the filesystem holding `path`.

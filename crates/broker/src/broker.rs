@@ -10,9 +10,10 @@ use warren_protocol::ShortStr;
 use crate::alarms::{Alarms, Watermark};
 use crate::auth::{hash_password, AuthStore, Permission, User};
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
-use crate::definitions::{self, Change, DefinitionsLog, PermissionDef, UserDef};
+use crate::definitions::{self, Change, DefinitionsLog, DefinitionsState, PermissionDef, UserDef};
 use crate::message::Message;
 use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
+use crate::store::files::{create_dir_private, write_atomic, DIR_MODE};
 use crate::store::Committer;
 use crate::vhost::VirtualHost;
 
@@ -35,7 +36,7 @@ pub struct Broker {
     reply_routes: RwLock<AHashMap<ShortStr, ReplyRoute>>,
     next_connection_id: AtomicU64,
     persistence: Option<Arc<Persistence>>,
-    pub alarms: Alarms,
+    pub alarms: Arc<Alarms>,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -53,12 +54,16 @@ pub struct BrokerSetup {
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     use std::os::unix::io::AsRawFd;
     let path = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(crate::store::files::FILE_MODE)
+            .open(&path)
+    }
+    .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     // SAFETY: flock on a descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -112,7 +117,10 @@ impl Broker {
             reply_routes: RwLock::new(AHashMap::new()),
             next_connection_id: AtomicU64::new(1),
             persistence,
-            alarms: Alarms::new(setup.memory_high_watermark, setup.disk_free_limit),
+            alarms: Arc::new(Alarms::new(
+                setup.memory_high_watermark,
+                setup.disk_free_limit,
+            )),
         }
     }
 
@@ -120,8 +128,15 @@ impl Broker {
     /// messages, or on a first start creates the default vhost and user
     /// from `setup` (later starts ignore `setup`, as RabbitMQ does).
     pub fn open(setup: &BrokerSetup, data_dir: &std::path::Path) -> Result<Arc<Self>, String> {
-        std::fs::create_dir_all(data_dir)
+        // Password hashes and message bodies live here: the broker's user
+        // only (an existing directory is tightened too).
+        create_dir_private(data_dir)
             .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| format!("cannot restrict {}: {e}", data_dir.display()))?;
+        }
         let lock = lock_data_dir(data_dir)?;
         let version_file = data_dir.join("VERSION");
         match std::fs::read_to_string(&version_file) {
@@ -133,12 +148,12 @@ impl Broker {
                 ))
             }
             Ok(_) => {}
-            Err(_) => definitions::write_atomic(&version_file, STORAGE_VERSION.as_bytes())
+            Err(_) => write_atomic(&version_file, STORAGE_VERSION.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", version_file.display()))?,
         }
         let loaded = definitions::load(data_dir)?;
         let first_start = loaded.is_none();
-        let mut snap = loaded.unwrap_or_default();
+        let mut snap: DefinitionsState = loaded.unwrap_or_default();
         if first_start {
             snap.apply(Change::AddVhost {
                 name: setup.default_vhost.clone(),
@@ -156,7 +171,7 @@ impl Broker {
                 read: ".*".into(),
             }));
         }
-        let defs = DefinitionsLog::open(data_dir, &snap)
+        let defs = DefinitionsLog::open(data_dir, snap.clone())
             .map_err(|e| format!("cannot write definitions in {}: {e}", data_dir.display()))?;
         let persistence = Arc::new(Persistence::new(
             data_dir,
@@ -166,14 +181,19 @@ impl Broker {
             lock,
         ));
         let broker = Self::empty(setup, Some(persistence.clone()));
-        for u in &snap.users {
+        // A failed store write raises the disk alarm at once.
+        let alarms = broker.alarms.clone();
+        persistence
+            .committer
+            .set_failure_hook(Box::new(move |e| alarms.storage_failed(e)));
+        for u in snap.users.values() {
             broker.auth.put_user(User {
                 name: u.name.clone(),
                 password_hash: u.password_hash.clone(),
                 tags: u.tags.clone(),
             });
         }
-        for p in &snap.permissions {
+        for p in snap.permissions.values() {
             match Permission::new(&p.configure, &p.write, &p.read) {
                 Ok(perm) => broker.auth.set_permission(&p.vhost, &p.user, perm),
                 Err(e) => {

@@ -125,6 +125,19 @@ impl Exchange {
         format!("exchange '{}' in vhost '{}'", self.name, self.vhost)
     }
 
+    /// Checks a binding's arguments (headers exchanges: `x-match`).
+    pub fn validate_binding(&self, binding: &Binding) -> Result<()> {
+        if self.kind == ExchangeKind::Headers {
+            headers::match_kind(&binding.arguments)?;
+        }
+        Ok(())
+    }
+
+    /// Whether an identical binding exists.
+    pub fn has_binding(&self, binding: &Binding) -> bool {
+        self.bindings.read().all.iter().any(|x| x.same(binding))
+    }
+
     /// Adds a binding; false if an identical one exists.
     pub fn bind(&self, binding: Binding) -> Result<bool> {
         let kind = if self.kind == ExchangeKind::Headers {

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::definitions::DefinitionsLog;
 use crate::queue::StorageHandle;
+use crate::store::files::{create_dir_private, write_atomic};
 use crate::store::{Committer, MessageStore};
 
 pub const STORAGE_VERSION: &str = "1";
@@ -75,8 +76,11 @@ pub struct VhostStorage {
 impl VhostStorage {
     pub fn open(persistence: Arc<Persistence>, vhost: &str) -> std::io::Result<VhostStorage> {
         let dir = persistence.vhost_dir(vhost);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("name"), vhost.as_bytes())?;
+        create_dir_private(&dir)?;
+        let name = dir.join("name");
+        if std::fs::read(&name).ok().as_deref() != Some(vhost.as_bytes()) {
+            write_atomic(&name, vhost.as_bytes())?;
+        }
         // Transient queues don't survive a restart; neither does their paging.
         let transient = dir.join("transient");
         if transient.exists() {

@@ -147,6 +147,18 @@ pub struct QueuedMessage {
     pub disk: Option<DiskRef>,
 }
 
+/// What the publisher is promised about a persistent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A confirm or a tx.commit-ok will vouch for the message: if it
+    /// cannot be written it is refused ([`PublishOutcome::Failed`]), so
+    /// the publisher hears of it and nothing unwritten is confirmed.
+    Required,
+    /// Nobody will be told: if the write fails the message is kept in
+    /// memory (delivered while the broker runs) rather than dropped.
+    BestEffort,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
     /// `needs_sync`: the message was written for durability; a confirm
@@ -157,6 +169,10 @@ pub enum PublishOutcome {
     Enqueued { needs_sync: bool, congested: bool },
     /// Refused by `x-overflow: reject-publish`; confirms get a nack.
     Rejected,
+    /// The message had to be written for durability and the write failed
+    /// (only with [`Durability::Required`]): not enqueued; a confirm gets
+    /// a nack, a transaction fails.
+    Failed,
 }
 
 #[derive(Debug)]
@@ -336,7 +352,11 @@ impl Queue {
 
     /// Enqueues and pushes to consumers. Messages routed to a deleted queue
     /// (a race with queue.delete) are dropped, as RabbitMQ drops them.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PublishOutcome {
+    pub fn publish(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        durability: Durability,
+    ) -> PublishOutcome {
         let mut st = self.state.lock();
         if self.is_deleted() {
             return PublishOutcome::Enqueued {
@@ -387,17 +407,23 @@ impl Queue {
         if expires_at.is_some() {
             self.has_ttl.store(true, Ordering::Relaxed);
         }
-        let seq = st.next_seq;
-        st.next_seq += 1;
         let persist = self.options.durable && message.is_persistent();
         let to_tail = st.tail_count() > 0
             || st.ready.len() >= WINDOW_COUNT
             || st.ready_bytes + size > WINDOW_BYTES;
+        let seq = st.next_seq;
         let disk = if persist || to_tail {
             self.write_disk(&mut st, seq, &message, !persist)
         } else {
             None
         };
+        let write_failed = (persist || to_tail) && self.storage.is_some() && disk.is_none();
+        if write_failed && persist && durability == Durability::Required {
+            // Nothing was enqueued: the sequence number is not used.
+            self.finish(st);
+            return PublishOutcome::Failed;
+        }
+        st.next_seq += 1;
         let needs_sync = persist && disk.is_some();
         match (to_tail, disk, st.storage.as_mut()) {
             (true, Some(d), Some(s)) => {
@@ -898,7 +924,9 @@ impl Queue {
                 if reason != DeathReason::Rejected && died_in(&dl, &q.name) && !was_rejected(&dl) {
                     continue;
                 }
-                q.publish(dl.clone());
+                // Nobody is told of a dead-lettered message: if it can't be
+                // written it stays in memory rather than vanish.
+                q.publish(dl.clone(), Durability::BestEffort);
             }
         }
     }
@@ -1060,7 +1088,7 @@ mod tests {
         q.add_consumer(a).unwrap();
         q.add_consumer(b).unwrap();
         for _ in 0..5 {
-            q.publish(msg("m"));
+            q.publish(msg("m"), Durability::BestEffort);
         }
         // a has prefetch 1: one message, b takes the rest.
         assert_eq!(drain(&mut ra).len(), 1);
@@ -1072,7 +1100,7 @@ mod tests {
     fn requeued_messages_keep_their_place() {
         let q = queue(QueueLimits::default());
         for b in ["1", "2", "3", "4"] {
-            q.publish(msg(b));
+            q.publish(msg(b), Durability::BestEffort);
         }
         let (m1, _) = q.get(false).unwrap();
         let (m2, _) = q.get(false).unwrap();
@@ -1098,7 +1126,7 @@ mod tests {
             ..Default::default()
         });
         for b in ["1", "2", "3"] {
-            q.publish(msg(b));
+            q.publish(msg(b), Durability::BestEffort);
         }
         assert_eq!(
             q.get(true).unwrap().0.message.body,
@@ -1110,13 +1138,16 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            q.publish(msg("1")),
+            q.publish(msg("1"), Durability::BestEffort),
             PublishOutcome::Enqueued {
                 needs_sync: false,
                 congested: false,
             }
         );
-        assert_eq!(q.publish(msg("2")), PublishOutcome::Rejected);
+        assert_eq!(
+            q.publish(msg("2"), Durability::BestEffort),
+            PublishOutcome::Rejected
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use warren_broker::consumer::{ChannelFlow, Consumer, ConsumerFlow, Delivery};
 use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
-use warren_broker::queue::{parse_expiration, PublishOutcome};
+use warren_broker::queue::{parse_expiration, Durability, PublishOutcome};
 use warren_broker::store::Ticket;
 use warren_broker::vhost::{ExchangeSpec, QueueSpec};
 use warren_broker::{broker::ReplyRoute, Message, Queue};
@@ -187,15 +187,28 @@ impl Channel {
     }
 
     /// Sends the deferred replies whose ticket is committed; consecutive
-    /// confirms collapse into one basic.ack(multiple).
-    pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) {
+    /// confirms collapse into one basic.ack(multiple). A reply whose
+    /// commit failed turns into a nack; a transaction whose commit failed
+    /// ends the connection with 541 (its commit-ok must never be sent).
+    pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) -> Result<()> {
         let mut ack_upto = None;
         while let Some((t, _)) = self.deferred.front() {
             if *t > committed {
                 break;
             }
-            let Some((_, what)) = self.deferred.pop_front() else {
+            let Some((t, what)) = self.deferred.pop_front() else {
                 break;
+            };
+            let what = match what {
+                Deferred::Ack(tag) if s.vhost.ticket_failed(t) => Deferred::Nack(tag),
+                Deferred::TxCommitOk if s.vhost.ticket_failed(t) => {
+                    if let Some(upto) = ack_upto.take() {
+                        s.out.method(self.id, &ack_multiple(upto));
+                    }
+                    self.deferred.clear();
+                    return Err(store_failure());
+                }
+                other => other,
             };
             match what {
                 Deferred::Ack(tag) => ack_upto = Some(tag),
@@ -221,6 +234,7 @@ impl Channel {
         if let Some(upto) = ack_upto {
             s.out.method(self.id, &ack_multiple(upto));
         }
+        Ok(())
     }
 
     /// The 505 for a frame of the wrong kind in the middle of a message,
@@ -689,7 +703,13 @@ impl Channel {
         }
         s.consumers.retire(key);
         if let Some(q) = delete {
-            s.vhost.remove_queue(&q);
+            // An auto-delete queue lost its last consumer. If a durable
+            // one's deletion can't be journaled it stays: logged, and the
+            // client's cancel still succeeds (RabbitMQ deletes it the same
+            // way, behind the client's back).
+            if let Err(e) = s.vhost.remove_queue(&q) {
+                tracing::error!("cannot auto-delete {}: {e}", q.describe());
+            }
         }
     }
 
@@ -936,21 +956,27 @@ impl Channel {
             tx.publishes.push((message, publish.mandatory));
             return Ok(());
         }
-        self.route(s, &exchange, message, publish.mandatory);
+        let durability = if self.confirm_seq.is_some() {
+            Durability::Required
+        } else {
+            Durability::BestEffort
+        };
+        self.route(s, &exchange, message, publish.mandatory, durability);
         Ok(())
     }
 
     /// Routes and enqueues one message, returns it if unroutable and
-    /// mandatory, and records its confirm.
+    /// mandatory, and records its confirm. Returns false when a durable
+    /// write failed (the message is then not in the queues that failed).
     fn route(
         &mut self,
         s: &mut Session,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
-    ) {
-        let mut rejected = false;
-        let mut needs_sync = false;
+        durability: Durability,
+    ) -> bool {
+        let mut out = Enqueued::default();
         let routed =
             if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
                 s.broker
@@ -960,13 +986,7 @@ impl Channel {
                 // this channel's cache, not the vhost's shared map.
                 match Self::default_route(&mut self.default_routes, s, &message.routing_key) {
                     Some(q) => {
-                        enqueue(
-                            q,
-                            &message,
-                            &mut rejected,
-                            &mut needs_sync,
-                            &mut self.congested,
-                        );
+                        out.enqueue(q, &message, durability, &mut self.congested);
                         true
                     }
                     None => false,
@@ -976,13 +996,7 @@ impl Channel {
                 s.vhost.route(exchange, &message, &mut queues);
                 let routed = !queues.is_empty();
                 for q in queues.drain(..) {
-                    enqueue(
-                        &q,
-                        &message,
-                        &mut rejected,
-                        &mut needs_sync,
-                        &mut self.congested,
-                    );
+                    out.enqueue(&q, &message, durability, &mut self.congested);
                 }
                 self.route_buf = queues;
                 routed
@@ -1003,7 +1017,7 @@ impl Channel {
         }
         // A persistent message in a durable queue is confirmed only once
         // the group commit has it on disk.
-        let ticket = if needs_sync {
+        let ticket = if out.needs_sync {
             s.vhost.issue_ticket()
         } else {
             0
@@ -1012,13 +1026,14 @@ impl Channel {
         if let Some(seq) = self.confirm_seq.as_mut() {
             let tag = *seq;
             *seq += 1;
-            let what = if rejected {
+            let what = if out.rejected || out.failed {
                 Deferred::Nack(tag)
             } else {
                 Deferred::Ack(tag)
             };
             self.defer(ticket, what);
         }
+        !out.failed
     }
 
     fn tx_commit(&mut self, s: &mut Session) -> Result<()> {
@@ -1028,12 +1043,22 @@ impl Channel {
             ));
         };
         let tx = std::mem::take(tx);
+        let mut stored = true;
         for (message, mandatory) in tx.publishes {
             // The exchange may have gone since the publish; RabbitMQ drops
             // such messages at commit.
             if let Ok(x) = self.exchange(s, &message.exchange) {
-                self.route(s, &x, message, mandatory);
+                stored &= self.route(s, &x, message, mandatory, Durability::Required);
             }
+        }
+        if !stored {
+            // commit-ok would vouch for messages that are not on disk. The
+            // transaction's acks and rejects roll back: the connection
+            // closes, and its cleanup requeues them with the rest.
+            let mut back = tx.acks;
+            back.extend(tx.rejects.into_iter().map(|(u, _)| u));
+            self.unacked.restore(back);
+            return Err(store_failure());
         }
         self.settle(s, tx.acks);
         let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
@@ -1114,26 +1139,46 @@ pub fn unexpected_content() -> AmqpError {
     )
 }
 
-/// Publishes to one queue and folds its outcome into the route's.
-fn enqueue(
-    q: &Arc<Queue>,
-    message: &Arc<Message>,
-    rejected: &mut bool,
-    needs_sync: &mut bool,
-    congested: &mut Option<Arc<Queue>>,
-) {
-    match q.publish(message.clone()) {
-        PublishOutcome::Rejected => *rejected = true,
-        PublishOutcome::Enqueued {
-            needs_sync: sync,
-            congested: c,
-        } => {
-            *needs_sync |= sync;
-            if c {
-                *congested = Some(q.clone());
+/// What happened to one message across the queues it was routed to.
+#[derive(Default)]
+struct Enqueued {
+    /// Some queue refused it (`x-overflow: reject-publish`).
+    rejected: bool,
+    /// Some queue wrote it for durability: a confirm waits for the commit.
+    needs_sync: bool,
+    /// Some queue could not write it (the store failed).
+    failed: bool,
+}
+
+impl Enqueued {
+    /// Publishes to one queue and folds in its outcome.
+    fn enqueue(
+        &mut self,
+        q: &Arc<Queue>,
+        message: &Arc<Message>,
+        durability: Durability,
+        congested: &mut Option<Arc<Queue>>,
+    ) {
+        match q.publish(message.clone(), durability) {
+            PublishOutcome::Rejected => self.rejected = true,
+            PublishOutcome::Failed => self.failed = true,
+            PublishOutcome::Enqueued {
+                needs_sync,
+                congested: c,
+            } => {
+                self.needs_sync |= needs_sync;
+                if c {
+                    *congested = Some(q.clone());
+                }
             }
         }
     }
+}
+
+/// The connection error for a transaction the store could not make
+/// durable (RabbitMQ's store failures end the connection too).
+fn store_failure() -> AmqpError {
+    AmqpError::internal("the message store failed to write the transaction's messages")
 }
 
 fn ack_multiple(upto: u64) -> Method {

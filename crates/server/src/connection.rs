@@ -298,17 +298,20 @@ impl Connection {
                 ev = events.recv(), if want_events => {
                     // The session holds a sender, so the channel never closes.
                     if let Some(ev) = ev {
-                        self.handle_event(ev);
+                        let mut end = self.handle_event(ev);
                         for _ in 0..EVENT_BATCH {
-                            if self.s.out.len() >= HIGH_WATER {
+                            if end.is_some() || self.s.out.len() >= HIGH_WATER {
                                 break;
                             }
                             match events.try_recv() {
-                                Ok(ev) => self.handle_event(ev),
+                                Ok(ev) => end = self.handle_event(ev),
                                 Err(_) => break,
                             }
                         }
                         self.s.consumers.flush();
+                        if let Some(end) = end {
+                            return end;
+                        }
                     }
                 }
                 r = fill(&mut io.rd, &mut io.inbuf, &mut io.read_hint), if want_read => {
@@ -369,7 +372,9 @@ impl Connection {
                 }
             }
         }
-        self.flush_confirms();
+        if let Some(end) = self.flush_confirms() {
+            return Some(end);
+        }
         self.update_blocking();
         for c in self.channels.values_mut() {
             if let (Some(q), None) = (c.congested.take(), &self.throttle) {
@@ -404,12 +409,15 @@ impl Connection {
     }
 
     /// Sends the confirms (and tx.commit-oks) whose commit is done, and
-    /// asks to be told when the rest are.
-    fn flush_confirms(&mut self) {
+    /// asks to be told when the rest are. A transaction whose commit
+    /// failed ends the connection.
+    fn flush_confirms(&mut self) -> Option<End> {
         let committed = self.s.vhost.committed();
         let mut awaited = 0;
         for ch in self.channels.values_mut() {
-            ch.flush_confirms(&mut self.s, committed);
+            if let Err(e) = ch.flush_confirms(&mut self.s, committed) {
+                return Some(End::Close(e, TxCommit::CLASS_ID, TxCommit::METHOD_ID));
+            }
             if let Some(t) = ch.awaited_ticket() {
                 awaited = awaited.max(t);
             }
@@ -420,6 +428,7 @@ impl Connection {
             self.watching = awaited;
             self.s.vhost.notify_commit(awaited, self.s.events.clone());
         }
+        None
     }
 
     fn handle_frame(&mut self, frame: Frame) -> Result<(), End> {
@@ -615,7 +624,9 @@ impl Connection {
             // Confirms for publishes before the error still count, once
             // committed; after close they can't be sent any more.
             let committed = self.s.vhost.committed();
-            channel.flush_confirms(&mut self.s, committed);
+            if let Err(e) = channel.flush_confirms(&mut self.s, committed) {
+                return Err(End::Close(e, TxCommit::CLASS_ID, TxCommit::METHOD_ID));
+            }
             channel.cleanup(&mut self.s);
             channel.state = ChannelState::Closing;
         }
@@ -632,7 +643,7 @@ impl Connection {
         Ok(())
     }
 
-    fn handle_event(&mut self, ev: ConnectionEvent) {
+    fn handle_event(&mut self, ev: ConnectionEvent) -> Option<End> {
         match ev {
             ConnectionEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
                 Some(c) => c.deliver(&mut self.s, d),
@@ -648,9 +659,10 @@ impl Connection {
             }
             ConnectionEvent::Committed(_) => {
                 self.watching = 0;
-                self.flush_confirms();
+                return self.flush_confirms();
             }
         }
+        None
     }
 
     /// Gives back everything the connection held.

@@ -65,6 +65,13 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
+            if monitor.alarms.storage_failure_pending() {
+                let dir = data_dir.clone();
+                let probe = tokio::task::spawn_blocking(move || alarms::probe_disk(&dir)).await;
+                if matches!(probe, Ok(Ok(()))) {
+                    monitor.alarms.storage_recovered();
+                }
+            }
             let free = alarms::disk_free(&data_dir).unwrap_or(u64::MAX);
             monitor.alarms.check(alarms::process_rss(), total, free);
         }

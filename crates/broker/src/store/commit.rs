@@ -5,9 +5,16 @@
 //! takes a ticket. The committer reads the ticket counter *before* taking
 //! the dirty list, so every append made for a ticket it publishes was in
 //! the buffers it synced.
+//!
+//! A commit whose writes or fsyncs fail still ends its tickets, as
+//! *failed*: [`Committer::ticket_failed`] tells the waiting channels to
+//! nack what they would have confirmed. Files whose write failed stay
+//! dirty and are retried with the next commit; files whose fsync failed
+//! are poisoned (see `files.rs`) and never trusted again.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -25,6 +32,12 @@ const IDLE_SYNC: Duration = Duration::from_millis(200);
 /// Quiet time that ends a burst, and the longest a commit waits for one.
 const GATHER_STEP: Duration = Duration::from_micros(30);
 const GATHER_MAX: Duration = Duration::from_micros(500);
+/// Failed ticket ranges remembered; channels look a ticket up within
+/// milliseconds of its commit, so old ranges can go.
+const MAX_FAILED_RANGES: usize = 1024;
+
+/// Called on every storage failure (the broker raises the disk alarm).
+pub type FailureHook = Box<dyn Fn(&io::Error) + Send + Sync>;
 
 #[derive(Debug)]
 pub struct DirtyFile {
@@ -41,7 +54,7 @@ impl DirtyFile {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Committer {
     issued: AtomicU64,
     committed: AtomicU64,
@@ -54,6 +67,20 @@ pub struct Committer {
     lazy: Mutex<Vec<Arc<DirtyFile>>>,
     /// Clean shutdown: sync the lazy files with the next commit.
     flush_lazy: AtomicBool,
+    /// Ticket ranges `(after, upto]` whose commit failed, oldest first.
+    failed: Mutex<std::collections::VecDeque<(Ticket, Ticket)>>,
+    any_failed: AtomicBool,
+    on_failure: OnceLock<FailureHook>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("issued", &self.issued)
+            .field("committed", &self.committed)
+            .field("any_failed", &self.any_failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Committer {
@@ -87,15 +114,63 @@ impl Committer {
         }
     }
 
-    fn sync_files(files: &[Arc<DirtyFile>]) {
+    /// Syncs `files`; returns the first error. A file whose write failed
+    /// (not poisoned) goes back on `retry`, to be written again.
+    fn sync_files(
+        &self,
+        files: &[Arc<DirtyFile>],
+        retry: &Mutex<Vec<Arc<DirtyFile>>>,
+    ) -> Option<io::Error> {
+        let mut first = None;
         for f in files {
             f.queued.store(false, Ordering::Release);
             if let Err(e) = f.file.sync() {
-                // Nothing sensible is left to do with a disk that fails
-                // fsync; log loudly, as RabbitMQ would crash here.
-                error!("fsync of {} failed: {e}", f.file.path.display());
+                error!("sync of {} failed: {e}", f.file.path.display());
+                self.report_failure(&e);
+                if !f.file.is_poisoned() && !f.queued.swap(true, Ordering::AcqRel) {
+                    retry.lock().push(f.clone());
+                }
+                first.get_or_insert(e);
             }
         }
+        first
+    }
+
+    /// Sets what happens on a storage failure (once; later calls are
+    /// ignored).
+    pub fn set_failure_hook(&self, hook: FailureHook) {
+        let _ = self.on_failure.set(hook);
+    }
+
+    /// A write or fsync failed somewhere in the store.
+    pub fn report_failure(&self, e: &io::Error) {
+        if let Some(h) = self.on_failure.get() {
+            h(e);
+        }
+    }
+
+    /// Whether the commit that ended `ticket` failed: what it covered is
+    /// not known to be on disk and must not be confirmed.
+    pub fn ticket_failed(&self, ticket: Ticket) -> bool {
+        if !self.any_failed.load(Ordering::Acquire) || ticket == 0 {
+            return false;
+        }
+        self.failed
+            .lock()
+            .iter()
+            .any(|&(after, upto)| ticket > after && ticket <= upto)
+    }
+
+    fn record_failure(&self, after: Ticket, upto: Ticket) {
+        let mut f = self.failed.lock();
+        match f.back_mut() {
+            Some(last) if last.1 == after => last.1 = upto,
+            _ => f.push_back((after, upto)),
+        }
+        while f.len() > MAX_FAILED_RANGES {
+            f.pop_front();
+        }
+        self.any_failed.store(true, Ordering::Release);
     }
 
     /// A ticket covering everything appended (and marked dirty) so far.
@@ -127,11 +202,15 @@ impl Committer {
         w.push((ticket, sink));
     }
 
-    /// Syncs every dirty file on the calling thread (tests, tools).
-    pub fn sync_once(&self) {
+    /// Syncs every dirty file on the calling thread (tests, tools);
+    /// returns the first error.
+    pub fn sync_once(&self) -> io::Result<()> {
         let mut files = std::mem::take(&mut *self.dirty.lock());
         files.append(&mut self.lazy.lock());
-        Self::sync_files(&files);
+        match self.sync_files(&files, &self.dirty) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Syncs everything now (clean shutdown).
@@ -178,20 +257,27 @@ impl Committer {
             }
             self.gather();
             let target = self.issued.load(Ordering::Acquire);
-            let mut files = std::mem::take(&mut *self.dirty.lock());
+            let files = std::mem::take(&mut *self.dirty.lock());
+            let t0 = std::time::Instant::now();
+            let failed = self.sync_files(&files, &self.dirty);
+            // Marks files hold no confirmed data: their failure costs a
+            // redelivery at worst, and never fails a ticket.
             if last_lazy.elapsed() >= IDLE_SYNC || self.flush_lazy.swap(false, Ordering::SeqCst) {
-                files.append(&mut self.lazy.lock());
+                let lazy = std::mem::take(&mut *self.lazy.lock());
+                self.sync_files(&lazy, &self.lazy);
                 last_lazy = std::time::Instant::now();
             }
-            let t0 = std::time::Instant::now();
-            Self::sync_files(&files);
             tracing::trace!(
                 "commit: {} ticket(s), {} file(s), {:?}",
-                target - self.committed(),
+                target.saturating_sub(self.committed()),
                 files.len(),
                 t0.elapsed()
             );
-            if target > self.committed() {
+            let prev = self.committed();
+            if target > prev {
+                if failed.is_some() {
+                    self.record_failure(prev, target);
+                }
                 self.committed.store(target, Ordering::Release);
                 let mut w = self.waiters.lock();
                 w.retain(|(t, sink)| {

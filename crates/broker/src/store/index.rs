@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
 use super::commit::{Committer, DirtyFile};
-use super::files::{create_dir_durable, read_all, SyncFile};
+use super::files::{create_dir_durable, read_all, write_atomic, SyncFile};
 use super::msgstore::{Location, MessageStore};
 
 pub const ENTRY_SIZE: usize = 40;
@@ -208,37 +208,45 @@ impl QueueIndex {
         for id in ids {
             let path = Self::idx_path(dir, id);
             let raw = read_all(&path)?;
-            let mut count = 0u32;
-            let mut entries = Vec::new();
-            for chunk in raw.chunks(ENTRY_SIZE) {
-                match parse_entry(chunk) {
-                    Some(p) => {
-                        entries.push(p);
-                        count += 1;
-                    }
-                    None => {
-                        warn!(
-                            "{}: torn or corrupt entry {count}; truncating the index there",
-                            path.display()
-                        );
-                        break;
-                    }
-                }
+            let parsed: Vec<Option<Parsed>> = raw.chunks(ENTRY_SIZE).map(parse_entry).collect();
+            // Entries after the last good one are a torn tail (a crash
+            // mid-append) and are cut off; a bad entry before a good one
+            // is damage, skipped on its own: what follows it is kept.
+            let count = parsed
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1) as u32;
+            if (count as usize) < parsed.len() {
+                warn!(
+                    "{}: torn tail of {} byte(s) after entry {count}; truncating there",
+                    path.display(),
+                    raw.len() - count as usize * ENTRY_SIZE
+                );
             }
             let mut acked = Vec::new();
             let mut delivered = Vec::new();
-            let marks_raw = read_all(&Self::marks_path(dir, id))?;
+            let entries: Vec<Option<Parsed>> = parsed.into_iter().take(count as usize).collect();
+            for (n, e) in entries.iter().enumerate() {
+                if e.is_none() {
+                    warn!(
+                        "{}: entry {n} is corrupt (checksum); skipping it and keeping the rest",
+                        path.display()
+                    );
+                    set_bit(&mut acked, n as u32);
+                }
+            }
+            let marks_path = Self::marks_path(dir, id);
+            let marks_raw = read_all(&marks_path)?;
             let mut marks_len = 0u64;
-            for m in marks_raw.chunks(MARK_SIZE) {
+            let mut bad_marks = 0;
+            for (k, m) in marks_raw.chunks(MARK_SIZE).enumerate() {
                 let ok = m.len() == MARK_SIZE
                     && crc32fast::hash(&m[..8]) == u32::from_be_bytes([m[8], m[9], m[10], m[11]]);
                 if !ok {
-                    warn!(
-                        "{}: torn ack record; ignoring the rest",
-                        Self::marks_path(dir, id).display()
-                    );
-                    break;
+                    bad_marks += 1;
+                    continue;
                 }
+                marks_len = ((k + 1) * MARK_SIZE) as u64;
                 let n = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
                 match m[4] {
                     MARK_ACKED => {
@@ -249,11 +257,21 @@ impl QueueIndex {
                     }
                     _ => {}
                 }
-                marks_len += MARK_SIZE as u64;
+            }
+            if bad_marks > 0 {
+                // A lost ack means a redelivery, never a loss.
+                warn!(
+                    "{}: {bad_marks} torn or corrupt mark(s) skipped",
+                    marks_path.display()
+                );
             }
             let mut acked_count = 0;
             for (n, e) in entries.iter().enumerate() {
                 let n = n as u32;
+                let Some(e) = e else {
+                    acked_count += 1;
+                    continue;
+                };
                 rec.next_seq = rec.next_seq.max(e.seq + 1);
                 if e.flags & FLAG_TRANSIENT != 0 {
                     set_bit(&mut acked, n);
@@ -318,10 +336,19 @@ impl QueueIndex {
 
     /// Appends an entry for a message already in the message store.
     pub fn append(&mut self, seq: u64, loc: Location, transient: bool) -> io::Result<DiskRef> {
+        let r = self.append_entry(seq, loc, transient);
+        if let Err(e) = &r {
+            self.committer.report_failure(e);
+        }
+        r
+    }
+
+    fn append_entry(&mut self, seq: u64, loc: Location, transient: bool) -> io::Result<DiskRef> {
+        // A file whose fsync failed takes no more entries: start another.
         let need_new = self
             .segments
             .back()
-            .is_none_or(|s| s.count >= SEGMENT_ENTRIES);
+            .is_none_or(|s| s.count >= SEGMENT_ENTRIES || s.file.file.is_poisoned());
         if need_new {
             let id = self.segments.back().map_or(0, |s| s.id + 1);
             let file = DirtyFile::new(Arc::new(SyncFile::open(&Self::idx_path(&self.dir, id), 0)?));
@@ -360,8 +387,30 @@ impl QueueIndex {
         let Some(seg) = self.segment_mut(pos.segment) else {
             return Ok(());
         };
+        let path = Self::marks_path(&dir, seg.id);
+        if seg.marks.as_ref().is_some_and(|m| m.file.is_poisoned()) {
+            // The bitmaps in memory are the truth: write them out afresh
+            // (atomically) instead of trusting a file whose fsync failed.
+            // Until that succeeds the poisoned file stays in place (never
+            // reopened empty, which would forget the acks it holds).
+            let mut all = Vec::new();
+            for n in 0..seg.count {
+                if bit(&seg.delivered, n) {
+                    all.extend_from_slice(&mark_bytes(n, MARK_DELIVERED));
+                }
+                if bit(&seg.acked, n) {
+                    all.extend_from_slice(&mark_bytes(n, MARK_ACKED));
+                }
+            }
+            write_atomic(&path, &all)?;
+            seg.marks = Some(DirtyFile::new(Arc::new(SyncFile::open(
+                &path,
+                all.len() as u64,
+            )?)));
+            // The new mark is already among the bits rewritten.
+            return Ok(());
+        }
         if seg.marks.is_none() {
-            let path = Self::marks_path(&dir, seg.id);
             seg.marks = Some(DirtyFile::new(Arc::new(SyncFile::open(&path, 0)?)));
         }
         if let Some(m) = &seg.marks {

@@ -20,6 +20,7 @@
 //! See `docs/storage.md` for the byte layouts.
 
 pub mod commit;
+pub mod faults;
 pub mod files;
 pub mod index;
 pub mod msgstore;

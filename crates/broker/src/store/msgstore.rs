@@ -134,10 +134,18 @@ impl MessageStore {
             .get(&st.current)
             .map(|s| s.file.clone())
             .ok_or_else(|| io::Error::other("message store has no current segment"))?;
-        if seg.file.len() + record.len() as u64 > self.segment_max && !seg.file.is_empty() {
-            seg = self.roll_locked(&mut st)?;
+        // A segment whose fsync failed is not written to again.
+        if seg.file.is_poisoned()
+            || (seg.file.len() + record.len() as u64 > self.segment_max && !seg.file.is_empty())
+        {
+            seg = self
+                .roll_locked(&mut st)
+                .inspect_err(|e| self.committer.report_failure(e))?;
         }
-        let offset = seg.file.append(&record)?;
+        let offset = seg
+            .file
+            .append(&record)
+            .inspect_err(|e| self.committer.report_failure(e))?;
         let loc = Location {
             segment: st.current,
             offset: offset as u32,
@@ -372,7 +380,7 @@ mod tests {
             }
             index.ack(refs[0]);
             index.delivered(refs[1].pos);
-            committer.sync_once();
+            committer.sync_once().unwrap();
         }
         let store = Arc::new(MessageStore::open(&dir.join("msgs"), committer.clone()).unwrap());
         let (mut index, rec) = QueueIndex::open(&dir.join("q"), store.clone(), committer).unwrap();
