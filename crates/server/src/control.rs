@@ -237,9 +237,45 @@ fn handle(broker: &Broker, data_dir: &Path, req: &Request) -> Value {
                 "alarms": alarms,
             })]
         }
+        "inject_fault" => return inject_fault(&req.args),
         other => return json!({"ok": false, "error": format!("unknown command '{other}'")}),
     };
     json!({"ok": true, "rows": rows})
+}
+
+/// Test support: makes chosen storage writes or fsyncs fail. Refused
+/// unless the broker was started with `WARREN_FAULT_INJECTION=1`.
+/// Arguments: `write|fsync PATH-SUBSTRING SKIP COUNT enospc|eio`.
+fn inject_fault(args: &[String]) -> Value {
+    use warren_broker::store::faults::{inject, Fault, FaultError, FileOp};
+    if std::env::var("WARREN_FAULT_INJECTION").as_deref() != Ok("1") {
+        return json!({"ok": false, "error": "fault injection is disabled (start the broker with WARREN_FAULT_INJECTION=1)"});
+    }
+    let parsed =
+        match args {
+            [op, path, skip, count, error] => FileOp::parse(op)
+                .zip(FaultError::parse(error))
+                .and_then(|(op, error)| {
+                    Some(Fault {
+                        op,
+                        path_contains: path.clone(),
+                        skip: skip.parse().ok()?,
+                        count: count.parse().ok()?,
+                        error,
+                    })
+                }),
+            _ => None,
+        };
+    match parsed {
+        Some(f) => {
+            tracing::warn!("fault injection: {f:?}");
+            inject(f);
+            json!({"ok": true, "rows": []})
+        }
+        None => {
+            json!({"ok": false, "error": "usage: inject_fault write|fsync PATH-SUBSTRING SKIP COUNT enospc|eio"})
+        }
+    }
 }
 
 /// Arguments in rabbitmqctl's style: `[{"x-message-ttl",1000}]`.

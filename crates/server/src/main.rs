@@ -23,6 +23,12 @@ use warren_broker::Broker;
 use crate::config::{Args, Config};
 
 fn main() -> anyhow::Result<()> {
+    // Everything the broker creates (data files, the control socket) is
+    // for its own user only, whatever umask it was started with.
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cfg = Config::load(Args::parse())?;
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -175,16 +175,42 @@ impl ModePrivate for fs::OpenOptions {
     }
 }
 
+/// Opens the existing log to append after its last complete line (a torn
+/// tail is cut off, which needs no free space).
+fn reuse_log(dir: &Path) -> io::Result<(File, u64)> {
+    let path = log_path(dir);
+    let raw = fs::read(&path)?;
+    let end = raw.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) as u64;
+    let log = crate::store::files::open_rw(&path)?;
+    if end < raw.len() as u64 {
+        log.set_len(end)?;
+        log.sync_all()?;
+    }
+    Ok((log, end))
+}
+
 impl DefinitionsLog {
-    /// Writes `state` as the new base and starts an empty log.
+    /// Writes `state` (loaded from `dir`, or a first start's) as the new
+    /// base and starts an empty log. If the base can't be written (a full
+    /// disk) but a snapshot and log exist, they stay in use: a broker must
+    /// start on a full disk to let consumers drain it.
     pub fn open(dir: &Path, state: DefinitionsState) -> io::Result<Self> {
         create_dir_private(dir)?;
-        let (log, snapshot_len) = write_base(dir, &state)?;
+        let (log, len, snapshot_len) = match write_base(dir, &state) {
+            Ok((log, snapshot_len)) => (log, 0, snapshot_len),
+            Err(e) if snapshot_path(dir).exists() || log_path(dir).exists() => {
+                warn!("cannot compact the definitions at startup ({e}); appending to the existing journal");
+                let snapshot_len = fs::metadata(snapshot_path(dir)).map_or(0, |m| m.len());
+                let (log, len) = reuse_log(dir)?;
+                (log, len, snapshot_len)
+            }
+            Err(e) => return Err(e),
+        };
         Ok(DefinitionsLog {
             inner: Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 log,
-                len: 0,
+                len,
                 snapshot_len,
                 broken: false,
                 generation: 1,

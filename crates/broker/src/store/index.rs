@@ -553,3 +553,6 @@ impl QueueIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -34,15 +34,39 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
 }
 
+/// How to run a test broker.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    /// RLIMIT_AS for the broker process, bytes.
+    pub address_space: Option<u64>,
+    /// A command line the broker runs under (for example `nsenter` into
+    /// a mount namespace); empty runs it directly.
+    pub wrapper: Vec<String>,
+    /// The data directory; a fresh temporary one when `None`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Launch {
+    pub fn new(args: &[&str], envs: &[(&str, &str)]) -> Launch {
+        Launch {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 /// A running `warren` broker, killed (and its data dir removed) on drop.
 pub struct TestBroker {
     child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
-    args: Vec<String>,
-    envs: Vec<(String, String)>,
-    /// RLIMIT_AS for the broker process, bytes.
-    address_space: Option<u64>,
+    launch: Launch,
 }
 
 impl TestBroker {
@@ -52,33 +76,41 @@ impl TestBroker {
 
     /// Starts the broker with extra command-line flags and environment.
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> TestBroker {
-        let mut last_err = String::new();
-        // A freed port can be taken by someone else before the broker binds
-        // it: try a few.
-        for _ in 0..3 {
-            match Self::try_start(args, envs) {
-                Ok(b) => return b,
-                Err(e) => last_err = e,
-            }
-        }
-        panic!("could not start warren: {last_err}");
+        Self::launch(Launch::new(args, envs))
     }
 
     /// Starts the broker with its address space limited to `bytes`
     /// (RLIMIT_AS): an allocation the peer provokes beyond it aborts.
     pub fn start_limited(args: &[&str], bytes: u64) -> TestBroker {
+        Self::launch(Launch {
+            address_space: Some(bytes),
+            ..Launch::new(args, &[])
+        })
+    }
+
+    /// Starts a broker as `launch` says.
+    pub fn launch(launch: Launch) -> TestBroker {
         let mut last_err = String::new();
+        // A freed port can be taken by someone else before the broker binds
+        // it: try a few.
         for _ in 0..3 {
             let port = free_port();
-            let data_dir = std::env::temp_dir().join(unique("wtest"));
+            let data_dir = launch
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join(unique("wtest")));
             if let Err(e) = std::fs::create_dir_all(&data_dir) {
                 last_err = e.to_string();
                 continue;
             }
-            let args = args.iter().map(|s| s.to_string()).collect();
-            match Self::spawn(port, data_dir, args, Vec::new(), Some(bytes)) {
+            match Self::spawn(port, data_dir.clone(), launch.clone()) {
                 Ok(b) => return b,
-                Err(e) => last_err = e,
+                Err(e) => {
+                    if launch.data_dir.is_none() {
+                        let _ = std::fs::remove_dir_all(&data_dir);
+                    }
+                    last_err = e
+                }
             }
         }
         panic!("could not start warren: {last_err}");
@@ -87,18 +119,6 @@ impl TestBroker {
     /// Whether the broker process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn try_start(args: &[&str], envs: &[(&str, &str)]) -> Result<TestBroker, String> {
-        let port = free_port();
-        let data_dir = std::env::temp_dir().join(unique("wtest"));
-        std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs: Vec<(String, String)> = envs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Self::spawn(port, data_dir, args, envs, None)
     }
 
     /// Stops the broker (SIGKILL when `crash`, else SIGTERM and a clean
@@ -119,17 +139,13 @@ impl TestBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let (port, data_dir) = (self.port, self.data_dir.clone());
-        let (args, envs, limit) = (
-            std::mem::take(&mut self.args),
-            std::mem::take(&mut self.envs),
-            self.address_space,
-        );
+        let launch = std::mem::take(&mut self.launch);
         // Keep the data: this TestBroker must not clean up on drop.
         self.data_dir = PathBuf::new();
         drop(self);
         let mut last = String::new();
         for _ in 0..50 {
-            match Self::spawn(port, data_dir.clone(), args.clone(), envs.clone(), limit) {
+            match Self::spawn(port, data_dir.clone(), launch.clone()) {
                 Ok(b) => return b,
                 // The old socket may linger briefly; retry the same port.
                 Err(e) => {
@@ -141,27 +157,30 @@ impl TestBroker {
         panic!("could not restart warren: {last}");
     }
 
-    fn spawn(
-        port: u16,
-        data_dir: PathBuf,
-        args: Vec<String>,
-        envs: Vec<(String, String)>,
-        address_space: Option<u64>,
-    ) -> Result<TestBroker, String> {
+    fn spawn(port: u16, data_dir: PathBuf, launch: Launch) -> Result<TestBroker, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.join("broker.log"))
             .map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(broker_exe(&data_dir));
+        let mut cmd = match launch.wrapper.split_first() {
+            // The wrapper may change what paths mean (a mount namespace):
+            // hand it the binary's real path.
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_warren"));
+                c
+            }
+            None => Command::new(broker_exe(&data_dir)),
+        };
         cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--amqp-port")
             .arg(port.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(&args)
+            .args(&launch.args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -178,16 +197,17 @@ impl TestBroker {
             "WARREN_DEFAULT_USER",
             "WARREN_DEFAULT_PASS",
             "WARREN_DEFAULT_VHOST",
+            "WARREN_FAULT_INJECTION",
             "RABBITMQ_DEFAULT_USER",
             "RABBITMQ_DEFAULT_PASS",
             "RABBITMQ_DEFAULT_VHOST",
         ] {
             cmd.env_remove(var);
         }
-        for (k, v) in &envs {
+        for (k, v) in &launch.envs {
             cmd.env(k, v);
         }
-        if let Some(bytes) = address_space {
+        if let Some(bytes) = launch.address_space {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs
             // between fork and exec here.
@@ -209,29 +229,40 @@ impl TestBroker {
             child,
             port,
             data_dir,
-            args,
-            envs,
-            address_space,
+            launch,
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
+        let failed = loop {
             if let Ok(Some(status)) = broker.child.try_wait() {
-                return Err(format!(
-                    "warren exited early ({status}); log:\n{}",
-                    broker.log()
-                ));
+                break format!("warren exited early ({status}); log:\n{}", broker.log());
             }
             if listening(port) {
                 return Ok(broker);
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                break format!(
                     "warren did not listen on {port} within {STARTUP_TIMEOUT:?}; log:\n{}",
                     broker.log()
-                ));
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        // The data belongs to the caller (a restart must keep it).
+        broker.data_dir = PathBuf::new();
+        Err(failed)
+    }
+
+    /// One request on the control socket (what warrenctl sends); returns
+    /// the JSON response.
+    pub fn control(&self, command: &str, args: &[&str]) -> serde_json::Value {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let mut s = UnixStream::connect(self.data_dir.join("warren.sock")).expect("control socket");
+        let req = serde_json::json!({"command": command, "args": args});
+        writeln!(s, "{req}").expect("control write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("control read");
+        serde_json::from_str(&out).expect("control response")
     }
 
     pub fn uri(&self) -> String {
@@ -348,7 +379,7 @@ pub async fn bounded<F: Future>(limit: Duration, what: &str, fut: F) -> F::Outpu
 }
 
 /// Runs a whole test body with the global upper bound.
-pub async fn run_test<F: Future<Output = ()>>(fut: F) {
+pub async fn run_test<F: Future>(fut: F) -> F::Output {
     bounded(TEST_TIMEOUT, "the test body", fut).await
 }
 

@@ -1,0 +1,399 @@
+//! Storage faults end to end: writes and fsyncs that fail (injected, or a
+//! really full disk) are never confirmed, and nothing that was confirmed
+//! is lost across a SIGKILL.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{amqp_error, bounded, run_test, unique, Launch, TestBroker, STEP};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+
+fn injecting() -> TestBroker {
+    TestBroker::start_with(&[], &[("WARREN_FAULT_INJECTION", "1")])
+}
+
+fn inject(b: &TestBroker, op: &str, path: &str, skip: u32, count: u32, error: &str) {
+    let r = b.control(
+        "inject_fault",
+        &[op, path, &skip.to_string(), &count.to_string(), error],
+    );
+    assert_eq!(r["ok"], true, "inject_fault: {r}");
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+/// Body of message `i`: its number, then a pattern derived from it.
+fn body(i: u32, len: usize) -> Vec<u8> {
+    let mut b = i.to_be_bytes().to_vec();
+    b.extend((0..len.saturating_sub(4)).map(|k| (k as u32 ^ i.wrapping_mul(2_654_435_761)) as u8));
+    b
+}
+
+fn id_of(b: &[u8], len: usize) -> u32 {
+    let i = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    assert_eq!(b, &body(i, len)[..], "message {i} came back corrupted");
+    i
+}
+
+async fn publish(ch: &Channel, q: &str, i: u32, len: usize) -> PublisherConfirm {
+    ch.basic_publish(
+        "",
+        q,
+        BasicPublishOptions::default(),
+        &body(i, len),
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .expect("publish")
+}
+
+async fn drain(ch: &Channel, q: &str, len: usize) -> BTreeSet<u32> {
+    let mut got = BTreeSet::new();
+    while let Some(m) = ch
+        .basic_get(q, BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        assert!(got.insert(id_of(&m.delivery.data, len)), "duplicate");
+    }
+    got
+}
+
+/// Publishes with confirms while writes and fsyncs of the message store
+/// and the queue index fail now and then; after a SIGKILL every acked
+/// message is there, and some were nacked (the faults did fire).
+#[tokio::test]
+async fn failed_writes_and_fsyncs_are_nacked_and_every_ack_survives_a_crash() {
+    let broker = injecting();
+    let q = unique("faulty");
+    let len = 2048;
+    let (acked, nacked) = run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        ch.queue_declare(&q, durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        let mut acked = BTreeSet::new();
+        let mut nacked = BTreeSet::new();
+        let faults = [
+            ("fsync", "/msgs/", "eio"),
+            ("write", "/msgs/", "enospc"),
+            ("fsync", "/queues/", "eio"),
+            ("write", "/queues/", "enospc"),
+        ];
+        for round in 0..8u32 {
+            let (op, path, err) = faults[round as usize % faults.len()];
+            inject(&broker, op, path, 0, 1, err);
+            let mut pending = Vec::new();
+            for k in 0..100 {
+                let i = round * 100 + k;
+                pending.push((i, publish(&ch, &q, i, len).await));
+            }
+            for (i, c) in pending {
+                match bounded(Duration::from_secs(10), "a confirm", c)
+                    .await
+                    .expect("confirm")
+                {
+                    Confirmation::Ack(_) => acked.insert(i),
+                    Confirmation::Nack(_) => nacked.insert(i),
+                    Confirmation::NotRequested => panic!("confirms were requested"),
+                };
+            }
+        }
+        (acked, nacked)
+    })
+    .await;
+    assert_eq!(acked.len() + nacked.len(), 800);
+    assert!(!nacked.is_empty(), "no fault fired:\n{}", broker.log());
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let got = drain(&ch, &q, len).await;
+        let lost: Vec<_> = acked.difference(&got).collect();
+        assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+        assert!(got.iter().all(|i| *i < 800));
+    })
+    .await;
+}
+
+/// A transaction whose messages can't be made durable never gets
+/// commit-ok: the connection ends with 541.
+#[tokio::test]
+async fn a_commit_that_cannot_be_made_durable_ends_the_connection_with_541() {
+    let broker = injecting();
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = unique("tx");
+        ch.queue_declare(&q, durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        ch.tx_select().await.expect("tx.select");
+        publish(&ch, &q, 1, 100).await;
+        ch.tx_commit().await.expect("a healthy commit");
+        inject(&broker, "fsync", "/msgs/", 0, 1, "eio");
+        publish(&ch, &q, 2, 100).await;
+        let err = bounded(STEP, "tx.commit", ch.tx_commit())
+            .await
+            .expect_err("commit-ok for a failed fsync");
+        let (code, text) = amqp_error(&err);
+        assert_eq!(code, 541, "{text}");
+        assert!(!conn.status().connected());
+    })
+    .await;
+}
+
+/// A durable declare whose journal entry can't be written is refused with
+/// 541 and leaves no trace; the journal keeps working afterwards, and
+/// what was acknowledged survives a crash.
+#[tokio::test]
+async fn a_declare_that_cannot_be_journaled_is_refused_and_leaves_no_trace() {
+    let broker = injecting();
+    let (lost, kept) = (unique("lost"), unique("kept"));
+    run_test(async {
+        for (op, err) in [("write", "enospc"), ("fsync", "eio")] {
+            let conn = broker.connect().await;
+            let ch = conn.create_channel().await.expect("channel");
+            inject(&broker, op, "definitions.log", 0, 1, err);
+            let r = ch
+                .queue_declare(&lost, durable(), FieldTable::default())
+                .await;
+            assert_eq!(amqp_error(&r.expect_err("declare-ok")).0, 541);
+        }
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let r = ch
+            .queue_declare(&lost, passive, FieldTable::default())
+            .await;
+        assert_eq!(amqp_error(&r.expect_err("the refused queue exists")).0, 404);
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(&kept, durable(), FieldTable::default())
+            .await
+            .expect("declare after the failures");
+    })
+    .await;
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare(&kept, passive, FieldTable::default())
+            .await
+            .expect("the acknowledged queue survived");
+        let r = ch
+            .queue_declare(&lost, passive, FieldTable::default())
+            .await;
+        assert_eq!(
+            amqp_error(&r.expect_err("refused queue resurrected")).0,
+            404
+        );
+    })
+    .await;
+}
+
+/// A mount namespace holding a small tmpfs, kept alive by a sleeping
+/// process; brokers enter it with nsenter.
+struct SmallDisk {
+    holder: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// `None` (the test is skipped, with a message) where private mount
+    /// namespaces are not permitted.
+    fn new(megabytes: u32) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(unique("tmpfs"));
+        std::fs::create_dir_all(&dir).ok()?;
+        let script = format!(
+            "mount -t tmpfs -o size={megabytes}m,mode=0700 tmpfs {} && echo ready && exec sleep 600",
+            dir.display()
+        );
+        let mut holder = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut out = holder.stdout.take()?;
+        let mut buf = [0u8; 6];
+        use std::io::Read;
+        if out.read_exact(&mut buf).is_err() || &buf != b"ready\n" {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            return None;
+        }
+        Some(SmallDisk { holder, dir })
+    }
+
+    fn launch(&self, args: &[&str]) -> Launch {
+        Launch {
+            wrapper: vec![
+                "nsenter".into(),
+                "--mount".into(),
+                "--target".into(),
+                self.holder.id().to_string(),
+                "--".into(),
+            ],
+            data_dir: Some(self.dir.join("data")),
+            ..Launch::new(args, &[])
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A really full disk (a 24 MiB tmpfs; no disk-free limit, so the first
+/// sign is ENOSPC itself): confirmed messages all survive a SIGKILL.
+#[tokio::test]
+async fn a_full_disk_loses_no_confirmed_message() {
+    let Some(disk) = SmallDisk::new(24) else {
+        eprintln!(
+            "skipped: private mount namespaces (unshare --mount, as root) are not permitted here"
+        );
+        return;
+    };
+    // The broker's log and its data live in the namespace's tmpfs; the
+    // log goes to a file outside it so a full disk can't silence it.
+    let broker = TestBroker::launch(disk.launch(&["--disk-free-limit", "0"]));
+    let q = unique("full");
+    let len = 64 * 1024;
+    let acked = run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        ch.queue_declare(&q, durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        let mut acked = BTreeSet::new();
+        let mut nacked = 0;
+        // 500 × 64 KiB = 32 MiB into 24 MiB. Once the disk alarm blocks
+        // the connection, publishes stop being read: stop at the first
+        // confirm that doesn't come.
+        'outer: for batch in 0..25u32 {
+            let mut pending = Vec::new();
+            for k in 0..20 {
+                let i = batch * 20 + k;
+                match tokio::time::timeout(Duration::from_secs(2), publish(&ch, &q, i, len)).await {
+                    Ok(c) => pending.push((i, c)),
+                    Err(_) => break,
+                }
+            }
+            for (i, c) in pending {
+                match tokio::time::timeout(Duration::from_secs(3), c).await {
+                    Ok(Ok(Confirmation::Ack(_))) => {
+                        acked.insert(i);
+                    }
+                    Ok(Ok(_)) => nacked += 1,
+                    Ok(Err(e)) => panic!("confirm failed: {e}"),
+                    Err(_) => break 'outer,
+                }
+            }
+        }
+        assert!(
+            acked.len() < 500,
+            "the disk never filled ({} acked, {nacked} nacked)",
+            acked.len()
+        );
+        acked
+    })
+    .await;
+    let log = broker.log();
+    assert!(
+        log.contains("disk resource limit alarm set"),
+        "no disk alarm:\n{log}"
+    );
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let got = drain(&ch, &q, len).await;
+        let lost: Vec<_> = acked.difference(&got).collect();
+        assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    })
+    .await;
+    drop(broker);
+    drop(disk);
+}
+
+/// With a permissive umask, everything in the data directory is still
+/// private to the broker's user.
+#[tokio::test]
+async fn data_files_and_the_control_socket_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask has no memory-safety preconditions; the broker child
+    // inherits 022 and must override it.
+    let old = unsafe { libc::umask(0o022) };
+    let broker = TestBroker::start();
+    unsafe {
+        libc::umask(old);
+    }
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let q = unique("private");
+        ch.queue_declare(&q, durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        bounded(STEP, "confirm", publish(&ch, &q, 1, 10).await)
+            .await
+            .expect("confirm");
+    })
+    .await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&broker.data_dir), 0o700);
+    let mut checked = 0;
+    let mut stack = vec![broker.data_dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            // Test scaffolding, not the broker's.
+            if name == "broker.log" || name == "amqp-broker" {
+                continue;
+            }
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                let m = mode(&p);
+                assert_eq!(m & 0o077, 0, "{} is {m:o}", p.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 6, "only {checked} files looked at");
+}
