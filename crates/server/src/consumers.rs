@@ -142,3 +142,158 @@ impl Consumers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The registry with real queues, driven the way the connection drives
+    //! it: events handled in batches, consumers cancelled while deliveries
+    //! are in flight. No delivery may find its consumer forgotten (it would
+    //! be dropped), and every message ends up ready, with the client, or
+    //! acked: never lost, never twice.
+
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use warren_broker::consumer::{
+        ChannelFlow, ConnectionEvent, Consumer, ConsumerFlow, EventReceiver,
+    };
+    use warren_broker::queue::{Durability, QueueLimits, QueueOptions, QueueSetup};
+    use warren_broker::Message;
+    use warren_protocol::{BasicProperties, FieldTable};
+
+    use super::*;
+
+    fn queue() -> Arc<Queue> {
+        Arc::new(Queue::new(QueueSetup {
+            name: "q".into(),
+            vhost: "/".into(),
+            options: QueueOptions {
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            },
+            owner: None,
+            limits: QueueLimits::default(),
+            vhost_ref: std::sync::Weak::new(),
+            storage: None,
+            recovered: None,
+        }))
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Publish(u8),
+        Consume(u32),
+        /// Handle up to n events (one loop turn), then flush.
+        Handle(u8),
+        Cancel(prop::sample::Index),
+        /// The client acks everything it holds for one consumer.
+        Ack(prop::sample::Index),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (1u8..30).prop_map(Op::Publish),
+            1 => prop::sample::select(vec![0u32, 1, 5]).prop_map(Op::Consume),
+            4 => (1u8..40).prop_map(Op::Handle),
+            1 => any::<prop::sample::Index>().prop_map(Op::Cancel),
+            2 => any::<prop::sample::Index>().prop_map(Op::Ack),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn no_delivery_is_lost_across_cancels(ops in proptest::collection::vec(op(), 1..100)) {
+            let q = queue();
+            let (tx, mut rx): (_, EventReceiver) = tokio::sync::mpsc::unbounded_channel();
+            let mut reg = Consumers::default();
+            let channel_flow = Arc::new(ChannelFlow::default());
+            // key -> (tag, live, what the client holds unacked)
+            let mut consumers: Vec<(u64, ShortStr, bool, Vec<u64>)> = Vec::new();
+            let mut published = 0u64;
+            let mut acked: BTreeSet<u64> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Publish(n) => {
+                        for _ in 0..n {
+                            let m = Arc::new(Message::new(
+                                "".into(),
+                                "q".into(),
+                                BasicProperties::default(),
+                                Bytes::new(),
+                                Bytes::from(published.to_be_bytes().to_vec()),
+                            ));
+                            q.publish(m, Durability::BestEffort);
+                            published += 1;
+                        }
+                    }
+                    Op::Consume(prefetch) => {
+                        let tag = ShortStr::from(format!("c{}", consumers.len()));
+                        let flow = Arc::new(ConsumerFlow::new(prefetch, channel_flow.clone()));
+                        let key = reg.next_key();
+                        q.add_consumer(Consumer {
+                            tag: tag.clone(),
+                            channel: 1,
+                            key,
+                            connection_id: 1,
+                            no_ack: false,
+                            exclusive: false,
+                            priority: 0,
+                            flow: flow.clone(),
+                            sink: tx.clone(),
+                        })
+                        .unwrap();
+                        prop_assert_eq!(reg.add(tag.clone(), Some(q.clone()), flow, false), key);
+                        consumers.push((key, tag, true, Vec::new()));
+                    }
+                    Op::Handle(n) => {
+                        for _ in 0..n {
+                            let Ok(ConnectionEvent::Deliver(d)) = rx.try_recv() else { break };
+                            let Some(e) = reg.handled(d.consumer) else {
+                                prop_assert!(false, "a delivery found its consumer forgotten: lost");
+                                unreachable!();
+                            };
+                            let id = u64::from_be_bytes(d.message.body[..8].try_into().unwrap());
+                            prop_assert_eq!(id, d.seq);
+                            if e.retired {
+                                e.give_back(d);
+                            } else if let Some(c) = consumers.iter_mut().find(|c| c.0 == d.consumer) {
+                                c.3.push(d.seq);
+                            }
+                        }
+                        reg.flush();
+                    }
+                    Op::Cancel(i) => {
+                        if consumers.is_empty() { continue; }
+                        let k = i.index(consumers.len());
+                        let (key, tag, live, _) = &mut consumers[k];
+                        if !*live { continue; }
+                        // As the channel does: stop the queue, then retire.
+                        q.remove_consumer(1, 1, tag);
+                        reg.retire(*key);
+                        *live = false;
+                    }
+                    Op::Ack(i) => {
+                        if consumers.is_empty() { continue; }
+                        let k = i.index(consumers.len());
+                        let held = std::mem::take(&mut consumers[k].3);
+                        if held.is_empty() { continue; }
+                        if let Some(e) = reg.get(consumers[k].0) {
+                            e.flow.on_settled(held.len() as u32);
+                        }
+                        q.settle(&vec![None; held.len()]);
+                        acked.extend(held);
+                    }
+                }
+                let stats = q.stats();
+                let held: u64 = consumers.iter().map(|c| c.3.len() as u64).sum();
+                // In the event queue or written to the client: all unacked.
+                prop_assert_eq!(stats.ready + stats.unacked + acked.len() as u64, published);
+                prop_assert!(held <= stats.unacked);
+            }
+        }
+    }
+}

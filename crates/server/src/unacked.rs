@@ -84,3 +84,140 @@ impl UnackedList {
         self.entries = all.into_iter().map(|u| (u.tag, Some(u))).collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `UnackedList` against a `BTreeSet` of outstanding tags.
+
+    use std::collections::BTreeSet;
+
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use warren_broker::queue::{QueueLimits, QueueOptions, QueueSetup};
+    use warren_protocol::{BasicProperties, FieldTable};
+
+    use super::*;
+
+    fn queue() -> Arc<Queue> {
+        Arc::new(Queue::new(QueueSetup {
+            name: "q".into(),
+            vhost: "/".into(),
+            options: QueueOptions {
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            },
+            owner: None,
+            limits: QueueLimits::default(),
+            vhost_ref: std::sync::Weak::new(),
+            storage: None,
+            recovered: None,
+        }))
+    }
+
+    fn entry(q: &Arc<Queue>, tag: u64) -> Unacked {
+        Unacked {
+            tag,
+            queue: q.clone(),
+            seq: tag,
+            message: Arc::new(Message::new(
+                "".into(),
+                "q".into(),
+                BasicProperties::default(),
+                Bytes::new(),
+                Bytes::from(tag.to_be_bytes().to_vec()),
+            )),
+            flow: None,
+            disk: None,
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(u64),
+        /// Take the n-th outstanding tag (or an unknown one).
+        Take(prop::sample::Index, bool, bool),
+        TakeAll,
+        /// Take the n-th outstanding tag and put it back (tx rollback).
+        Rollback(prop::sample::Index),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u64..4).prop_map(Op::Push),
+            4 => (any::<prop::sample::Index>(), any::<bool>(), any::<bool>())
+                .prop_map(|(i, m, known)| Op::Take(i, m, known)),
+            1 => Just(Op::TakeAll),
+            1 => any::<prop::sample::Index>().prop_map(Op::Rollback),
+        ]
+    }
+
+    fn tags(v: &[Unacked]) -> Vec<u64> {
+        v.iter().map(|u| u.tag).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn matches_a_set_of_outstanding_tags(ops in proptest::collection::vec(op(), 1..200)) {
+            let q = queue();
+            let mut list = UnackedList::default();
+            let mut model: BTreeSet<u64> = BTreeSet::new();
+            let mut next = 1u64;
+            for op in ops {
+                match op {
+                    Op::Push(gap) => {
+                        list.push(entry(&q, next));
+                        model.insert(next);
+                        next += gap;
+                    }
+                    Op::Take(i, multiple, known) => {
+                        let out: Vec<u64> = model.iter().copied().collect();
+                        let tag = if known && !out.is_empty() {
+                            out[i.index(out.len())]
+                        } else {
+                            // Not outstanding: past the end, or a settled one.
+                            next + i.index(3) as u64
+                        };
+                        let got = list.take(tag, multiple);
+                        if model.contains(&tag) {
+                            let want: Vec<u64> = if multiple {
+                                model.range(..=tag).copied().collect()
+                            } else {
+                                vec![tag]
+                            };
+                            for t in &want {
+                                model.remove(t);
+                            }
+                            let got = got.expect("an outstanding tag");
+                            prop_assert_eq!(tags(&got), want);
+                            for u in &got {
+                                prop_assert_eq!(&u.message.body[..], &u.tag.to_be_bytes()[..]);
+                            }
+                        } else {
+                            prop_assert!(got.is_none(), "tag {} is not outstanding", tag);
+                        }
+                    }
+                    Op::TakeAll => {
+                        let got = list.take_all();
+                        prop_assert_eq!(tags(&got), model.iter().copied().collect::<Vec<_>>());
+                        model.clear();
+                    }
+                    Op::Rollback(i) => {
+                        let out: Vec<u64> = model.iter().copied().collect();
+                        if !out.is_empty() {
+                            let tag = out[i.index(out.len())];
+                            let got = list.take(tag, false).expect("outstanding");
+                            list.restore(got);
+                        }
+                    }
+                }
+                // multiple=true with tag 0 takes everything: checks the rest.
+                prop_assert_eq!(list.live, model.len());
+            }
+            let rest = list.take(0, true).expect("multiple with tag 0");
+            prop_assert_eq!(tags(&rest), model.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
