@@ -183,7 +183,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
     conn.cleanup(&mut events);
     match end {
         End::ClientClosed => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.s.out.flush_all(&mut io.wr)).await;
+            // close-ok, then wait (bounded) for the client to hang up, as
+            // RabbitMQ does: clients (lapin) treat a server that closes
+            // first as an aborted connection, and closing with unread
+            // input would send a reset that can destroy the close-ok.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if conn.s.out.flush_all(&mut io.wr).await.is_ok() {
+                    let mut sink = [0u8; 4096];
+                    while matches!(io.rd.read(&mut sink).await, Ok(n) if n > 0) {}
+                }
+            })
+            .await;
         }
         End::Close(e, class_id, method_id) => {
             close_with(

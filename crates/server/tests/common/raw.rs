@@ -109,6 +109,14 @@ pub struct Close {
     pub method_id: u16,
 }
 
+/// One delivery read by the raw client.
+pub struct RawDelivery {
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub message_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
 pub struct Raw {
     pub stream: TcpStream,
     pub buf: Vec<u8>,
@@ -121,13 +129,13 @@ pub enum Read {
 
 impl Raw {
     pub async fn connect(broker: &TestBroker) -> Raw {
-        let stream = bounded(
-            STEP,
-            "tcp connect",
-            TcpStream::connect(("127.0.0.1", broker.port)),
-        )
-        .await
-        .expect("tcp connect");
+        Self::connect_port(broker.port).await
+    }
+
+    pub async fn connect_port(port: u16) -> Raw {
+        let stream = bounded(STEP, "tcp connect", TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .expect("tcp connect");
         stream.set_nodelay(true).unwrap();
         Raw {
             stream,
@@ -236,7 +244,16 @@ impl Raw {
         frame_max: u32,
         heartbeat: u16,
     ) -> (Raw, (u16, u32, u16)) {
-        let mut c = Raw::connect(broker).await;
+        Self::handshake_port(broker.port, channel_max, frame_max, heartbeat).await
+    }
+
+    pub async fn handshake_port(
+        port: u16,
+        channel_max: u16,
+        frame_max: u32,
+        heartbeat: u16,
+    ) -> (Raw, (u16, u32, u16)) {
+        let mut c = Raw::connect_port(port).await;
         c.send(PROTOCOL_HEADER).await;
         c.expect_method(0, (10, 10)).await;
         let mut start_ok = table(&[]);
@@ -266,6 +283,82 @@ impl Raw {
     /// Handshake with the broker's defaults and heartbeats off.
     pub async fn open(broker: &TestBroker) -> Raw {
         Raw::handshake(broker, 2047, 131_072, 0).await.0
+    }
+
+    pub async fn open_port(port: u16) -> Raw {
+        Raw::handshake_port(port, 2047, 131_072, 0).await.0
+    }
+
+    /// The next basic.deliver with its content, or `None` if none comes
+    /// within `idle`. Understands the properties Warren's tests set
+    /// (delivery_mode, message_id) and panics on others.
+    pub async fn read_delivery(&mut self, idle: Duration) -> Option<RawDelivery> {
+        let f = loop {
+            match self.read_or_idle(idle).await? {
+                f if f.kind == FRAME_HEARTBEAT => continue,
+                f => break f,
+            }
+        };
+        assert_eq!(f.ids(), (60, 60), "expected basic.deliver");
+        let p = &f.payload[4..];
+        let tag_len = p[0] as usize;
+        let at = 1 + tag_len;
+        let delivery_tag = u64::from_be_bytes(p[at..at + 8].try_into().expect("8 bytes"));
+        let redelivered = p[at + 8] & 1 == 1;
+        let header = match self.read(STEP).await {
+            Read::Frame(h) => h,
+            Read::Eof => panic!("eof inside a delivery"),
+        };
+        assert_eq!(header.kind, FRAME_HEADER);
+        let h = &header.payload;
+        let size = u64::from_be_bytes(h[4..12].try_into().expect("8 bytes")) as usize;
+        let flags = u16::from_be_bytes([h[12], h[13]]);
+        let mut at = 14;
+        let mut message_id = None;
+        for bit in (2..16).rev() {
+            if flags & (1 << bit) == 0 {
+                continue;
+            }
+            match bit {
+                12 => at += 1,
+                7 => {
+                    let n = h[at] as usize;
+                    message_id = Some(String::from_utf8_lossy(&h[at + 1..at + 1 + n]).into_owned());
+                    at += 1 + n;
+                }
+                other => panic!("property bit {other} is not understood by the raw client"),
+            }
+        }
+        let mut body = Vec::with_capacity(size);
+        while body.len() < size {
+            match self.read(STEP).await {
+                Read::Frame(b) if b.kind == FRAME_BODY => body.extend_from_slice(&b.payload),
+                Read::Frame(other) => panic!("frame type {} inside a body", other.kind),
+                Read::Eof => panic!("eof inside a body"),
+            }
+        }
+        Some(RawDelivery {
+            delivery_tag,
+            redelivered,
+            message_id,
+            body,
+        })
+    }
+
+    /// The next frame, or `None` if nothing arrives within `idle`.
+    async fn read_or_idle(&mut self, idle: Duration) -> Option<Frame> {
+        if self.buf.len() < 7 {
+            self.buf.reserve(64 * 1024);
+            match timeout(idle, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => panic!("the broker closed the connection"),
+                Ok(Ok(_)) => {}
+                Err(_) => return None,
+            }
+        }
+        match self.read(STEP).await {
+            Read::Frame(f) => Some(f),
+            Read::Eof => panic!("the broker closed the connection"),
+        }
     }
 
     pub async fn open_channel(&mut self, channel: u16) {
