@@ -218,7 +218,7 @@ impl QueueIndex {
                 .map_or(0, |i| i + 1) as u32;
             if (count as usize) < parsed.len() {
                 warn!(
-                    "{}: torn tail of {} byte(s) after entry {count}; truncating there",
+                    "{}: torn or corrupt tail of {} byte(s) after entry {count}; truncating there",
                     path.display(),
                     raw.len() - count as usize * ENTRY_SIZE
                 );
