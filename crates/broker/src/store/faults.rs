@@ -39,6 +39,9 @@ pub enum FaultError {
     NoSpace,
     /// EIO: the device failed.
     Io,
+    /// Not an error: the operation takes 2 ms longer (a slow disk), which
+    /// widens race windows in tests.
+    Stall,
 }
 
 impl FaultError {
@@ -46,15 +49,17 @@ impl FaultError {
         match s {
             "enospc" | "nospace" => Some(FaultError::NoSpace),
             "eio" | "io" => Some(FaultError::Io),
+            "stall" => Some(FaultError::Stall),
             _ => None,
         }
     }
 
-    fn to_io(self) -> io::Error {
-        io::Error::from_raw_os_error(match self {
-            FaultError::NoSpace => libc::ENOSPC,
-            FaultError::Io => libc::EIO,
-        })
+    fn to_io(self) -> Option<io::Error> {
+        match self {
+            FaultError::NoSpace => Some(io::Error::from_raw_os_error(libc::ENOSPC)),
+            FaultError::Io => Some(io::Error::from_raw_os_error(libc::EIO)),
+            FaultError::Stall => None,
+        }
     }
 }
 
@@ -114,8 +119,17 @@ fn check_slow(path: &Path, op: FileOp) -> io::Result<()> {
             continue;
         }
         f.count -= 1;
-        tracing::warn!("injected fault: {op:?} of {} fails", path.display());
-        return Err(f.error.to_io());
+        match f.error.to_io() {
+            Some(e) => {
+                tracing::warn!("injected fault: {op:?} of {} fails", path.display());
+                return Err(e);
+            }
+            None => {
+                drop(rules);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                return Ok(());
+            }
+        }
     }
     Ok(())
 }

@@ -331,3 +331,6 @@ impl VirtualHost {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;
