@@ -10,7 +10,7 @@ use warren_protocol::ShortStr;
 use crate::alarms::{Alarms, Watermark};
 use crate::auth::{hash_password, AuthStore, Permission, User};
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
-use crate::definitions::{self, Change, DefinitionsLog, DefinitionsState, PermissionDef, UserDef};
+use crate::definitions::{Change, DefinitionsLog, DefinitionsState, PermissionDef, UserDef};
 use crate::message::Message;
 use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
 use crate::store::files::{create_dir_private, write_atomic, DIR_MODE};
@@ -151,28 +151,27 @@ impl Broker {
             Err(_) => write_atomic(&version_file, STORAGE_VERSION.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", version_file.display()))?,
         }
-        let loaded = definitions::load(data_dir)?;
-        let first_start = loaded.is_none();
-        let mut snap: DefinitionsState = loaded.unwrap_or_default();
-        if first_start {
-            snap.apply(Change::AddVhost {
+        // A first start creates the default vhost and user, as RabbitMQ's
+        // `default_user`; later starts ignore `setup` for them.
+        let (defs, snap, _first_start) = DefinitionsLog::load_and_open(data_dir, || {
+            let mut s = DefinitionsState::default();
+            s.apply(Change::AddVhost {
                 name: setup.default_vhost.clone(),
             });
-            snap.apply(Change::PutUser(UserDef {
+            s.apply(Change::PutUser(UserDef {
                 name: setup.default_user.clone(),
                 password_hash: hash_password(&setup.default_pass),
                 tags: vec!["administrator".to_string()],
             }));
-            snap.apply(Change::SetPermissions(PermissionDef {
+            s.apply(Change::SetPermissions(PermissionDef {
                 vhost: setup.default_vhost.clone(),
                 user: setup.default_user.clone(),
                 configure: ".*".into(),
                 write: ".*".into(),
                 read: ".*".into(),
             }));
-        }
-        let defs = DefinitionsLog::open(data_dir, snap.clone())
-            .map_err(|e| format!("cannot write definitions in {}: {e}", data_dir.display()))?;
+            s
+        })?;
         let persistence = Arc::new(Persistence::new(
             data_dir,
             defs,

@@ -158,28 +158,17 @@ mod tests {
     use warren_broker::consumer::{
         ChannelFlow, ConnectionEvent, Consumer, ConsumerFlow, EventReceiver,
     };
-    use warren_broker::queue::{Durability, QueueLimits, QueueOptions, QueueSetup};
+    use warren_broker::queue::{Durability, QueueLimits, QueueSetup};
     use warren_broker::Message;
-    use warren_protocol::{BasicProperties, FieldTable};
+    use warren_protocol::BasicProperties;
 
     use super::*;
 
     fn queue() -> Arc<Queue> {
-        Arc::new(Queue::new(QueueSetup {
-            name: "q".into(),
-            vhost: "/".into(),
-            options: QueueOptions {
-                durable: false,
-                exclusive: false,
-                auto_delete: false,
-                arguments: FieldTable::new(),
-            },
-            owner: None,
-            limits: QueueLimits::default(),
-            vhost_ref: std::sync::Weak::new(),
-            storage: None,
-            recovered: None,
-        }))
+        Arc::new(Queue::new(QueueSetup::in_memory(
+            "q",
+            QueueLimits::default(),
+        )))
     }
 
     #[derive(Debug, Clone)]

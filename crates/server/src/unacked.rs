@@ -93,27 +93,16 @@ mod tests {
 
     use bytes::Bytes;
     use proptest::prelude::*;
-    use warren_broker::queue::{QueueLimits, QueueOptions, QueueSetup};
-    use warren_protocol::{BasicProperties, FieldTable};
+    use warren_broker::queue::{QueueLimits, QueueSetup};
+    use warren_protocol::BasicProperties;
 
     use super::*;
 
     fn queue() -> Arc<Queue> {
-        Arc::new(Queue::new(QueueSetup {
-            name: "q".into(),
-            vhost: "/".into(),
-            options: QueueOptions {
-                durable: false,
-                exclusive: false,
-                auto_delete: false,
-                arguments: FieldTable::new(),
-            },
-            owner: None,
-            limits: QueueLimits::default(),
-            vhost_ref: std::sync::Weak::new(),
-            storage: None,
-            recovered: None,
-        }))
+        Arc::new(Queue::new(QueueSetup::in_memory(
+            "q",
+            QueueLimits::default(),
+        )))
     }
 
     fn entry(q: &Arc<Queue>, tag: u64) -> Unacked {

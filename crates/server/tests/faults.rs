@@ -71,6 +71,19 @@ async fn drain(ch: &Channel, q: &str, len: usize) -> BTreeSet<u32> {
     got
 }
 
+/// A channel in confirm mode with durable queue `q` declared.
+async fn confirming_channel(b: &TestBroker, q: &str) -> (lapin::Connection, Channel) {
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch.queue_declare(q, durable(), FieldTable::default())
+        .await
+        .expect("declare");
+    (conn, ch)
+}
+
 /// Publishes with confirms while writes and fsyncs of the message store
 /// and the queue index fail now and then; after a SIGKILL every acked
 /// message is there, and some were nacked (the faults did fire).
@@ -80,14 +93,7 @@ async fn failed_writes_and_fsyncs_are_nacked_and_every_ack_survives_a_crash() {
     let q = unique("faulty");
     let len = 2048;
     let (acked, nacked) = run_test(async {
-        let conn = broker.connect().await;
-        let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirm.select");
-        ch.queue_declare(&q, durable(), FieldTable::default())
-            .await
-            .expect("declare");
+        let (_conn, ch) = confirming_channel(&broker, &q).await;
         let mut acked = BTreeSet::new();
         let mut nacked = BTreeSet::new();
         let faults = [
@@ -292,14 +298,7 @@ async fn a_full_disk_loses_no_confirmed_message() {
     let q = unique("full");
     let len = 64 * 1024;
     let acked = run_test(async {
-        let conn = broker.connect().await;
-        let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .expect("confirm.select");
-        ch.queue_declare(&q, durable(), FieldTable::default())
-            .await
-            .expect("declare");
+        let (_conn, ch) = confirming_channel(&broker, &q).await;
         let mut acked = BTreeSet::new();
         let mut nacked = 0;
         // 500 × 64 KiB = 32 MiB into 24 MiB. Once the disk alarm blocks

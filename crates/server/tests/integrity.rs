@@ -326,6 +326,18 @@ async fn consumer(w: Arc<World>, id: u64) {
     }
 }
 
+/// Checks a lapin delivery against the ledger.
+fn record(w: &World, q: usize, d: &lapin::message::Delivery) -> Option<Key> {
+    let id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str().to_string());
+    w.ledger
+        .lock()
+        .delivered(q, id.as_deref(), &d.data, d.redelivered)
+}
+
 /// Consumes up to `limit` messages (or until idle) with `habit`.
 async fn lapin_session(
     w: &World,
@@ -364,15 +376,7 @@ async fn lapin_session(
             Err(_) => break,
         };
         n += 1;
-        let id = d
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.as_str().to_string());
-        let key = w
-            .ledger
-            .lock()
-            .delivered(q, id.as_deref(), &d.data, d.redelivered);
+        let key = record(w, q, &d);
         let tag_n = d.delivery_tag;
         match (habit, key) {
             (_, None) => {
@@ -413,16 +417,7 @@ async fn lapin_session(
                 while let Ok(Some(Ok(d))) =
                     tokio::time::timeout(Duration::from_millis(100), consumer.next()).await
                 {
-                    let id = d
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|s| s.as_str().to_string());
-                    if let Some(k) =
-                        w.ledger
-                            .lock()
-                            .delivered(q, id.as_deref(), &d.data, d.redelivered)
-                    {
+                    if let Some(k) = record(w, q, &d) {
                         unacked.push((d.delivery_tag, k, d.data.len()));
                     }
                 }
@@ -464,15 +459,7 @@ async fn getter(w: &World, q: usize, limit: u64) -> Result<(), String> {
             break;
         };
         let d = m.delivery;
-        let id = d
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.as_str().to_string());
-        let key = w
-            .ledger
-            .lock()
-            .delivered(q, id.as_deref(), &d.data, d.redelivered);
+        let key = record(w, q, &d);
         d.ack(BasicAckOptions::default())
             .await
             .map_err(|e| e.to_string())?;

@@ -16,6 +16,13 @@
 //! Compaction: once the log is larger than the snapshot (and at least
 //! [`COMPACT_MIN`]), the current definitions are written as the new
 //! snapshot and the log starts empty.
+//!
+//! Each log file starts with a header line naming its id, and the snapshot
+//! names the id of the log that continues it. Writing a new base creates
+//! the new log file first, then the snapshot, then renames the log into
+//! place: a crash (or a failure) at any step leaves either the old
+//! snapshot with the old log, or the new snapshot with a log it names; a
+//! log older than the snapshot is already contained in it and is ignored.
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
@@ -54,8 +61,20 @@ fn parse_line(line: &[u8]) -> Option<Change> {
     serde_json::from_str::<Change>(json).ok()
 }
 
+const HEADER: &str = "# warren definitions log ";
+
+fn header_line(id: u64) -> String {
+    format!("{HEADER}{id}\n")
+}
+
 /// Reads the snapshot and replays the log. `Ok(None)` on a first start.
 pub fn load(dir: &Path) -> Result<Option<DefinitionsState>, String> {
+    load_with_ids(dir).map(|o| o.map(|(state, _)| state))
+}
+
+/// As [`load`], with the id of the log in use (the next base takes the
+/// one after it).
+fn load_with_ids(dir: &Path) -> Result<Option<(DefinitionsState, u64)>, String> {
     let snap_path = snapshot_path(dir);
     let snapshot = match fs::read(&snap_path) {
         Ok(raw) => Some(
@@ -74,17 +93,45 @@ pub fn load(dir: &Path) -> Result<Option<DefinitionsState>, String> {
             ));
         }
     }
+    let snapshot_log_id = snapshot.as_ref().map_or(0, |s| s.log_id);
     let mut state = snapshot.map(DefinitionsState::from_snapshot);
     let log = log_path(dir);
     let f = match File::open(&log) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(state),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(state.map(|s| (s, snapshot_log_id)))
+        }
         Err(e) => return Err(format!("cannot read {}: {e}", log.display())),
     };
     let st = state.get_or_insert_with(DefinitionsState::default);
     let mut reader = BufReader::new(f);
     let mut line = Vec::new();
     let mut n = 0;
+    // A log without a header (format 1 as first written) counts as id 0.
+    let mut log_id = 0;
+    if reader
+        .fill_buf()
+        .map_err(|e| e.to_string())?
+        .starts_with(HEADER.as_bytes())
+    {
+        reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+        n += 1;
+        log_id = std::str::from_utf8(&line[HEADER.len()..])
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+    }
+    if log_id < snapshot_log_id {
+        // Left over from a base write that didn't finish: the snapshot
+        // already holds everything in it.
+        warn!(
+            "{}: log {log_id} predates the snapshot (log {snapshot_log_id}); ignoring it",
+            log.display()
+        );
+        return Ok(Some((std::mem::take(st), snapshot_log_id)));
+    }
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
@@ -115,7 +162,7 @@ pub fn load(dir: &Path) -> Result<Option<DefinitionsState>, String> {
             }
         }
     }
-    Ok(state)
+    Ok(state.map(|s| (s, log_id)))
 }
 
 #[derive(Debug)]
@@ -128,6 +175,9 @@ struct Inner {
     /// A write or fsync failed and could not be undone: the log is not
     /// trusted until a fresh snapshot and log have been written.
     broken: bool,
+    /// The id in the current log's header (or of the newest snapshot, once
+    /// a base write got that far).
+    log_id: u64,
     /// How many bases (snapshot + fresh log) were written.
     generation: u64,
     state: DefinitionsState,
@@ -139,28 +189,59 @@ pub struct DefinitionsLog {
     inner: Mutex<Inner>,
 }
 
-/// Writes `state` as the snapshot, then an empty log (a new file, renamed
-/// into place, so a log whose fsync failed is never reused). Returns the
-/// new log and the snapshot's size.
-fn write_base(dir: &Path, state: &DefinitionsState) -> io::Result<(File, u64)> {
-    let json = serde_json::to_vec_pretty(&state.to_snapshot()).map_err(io::Error::other)?;
-    write_atomic(&snapshot_path(dir), &json)?;
-    let tmp = dir.join("definitions.log.tmp");
-    let log = {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .read(true)
-            .mode_private()
-            .open(&tmp)?;
-        faults::check(&tmp, FileOp::Sync)?;
-        f.sync_all()?;
-        f
+/// How far writing a new base got before it failed.
+#[derive(Debug)]
+struct BaseError {
+    /// The new snapshot is in place: the old log must not take appends.
+    snapshot_replaced: bool,
+    error: io::Error,
+}
+
+/// Writes `state` as the snapshot continued by a new, empty log `log_id`:
+/// the log file is prepared first, then the snapshot replaced, then the
+/// log renamed into place (see the module comment). Returns the new log
+/// (positioned after its header) and the snapshot's size.
+fn write_base(
+    dir: &Path,
+    state: &DefinitionsState,
+    log_id: u64,
+) -> Result<(File, u64, u64), BaseError> {
+    let early = |error| BaseError {
+        snapshot_replaced: false,
+        error,
     };
-    fs::rename(&tmp, log_path(dir))?;
-    fsync_dir(dir)?;
-    Ok((log, json.len() as u64))
+    let tmp = dir.join("definitions.next");
+    let header = header_line(log_id);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .read(true)
+        .mode_private()
+        .open(&tmp)
+        .map_err(early)?;
+    faults::check(&tmp, FileOp::Write)
+        .and_then(|_| log.write_all_at(header.as_bytes(), 0))
+        .and_then(|_| faults::check(&tmp, FileOp::Sync))
+        .and_then(|_| log.sync_all())
+        .map_err(early)?;
+    let mut snapshot = state.to_snapshot();
+    snapshot.log_id = log_id;
+    let json = serde_json::to_vec_pretty(&snapshot)
+        .map_err(io::Error::other)
+        .map_err(early)?;
+    write_atomic(&snapshot_path(dir), &json).map_err(|error| BaseError {
+        // The rename may have happened before the failure: assume so.
+        snapshot_replaced: true,
+        error,
+    })?;
+    let late = |error| BaseError {
+        snapshot_replaced: true,
+        error,
+    };
+    fs::rename(&tmp, log_path(dir)).map_err(late)?;
+    fsync_dir(dir).map_err(late)?;
+    Ok((log, header.len() as u64, json.len() as u64))
 }
 
 /// `OpenOptions::mode(0o600)` without importing the trait everywhere.
@@ -195,16 +276,51 @@ impl DefinitionsLog {
     /// disk) but a snapshot and log exist, they stay in use: a broker must
     /// start on a full disk to let consumers drain it.
     pub fn open(dir: &Path, state: DefinitionsState) -> io::Result<Self> {
+        Self::open_at(dir, state, 0)
+    }
+
+    /// Loads the definitions in `dir` (`None` on a first start), then
+    /// opens the journal on them.
+    pub fn load_and_open(
+        dir: &Path,
+        first_start: impl FnOnce() -> DefinitionsState,
+    ) -> Result<(Self, DefinitionsState, bool), String> {
+        let (state, log_id, first) = match load_with_ids(dir)? {
+            Some((s, id)) => (s, id, false),
+            None => (first_start(), 0, true),
+        };
+        let log = Self::open_at(dir, state.clone(), log_id)
+            .map_err(|e| format!("cannot write definitions in {}: {e}", dir.display()))?;
+        Ok((log, state, first))
+    }
+
+    /// Writes `state` as a new base after log `log_id`. If that fails on a
+    /// full disk before the snapshot was replaced, the existing snapshot
+    /// and log stay in use (a broker must start on a full disk so
+    /// consumers can drain it); if it failed later, changes are refused
+    /// until a base can be written.
+    fn open_at(dir: &Path, state: DefinitionsState, log_id: u64) -> io::Result<Self> {
         create_dir_private(dir)?;
-        let (log, len, snapshot_len) = match write_base(dir, &state) {
-            Ok((log, snapshot_len)) => (log, 0, snapshot_len),
-            Err(e) if snapshot_path(dir).exists() || log_path(dir).exists() => {
-                warn!("cannot compact the definitions at startup ({e}); appending to the existing journal");
+        let next = log_id + 1;
+        let (log, len, snapshot_len, broken, in_use) = match write_base(dir, &state, next) {
+            Ok((log, len, snapshot_len)) => (log, len, snapshot_len, false, next),
+            Err(BaseError {
+                snapshot_replaced: false,
+                error,
+            }) if snapshot_path(dir).exists() || log_path(dir).exists() => {
+                warn!("cannot compact the definitions at startup ({error}); appending to the existing journal");
                 let snapshot_len = fs::metadata(snapshot_path(dir)).map_or(0, |m| m.len());
                 let (log, len) = reuse_log(dir)?;
-                (log, len, snapshot_len)
+                (log, len, snapshot_len, false, log_id)
             }
-            Err(e) => return Err(e),
+            Err(BaseError {
+                snapshot_replaced: true,
+                error,
+            }) if log_path(dir).exists() => {
+                warn!("cannot finish writing the definitions at startup ({error}); changes are refused until it succeeds");
+                (File::open(log_path(dir))?, 0, 0, true, next)
+            }
+            Err(e) => return Err(e.error),
         };
         Ok(DefinitionsLog {
             inner: Mutex::new(Inner {
@@ -212,7 +328,8 @@ impl DefinitionsLog {
                 log,
                 len,
                 snapshot_len,
-                broken: false,
+                broken,
+                log_id: in_use,
                 generation: 1,
                 state,
             }),
@@ -252,9 +369,10 @@ impl DefinitionsLog {
         g.state.apply(change.clone());
         if g.len >= COMPACT_MIN && g.len > g.snapshot_len {
             if let Err(e) = compact(&mut g) {
-                // The log is still good; compaction is retried later.
+                // Unless the snapshot was already replaced (then the next
+                // change retries first), the log is still good and the
+                // compaction is retried later.
                 warn!("cannot compact the definitions journal: {e}");
-                g.broken = false;
             }
         }
         Ok(())
@@ -278,18 +396,24 @@ impl DefinitionsLog {
 
 /// Writes the current definitions as the snapshot and starts a new log.
 fn compact(g: &mut Inner) -> io::Result<()> {
-    match write_base(&g.dir, &g.state) {
-        Ok((log, snapshot_len)) => {
+    let id = g.log_id + 1;
+    match write_base(&g.dir, &g.state, id) {
+        Ok((log, len, snapshot_len)) => {
             g.log = log;
-            g.len = 0;
+            g.len = len;
+            g.log_id = id;
             g.snapshot_len = snapshot_len;
             g.broken = false;
             g.generation += 1;
             Ok(())
         }
         Err(e) => {
-            g.broken = true;
-            Err(e)
+            if e.snapshot_replaced {
+                // The snapshot now names log `id`: the old log is stale.
+                g.log_id = id;
+                g.broken = true;
+            }
+            Err(e.error)
         }
     }
 }

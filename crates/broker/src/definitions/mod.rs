@@ -98,6 +98,10 @@ pub enum Change {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     pub version: u32,
+    /// The log that continues this snapshot: a log file whose header names
+    /// an older id is already contained in the snapshot and is ignored.
+    #[serde(default)]
+    pub log_id: u64,
     pub next_queue_id: u64,
     pub vhosts: Vec<String>,
     pub users: Vec<UserDef>,

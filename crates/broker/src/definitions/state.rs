@@ -95,6 +95,7 @@ impl DefinitionsState {
     pub fn to_snapshot(&self) -> Snapshot {
         Snapshot {
             version: super::FORMAT_VERSION,
+            log_id: 0,
             next_queue_id: self.next_queue_id,
             vhosts: self.vhosts.iter().cloned().collect(),
             users: self.users.values().cloned().collect(),

@@ -79,6 +79,28 @@ pub struct QueueSetup {
     pub recovered: Option<(QueueStorage, u64)>,
 }
 
+impl QueueSetup {
+    /// A plain queue that keeps nothing on disk and belongs to no vhost
+    /// (tools and tests).
+    pub fn in_memory(name: &str, limits: QueueLimits) -> QueueSetup {
+        QueueSetup {
+            name: ShortStr::from(name),
+            vhost: "/".into(),
+            options: QueueOptions {
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            },
+            owner: None,
+            limits,
+            vhost_ref: Weak::new(),
+            storage: None,
+            recovered: None,
+        }
+    }
+}
+
 /// How a queue reaches the message store, and where its index goes.
 #[derive(Debug, Clone)]
 pub struct StorageHandle {

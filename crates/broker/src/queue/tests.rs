@@ -6,21 +6,7 @@ use bytes::Bytes;
 use warren_protocol::BasicProperties;
 
 fn queue(limits: QueueLimits) -> Arc<Queue> {
-    Arc::new(Queue::new(QueueSetup {
-        name: "q".into(),
-        vhost: "/".into(),
-        options: QueueOptions {
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            arguments: FieldTable::new(),
-        },
-        owner: None,
-        limits,
-        vhost_ref: Weak::new(),
-        storage: None,
-        recovered: None,
-    }))
+    Arc::new(Queue::new(QueueSetup::in_memory("q", limits)))
 }
 
 fn msg(body: &'static str) -> Arc<Message> {

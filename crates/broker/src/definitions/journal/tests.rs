@@ -55,18 +55,33 @@ fn torn_tail_is_ignored_and_a_corrupt_middle_line_only_skips_itself() {
     // Flip one byte inside the second line ("a"), then tear a fifth.
     let path = log_path(&dir);
     let mut raw = fs::read(&path).unwrap();
-    let second = raw.iter().position(|&b| b == b'\n').unwrap() + 20;
+    // Line 0 is the header, line 1 the vhost, line 2 queue "a".
+    let newlines: Vec<usize> = raw
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let second = newlines[1] + 20;
     raw[second] ^= 0x20;
     raw.extend_from_slice(b"deadbeef {\"op\":\"add_vh");
     fs::write(&path, &raw).unwrap();
     let st = load(&dir).unwrap().unwrap();
     assert!(st.vhosts.contains("/"));
+    let st_names = st.queues.len();
+    assert_eq!(st_names, 2);
     let names: Vec<&str> = st.queues.keys().map(|k| k.1.as_str()).collect();
     assert_eq!(names, vec!["b", "c"], "only the damaged line is lost");
     assert_eq!(st.next_queue_id, 4);
-    // Reopening compacts: the snapshot holds everything, the log is empty.
-    DefinitionsLog::open(&dir, st).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    // Reopening compacts: the snapshot holds everything, the log is empty
+    // (but for its header).
+    let (_log, _, first) = DefinitionsLog::load_and_open(&dir, DefinitionsState::default).unwrap();
+    assert!(!first);
+    let header = fs::read_to_string(&path).unwrap();
+    assert!(
+        header.starts_with(HEADER) && header.lines().count() == 1,
+        "{header:?}"
+    );
     assert_eq!(load(&dir).unwrap().unwrap().queues.len(), 2);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -189,18 +204,18 @@ proptest! {
             let (before, generation) = (log.log_len(), log.generation());
             let r = log.record(&c);
             prop_assert_eq!(r.is_ok(), matches!(f, Fail::None));
-            let start = if log.generation() != generation {
+            if log.generation() != generation {
                 // A fresh base was written first (after a failed fsync),
                 // whether or not this change then made it.
                 base = model.clone();
                 since.clear();
-                0
-            } else {
-                before
-            };
+            }
             if r.is_ok() {
                 model.apply(c.clone());
-                since.push((start, log.log_len(), c));
+                let end = log.log_len();
+                let line = checksum_line(&serde_json::to_string(&c).unwrap()).len() as u64;
+                prop_assert!(end >= before + line || since.is_empty());
+                since.push((end - line, end, c));
             }
             prop_assert_eq!(&log.state(), &model);
         }
@@ -232,6 +247,47 @@ proptest! {
         }
         let got = load(&dir).unwrap().unwrap_or_default();
         prop_assert_eq!(got, expected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A base write that fails part-way (the snapshot replaced, the new log
+/// not yet in place) refuses changes until one succeeds; a crash in that
+/// state recovers exactly what was acknowledged.
+#[test]
+fn a_base_write_failing_part_way_refuses_changes_and_recovers_cleanly() {
+    for crash_before_retry in [false, true] {
+        let dir = tmpdir("partial-base");
+        let log = DefinitionsLog::open(&dir, DefinitionsState::default()).unwrap();
+        log.record(&queue("a", 1)).unwrap();
+        // A failed fsync: the log is not trusted, the next change first
+        // writes a new base.
+        fault(&dir, FileOp::Sync);
+        assert!(log.record(&queue("refused", 2)).is_err());
+        // That base write's fsyncs: the new log's, the snapshot's, the
+        // directory after the snapshot's rename (fails here), then the
+        // directory after the log's rename.
+        inject(Fault {
+            op: FileOp::Sync,
+            path_contains: dir.display().to_string(),
+            skip: 2,
+            count: 1,
+            error: FaultError::Io,
+        });
+        assert!(log.record(&queue("refused-too", 3)).is_err());
+        if crash_before_retry {
+            drop(log);
+        } else {
+            log.record(&queue("b", 4)).unwrap();
+            drop(log);
+        }
+        let st = load(&dir).unwrap().unwrap();
+        let names: Vec<&str> = st.queues.keys().map(|k| k.1.as_str()).collect();
+        if crash_before_retry {
+            assert_eq!(names, vec!["a"]);
+        } else {
+            assert_eq!(names, vec!["a", "b"]);
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }
