@@ -46,8 +46,15 @@ with WARRENCTL="rabbitmqctl -n rabbit@localhost": all 102 tests passed, 0 skippe
                         amq.gen-/amq.ctag- names, channel reuse after close-ok
     test_ctl.py (2)         `$WARRENCTL list_queues name messages_ready messages_unacknowledged`
                         (plain and -q) shows "<name>\t2\t1" for 3 published / 1 unacked
+    test_access.py, test_ctl_admin.py: see their module docstrings.
+
+CLI helpers (`ctl`, `ctl_prefix`, the `accounts` fixture) live here so that every CLI test shares
+them; `accounts` deletes the users and vhosts a test creates, even when the test fails.
 """
+import collections
 import os
+import shlex
+import subprocess
 import sys
 import time
 import uuid
@@ -87,6 +94,11 @@ def connect(**overrides):
     return pika.BlockingConnection(params(**overrides))
 
 
+def login(user, password, vhost="/"):
+    """params() overrides for logging in as `user`: connect(**login(u, pw)), connection_factory(...)."""
+    return dict(credentials=pika.PlainCredentials(user, password), virtual_host=vhost)
+
+
 def uniq(prefix="t"):
     return "warren-test-%s-%s" % (prefix, uuid.uuid4().hex[:10])
 
@@ -103,6 +115,17 @@ def wait_until(conns, predicate, timeout=DEFAULT_WAIT, step=0.02):
             return predicate()
         for c in conns:
             c.process_data_events(time_limit=step)
+
+
+def wait_closed_by_broker(conn, timeout=DEFAULT_WAIT):
+    """Pump I/O until the broker closes `conn`; returns the ConnectionClosedByBroker (or fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn.process_data_events(time_limit=0.05)
+        except pika.exceptions.ConnectionClosedByBroker as exc:
+            return exc
+    pytest.fail("the broker did not close the connection within %ss" % timeout)
 
 
 def get_message(ch, queue, timeout=DEFAULT_WAIT, auto_ack=False):
@@ -231,3 +254,77 @@ def cleanup():
             conn.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+# ---------------------------------------------------------------- the CLI ($WARRENCTL)
+CtlResult = collections.namedtuple("CtlResult", "rc out err")
+
+
+def ctl_prefix():
+    value = os.environ.get("WARRENCTL", "").strip()
+    if not value:
+        if os.environ.get("AMQP_ALLOW_NO_CTL") == "1":
+            pytest.skip("WARRENCTL unset and AMQP_ALLOW_NO_CTL=1")
+        pytest.fail("WARRENCTL is not set: set it to the CLI command prefix (e.g. "
+                    "WARRENCTL=target/debug/warrenctl or WARRENCTL='rabbitmqctl -n rabbit@localhost'), "
+                    "or set AMQP_ALLOW_NO_CTL=1 to skip the CLI tests explicitly")
+    return shlex.split(value)
+
+
+def ctl(*args, stdin=None, timeout=60, prefix=None, env=None):
+    """Run `$WARRENCTL args...`; stdin is a str to pipe in (default: /dev/null, never the terminal).
+    Returns CtlResult(rc, out, err)."""
+    proc = subprocess.run((prefix or ctl_prefix()) + list(args), capture_output=True, timeout=timeout,
+                          input=None if stdin is None else stdin.encode("utf-8"),
+                          stdin=subprocess.DEVNULL if stdin is None else None, env=env)
+    return CtlResult(proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8"))
+
+
+def ctl_ok(*args, **kw):
+    """ctl() that must exit 0; returns stdout."""
+    res = ctl(*args, **kw)
+    assert res.rc == 0, (args, res)
+    return res.out
+
+
+class Accounts:
+    """Users and vhosts made through the CLI, deleted by cleanup() (errors ignored)."""
+
+    def __init__(self):
+        self.users, self.vhosts = [], []
+
+    def user(self, name):
+        """Register a user the test creates itself, for deletion."""
+        self.users.append(name)
+        return name
+
+    def vhost(self, name):
+        self.vhosts.append(name)
+        return name
+
+    def new_user(self, password="pw-secret", prefix="user"):
+        name = self.user(uniq(prefix))
+        ctl_ok("add_user", name, password)
+        return name
+
+    def new_vhost(self, prefix="vhost"):
+        name = self.vhost(uniq(prefix))
+        ctl_ok("add_vhost", name)
+        return name
+
+    def grant(self, user, vhost="/", configure=".*", write=".*", read=".*"):
+        ctl_ok("set_permissions", "-p", vhost, user, configure, write, read)
+
+    def cleanup(self):
+        for args in [("delete_user", u) for u in self.users] + [("delete_vhost", v) for v in self.vhosts]:
+            try:
+                ctl(*args)
+            except Exception:  # noqa: BLE001 - teardown must not mask the test result
+                pass
+
+
+@pytest.fixture
+def accounts():
+    acc = Accounts()
+    yield acc
+    acc.cleanup()

@@ -4,26 +4,13 @@
 WARRENCTL is a command prefix (split with shlex), e.g. "target/debug/warrenctl" or
 "rabbitmqctl -n rabbit@localhost". Unset -> the test fails, unless AMQP_ALLOW_NO_CTL=1 (then skip).
 """
-import os
-import shlex
 import subprocess
 import time
 import uuid
 
 import pytest
 
-from conftest import VHOST, get_message
-
-
-def ctl_prefix():
-    value = os.environ.get("WARRENCTL", "").strip()
-    if not value:
-        if os.environ.get("AMQP_ALLOW_NO_CTL") == "1":
-            pytest.skip("WARRENCTL unset and AMQP_ALLOW_NO_CTL=1")
-        pytest.fail("WARRENCTL is not set: set it to the CLI command prefix (e.g. "
-                    "WARRENCTL=target/debug/warrenctl or WARRENCTL='rabbitmqctl -n rabbit@localhost'), "
-                    "or set AMQP_ALLOW_NO_CTL=1 to skip the CLI tests explicitly")
-    return shlex.split(value)
+from conftest import VHOST, ctl_prefix, get_message
 
 
 def run_ctl(*args, timeout=30):

@@ -1,16 +1,25 @@
-//! The broker: virtual hosts, users, direct reply-to routes, connection ids.
+//! The broker: virtual hosts, users, direct reply-to routes, the
+//! connection registry, and the durable definitions behind them.
+//!
+//! Operator changes (users, vhosts, permissions, policies, parameters) go
+//! through [`crate::admin`], which journals each one here ([`Broker::record`])
+//! before applying it, under the broker's definitions lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ahash::AHashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use warren_protocol::ShortStr;
 
 use crate::alarms::{Alarms, Watermark};
-use crate::auth::{hash_password, AuthStore, Permission, User};
+use crate::auth::{hash_password, AuthStore, HashAlgorithm, Permission, TopicPermission, User};
+use crate::connections::ConnectionRegistry;
 use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
-use crate::definitions::{Change, DefinitionsLog, DefinitionsState, PermissionDef, UserDef};
+use crate::definitions::{
+    Change, DefinitionsLog, DefinitionsState, GlobalParameterDef, ParameterDef, PermissionDef,
+    PolicyDef, UserDef, VhostDef,
+};
 use crate::message::Message;
 use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
 use crate::store::files::{create_dir_private, write_atomic, DIR_MODE};
@@ -27,16 +36,30 @@ pub struct ReplyRoute {
     pub flow: Arc<ConsumerFlow>,
 }
 
+/// Policies and runtime parameters, kept for listing and definitions.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// By (vhost, name, operator).
+    pub policies: BTreeMap<(String, String, bool), PolicyDef>,
+    /// By (vhost, component, name).
+    pub parameters: BTreeMap<(String, String, String), ParameterDef>,
+    pub global_parameters: BTreeMap<String, GlobalParameterDef>,
+}
+
 #[derive(Debug)]
 pub struct Broker {
     vhosts: RwLock<AHashMap<String, Arc<VirtualHost>>>,
-    pub auth: AuthStore,
+    pub auth: Arc<AuthStore>,
     /// Users that may log in only from loopback (RabbitMQ's `loopback_users`).
     pub loopback_users: Vec<String>,
     reply_routes: RwLock<AHashMap<ShortStr, ReplyRoute>>,
-    next_connection_id: AtomicU64,
+    pub connections: ConnectionRegistry,
     persistence: Option<Arc<Persistence>>,
     pub alarms: Arc<Alarms>,
+    /// Held across journal and apply of user, vhost, permission, policy and
+    /// parameter changes, so the journal holds them in effect order.
+    ddl: Mutex<()>,
+    pub(crate) runtime: RwLock<Runtime>,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -47,6 +70,8 @@ pub struct BrokerSetup {
     pub default_vhost: String,
     pub memory_high_watermark: Watermark,
     pub disk_free_limit: u64,
+    /// RabbitMQ's `loopback_users`: these may log in only from loopback.
+    pub loopback_users: Vec<String>,
 }
 
 /// Takes an exclusive lock on the data directory for the life of the
@@ -83,6 +108,7 @@ impl Default for BrokerSetup {
             default_vhost: "/".into(),
             memory_high_watermark: Watermark::Relative(0.4),
             disk_free_limit: 50_000_000,
+            loopback_users: vec!["guest".to_string()],
         }
     }
 }
@@ -94,12 +120,12 @@ impl Broker {
     pub fn new(setup: &BrokerSetup) -> Arc<Self> {
         let broker = Self::empty(setup, None);
         broker.add_vhost(&setup.default_vhost);
-        // A fresh store has no users, so this cannot collide.
-        let _ = broker.auth.add_user(
-            &setup.default_user,
-            &setup.default_pass,
-            vec!["administrator".to_string()],
-        );
+        broker.auth.put_user(User {
+            name: setup.default_user.clone(),
+            password_hash: hash_password(&setup.default_pass),
+            hashing: HashAlgorithm::Sha256,
+            tags: vec!["administrator".to_string()],
+        });
         broker.auth.set_permission(
             &setup.default_vhost,
             &setup.default_user,
@@ -112,15 +138,17 @@ impl Broker {
     fn empty(setup: &BrokerSetup, persistence: Option<Arc<Persistence>>) -> Broker {
         Broker {
             vhosts: RwLock::new(AHashMap::new()),
-            auth: AuthStore::default(),
-            loopback_users: vec!["guest".to_string()],
+            auth: Arc::new(AuthStore::default()),
+            loopback_users: setup.loopback_users.clone(),
             reply_routes: RwLock::new(AHashMap::new()),
-            next_connection_id: AtomicU64::new(1),
+            connections: ConnectionRegistry::default(),
             persistence,
             alarms: Arc::new(Alarms::new(
                 setup.memory_high_watermark,
                 setup.disk_free_limit,
             )),
+            ddl: Mutex::new(()),
+            runtime: RwLock::new(Runtime::default()),
         }
     }
 
@@ -158,9 +186,15 @@ impl Broker {
             s.apply(Change::AddVhost {
                 name: setup.default_vhost.clone(),
             });
+            s.apply(Change::PutVhost(VhostDef {
+                name: setup.default_vhost.clone(),
+                description: "Default virtual host".into(),
+                ..Default::default()
+            }));
             s.apply(Change::PutUser(UserDef {
                 name: setup.default_user.clone(),
                 password_hash: hash_password(&setup.default_pass),
+                hashing_algorithm: String::new(),
                 tags: vec!["administrator".to_string()],
             }));
             s.apply(Change::SetPermissions(PermissionDef {
@@ -185,29 +219,92 @@ impl Broker {
         persistence
             .committer
             .set_failure_hook(Box::new(move |e| alarms.storage_failed(e)));
+        broker.apply_loaded(&snap, &persistence)?;
+        Ok(Arc::new(broker))
+    }
+
+    /// Rebuilds users, permissions, vhosts (with their queues and
+    /// messages), policies and parameters from recovered definitions.
+    fn apply_loaded(
+        &self,
+        snap: &DefinitionsState,
+        persistence: &Arc<Persistence>,
+    ) -> Result<(), String> {
         for u in snap.users.values() {
-            broker.auth.put_user(User {
-                name: u.name.clone(),
-                password_hash: u.password_hash.clone(),
-                tags: u.tags.clone(),
-            });
+            self.auth.put_user(user_from_def(u));
         }
         for p in snap.permissions.values() {
             match Permission::new(&p.configure, &p.write, &p.read) {
-                Ok(perm) => broker.auth.set_permission(&p.vhost, &p.user, perm),
+                Ok(perm) => self.auth.set_permission(&p.vhost, &p.user, perm),
                 Err(e) => {
                     tracing::warn!("skipping permissions of '{}' in '{}': {e}", p.user, p.vhost)
                 }
             }
         }
-        for name in &snap.vhosts {
+        for t in snap.topic_permissions.values() {
+            match TopicPermission::new(&t.exchange, &t.write, &t.read, &t.user, &t.vhost) {
+                Ok(tp) => self.auth.set_topic_permission(&t.vhost, &t.user, tp),
+                Err(e) => tracing::warn!(
+                    "skipping topic permissions of '{}' in '{}': {e}",
+                    t.user,
+                    t.vhost
+                ),
+            }
+        }
+        for (name, meta) in &snap.vhosts {
             let storage = VhostStorage::open(persistence.clone(), name)
                 .map_err(|e| format!("cannot open storage of vhost '{name}': {e}"))?;
             let vhost = VirtualHost::with_storage(name.clone(), Some(storage));
-            vhost.recover(&snap);
-            broker.vhosts.write().insert(name.clone(), vhost);
+            vhost.set_meta(meta.clone());
+            vhost.recover(snap);
+            self.vhosts.write().insert(name.clone(), vhost);
         }
-        Ok(Arc::new(broker))
+        let mut rt = self.runtime.write();
+        rt.policies = snap.policies.clone();
+        rt.parameters = snap.parameters.clone();
+        rt.global_parameters = snap.global_parameters.clone();
+        Ok(())
+    }
+
+    /// Takes the definitions lock: journal, then apply, while holding it.
+    pub(crate) fn ddl(&self) -> MutexGuard<'_, ()> {
+        self.ddl.lock()
+    }
+
+    /// Journals a change (fsynced) before the caller applies it. Without a
+    /// data directory there is nothing to write.
+    pub(crate) fn record(&self, change: Change) -> std::io::Result<()> {
+        match &self.persistence {
+            Some(p) => p.defs.record(&change),
+            None => Ok(()),
+        }
+    }
+
+    /// The definitions as journaled (durable state; for export).
+    pub(crate) fn persistence(&self) -> Option<&Arc<Persistence>> {
+        self.persistence.as_ref()
+    }
+
+    /// Creates a vhost (with storage when the broker has a data directory)
+    /// after its definition was journaled.
+    pub(crate) fn create_vhost(&self, meta: VhostDef) -> std::io::Result<Arc<VirtualHost>> {
+        if let Some(v) = self.vhost(&meta.name) {
+            v.set_meta(meta);
+            return Ok(v);
+        }
+        let storage = match &self.persistence {
+            Some(p) => Some(VhostStorage::open(p.clone(), &meta.name)?),
+            None => None,
+        };
+        let v = VirtualHost::with_storage(meta.name.clone(), storage);
+        v.set_meta(meta);
+        self.vhosts.write().insert(v.name.clone(), v.clone());
+        Ok(v)
+    }
+
+    /// Removes a vhost from the broker (its deletion was journaled).
+    pub(crate) fn remove_vhost(&self, name: &str) -> Option<Arc<VirtualHost>> {
+        self.vhosts.write().remove(name)
     }
 
     /// Makes everything buffered durable (clean shutdown).
@@ -236,7 +333,7 @@ impl Broker {
     }
 
     pub fn next_connection_id(&self) -> u64 {
-        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+        self.connections.next_id()
     }
 
     pub fn add_reply_route(&self, address: ShortStr, route: ReplyRoute) {
@@ -276,5 +373,15 @@ impl Broker {
         for v in self.vhosts() {
             v.sweep(now);
         }
+    }
+}
+
+/// A stored user as the auth store holds it.
+pub(crate) fn user_from_def(u: &UserDef) -> User {
+    User {
+        name: u.name.clone(),
+        password_hash: u.password_hash.clone(),
+        hashing: HashAlgorithm::parse(&u.hashing_algorithm).unwrap_or_default(),
+        tags: u.tags.clone(),
     }
 }

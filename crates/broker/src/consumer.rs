@@ -30,6 +30,9 @@ pub enum ConnectionEvent {
     /// Everything up to this commit ticket is on disk: send the confirms
     /// and tx.commit-oks that waited for it.
     Committed(u64),
+    /// Close the connection with this error (an operator closed it, or
+    /// its user or vhost was deleted).
+    Close(crate::error::AmqpError),
 }
 
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnectionEvent>;

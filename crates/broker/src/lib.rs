@@ -14,9 +14,12 @@
 //! Locks are per queue and per exchange; nothing takes a broker-wide lock
 //! per message.
 
+pub mod access;
+pub mod admin;
 pub mod alarms;
 pub mod auth;
 pub mod broker;
+pub mod connections;
 pub mod consumer;
 pub mod definitions;
 pub mod error;

@@ -62,6 +62,16 @@ pub struct Args {
     /// Threads serving connections [default: one per CPU core]
     #[arg(long, env = "WARREN_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+
+    /// Definitions (RabbitMQ's JSON format) to import at every start, as
+    /// RabbitMQ's load_definitions
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+
+    /// Users that may connect only from loopback, comma-separated; empty
+    /// for none [default: guest]
+    #[arg(long, env = "WARREN_LOOPBACK_USERS", value_delimiter = ',')]
+    pub loopback_users: Option<Vec<String>>,
 }
 
 /// A TOML value that may be written as a number or a string.
@@ -111,6 +121,9 @@ pub struct FileConfig {
     pub max_message_size: Option<u64>,
     pub vm_memory_high_watermark: Option<NumOrText>,
     pub disk_free_limit: Option<NumOrText>,
+    /// RabbitMQ's `load_definitions`.
+    pub load_definitions: Option<PathBuf>,
+    pub loopback_users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +144,10 @@ pub struct Config {
     pub disk_free_limit: u64,
     /// 0: one per core.
     pub worker_threads: usize,
+    /// Definitions imported at every start.
+    pub definitions: Option<PathBuf>,
+    /// Users held to loopback connections.
+    pub loopback_users: Vec<String>,
 }
 
 impl Default for Config {
@@ -150,6 +167,8 @@ impl Default for Config {
             vm_memory_high_watermark: Watermark::Relative(0.4),
             disk_free_limit: 50_000_000,
             worker_threads: 0,
+            definitions: None,
+            loopback_users: vec!["guest".into()],
         }
     }
 }
@@ -232,6 +251,12 @@ impl Config {
                 .or(file.default_vhost)
                 .unwrap_or(d.default_vhost),
             max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+            definitions: args.definitions.or(file.load_definitions),
+            loopback_users: args
+                .loopback_users
+                .or(file.loopback_users)
+                .map(|v| v.into_iter().filter(|u| !u.is_empty()).collect())
+                .unwrap_or(d.loopback_users),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! vectored write sends everything pending).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
+use warren_broker::access::Access;
 use warren_broker::alarms::AlarmState;
+use warren_broker::connections::{ChannelStats, ConnectionMeta};
 use warren_broker::consumer::{ConnectionEvent, EventReceiver};
 use warren_broker::error::AmqpError;
 use warren_broker::Broker;
@@ -63,18 +66,19 @@ pub struct Io {
 impl Io {
     /// Reads more bytes; `Ok(false)` on end of stream.
     pub async fn fill(&mut self) -> std::io::Result<bool> {
-        fill(&mut self.rd, &mut self.inbuf, &mut self.read_hint).await
+        Ok(fill(&mut self.rd, &mut self.inbuf, &mut self.read_hint).await? > 0)
     }
 }
 
-/// One read (cancel-safe). The buffer grows with the traffic: an idle
-/// connection keeps a few KiB, a busy one reads 64 KiB at a time (10,000
-/// idle connections must not cost 10,000 large buffers).
+/// One read (cancel-safe); returns the bytes read, 0 at end of stream.
+/// The buffer grows with the traffic: an idle connection keeps a few KiB,
+/// a busy one reads 64 KiB at a time (10,000 idle connections must not
+/// cost 10,000 large buffers).
 async fn fill(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     hint: &mut usize,
-) -> std::io::Result<bool> {
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(*hint);
     }
@@ -86,7 +90,7 @@ async fn fill(
     if n >= room {
         *hint = (*hint * 4).min(MAX_READ);
     }
-    Ok(n > 0)
+    Ok(n)
 }
 
 const MIN_READ: usize = 4096;
@@ -105,6 +109,7 @@ enum End {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg: Arc<Config>) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
     let mut io = Io {
         rd,
@@ -137,14 +142,33 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         frame_max,
         heartbeat,
         caps,
+        mechanism,
+        client_properties,
     } = negotiated;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let alarm_rx = broker.alarms.subscribe();
     let id = broker.next_connection_id();
+    let entry = broker.connections.register(
+        id,
+        ConnectionMeta {
+            user: user.name.clone(),
+            vhost: vhost.name.clone(),
+            peer,
+            local,
+            client_properties,
+            auth_mechanism: mechanism,
+            protocol: "AMQP 0-9-1",
+            frame_max,
+            channel_max,
+            heartbeat,
+        },
+        events_tx.clone(),
+    );
     info!(
         "connection {id} from {peer} opened: user '{}' vhost '{}'",
         user.name, vhost.name
     );
+    let access = Access::new(broker.auth.clone(), &user.name, &vhost.name);
     let mut conn = Connection {
         s: Session {
             id,
@@ -157,6 +181,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
             caps,
             max_message_size: cfg.max_message_size,
             consumers: Default::default(),
+            access,
+            entry,
         },
         channels: AHashMap::new(),
         channel_max,
@@ -300,8 +326,9 @@ impl Connection {
             tokio::select! {
                 biased;
                 r = self.s.out.write_to(&mut io.wr), if want_write => {
-                    if let Err(e) = r {
-                        return End::Io(e);
+                    match r {
+                        Ok(n) => self.count_sent(n),
+                        Err(e) => return End::Io(e),
                     }
                     self.last_send = Instant::now();
                 }
@@ -326,8 +353,8 @@ impl Connection {
                 }
                 r = fill(&mut io.rd, &mut io.inbuf, &mut io.read_hint), if want_read => {
                     match r {
-                        Ok(true) => {}
-                        Ok(false) => return End::Eof,
+                        Ok(0) => return End::Eof,
+                        Ok(n) => self.count_received(n),
                         Err(e) => return End::Io(e),
                     }
                     self.last_recv = Instant::now();
@@ -499,6 +526,23 @@ impl Connection {
         }
     }
 
+    fn remove_channel(&mut self, ch: u16) {
+        self.channels.remove(&ch);
+        self.s.entry.remove_channel(ch);
+    }
+
+    fn count_received(&self, n: usize) {
+        let st = &self.s.entry.stats;
+        st.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
+        st.recv_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_sent(&self, n: usize) {
+        let st = &self.s.entry.stats;
+        st.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+        st.send_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn check_channel_id(&self, ch: u16) -> Result<(), End> {
         if ch > self.channel_max {
             return Err(End::Close(
@@ -538,7 +582,9 @@ impl Connection {
                     // RabbitMQ limits only the count; the spec also bounds
                     // the number, and so do we.
                     self.check_channel_id(ch)?;
-                    self.channels.insert(ch, Channel::new(ch));
+                    let stats = ChannelStats::new(ch);
+                    self.s.entry.add_channel(stats.clone());
+                    self.channels.insert(ch, Channel::new(ch, stats));
                     self.s.out.method(
                         ch,
                         &ChannelOpenOk {
@@ -558,11 +604,11 @@ impl Connection {
         if channel.state == ChannelState::Closing {
             match method {
                 Method::ChannelCloseOk(_) => {
-                    self.channels.remove(&ch);
+                    self.remove_channel(ch);
                 }
                 Method::ChannelClose(_) => {
                     self.s.out.method(ch, &ChannelCloseOk {}.into());
-                    self.channels.remove(&ch);
+                    self.remove_channel(ch);
                 }
                 _ => {}
             }
@@ -577,7 +623,7 @@ impl Connection {
             Method::ChannelClose(_) => {
                 channel.cleanup(&mut self.s);
                 self.s.out.method(ch, &ChannelCloseOk {}.into());
-                self.channels.remove(&ch);
+                self.remove_channel(ch);
                 Ok(())
             }
             Method::ChannelCloseOk(_) => Ok(()),
@@ -671,6 +717,10 @@ impl Connection {
                 self.watching = 0;
                 return self.flush_confirms();
             }
+            ConnectionEvent::Close(e) => {
+                info!("connection {}: closing: {}", self.s.id, e.reply_text());
+                return Some(End::Close(e, 0, 0));
+            }
         }
         None
     }
@@ -684,6 +734,7 @@ impl Connection {
             self.s.consumers.retire(key);
         }
         self.s.vhost.remove_connection_queues(self.s.id);
+        self.s.broker.connections.unregister(self.s.id);
         events.close();
         while let Ok(ev) = events.try_recv() {
             if let ConnectionEvent::Deliver(d) = ev {

@@ -24,6 +24,8 @@ pub struct Negotiated {
     pub frame_max: u32,
     pub heartbeat: u16,
     pub caps: ClientCapabilities,
+    pub mechanism: String,
+    pub client_properties: FieldTable,
 }
 
 /// Frames during the handshake are small; this bounds them before tuning.
@@ -322,6 +324,8 @@ pub async fn run(
         frame_max,
         heartbeat,
         caps,
+        mechanism: String::from_utf8_lossy(&mechanism).into_owned(),
+        client_properties: start_ok.client_properties,
     }))
 }
 

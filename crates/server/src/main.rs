@@ -52,10 +52,14 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         default_vhost: cfg.default_vhost.clone(),
         memory_high_watermark: cfg.vm_memory_high_watermark,
         disk_free_limit: cfg.disk_free_limit,
+        loopback_users: cfg.loopback_users.clone(),
     };
     let started = std::time::Instant::now();
     let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
     info!("recovered in {:.3}s", started.elapsed().as_secs_f64());
+    if let Some(path) = &cfg.definitions {
+        import_definitions_file(&broker, path)?;
+    }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create data directory {}: {e}",
@@ -91,10 +95,12 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             sweeper.sweep();
         }
     });
+    let stop = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(control::serve(
         control,
         broker.clone(),
         cfg.data_dir.clone(),
+        stop.clone(),
     ));
     let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
         .await
@@ -123,10 +129,26 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     tokio::select! {
         _ = accept => {}
         _ = shutdown_signal() => info!("shutting down"),
+        _ = stop.notified() => info!("shutting down (warrenctl stop)"),
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
     // Acks and delivery marks still in buffers go to disk.
     broker.sync();
+    Ok(())
+}
+
+/// RabbitMQ's `load_definitions`: imported at every start; a broken file
+/// stops the start with a clear message.
+fn import_definitions_file(broker: &Arc<Broker>, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read definitions file {}: {e}", path.display()))?;
+    let defs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("definitions file {} is not valid JSON: {e}", path.display())
+    })?;
+    warren_broker::admin::Admin::new(broker.clone())
+        .import_definitions(&defs, None)
+        .map_err(|e| anyhow::anyhow!("cannot import definitions from {}: {e}", path.display()))?;
+    info!("imported definitions from {}", path.display());
     Ok(())
 }
 

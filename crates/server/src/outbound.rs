@@ -162,8 +162,8 @@ impl Outbound {
     }
 
     /// One write attempt (vectored); cancel-safe, so it can sit in a
-    /// `select!` next to reads.
-    pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<()> {
+    /// `select!` next to reads. Returns the bytes written.
+    pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<usize> {
         let n = if self.chunks.is_empty() {
             w.write(&self.current).await?
         } else {
@@ -175,7 +175,7 @@ impl Outbound {
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.consume(n);
-        Ok(())
+        Ok(n)
     }
 
     /// Writes everything (handshake replies, closing).

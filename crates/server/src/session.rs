@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use warren_broker::access::Access;
 use warren_broker::auth::User;
+use warren_broker::connections::ConnectionEntry;
 use warren_broker::consumer::EventSender;
 use warren_broker::{Broker, VirtualHost};
 
@@ -30,4 +32,8 @@ pub struct Session {
     pub caps: ClientCapabilities,
     pub max_message_size: u64,
     pub consumers: Consumers,
+    /// The user's permissions in this vhost (refreshed when they change).
+    pub access: Access,
+    /// This connection in the broker's registry (listings, counters).
+    pub entry: Arc<ConnectionEntry>,
 }

@@ -32,6 +32,11 @@ pub struct UnackedList {
 }
 
 impl UnackedList {
+    /// Outstanding entries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
     /// Adds an entry; tags must be pushed in increasing order.
     pub fn push(&mut self, u: Unacked) {
         debug_assert!(self.entries.back().is_none_or(|(t, _)| *t < u.tag));

@@ -31,8 +31,63 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UserDef {
     pub name: String,
+    /// Empty: no password (the user can't log in with PLAIN).
     pub password_hash: String,
+    /// RabbitMQ's hashing module name; empty means SHA-256.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hashing_algorithm: String,
     pub tags: Vec<String>,
+}
+
+/// A vhost and its metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VhostDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_queue_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicPermissionDef {
+    pub vhost: String,
+    pub user: String,
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// A policy (or an operator policy) as RabbitMQ's definitions hold it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    /// "queues", "exchanges" or "all".
+    pub apply_to: String,
+    pub definition: serde_json::Value,
+    pub priority: i64,
+    #[serde(default)]
+    pub operator: bool,
+}
+
+/// A runtime parameter (vhost-scoped, per component).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ParameterDef {
+    pub vhost: String,
+    pub component: String,
+    pub name: String,
+    pub value: serde_json::Value,
+}
+
+/// A global runtime parameter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GlobalParameterDef {
+    pub name: String,
+    pub value: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,16 +136,57 @@ pub struct BindingDef {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    AddVhost { name: String },
-    DeleteVhost { name: String },
+    AddVhost {
+        name: String,
+    },
+    /// Creates or updates a vhost with its metadata.
+    PutVhost(VhostDef),
+    DeleteVhost {
+        name: String,
+    },
     PutUser(UserDef),
-    DeleteUser { name: String },
+    DeleteUser {
+        name: String,
+    },
     SetPermissions(PermissionDef),
-    ClearPermissions { vhost: String, user: String },
+    ClearPermissions {
+        vhost: String,
+        user: String,
+    },
+    SetTopicPermissions(TopicPermissionDef),
+    /// One exchange's, or (`exchange: None`) all of them.
+    ClearTopicPermissions {
+        vhost: String,
+        user: String,
+        exchange: Option<String>,
+    },
+    SetPolicy(PolicyDef),
+    ClearPolicy {
+        vhost: String,
+        name: String,
+        #[serde(default)]
+        operator: bool,
+    },
+    SetParameter(ParameterDef),
+    ClearParameter {
+        vhost: String,
+        component: String,
+        name: String,
+    },
+    SetGlobalParameter(GlobalParameterDef),
+    ClearGlobalParameter {
+        name: String,
+    },
     DeclareExchange(ExchangeDef),
-    DeleteExchange { vhost: String, name: String },
+    DeleteExchange {
+        vhost: String,
+        name: String,
+    },
     DeclareQueue(QueueDef),
-    DeleteQueue { vhost: String, name: String },
+    DeleteQueue {
+        vhost: String,
+        name: String,
+    },
     Bind(BindingDef),
     Unbind(BindingDef),
 }
@@ -109,6 +205,17 @@ pub struct Snapshot {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// Metadata of the vhosts in `vhosts` (absent in older snapshots).
+    #[serde(default)]
+    pub vhost_meta: Vec<VhostDef>,
+    #[serde(default)]
+    pub topic_permissions: Vec<TopicPermissionDef>,
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
+    #[serde(default)]
+    pub parameters: Vec<ParameterDef>,
+    #[serde(default)]
+    pub global_parameters: Vec<GlobalParameterDef>,
 }
 
 pub fn encode_table(t: &FieldTable) -> String {

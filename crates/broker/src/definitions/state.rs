@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{BindingDef, Change, ExchangeDef, PermissionDef, QueueDef, Snapshot, UserDef};
+use super::{
+    BindingDef, Change, ExchangeDef, GlobalParameterDef, ParameterDef, PermissionDef, PolicyDef,
+    QueueDef, Snapshot, TopicPermissionDef, UserDef, VhostDef,
+};
 
 /// `(vhost, name)`.
 type Key = (String, String);
@@ -21,10 +24,17 @@ type ByDestination = (String, String, String, String, String, String);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DefinitionsState {
     pub next_queue_id: u64,
-    pub vhosts: BTreeSet<String>,
+    pub vhosts: BTreeMap<String, VhostDef>,
     pub users: BTreeMap<String, UserDef>,
     /// By `(vhost, user)`.
     pub permissions: BTreeMap<Key, PermissionDef>,
+    /// By `(vhost, user, exchange)`.
+    pub topic_permissions: BTreeMap<(String, String, String), TopicPermissionDef>,
+    /// By `(vhost, name, operator)`.
+    pub policies: BTreeMap<(String, String, bool), PolicyDef>,
+    /// By `(vhost, component, name)`.
+    pub parameters: BTreeMap<(String, String, String), ParameterDef>,
+    pub global_parameters: BTreeMap<String, GlobalParameterDef>,
     pub exchanges: BTreeMap<Key, ExchangeDef>,
     pub queues: BTreeMap<Key, QueueDef>,
     /// Ordered by `(vhost, source, …)`.
@@ -72,7 +82,35 @@ impl DefinitionsState {
             next_queue_id: s.next_queue_id,
             ..Default::default()
         };
-        st.vhosts.extend(s.vhosts);
+        for name in s.vhosts {
+            st.vhosts.insert(
+                name.clone(),
+                VhostDef {
+                    name,
+                    ..Default::default()
+                },
+            );
+        }
+        for v in s.vhost_meta {
+            if st.vhosts.contains_key(&v.name) {
+                st.vhosts.insert(v.name.clone(), v);
+            }
+        }
+        for t in s.topic_permissions {
+            st.topic_permissions
+                .insert((t.vhost.clone(), t.user.clone(), t.exchange.clone()), t);
+        }
+        for p in s.policies {
+            st.policies
+                .insert((p.vhost.clone(), p.name.clone(), p.operator), p);
+        }
+        for p in s.parameters {
+            st.parameters
+                .insert((p.vhost.clone(), p.component.clone(), p.name.clone()), p);
+        }
+        for g in s.global_parameters {
+            st.global_parameters.insert(g.name.clone(), g);
+        }
         for u in s.users {
             st.users.insert(u.name.clone(), u);
         }
@@ -97,12 +135,17 @@ impl DefinitionsState {
             version: super::FORMAT_VERSION,
             log_id: 0,
             next_queue_id: self.next_queue_id,
-            vhosts: self.vhosts.iter().cloned().collect(),
+            vhosts: self.vhosts.keys().cloned().collect(),
             users: self.users.values().cloned().collect(),
             permissions: self.permissions.values().cloned().collect(),
             exchanges: self.exchanges.values().cloned().collect(),
             queues: self.queues.values().cloned().collect(),
             bindings: self.bindings.iter().cloned().collect(),
+            vhost_meta: self.vhosts.values().cloned().collect(),
+            topic_permissions: self.topic_permissions.values().cloned().collect(),
+            policies: self.policies.values().cloned().collect(),
+            parameters: self.parameters.values().cloned().collect(),
+            global_parameters: self.global_parameters.values().cloned().collect(),
         }
     }
 
@@ -159,12 +202,21 @@ impl DefinitionsState {
     pub fn apply(&mut self, c: Change) {
         match c {
             Change::AddVhost { name } => {
-                self.vhosts.insert(name);
+                self.vhosts.entry(name.clone()).or_insert(VhostDef {
+                    name,
+                    ..Default::default()
+                });
+            }
+            Change::PutVhost(v) => {
+                self.vhosts.insert(v.name.clone(), v);
             }
             Change::DeleteVhost { name } => {
                 self.vhosts.remove(&name);
                 let in_vhost = |k: &Key| k.0 == name;
                 self.permissions.retain(|k, _| !in_vhost(k));
+                self.topic_permissions.retain(|k, _| k.0 != name);
+                self.policies.retain(|k, _| k.0 != name);
+                self.parameters.retain(|k, _| k.0 != name);
                 self.exchanges.retain(|k, _| !in_vhost(k));
                 self.queues.retain(|k, _| !in_vhost(k));
                 let doomed: Vec<BindingDef> = self
@@ -183,6 +235,48 @@ impl DefinitionsState {
             Change::DeleteUser { name } => {
                 self.users.remove(&name);
                 self.permissions.retain(|k, _| k.1 != name);
+                self.topic_permissions.retain(|k, _| k.1 != name);
+            }
+            Change::SetTopicPermissions(t) => {
+                self.topic_permissions
+                    .insert((t.vhost.clone(), t.user.clone(), t.exchange.clone()), t);
+            }
+            Change::ClearTopicPermissions {
+                vhost,
+                user,
+                exchange,
+            } => {
+                self.topic_permissions.retain(|k, _| {
+                    !(k.0 == vhost && k.1 == user && exchange.as_ref().is_none_or(|x| *x == k.2))
+                });
+            }
+            Change::SetPolicy(p) => {
+                self.policies
+                    .insert((p.vhost.clone(), p.name.clone(), p.operator), p);
+            }
+            Change::ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => {
+                self.policies.remove(&(vhost, name, operator));
+            }
+            Change::SetParameter(p) => {
+                self.parameters
+                    .insert((p.vhost.clone(), p.component.clone(), p.name.clone()), p);
+            }
+            Change::ClearParameter {
+                vhost,
+                component,
+                name,
+            } => {
+                self.parameters.remove(&(vhost, component, name));
+            }
+            Change::SetGlobalParameter(g) => {
+                self.global_parameters.insert(g.name.clone(), g);
+            }
+            Change::ClearGlobalParameter { name } => {
+                self.global_parameters.remove(&name);
             }
             Change::SetPermissions(p) => {
                 self.permissions

@@ -263,6 +263,20 @@ pub struct Queue {
     pub drained: tokio::sync::Notify,
 }
 
+/// One consumer of a queue, for listings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSummary {
+    pub tag: ShortStr,
+    pub channel: u16,
+    pub connection_id: u64,
+    pub ack_required: bool,
+    pub exclusive: bool,
+    pub priority: i32,
+    pub prefetch: u32,
+    /// Gets messages now (single active consumer: only the first).
+    pub active: bool,
+}
+
 /// Counts shown by queue.declare-ok and `warrenctl list_queues`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
@@ -335,6 +349,32 @@ impl Queue {
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes + st.tail_bytes(),
         }
+    }
+
+    /// The consumers as listings show them, in registration order.
+    pub fn consumer_infos(&self) -> Vec<ConsumerSummary> {
+        let st = self.state.lock();
+        st.consumers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ConsumerSummary {
+                tag: c.tag.clone(),
+                channel: c.channel,
+                connection_id: c.connection_id,
+                ack_required: !c.no_ack,
+                exclusive: c.exclusive,
+                priority: c.priority,
+                prefetch: c.flow.prefetch,
+                active: !self.limits.single_active_consumer || i == 0,
+            })
+            .collect()
+    }
+
+    /// Bytes of message bodies this queue holds in memory (ready ones).
+    pub fn memory(&self) -> u64 {
+        let st = self.state.lock();
+        // Bodies plus a per-message overhead (entry, Arc, header).
+        st.ready_bytes + st.ready.len() as u64 * 128
     }
 
     /// RabbitMQ's description of a queue in error texts.

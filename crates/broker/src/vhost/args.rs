@@ -32,11 +32,13 @@ pub(super) fn rs(kind: &str, name: &ShortStr, vhost: &str) -> String {
     format!("{kind} '{name}' in vhost '{vhost}'")
 }
 
-pub(super) fn default_exchange_refused() -> AmqpError {
+/// The 403 for any operation on the default exchange but publishing.
+pub fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
 
-pub(super) fn check_name(kind: &str, name: &ShortStr) -> Result<()> {
+/// RabbitMQ refuses client-chosen names in the reserved `amq.` space.
+pub fn check_name(kind: &str, name: &ShortStr) -> Result<()> {
     if name.starts_with("amq.") {
         return Err(AmqpError::access_refused(format!(
             "{kind} name '{name}' contains reserved prefix 'amq.*'"

@@ -14,6 +14,7 @@ use crate::vhost::{QueueSpec, VirtualHost};
 fn durable(name: &str) -> QueueSpec {
     QueueSpec {
         name: ShortStr::from(name),
+        server_named: false,
         passive: false,
         durable: true,
         exclusive: false,

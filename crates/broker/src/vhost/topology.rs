@@ -178,7 +178,9 @@ impl VirtualHost {
         let name = if d.name.is_empty() {
             ShortStr::from(names::queue_name())
         } else {
-            check_name("queue", &d.name)?;
+            if !d.server_named {
+                check_name("queue", &d.name)?;
+            }
             d.name.clone()
         };
         // Exclusive queues are never durable, as in RabbitMQ.

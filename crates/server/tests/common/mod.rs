@@ -258,7 +258,7 @@ impl TestBroker {
         use std::io::Write;
         use std::os::unix::net::UnixStream;
         let mut s = UnixStream::connect(self.data_dir.join("warren.sock")).expect("control socket");
-        let req = serde_json::json!({"command": command, "args": args});
+        let req = serde_json::json!({"op": command, "args": args});
         writeln!(s, "{req}").expect("control write");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("control read");

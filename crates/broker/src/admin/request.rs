@@ -1,0 +1,300 @@
+//! The administration operations as serialisable requests, for front-ends
+//! that talk over a wire (the control socket behind `warrenctl`):
+//! `{"op": "add_user", "name": "lqz", "password": "123"}` in,
+//! `{"ok": true, "result": …}` or `{"ok": false, "error": {"kind": …}}` out.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::users::Credentials;
+use super::{Admin, AdminResult};
+use crate::alarms::Watermark;
+use crate::definitions::VhostDef;
+
+fn root() -> String {
+    "/".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    AddUser {
+        name: String,
+        #[serde(default)]
+        password: Option<String>,
+    },
+    DeleteUser {
+        name: String,
+    },
+    ChangePassword {
+        name: String,
+        password: String,
+    },
+    ClearPassword {
+        name: String,
+    },
+    AuthenticateUser {
+        name: String,
+        password: String,
+    },
+    SetUserTags {
+        name: String,
+        #[serde(default)]
+        tags: Vec<String>,
+    },
+    ListUsers,
+    AddVhost {
+        name: String,
+        #[serde(default)]
+        description: String,
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        default_queue_type: Option<String>,
+    },
+    DeleteVhost {
+        name: String,
+    },
+    ListVhosts,
+    SetPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+        user: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    ClearPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+        user: String,
+    },
+    ListPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    ListUserPermissions {
+        user: String,
+    },
+    SetTopicPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+        user: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    ClearTopicPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+        user: String,
+        #[serde(default)]
+        exchange: Option<String>,
+    },
+    ListTopicPermissions {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    ListUserTopicPermissions {
+        user: String,
+    },
+    ListQueues {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    ListExchanges {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    ListBindings {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    ListConnections,
+    ListChannels,
+    ListConsumers {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    PurgeQueue {
+        #[serde(default = "root")]
+        vhost: String,
+        name: String,
+    },
+    DeleteQueue {
+        #[serde(default = "root")]
+        vhost: String,
+        name: String,
+        #[serde(default)]
+        if_unused: bool,
+        #[serde(default)]
+        if_empty: bool,
+    },
+    CloseConnection {
+        name: String,
+        reason: String,
+    },
+    CloseAllConnections {
+        #[serde(default)]
+        vhost: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
+        reason: String,
+    },
+    ExportDefinitions {
+        #[serde(default)]
+        vhost: Option<String>,
+    },
+    ImportDefinitions {
+        definitions: Value,
+        #[serde(default)]
+        vhost: Option<String>,
+    },
+    Status,
+    SetVmMemoryHighWatermark {
+        /// A fraction of RAM.
+        #[serde(default)]
+        fraction: Option<f64>,
+        /// Or an absolute size in bytes.
+        #[serde(default)]
+        bytes: Option<u64>,
+    },
+    SetDiskFreeLimit {
+        bytes: u64,
+    },
+}
+
+/// What a request returns.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Done,
+    Count { count: u64 },
+    Rows(Vec<Value>),
+    Value(Value),
+}
+
+fn rows<T: Serialize>(items: Vec<T>) -> Response {
+    Response::Rows(
+        items
+            .into_iter()
+            .filter_map(|i| serde_json::to_value(i).ok())
+            .collect(),
+    )
+}
+
+impl Admin {
+    /// Runs one request.
+    pub fn handle(&self, req: Request) -> AdminResult<Response> {
+        use Request::*;
+        Ok(match req {
+            AddUser { name, password } => {
+                let c = password.map_or(Credentials::None, Credentials::Password);
+                self.add_user(&name, c)?;
+                Response::Done
+            }
+            DeleteUser { name } => done(self.delete_user(&name))?,
+            ChangePassword { name, password } => done(self.change_password(&name, &password))?,
+            ClearPassword { name } => done(self.clear_password(&name))?,
+            AuthenticateUser { name, password } => Response::Value(
+                serde_json::to_value(self.authenticate_user(&name, &password)?).unwrap_or_default(),
+            ),
+            SetUserTags { name, tags } => done(self.set_user_tags(&name, tags))?,
+            ListUsers => rows(self.users()),
+            AddVhost {
+                name,
+                description,
+                tags,
+                default_queue_type,
+            } => {
+                self.add_vhost(VhostDef {
+                    name,
+                    description,
+                    tags,
+                    default_queue_type,
+                })?;
+                Response::Done
+            }
+            DeleteVhost { name } => done(self.delete_vhost(&name))?,
+            ListVhosts => rows(self.vhosts()),
+            SetPermissions {
+                vhost,
+                user,
+                configure,
+                write,
+                read,
+            } => done(self.set_permissions(&vhost, &user, &configure, &write, &read))?,
+            ClearPermissions { vhost, user } => done(self.clear_permissions(&vhost, &user))?,
+            ListPermissions { vhost } => rows(self.permissions(Some(&vhost), None)?),
+            ListUserPermissions { user } => rows(self.permissions(None, Some(&user))?),
+            SetTopicPermissions {
+                vhost,
+                user,
+                exchange,
+                write,
+                read,
+            } => done(self.set_topic_permissions(&vhost, &user, &exchange, &write, &read))?,
+            ClearTopicPermissions {
+                vhost,
+                user,
+                exchange,
+            } => done(self.clear_topic_permissions(&vhost, &user, exchange.as_deref()))?,
+            ListTopicPermissions { vhost } => rows(self.topic_permissions(Some(&vhost), None)?),
+            ListUserTopicPermissions { user } => rows(self.topic_permissions(None, Some(&user))?),
+            ListQueues { vhost } => rows(self.queues(&vhost)),
+            ListExchanges { vhost } => rows(self.exchanges(&vhost)),
+            ListBindings { vhost } => rows(self.bindings(&vhost)),
+            ListConnections => rows(self.connections()),
+            ListChannels => rows(self.channels()),
+            ListConsumers { vhost } => rows(self.consumers(&vhost)),
+            PurgeQueue { vhost, name } => Response::Count {
+                count: u64::from(self.purge_queue(&vhost, &name)?),
+            },
+            DeleteQueue {
+                vhost,
+                name,
+                if_unused,
+                if_empty,
+            } => Response::Count {
+                count: u64::from(self.delete_queue(&vhost, &name, if_unused, if_empty)?),
+            },
+            CloseConnection { name, reason } => done(self.close_connection(&name, &reason))?,
+            CloseAllConnections {
+                vhost,
+                user,
+                reason,
+            } => Response::Count {
+                count: self.close_all_connections(vhost.as_deref(), user.as_deref(), &reason)
+                    as u64,
+            },
+            ExportDefinitions { vhost } => {
+                Response::Value(self.export_definitions(vhost.as_deref())?)
+            }
+            ImportDefinitions { definitions, vhost } => {
+                done(self.import_definitions(&definitions, vhost.as_deref()))?
+            }
+            Status => Response::Value(serde_json::to_value(self.status()).unwrap_or_default()),
+            SetVmMemoryHighWatermark { fraction, bytes } => {
+                let w = match (fraction, bytes) {
+                    (Some(f), None) if (0.0..=1.0).contains(&f) => Watermark::Relative(f),
+                    (None, Some(b)) => Watermark::Absolute(b),
+                    _ => {
+                        return Err(super::AdminError::invalid(
+                            "give a fraction between 0.0 and 1.0, or an absolute size",
+                        ))
+                    }
+                };
+                self.broker.alarms.set_watermark(w);
+                Response::Done
+            }
+            SetDiskFreeLimit { bytes } => {
+                self.broker.alarms.set_disk_free_limit(bytes);
+                Response::Done
+            }
+        })
+    }
+}
+
+fn done(r: AdminResult<()>) -> AdminResult<Response> {
+    r.map(|_| Response::Done)
+}

@@ -1,0 +1,100 @@
+//! The control socket: one JSON request line out, one JSON response in.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::args::Options;
+use crate::{Failure, EX_SOFTWARE, EX_UNAVAILABLE};
+
+/// Where the broker started with the default configuration keeps its data
+/// (the same rule as the broker's).
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("warren");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/warren"),
+        None => PathBuf::from("warren-data"),
+    }
+}
+
+/// The broker's node name, as its listings and banners show it.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "warren@{}",
+        if host.is_empty() { "localhost" } else { &host }
+    )
+}
+
+/// An error the broker answered with: its kind and message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct Client {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(o: &Options) -> Client {
+        let path = o.socket.clone().unwrap_or_else(|| {
+            o.data_dir
+                .clone()
+                .unwrap_or_else(default_data_dir)
+                .join("warren.sock")
+        });
+        Client {
+            path,
+            timeout: Duration::from_secs(o.timeout.max(1)),
+        }
+    }
+
+    /// Sends one request. `Err(Ok(refusal))`: the broker refused it;
+    /// `Err(Err(failure))`: no answer (the broker is down, say).
+    pub fn request(&self, req: Value) -> Result<Value, Result<Refusal, Failure>> {
+        let down = |e: std::io::Error| {
+            Err(Failure::new(
+                EX_UNAVAILABLE,
+                format!(
+                    "Error: unable to perform an operation on node '{}': the broker is not running \
+                     or not reachable ({e} at {}); start it, or point --data-dir / WARREN_DATA_DIR \
+                     at its data directory",
+                    node_name(),
+                    self.path.display()
+                ),
+            ))
+        };
+        let mut stream = UnixStream::connect(&self.path).map_err(down)?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(down)?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(down)?;
+        let mut line = req.to_string();
+        line.push('\n');
+        stream.write_all(line.as_bytes()).map_err(down)?;
+        let mut reply = String::new();
+        BufReader::new(stream).read_line(&mut reply).map_err(down)?;
+        let v: Value = serde_json::from_str(&reply).map_err(|e| {
+            Err(Failure::new(
+                EX_SOFTWARE,
+                format!("Error: bad reply from the broker: {e}"),
+            ))
+        })?;
+        if v["ok"].as_bool() == Some(true) {
+            return Ok(v["result"].clone());
+        }
+        let e = &v["error"];
+        Err(Ok(Refusal {
+            kind: e["kind"].as_str().unwrap_or("").to_string(),
+            message: e["message"].as_str().unwrap_or("unknown error").to_string(),
+        }))
+    }
+}

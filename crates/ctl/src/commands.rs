@@ -1,0 +1,931 @@
+//! The commands, with rabbitmqctl's names, banners, columns, messages
+//! and exit codes (measured on rabbitmqctl 3.10.8:
+//! `tests/python/tools/probe-rabbitmqctl-3.10.8.txt`).
+
+use std::io::Read;
+
+use serde_json::{json, Value};
+
+use crate::args::Line;
+use crate::client::{node_name, Client, Refusal};
+use crate::output::{cell, println_safe, term, Out};
+use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
+
+/// What a command runs with.
+pub struct Ctx<'a> {
+    pub line: &'a Line,
+    pub out: Out,
+    pub client: Client,
+}
+
+type Run = fn(&Ctx) -> Result<(), Failure>;
+
+/// One command: its name, its arguments as rabbitmqctl's usage shows
+/// them, how many positional arguments it takes, and what it does.
+pub struct Command {
+    pub name: &'static str,
+    pub usage: &'static str,
+    pub min: usize,
+    pub max: usize,
+    pub help: &'static str,
+    pub run: Run,
+}
+
+const MANY: usize = usize::MAX;
+
+pub const COMMANDS: &[Command] = &[
+    Command { name: "add_user", usage: "<username> <password>", min: 1, max: 2, help: "Creates a new user in the internal database", run: add_user },
+    Command { name: "delete_user", usage: "<username>", min: 1, max: 1, help: "Removes a user from the internal database", run: delete_user },
+    Command { name: "change_password", usage: "<username> <password>", min: 2, max: 2, help: "Changes the user password", run: change_password },
+    Command { name: "clear_password", usage: "<username>", min: 1, max: 1, help: "Clears (resets) password and disables password login for a user", run: clear_password },
+    Command { name: "authenticate_user", usage: "<username> <password>", min: 2, max: 2, help: "Attempts to authenticate a user", run: authenticate_user },
+    Command { name: "set_user_tags", usage: "<username> <tag> [...]", min: 1, max: MANY, help: "Sets user tags", run: set_user_tags },
+    Command { name: "list_users", usage: "[--no-table-headers]", min: 0, max: 0, help: "List user names and tags", run: list_users },
+    Command { name: "add_vhost", usage: "<vhost> [--description <description> --tags \"<tag1>,<tag2>,<...>\" --default-queue-type <quorum|classic|stream>]", min: 1, max: 1, help: "Creates a virtual host", run: add_vhost },
+    Command { name: "delete_vhost", usage: "<vhost>", min: 1, max: 1, help: "Deletes a virtual host", run: delete_vhost },
+    Command { name: "list_vhosts", usage: "[<column> ...]", min: 0, max: MANY, help: "Lists virtual hosts", run: list_vhosts },
+    Command { name: "set_permissions", usage: "[--vhost <vhost>] <username> <conf> <write> <read>", min: 4, max: 4, help: "Sets user permissions for a vhost", run: set_permissions },
+    Command { name: "clear_permissions", usage: "[--vhost <vhost>] <username>", min: 1, max: 1, help: "Revokes user permissions for a vhost", run: clear_permissions },
+    Command { name: "list_permissions", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists user permissions in a virtual host", run: list_permissions },
+    Command { name: "list_user_permissions", usage: "<username>", min: 1, max: 1, help: "Lists permissions of a user across all virtual hosts", run: list_user_permissions },
+    Command { name: "set_topic_permissions", usage: "[--vhost <vhost>] <username> <exchange> <write> <read>", min: 4, max: 4, help: "Sets topic permissions for user", run: set_topic_permissions },
+    Command { name: "clear_topic_permissions", usage: "[--vhost <vhost>] <username> [<exchange>]", min: 1, max: 2, help: "Clears user topic permissions for a vhost or exchange", run: clear_topic_permissions },
+    Command { name: "list_topic_permissions", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists topic permissions in a virtual host", run: list_topic_permissions },
+    Command { name: "list_user_topic_permissions", usage: "<username>", min: 1, max: 1, help: "Lists user topic permissions", run: list_user_topic_permissions },
+    Command { name: "list_queues", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists queues and their properties", run: list_queues },
+    Command { name: "list_exchanges", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists exchanges", run: list_exchanges },
+    Command { name: "list_bindings", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists all bindings on a vhost", run: list_bindings },
+    Command { name: "list_connections", usage: "[<column> ...]", min: 0, max: MANY, help: "Lists AMQP 0.9.1 connections for the node", run: list_connections },
+    Command { name: "list_channels", usage: "[<column> ...]", min: 0, max: MANY, help: "Lists all channels in the node", run: list_channels },
+    Command { name: "list_consumers", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists all consumers for a vhost", run: list_consumers },
+    Command { name: "purge_queue", usage: "[--vhost <vhost>] <queue>", min: 1, max: 1, help: "Purges a queue (removes all messages in it)", run: purge_queue },
+    Command { name: "delete_queue", usage: "[--vhost <vhost>] <queue_name> [--if-empty|-e] [--if-unused|-u]", min: 1, max: 1, help: "Deletes a queue", run: delete_queue },
+    Command { name: "close_connection", usage: "<connection pid> <explanation>", min: 2, max: 2, help: "Instructs the broker to close the connection associated with the Erlang process id", run: close_connection },
+    Command { name: "close_all_connections", usage: "[--vhost <vhost> --limit <limit>] [-n <node> --global] [--per-connection-delay <delay>] <explanation>", min: 1, max: 1, help: "Instructs the broker to close all connections for the specified vhost or entire RabbitMQ node", run: close_all_connections },
+    Command { name: "export_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>]", min: 1, max: 1, help: "Exports definitions in JSON or compressed Erlang Term Format.", run: export_definitions },
+    Command { name: "import_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged] [--timeout <timeout>]", min: 0, max: 1, help: "Imports definitions in JSON or compressed Erlang Term Format.", run: import_definitions },
+    Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
+    Command { name: "stop", usage: "[--idempotent] [<pidfile>]", min: 0, max: 1, help: "Stops RabbitMQ and its runtime (Erlang VM). Requires a local node pid file path to monitor progress.", run: stop },
+    Command { name: "await_startup", usage: "", min: 0, max: 0, help: "Waits for the RabbitMQ application to start on the target node", run: await_startup },
+    Command { name: "set_vm_memory_high_watermark", usage: "<fraction> | absolute <value>", min: 1, max: 2, help: "Sets the vm_memory_high_watermark setting", run: set_vm_memory_high_watermark },
+    Command { name: "set_disk_free_limit", usage: "<disk_limit> | mem_relative <fraction>", min: 1, max: 2, help: "Sets the disk_free_limit setting", run: set_disk_free_limit },
+];
+
+/// `Error:` and the message on stderr, with an exit code.
+fn error(code: u8, message: impl AsRef<str>) -> Failure {
+    Failure::new(code, format!("Error:\n{}", message.as_ref()))
+}
+
+/// The broker's refusal, as this command reports it.
+fn refused(r: Result<Refusal, Failure>, map: impl Fn(&Refusal) -> Option<Failure>) -> Failure {
+    match r {
+        Ok(refusal) => map(&refusal).unwrap_or_else(|| error(EX_SOFTWARE, &refusal.message)),
+        Err(f) => f,
+    }
+}
+
+impl Ctx<'_> {
+    fn arg(&self, i: usize) -> &str {
+        &self.line.positional[i]
+    }
+
+    /// A request whose refusals this command maps with `map`.
+    fn call(
+        &self,
+        req: Value,
+        map: impl Fn(&Refusal) -> Option<Failure>,
+    ) -> Result<Value, Failure> {
+        self.client.request(req).map_err(|r| refused(r, map))
+    }
+
+    fn rows(
+        &self,
+        req: Value,
+        map: impl Fn(&Refusal) -> Option<Failure>,
+    ) -> Result<Vec<Value>, Failure> {
+        Ok(self.call(req, map)?.as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn no_such_user(r: &Refusal) -> Option<Failure> {
+    (r.kind == "no_such_user").then(|| error(EX_NOUSER, &r.message))
+}
+
+/// set_permissions and friends: rabbitmqctl's texts there lack quotes.
+fn permission_refusal(r: &Refusal, line: &Line, user: &str) -> Option<Failure> {
+    match r.kind.as_str() {
+        "no_such_user" => Some(error(EX_NOUSER, format!("User {user} does not exist"))),
+        "no_such_vhost" => Some(error(
+            EX_UNAVAILABLE,
+            format!("Virtual host {} does not exist", line.vhost()),
+        )),
+        "invalid_regex" => Some(error(EX_UNAVAILABLE, &r.message)),
+        _ => None,
+    }
+}
+
+// ---- users ------------------------------------------------------------
+
+fn add_user(c: &Ctx) -> Result<(), Failure> {
+    let name = c.arg(0);
+    c.out.info(&format!("Adding user \"{name}\" ..."));
+    let password = match c.line.positional.get(1) {
+        Some(p) => p.clone(),
+        None => {
+            // rabbitmqctl reads the password from stdin when omitted.
+            c.out.info("Password: ");
+            let mut s = String::new();
+            let _ = std::io::stdin().read_to_string(&mut s);
+            let p = s.lines().next().unwrap_or("").to_string();
+            if p.is_empty() {
+                return Err(error(
+                    EX_DATAERR,
+                    "Password is not provided via argument or stdin",
+                ));
+            }
+            p
+        }
+    };
+    c.call(
+        json!({"op": "add_user", "name": name, "password": password}),
+        |r| (r.kind == "user_exists").then(|| error(EX_SOFTWARE, &r.message)),
+    )?;
+    c.out.info("Done. Don't forget to grant the user permissions to some virtual hosts! See 'rabbitmqctl help set_permissions' to learn more.");
+    Ok(())
+}
+
+fn delete_user(c: &Ctx) -> Result<(), Failure> {
+    c.out.info(&format!("Deleting user \"{}\" ...", c.arg(0)));
+    c.call(json!({"op": "delete_user", "name": c.arg(0)}), no_such_user)?;
+    Ok(())
+}
+
+fn change_password(c: &Ctx) -> Result<(), Failure> {
+    c.out
+        .info(&format!("Changing password for user \"{}\" ...", c.arg(0)));
+    c.call(
+        json!({"op": "change_password", "name": c.arg(0), "password": c.arg(1)}),
+        no_such_user,
+    )?;
+    Ok(())
+}
+
+fn clear_password(c: &Ctx) -> Result<(), Failure> {
+    c.out
+        .info(&format!("Clearing password for user \"{}\" ...", c.arg(0)));
+    c.call(
+        json!({"op": "clear_password", "name": c.arg(0)}),
+        no_such_user,
+    )?;
+    Ok(())
+}
+
+fn authenticate_user(c: &Ctx) -> Result<(), Failure> {
+    let name = c.arg(0);
+    c.out.info(&format!("Authenticating user \"{name}\" ..."));
+    c.call(
+        json!({"op": "authenticate_user", "name": name, "password": c.arg(1)}),
+        |r| {
+            (r.kind == "authentication_failed").then(|| {
+                error(
+                    EX_DATAERR,
+                    format!("Error: failed to authenticate user \"{name}\"\nuser '{name}' - invalid credentials"),
+                )
+            })
+        },
+    )?;
+    c.out.info("Success");
+    Ok(())
+}
+
+fn set_user_tags(c: &Ctx) -> Result<(), Failure> {
+    let tags: Vec<&str> = c.line.positional[1..].iter().map(String::as_str).collect();
+    c.out.info(&format!(
+        "Setting tags for user \"{}\" to [{}] ...",
+        c.arg(0),
+        tags.join(", ")
+    ));
+    c.call(
+        json!({"op": "set_user_tags", "name": c.arg(0), "tags": tags}),
+        no_such_user,
+    )?;
+    Ok(())
+}
+
+fn list_users(c: &Ctx) -> Result<(), Failure> {
+    c.out.info("Listing users ...");
+    let rows = c.rows(json!({"op": "list_users"}), |_| None)?;
+    c.out
+        .table(&cols(&["user", "tags"]), &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+// ---- vhosts -----------------------------------------------------------
+
+fn add_vhost(c: &Ctx) -> Result<(), Failure> {
+    let name = c.arg(0);
+    c.out.info(&format!("Adding vhost \"{name}\" ..."));
+    let tags: Vec<String> = c
+        .line
+        .flag_value("--tags")
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    c.call(
+        json!({
+            "op": "add_vhost", "name": name,
+            "description": c.line.flag_value("--description").unwrap_or(""),
+            "tags": tags,
+            "default_queue_type": c.line.flag_value("--default-queue-type"),
+        }),
+        |_| None,
+    )?;
+    Ok(())
+}
+
+fn delete_vhost(c: &Ctx) -> Result<(), Failure> {
+    c.out.info(&format!("Deleting vhost \"{}\" ...", c.arg(0)));
+    c.call(json!({"op": "delete_vhost", "name": c.arg(0)}), |r| {
+        (r.kind == "no_such_vhost").then(|| Failure::new(EX_DATAERR, r.message.clone()))
+    })?;
+    Ok(())
+}
+
+fn list_vhosts(c: &Ctx) -> Result<(), Failure> {
+    let columns = columns(
+        c,
+        &["name"],
+        &[
+            "name",
+            "description",
+            "tags",
+            "default_queue_type",
+            "tracing",
+            "cluster_state",
+        ],
+    )?;
+    c.out.info("Listing vhosts ...");
+    let rows = c.rows(json!({"op": "list_vhosts"}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|k, v| match (k, v) {
+        ("default_queue_type", Value::Null) => "undefined".into(),
+        ("cluster_state", _) => format!("[{{{},running}}]", node_name()),
+        _ => cell(v),
+    });
+    Ok(())
+}
+
+// ---- permissions ------------------------------------------------------
+
+fn set_permissions(c: &Ctx) -> Result<(), Failure> {
+    let (user, vhost) = (c.arg(0), c.line.vhost());
+    c.out.info(&format!(
+        "Setting permissions for user \"{user}\" in vhost \"{vhost}\" ..."
+    ));
+    c.call(
+        json!({"op": "set_permissions", "vhost": vhost, "user": user,
+               "configure": c.arg(1), "write": c.arg(2), "read": c.arg(3)}),
+        |r| permission_refusal(r, c.line, user),
+    )?;
+    Ok(())
+}
+
+fn clear_permissions(c: &Ctx) -> Result<(), Failure> {
+    let (user, vhost) = (c.arg(0), c.line.vhost());
+    c.out.info(&format!(
+        "Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ..."
+    ));
+    c.call(
+        json!({"op": "clear_permissions", "vhost": vhost, "user": user}),
+        |r| permission_refusal(r, c.line, user),
+    )?;
+    Ok(())
+}
+
+fn vhost_missing_65(r: &Refusal) -> Option<Failure> {
+    (r.kind == "no_such_vhost").then(|| Failure::new(EX_DATAERR, r.message.clone()))
+}
+
+fn list_permissions(c: &Ctx) -> Result<(), Failure> {
+    let vhost = c.line.vhost();
+    c.out
+        .info(&format!("Listing permissions for vhost \"{vhost}\" ..."));
+    let rows = c.rows(
+        json!({"op": "list_permissions", "vhost": vhost}),
+        vhost_missing_65,
+    )?;
+    c.out.table(
+        &cols(&["user", "configure", "write", "read"]),
+        &rows,
+        true,
+        &|_, v| cell(v),
+    );
+    Ok(())
+}
+
+fn list_user_permissions(c: &Ctx) -> Result<(), Failure> {
+    let user = c.arg(0);
+    c.out
+        .info(&format!("Listing permissions for user \"{user}\" ..."));
+    let rows = c.rows(json!({"op": "list_user_permissions", "user": user}), |r| {
+        (r.kind == "no_such_user")
+            .then(|| error(EX_UNAVAILABLE, format!("{{:no_such_user, \"{user}\"}}")))
+    })?;
+    c.out.table(
+        &cols(&["vhost", "configure", "write", "read"]),
+        &rows,
+        true,
+        &|_, v| cell(v),
+    );
+    Ok(())
+}
+
+fn set_topic_permissions(c: &Ctx) -> Result<(), Failure> {
+    let (user, vhost, exchange) = (c.arg(0), c.line.vhost(), c.arg(1));
+    c.out.info(&format!(
+        "Setting topic permissions on \"{exchange}\" for user \"{user}\" in vhost \"{vhost}\" ..."
+    ));
+    c.call(
+        json!({"op": "set_topic_permissions", "vhost": vhost, "user": user,
+               "exchange": exchange, "write": c.arg(2), "read": c.arg(3)}),
+        |r| permission_refusal(r, c.line, user),
+    )?;
+    Ok(())
+}
+
+fn clear_topic_permissions(c: &Ctx) -> Result<(), Failure> {
+    let (user, vhost) = (c.arg(0), c.line.vhost());
+    let exchange = c.line.positional.get(1);
+    match exchange {
+        Some(x) => c.out.info(&format!(
+            "Clearing topic permissions on \"{x}\" for user \"{user}\" in vhost \"{vhost}\" ..."
+        )),
+        None => c.out.info(&format!(
+            "Clearing topic permissions for user \"{user}\" in vhost \"{vhost}\" ..."
+        )),
+    }
+    c.call(
+        json!({"op": "clear_topic_permissions", "vhost": vhost, "user": user, "exchange": exchange}),
+        |r| permission_refusal(r, c.line, user),
+    )?;
+    Ok(())
+}
+
+fn list_topic_permissions(c: &Ctx) -> Result<(), Failure> {
+    let vhost = c.line.vhost();
+    c.out.info(&format!(
+        "Listing topic permissions for vhost \"{vhost}\" ..."
+    ));
+    let rows = c.rows(
+        json!({"op": "list_topic_permissions", "vhost": vhost}),
+        vhost_missing_65,
+    )?;
+    c.out.table(
+        &cols(&["user", "exchange", "write", "read"]),
+        &rows,
+        true,
+        &|_, v| cell(v),
+    );
+    Ok(())
+}
+
+fn list_user_topic_permissions(c: &Ctx) -> Result<(), Failure> {
+    let user = c.arg(0);
+    c.out.info(&format!(
+        "Listing topic permissions for user \"{user}\" ..."
+    ));
+    let rows = c.rows(
+        json!({"op": "list_user_topic_permissions", "user": user}),
+        |r| {
+            (r.kind == "no_such_user")
+                .then(|| error(EX_UNAVAILABLE, format!("{{:no_such_user, \"{user}\"}}")))
+        },
+    )?;
+    // rabbitmqctl prints these rows without a header.
+    c.out.table(
+        &cols(&["vhost", "exchange", "write", "read"]),
+        &rows,
+        false,
+        &|_, v| cell(v),
+    );
+    Ok(())
+}
+
+// ---- queues, exchanges, bindings ----------------------------------------
+
+const QUEUE_KEYS: &[&str] = &[
+    "name",
+    "vhost",
+    "durable",
+    "auto_delete",
+    "exclusive",
+    "arguments",
+    "messages",
+    "messages_ready",
+    "messages_unacknowledged",
+    "message_bytes_ready",
+    "consumers",
+    "memory",
+    "state",
+    "type",
+    "owner_pid",
+];
+
+fn list_queues(c: &Ctx) -> Result<(), Failure> {
+    let columns = columns(c, &["name", "messages"], QUEUE_KEYS)?;
+    let vhost = c.line.vhost();
+    c.out.info(&format!(
+        "Timeout: {:.1} seconds ...",
+        c.line.options.timeout as f64
+    ));
+    c.out.info(&format!("Listing queues for vhost {vhost} ..."));
+    let rows = c.rows(json!({"op": "list_queues", "vhost": vhost}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+fn list_exchanges(c: &Ctx) -> Result<(), Failure> {
+    let columns = columns(
+        c,
+        &["name", "type"],
+        &[
+            "name",
+            "vhost",
+            "type",
+            "durable",
+            "auto_delete",
+            "internal",
+            "arguments",
+        ],
+    )?;
+    let vhost = c.line.vhost();
+    c.out
+        .info(&format!("Listing exchanges for vhost {vhost} ..."));
+    let rows = c.rows(json!({"op": "list_exchanges", "vhost": vhost}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+fn list_bindings(c: &Ctx) -> Result<(), Failure> {
+    let all = [
+        "source_name",
+        "source_kind",
+        "destination_name",
+        "destination_kind",
+        "routing_key",
+        "arguments",
+        "vhost",
+    ];
+    let columns = columns(c, &all[..6], &all)?;
+    let vhost = c.line.vhost();
+    c.out
+        .info(&format!("Listing bindings for vhost {vhost}..."));
+    let rows = c.rows(json!({"op": "list_bindings", "vhost": vhost}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+// ---- connections, channels, consumers -----------------------------------
+
+fn list_connections(c: &Ctx) -> Result<(), Failure> {
+    let columns = columns(
+        c,
+        &["user", "peer_host", "peer_port", "state"],
+        &[
+            "pid",
+            "name",
+            "user",
+            "vhost",
+            "peer_host",
+            "peer_port",
+            "host",
+            "port",
+            "state",
+            "channels",
+            "protocol",
+            "ssl",
+            "auth_mechanism",
+            "client_properties",
+            "connected_at",
+            "frame_max",
+            "channel_max",
+            "timeout",
+            "recv_oct",
+            "recv_cnt",
+            "send_oct",
+            "send_cnt",
+        ],
+    )?;
+    c.out.info("Listing connections ...");
+    let rows = c.rows(json!({"op": "list_connections"}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|k, v| match k {
+        "protocol" => "{0,9,1}".into(),
+        "client_properties" => term(v),
+        _ => cell(v),
+    });
+    Ok(())
+}
+
+fn list_channels(c: &Ctx) -> Result<(), Failure> {
+    let columns = columns(
+        c,
+        &["pid", "user", "consumer_count", "messages_unacknowledged"],
+        &[
+            "pid",
+            "name",
+            "connection",
+            "number",
+            "user",
+            "vhost",
+            "consumer_count",
+            "messages_unacknowledged",
+            "prefetch_count",
+            "global_prefetch_count",
+            "confirm",
+            "transactional",
+            "state",
+        ],
+    )?;
+    c.out.info("Listing channels ...");
+    let rows = c.rows(json!({"op": "list_channels"}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+fn list_consumers(c: &Ctx) -> Result<(), Failure> {
+    let all = [
+        "queue_name",
+        "channel_pid",
+        "consumer_tag",
+        "ack_required",
+        "prefetch_count",
+        "active",
+        "arguments",
+        "exclusive",
+        "vhost",
+    ];
+    let columns = columns(c, &all[..7], &all)?;
+    let vhost = c.line.vhost();
+    c.out
+        .info(&format!("Listing consumers in vhost {vhost} ..."));
+    let rows = c.rows(json!({"op": "list_consumers", "vhost": vhost}), |_| None)?;
+    c.out.table(&columns, &rows, true, &|_, v| cell(v));
+    Ok(())
+}
+
+fn purge_queue(c: &Ctx) -> Result<(), Failure> {
+    let (q, vhost) = (c.arg(0), c.line.vhost());
+    c.out
+        .info(&format!("Purging queue '{q}' in vhost '{vhost}' ..."));
+    c.call(
+        json!({"op": "purge_queue", "vhost": vhost, "name": q}),
+        |r| (r.kind == "no_such_queue").then(|| error(EX_UNAVAILABLE, "not_found")),
+    )?;
+    Ok(())
+}
+
+fn delete_queue(c: &Ctx) -> Result<(), Failure> {
+    let (q, vhost) = (c.arg(0), c.line.vhost());
+    let if_empty = c.line.flag("--if-empty");
+    let if_unused = c.line.flag("--if-unused");
+    let condition = match (if_empty, if_unused) {
+        (true, true) => " if queue is empty and if queue is unused",
+        (true, false) => " if queue is empty",
+        (false, true) => " if queue is unused",
+        (false, false) => "",
+    };
+    c.out.info(&format!(
+        "Deleting queue '{q}' on vhost '{vhost}'{condition} ..."
+    ));
+    let n = c.call(
+        json!({"op": "delete_queue", "vhost": vhost, "name": q, "if_empty": if_empty, "if_unused": if_unused}),
+        |r| match r.kind.as_str() {
+            "no_such_queue" => Some(error(EX_USAGE, "Queue not found")),
+            "queue_not_empty" => Some(error(EX_USAGE, "Queue is not empty")),
+            "queue_in_use" => Some(error(EX_USAGE, "Queue is in use")),
+            _ => None,
+        },
+    )?;
+    c.out.info(&format!(
+        "Queue was successfully deleted with {} ready messages",
+        n["count"].as_u64().unwrap_or(0)
+    ));
+    Ok(())
+}
+
+fn close_connection(c: &Ctx) -> Result<(), Failure> {
+    let (who, why) = (c.arg(0), c.arg(1));
+    c.out
+        .info(&format!("Closing connection {who}, reason: {why}..."));
+    c.call(
+        json!({"op": "close_connection", "name": who, "reason": why}),
+        |r| (r.kind == "no_such_connection").then(|| error(EX_UNAVAILABLE, &r.message)),
+    )?;
+    Ok(())
+}
+
+fn close_all_connections(c: &Ctx) -> Result<(), Failure> {
+    let why = c.arg(0);
+    let global = c.line.flag("--global");
+    let vhost = (!global).then(|| c.line.vhost().to_string());
+    match &vhost {
+        Some(v) => c.out.info(&format!(
+            "Closing all connections in vhost {v}, reason: {why}..."
+        )),
+        None => c.out.info(&format!(
+            "Closing all connections to node {} (across all vhosts), reason: {why}...",
+            node_name()
+        )),
+    }
+    let n = c.call(
+        json!({"op": "close_all_connections", "vhost": vhost, "reason": why}),
+        |_| None,
+    )?;
+    c.out.info(&format!(
+        "Closed {} connections",
+        n["count"].as_u64().unwrap_or(0)
+    ));
+    Ok(())
+}
+
+// ---- definitions --------------------------------------------------------
+
+fn export_definitions(c: &Ctx) -> Result<(), Failure> {
+    let target = c.arg(0);
+    let defs = c.call(json!({"op": "export_definitions"}), |_| None)?;
+    let text = defs.to_string();
+    if target == "-" {
+        println_safe(&text);
+        return Ok(());
+    }
+    c.out.info(&format!(
+        "Exporting definitions in JSON to a file at \"{target}\" ..."
+    ));
+    std::fs::write(target, text).map_err(|_| {
+        error(
+            EX_DATAERR,
+            format!("No permissions to write to file {target} or its parent directory"),
+        )
+    })
+}
+
+fn import_definitions(c: &Ctx) -> Result<(), Failure> {
+    let source = c.line.positional.first().map_or("-", String::as_str);
+    let text = if source == "-" {
+        let mut s = String::new();
+        let _ = std::io::stdin().read_to_string(&mut s);
+        s
+    } else {
+        std::fs::read_to_string(source).map_err(|_| {
+            // rabbitmqctl 3.10 exits 65 here (measured), with this text.
+            Failure::new(
+                EX_DATAERR,
+                format!("Error (argument validation): Bad argument: File {source} does not exist"),
+            )
+        })?
+    };
+    c.out.info(&format!(
+        "Importing definitions in JSON from a file at \"{source}\" ..."
+    ));
+    let defs: Value = serde_json::from_str(&text).map_err(|e| {
+        error(
+            EX_DATAERR,
+            format!("Failed to deserialise input (format: JSON) (error: {e})"),
+        )
+    })?;
+    c.call(
+        json!({"op": "import_definitions", "definitions": defs}),
+        |r| (r.kind == "invalid").then(|| error(EX_DATAERR, &r.message)),
+    )?;
+    c.out.info("Successfully started definition import. This process is asynchronous and can take some time.");
+    Ok(())
+}
+
+// ---- node ---------------------------------------------------------------
+
+fn gb(bytes: &Value) -> String {
+    format!("{:.4} gb", bytes.as_f64().unwrap_or(0.0) / 1e9)
+}
+
+fn status(c: &Ctx) -> Result<(), Failure> {
+    let s = c.call(json!({"op": "status"}), |_| None)?;
+    if c.line.options.json {
+        println_safe(&s.to_string());
+        return Ok(());
+    }
+    c.out.info(&format!(
+        "Status of node {} ...",
+        s["node"].as_str().unwrap_or("")
+    ));
+    let alarms: Vec<String> = s["alarms"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| format!("{x} resource limit alarm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let lines = [
+        "Runtime".to_string(),
+        String::new(),
+        format!("OS PID: {}", s["os_pid"]),
+        "OS: Linux".into(),
+        format!("Warren version: {}", s["version"].as_str().unwrap_or("")),
+        format!("Node name: {}", s["node"].as_str().unwrap_or("")),
+        String::new(),
+        "Alarms".into(),
+        String::new(),
+        if alarms.is_empty() {
+            "(none)".into()
+        } else {
+            alarms.join("\n")
+        },
+        String::new(),
+        "Memory".into(),
+        String::new(),
+        format!("Total memory used: {}", gb(&s["memory_used"])),
+        "Calculation strategy: rss".into(),
+        format!(
+            "Memory high watermark setting: computed to: {}",
+            gb(&s["memory_high_watermark"])
+        ),
+        String::new(),
+        "Free Disk Space".into(),
+        String::new(),
+        format!(
+            "Low free disk space watermark: {}",
+            gb(&s["disk_free_limit"])
+        ),
+        format!("Free disk space: {}", gb(&s["disk_free"])),
+        String::new(),
+        "Totals".into(),
+        String::new(),
+        format!("Connection count: {}", s["connections"]),
+        format!("Queue count: {}", s["queues"]),
+        format!("Virtual host count: {}", s["vhosts"]),
+    ];
+    for l in lines {
+        println_safe(&l);
+    }
+    Ok(())
+}
+
+fn stop(c: &Ctx) -> Result<(), Failure> {
+    c.out
+        .info(&format!("Stopping and halting node {} ...", node_name()));
+    c.call(json!({"op": "stop"}), |_| None)?;
+    Ok(())
+}
+
+fn await_startup(c: &Ctx) -> Result<(), Failure> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(c.line.options.timeout);
+    loop {
+        match c.client.request(json!({"op": "await_startup"})) {
+            Ok(_) => return Ok(()),
+            Err(Ok(r)) => return Err(error(EX_SOFTWARE, &r.message)),
+            Err(Err(f)) if std::time::Instant::now() >= deadline => return Err(f),
+            Err(Err(_)) => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "kib" => 1024.0,
+        "mb" | "m" => 1e6,
+        "mib" => 1_048_576.0,
+        "gb" | "g" => 1e9,
+        "gib" => 1_073_741_824.0,
+        _ => return None,
+    };
+    (n >= 0.0).then_some((n * mult) as u64)
+}
+
+fn set_vm_memory_high_watermark(c: &Ctx) -> Result<(), Failure> {
+    let p = &c.line.positional;
+    let req = match p.as_slice() {
+        [kind, size] if kind == "absolute" => match parse_size(size) {
+            Some(b) => json!({"op": "set_vm_memory_high_watermark", "bytes": b}),
+            None => return Err(usage_failure(c, &format!("invalid size '{size}'"))),
+        },
+        [f] => match f.parse::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => {
+                json!({"op": "set_vm_memory_high_watermark", "fraction": x})
+            }
+            _ => {
+                return Err(usage_failure(
+                    c,
+                    &format!("invalid fraction '{f}' (0.0 to 1.0)"),
+                ))
+            }
+        },
+        _ => return Err(usage_failure(c, "too many arguments.")),
+    };
+    c.out.info(&format!(
+        "Setting memory threshold on {} to {} ...",
+        node_name(),
+        p.join(" ")
+    ));
+    c.call(req, |_| None)?;
+    Ok(())
+}
+
+fn set_disk_free_limit(c: &Ctx) -> Result<(), Failure> {
+    let p = &c.line.positional;
+    let bytes = match p.as_slice() {
+        [kind, f] if kind == "mem_relative" => match f.parse::<f64>() {
+            Ok(x) if x >= 0.0 => (total_memory() as f64 * x) as u64,
+            _ => return Err(usage_failure(c, &format!("invalid fraction '{f}'"))),
+        },
+        [size] => {
+            parse_size(size).ok_or_else(|| usage_failure(c, &format!("invalid size '{size}'")))?
+        }
+        _ => return Err(usage_failure(c, "too many arguments.")),
+    };
+    c.out.info(&format!(
+        "Setting disk free limit on {} to {bytes} bytes ...",
+        node_name()
+    ));
+    c.call(json!({"op": "set_disk_free_limit", "bytes": bytes}), |_| {
+        None
+    })?;
+    Ok(())
+}
+
+fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+// ---- helpers --------------------------------------------------------------
+
+fn cols(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// The requested columns (or the defaults), all of them known.
+fn columns(c: &Ctx, default: &[&str], allowed: &[&str]) -> Result<Vec<String>, Failure> {
+    let asked = &c.line.positional;
+    if asked.is_empty() {
+        return Ok(cols(default));
+    }
+    let bad: Vec<&str> = asked
+        .iter()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !bad.is_empty() {
+        return Err(Failure::new(
+            EX_USAGE,
+            format!(
+                "Error (argument validation): Info key(s) {} are not supported\nSupported keys: {}",
+                bad.join(","),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(asked.clone())
+}
+
+/// An argument validation error with the command's usage, exit 64.
+pub fn usage_failure(c: &Ctx, why: &str) -> Failure {
+    let cmd = COMMANDS
+        .iter()
+        .find(|k| Some(k.name) == c.line.command.as_deref());
+    usage_error(c.line, cmd, why)
+}
+
+pub fn usage_error(line: &Line, cmd: Option<&Command>, why: &str) -> Failure {
+    let usage = cmd.map_or(String::new(), |k| {
+        format!(
+            "\n\nUsage\n\nwarrenctl [--node <node>] [--longnames] [--quiet] {} {}",
+            k.name, k.usage
+        )
+    });
+    Failure::new(
+        EX_USAGE,
+        format!(
+            "Error (argument validation): {why}\nArguments given:\n\t{}{usage}",
+            line.raw.join(" ")
+        ),
+    )
+}

@@ -1,0 +1,372 @@
+//! Consumers, basic.get, deliveries, acks, rejects and requeues.
+
+use super::*;
+
+impl Channel {
+    pub(super) fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> Result<()> {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
+        }
+        if m.global {
+            self.flow.prefetch.store(
+                u32::from(m.prefetch_count),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.stats.global_prefetch.store(
+                u32::from(m.prefetch_count),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.kick_queues(s);
+        } else {
+            self.consumer_prefetch = u32::from(m.prefetch_count);
+            self.stats.prefetch.store(
+                u32::from(m.prefetch_count),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        s.out.method(self.id, &BasicQosOk {}.into());
+        Ok(())
+    }
+
+    pub(super) fn basic_consume(&mut self, s: &mut Session, m: BasicConsume) -> Result<()> {
+        let tag = if m.consumer_tag.is_empty() {
+            ShortStr::from(names::consumer_tag())
+        } else {
+            m.consumer_tag.clone()
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let flow = Arc::new(ConsumerFlow::new(self.consumer_prefetch, self.flow.clone()));
+        if m.queue == DIRECT_REPLY_TO {
+            return self.consume_direct_reply(s, m, tag, flow);
+        }
+        let q = self.readable_queue(s, m.queue)?;
+        let key = s.consumers.next_key();
+        q.add_consumer(Consumer {
+            tag: tag.clone(),
+            channel: self.id,
+            key,
+            connection_id: s.id,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            priority: m
+                .arguments
+                .get("x-priority")
+                .and_then(|v| v.as_i64())
+                .map(|p| p.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+                .unwrap_or(0),
+            flow: flow.clone(),
+            sink: s.events.clone(),
+        })?;
+        // Deliveries go through the event queue, so consume-ok written now
+        // still precedes the first basic.deliver.
+        if !m.nowait {
+            s.out.method(
+                self.id,
+                &BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                }
+                .into(),
+            );
+        }
+        let added = s.consumers.add(tag.clone(), Some(q), flow, m.no_ack);
+        debug_assert_eq!(added, key);
+        self.consumers.insert(tag, key);
+        self.note_consumers();
+        Ok(())
+    }
+
+    pub(super) fn consume_direct_reply(
+        &mut self,
+        s: &mut Session,
+        m: BasicConsume,
+        tag: ShortStr,
+        flow: Arc<ConsumerFlow>,
+    ) -> Result<()> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition_failed(
+                "reply consumer cannot acknowledge",
+            ));
+        }
+        if self.reply_to.is_some() {
+            return Err(AmqpError::precondition_failed("reply consumer already set"));
+        }
+        let address = ShortStr::from(names::reply_to_address());
+        let key = s.consumers.add(tag.clone(), None, flow.clone(), true);
+        s.broker.add_reply_route(
+            address.clone(),
+            ReplyRoute {
+                sink: s.events.clone(),
+                channel: self.id,
+                consumer: key,
+                flow,
+            },
+        );
+        if !m.nowait {
+            s.out.method(
+                self.id,
+                &BasicConsumeOk {
+                    consumer_tag: tag.clone(),
+                }
+                .into(),
+            );
+        }
+        self.reply_to = Some(DirectReply { address });
+        self.consumers.insert(tag, key);
+        self.note_consumers();
+        Ok(())
+    }
+
+    /// Removes a consumer (client cancel or channel close).
+    pub(super) fn cancel_consumer(&mut self, s: &mut Session, tag: &ShortStr) {
+        let Some(key) = self.consumers.remove(tag) else {
+            return;
+        };
+        self.note_consumers();
+        let queue = s.consumers.get(key).and_then(|e| e.queue.clone());
+        // Stop the source first: once the queue (or reply route) can't send
+        // to this consumer any more, retiring it can't race a new delivery.
+        let mut delete = None;
+        match &queue {
+            Some(q) => {
+                if q.remove_consumer(s.id, self.id, tag) {
+                    delete = Some(q.clone());
+                }
+            }
+            None => {
+                if let Some(r) = self.reply_to.take() {
+                    s.broker.remove_reply_route(&r.address);
+                }
+            }
+        }
+        s.consumers.retire(key);
+        if let Some(q) = delete {
+            // An auto-delete queue lost its last consumer. If a durable
+            // one's deletion can't be journaled it stays: logged, and the
+            // client's cancel still succeeds (RabbitMQ deletes it the same
+            // way, behind the client's back).
+            if let Err(e) = s.vhost.remove_queue(&q) {
+                tracing::error!("cannot auto-delete {}: {e}", q.describe());
+            }
+        }
+    }
+
+    /// The queue went away: forget the consumer and tell the client.
+    pub fn consumer_cancelled_by_server(&mut self, s: &mut Session, tag: ShortStr) {
+        let Some(key) = self.consumers.remove(&tag) else {
+            return;
+        };
+        self.note_consumers();
+        s.consumers.retire(key);
+        if self.state == ChannelState::Open && s.caps.consumer_cancel_notify {
+            s.out.method(
+                self.id,
+                &BasicCancel {
+                    consumer_tag: tag,
+                    nowait: true,
+                }
+                .into(),
+            );
+        }
+    }
+
+    pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
+        let q = self.readable_queue(s, m.queue)?;
+        let Some((qm, remaining)) = q.get(m.no_ack) else {
+            s.out.method(
+                self.id,
+                &BasicGetEmpty {
+                    cluster_id: ShortStr::default(),
+                }
+                .into(),
+            );
+            return Ok(());
+        };
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        s.out.method(
+            self.id,
+            &BasicGetOk {
+                delivery_tag: tag,
+                redelivered: qm.redelivered,
+                exchange: qm.message.exchange.clone(),
+                routing_key: qm.message.routing_key.clone(),
+                message_count: remaining,
+            }
+            .into(),
+        );
+        s.out.content(
+            self.id,
+            &qm.message.raw_properties,
+            &qm.message.body,
+            s.frame_max,
+        );
+        if !m.no_ack {
+            self.unacked.push(Unacked {
+                tag,
+                queue: q,
+                seq: qm.seq,
+                message: qm.message,
+                flow: None,
+                disk: qm.disk,
+            });
+            self.note_unacked();
+        }
+        Ok(())
+    }
+
+    pub(super) fn take_unacked(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>> {
+        let taken = self
+            .unacked
+            .take(tag, multiple)
+            .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
+        self.note_unacked();
+        taken
+    }
+
+    /// Acked (or dropped) deliveries: tell their queues, free credit.
+    pub(super) fn settle(&mut self, s: &Session, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
+            q.settle(&disks);
+        }
+        self.kick_if_global(s);
+    }
+
+    pub(super) fn reject(&mut self, s: &Session, items: Vec<Unacked>, requeue: bool) {
+        if let Some(tx) = &mut self.tx {
+            tx.rejects.extend(items.into_iter().map(|u| (u, requeue)));
+            return;
+        }
+        if requeue {
+            self.requeue(s, items);
+        } else {
+            self.discard(s, items);
+        }
+    }
+
+    /// Rejected without requeue: settled and, where configured, dead-lettered.
+    pub(super) fn discard(&mut self, s: &Session, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect());
+        }
+        self.kick_if_global(s);
+    }
+
+    pub(super) fn requeue(&mut self, s: &Session, items: Vec<Unacked>) {
+        for u in &items {
+            if let Some(f) = &u.flow {
+                f.on_settled(1);
+            }
+        }
+        for (q, group) in group_by_queue(items) {
+            q.requeue(
+                group
+                    .into_iter()
+                    .map(|u| (u.seq, u.message, u.disk))
+                    .collect(),
+            );
+        }
+        self.kick_if_global(s);
+    }
+
+    pub(super) fn recover(&mut self, s: &Session, requeue: bool) -> Result<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let all = self.unacked.take_all();
+        self.note_unacked();
+        self.requeue(s, all);
+        Ok(())
+    }
+
+    /// With a channel-wide prefetch, credit freed by one queue's ack may
+    /// let another queue deliver.
+    pub(super) fn kick_if_global(&self, s: &Session) {
+        if self
+            .flow
+            .prefetch
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+        {
+            self.kick_queues(s);
+        }
+    }
+
+    pub(super) fn kick_queues(&self, s: &Session) {
+        for key in self.consumers.values() {
+            if let Some(q) = s.consumers.get(*key).and_then(|e| e.queue.as_ref()) {
+                q.dispatch();
+            }
+        }
+    }
+
+    /// Writes a delivery pushed by a queue, or hands it back if its consumer
+    /// is gone or the channel is closing.
+    pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
+        let open = self.state == ChannelState::Open;
+        let Some(e) = s.consumers.handled(d.consumer) else {
+            return;
+        };
+        if !open || e.retired {
+            e.give_back(d);
+            return;
+        }
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        s.out.deliver(
+            self.id,
+            e.tag.as_bytes(),
+            tag,
+            d.redelivered,
+            d.message.exchange.as_bytes(),
+            d.message.routing_key.as_bytes(),
+        );
+        if !e.no_ack {
+            if let Some(q) = &e.queue {
+                self.unacked.push(Unacked {
+                    tag,
+                    queue: q.clone(),
+                    seq: d.seq,
+                    message: d.message.clone(),
+                    flow: Some(e.flow.clone()),
+                    disk: d.disk,
+                });
+                self.note_unacked();
+            }
+        }
+        s.out.content(
+            self.id,
+            &d.message.raw_properties,
+            &d.message.body,
+            s.frame_max,
+        );
+    }
+}
+
+pub(super) fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Unacked>)> = Vec::new();
+    for u in items {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, g)) => g.push(u),
+            None => groups.push((u.queue.clone(), vec![u])),
+        }
+    }
+    groups
+}

@@ -1,0 +1,350 @@
+//! Publishing: permission, routing, enqueueing, confirms, transactions.
+
+use super::content::{compact, encode_properties};
+use super::*;
+
+impl Channel {
+    /// Queues a reply behind everything already waiting.
+    pub(super) fn defer(&mut self, ticket: Ticket, what: Deferred) {
+        let ticket = self.deferred.back().map_or(ticket, |(t, _)| ticket.max(*t));
+        self.deferred.push_back((ticket, what));
+    }
+
+    /// The highest ticket a deferred reply waits for, if any.
+    pub fn awaited_ticket(&self) -> Option<Ticket> {
+        self.deferred.back().map(|(t, _)| *t)
+    }
+
+    /// Sends the deferred replies whose ticket is committed; consecutive
+    /// confirms collapse into one basic.ack(multiple). A reply whose
+    /// commit failed turns into a nack; a transaction whose commit failed
+    /// ends the connection with 541 (its commit-ok must never be sent).
+    pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) -> Result<()> {
+        let mut ack_upto = None;
+        while let Some((t, _)) = self.deferred.front() {
+            if *t > committed {
+                break;
+            }
+            let Some((t, what)) = self.deferred.pop_front() else {
+                break;
+            };
+            let what = match what {
+                Deferred::Ack(tag) if s.vhost.ticket_failed(t) => Deferred::Nack(tag),
+                Deferred::TxCommitOk if s.vhost.ticket_failed(t) => {
+                    if let Some(upto) = ack_upto.take() {
+                        s.out.method(self.id, &ack_multiple(upto));
+                    }
+                    self.deferred.clear();
+                    return Err(store_failure());
+                }
+                other => other,
+            };
+            match what {
+                Deferred::Ack(tag) => ack_upto = Some(tag),
+                other => {
+                    if let Some(upto) = ack_upto.take() {
+                        s.out.method(self.id, &ack_multiple(upto));
+                    }
+                    match other {
+                        Deferred::Nack(tag) => s.out.method(
+                            self.id,
+                            &BasicNack {
+                                delivery_tag: tag,
+                                multiple: false,
+                                requeue: false,
+                            }
+                            .into(),
+                        ),
+                        _ => s.out.method(self.id, &TxCommitOk {}.into()),
+                    }
+                }
+            }
+        }
+        if let Some(upto) = ack_upto {
+            s.out.method(self.id, &ack_multiple(upto));
+        }
+        Ok(())
+    }
+
+    /// The queue named `name` (default-exchange routing), cached.
+    pub(super) fn default_route<'a>(
+        routes: &'a mut AHashMap<ShortStr, Arc<Queue>>,
+        s: &Session,
+        name: &ShortStr,
+    ) -> Option<&'a Arc<Queue>> {
+        let fresh = routes.get(name).is_some_and(|q| !q.is_deleted());
+        if !fresh {
+            let q = s.vhost.queue(name).ok()?;
+            if routes.len() >= EXCHANGE_CACHE_MAX {
+                routes.clear();
+            }
+            routes.insert(name.clone(), q);
+        }
+        routes.get(name)
+    }
+
+    pub(super) fn exchange(&mut self, s: &Session, name: &ShortStr) -> Result<Arc<Exchange>> {
+        if let Some(x) = self.exchanges.get(name) {
+            if !x.is_deleted() {
+                return Ok(x.clone());
+            }
+        }
+        let x = s.vhost.exchange(name)?;
+        if self.exchanges.len() >= EXCHANGE_CACHE_MAX {
+            self.exchanges.clear();
+        }
+        self.exchanges.insert(name.clone(), x.clone());
+        Ok(x)
+    }
+
+    /// Write permission on the exchange, remembered per channel until the
+    /// permissions change (one atomic load per publish on the hot path).
+    pub(super) fn check_publish(&mut self, s: &mut Session, exchange: &ShortStr) -> Result<()> {
+        if s.access.refresh() || self.write_epoch != s.access.epoch() {
+            self.write_ok.clear();
+            self.write_epoch = s.access.epoch();
+        }
+        if self.write_ok.contains(exchange) {
+            return Ok(());
+        }
+        check(s, Operation::Write, Resource::Exchange, exchange)?;
+        if self.write_ok.len() >= EXCHANGE_CACHE_MAX {
+            self.write_ok.clear();
+        }
+        self.write_ok.insert(exchange.clone());
+        Ok(())
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        s: &mut Session,
+        publish: BasicPublish,
+        raw_properties: Bytes,
+        body: Bytes,
+    ) -> Result<()> {
+        self.check_publish(s, &publish.exchange)?;
+        let exchange = self.exchange(s, &publish.exchange)?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal {}",
+                exchange.describe()
+            )));
+        }
+        let mut raw_properties = raw_properties;
+        let mut properties = BasicProperties::decode(&mut Decoder::new(raw_properties.clone()))
+            .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
+        if let Some(uid) = &properties.user_id {
+            if uid.as_bytes() != s.user.name.as_bytes() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{uid}' but authenticated user was '{}'",
+                    s.user.name
+                )));
+            }
+        }
+        if let Some(exp) = &properties.expiration {
+            if parse_expiration(exp.as_bytes()).is_none() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{exp}': no_integer"
+                )));
+            }
+        }
+        if properties
+            .reply_to
+            .as_ref()
+            .is_some_and(|r| *r == DIRECT_REPLY_TO)
+        {
+            let Some(r) = &self.reply_to else {
+                return Err(AmqpError::precondition_failed(
+                    "fast reply consumer does not exist",
+                ));
+            };
+            properties.reply_to = Some(r.address.clone());
+            raw_properties = encode_properties(&properties);
+        }
+        s.access
+            .check_topic(Operation::Write, &exchange, &publish.routing_key.as_str())?;
+        let (exchange_name, routing_key, raw_properties, body) =
+            compact(publish.exchange, publish.routing_key, raw_properties, body);
+        let message = Arc::new(Message::new(
+            exchange_name,
+            routing_key,
+            properties,
+            raw_properties,
+            body,
+        ));
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push((message, publish.mandatory));
+            return Ok(());
+        }
+        let durability = if self.confirm_seq.is_some() {
+            Durability::Required
+        } else {
+            Durability::BestEffort
+        };
+        self.route(s, &exchange, message, publish.mandatory, durability);
+        Ok(())
+    }
+
+    /// Routes and enqueues one message, returns it if unroutable and
+    /// mandatory, and records its confirm. Returns false when a durable
+    /// write failed (the message is then not in the queues that failed).
+    pub(super) fn route(
+        &mut self,
+        s: &mut Session,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        mandatory: bool,
+        durability: Durability,
+    ) -> bool {
+        let mut out = Enqueued::default();
+        let routed =
+            if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
+                s.broker
+                    .deliver_reply(&message.routing_key, message.clone())
+            } else if exchange.is_default() {
+                // The default exchange routes by queue name: resolved from
+                // this channel's cache, not the vhost's shared map.
+                match Self::default_route(&mut self.default_routes, s, &message.routing_key) {
+                    Some(q) => {
+                        out.enqueue(q, &message, durability, &mut self.congested);
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                let mut queues = std::mem::take(&mut self.route_buf);
+                s.vhost.route(exchange, &message, &mut queues);
+                let routed = !queues.is_empty();
+                for q in queues.drain(..) {
+                    out.enqueue(&q, &message, durability, &mut self.congested);
+                }
+                self.route_buf = queues;
+                routed
+            };
+        if !routed && mandatory {
+            s.out.method(
+                self.id,
+                &BasicReturn {
+                    reply_code: reply::NO_ROUTE,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    exchange: message.exchange.clone(),
+                    routing_key: message.routing_key.clone(),
+                }
+                .into(),
+            );
+            s.out
+                .content(self.id, &message.raw_properties, &message.body, s.frame_max);
+        }
+        // A persistent message in a durable queue is confirmed only once
+        // the group commit has it on disk.
+        let ticket = if out.needs_sync {
+            s.vhost.issue_ticket()
+        } else {
+            0
+        };
+        self.pending_ticket = self.pending_ticket.max(ticket);
+        if let Some(seq) = self.confirm_seq.as_mut() {
+            let tag = *seq;
+            *seq += 1;
+            let what = if out.rejected || out.failed {
+                Deferred::Nack(tag)
+            } else {
+                Deferred::Ack(tag)
+            };
+            self.defer(ticket, what);
+        }
+        !out.failed
+    }
+
+    pub(super) fn tx_commit(&mut self, s: &mut Session) -> Result<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
+        };
+        let tx = std::mem::take(tx);
+        let mut stored = true;
+        for (message, mandatory) in tx.publishes {
+            // The exchange may have gone since the publish; RabbitMQ drops
+            // such messages at commit.
+            if let Ok(x) = self.exchange(s, &message.exchange) {
+                stored &= self.route(s, &x, message, mandatory, Durability::Required);
+            }
+        }
+        if !stored {
+            // commit-ok would vouch for messages that are not on disk. The
+            // transaction's acks and rejects roll back: the connection
+            // closes, and its cleanup requeues them with the rest.
+            let mut back = tx.acks;
+            back.extend(tx.rejects.into_iter().map(|(u, _)| u));
+            self.unacked.restore(back);
+            self.note_unacked();
+            return Err(store_failure());
+        }
+        self.settle(s, tx.acks);
+        let (requeue, drop): (Vec<_>, Vec<_>) = tx.rejects.into_iter().partition(|(_, r)| *r);
+        self.requeue(s, requeue.into_iter().map(|(u, _)| u).collect());
+        self.discard(s, drop.into_iter().map(|(u, _)| u).collect());
+        // commit-ok once the transaction's persistent messages are on disk.
+        let ticket = std::mem::take(&mut self.pending_ticket);
+        self.defer(ticket, Deferred::TxCommitOk);
+        let _ = s;
+        Ok(())
+    }
+}
+
+/// What happened to one message across the queues it was routed to.
+#[derive(Default)]
+pub(super) struct Enqueued {
+    /// Some queue refused it (`x-overflow: reject-publish`).
+    rejected: bool,
+    /// Some queue wrote it for durability: a confirm waits for the commit.
+    needs_sync: bool,
+    /// Some queue could not write it (the store failed).
+    failed: bool,
+}
+
+impl Enqueued {
+    /// Publishes to one queue and folds in its outcome.
+    pub(super) fn enqueue(
+        &mut self,
+        q: &Arc<Queue>,
+        message: &Arc<Message>,
+        durability: Durability,
+        congested: &mut Option<Arc<Queue>>,
+    ) {
+        match q.publish(message.clone(), durability) {
+            PublishOutcome::Rejected => self.rejected = true,
+            PublishOutcome::Failed => self.failed = true,
+            PublishOutcome::Enqueued {
+                needs_sync,
+                congested: c,
+            } => {
+                self.needs_sync |= needs_sync;
+                if c {
+                    *congested = Some(q.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The connection error for a transaction the store could not make
+/// durable (RabbitMQ's store failures end the connection too).
+pub(super) fn store_failure() -> AmqpError {
+    AmqpError::internal("the message store failed to write the transaction's messages")
+}
+
+pub(super) fn ack_multiple(upto: u64) -> Method {
+    Method::BasicAck(BasicAck {
+        delivery_tag: upto,
+        multiple: true,
+    })
+}
+
+/// A reply that waits for the group commit.
+pub(super) enum Deferred {
+    Ack(u64),
+    Nack(u64),
+    TxCommitOk,
+}
