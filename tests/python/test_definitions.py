@@ -151,3 +151,19 @@ def test_deleting_a_vhost_removes_its_data(warren):
     assert "doomed" not in ok(w.ctl("list_vhosts")).split("\n")
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
         w.connect(virtual_host="doomed")
+
+
+def test_status_and_stop(warren):
+    w = warren()
+    out = ok(w.ctl("status"))
+    assert out.startswith("Status of node warren@"), out
+    for heading in ("Alarms", "Memory", "Free Disk Space", "Totals"):
+        assert "\n%s\n" % heading in out, out
+    assert ok(w.ctl("await_startup")) == ""
+    out = ok(w.ctl("stop"))
+    assert out.startswith("Stopping and halting node warren@"), out
+    assert w.proc.wait(15) == 0, w.log()
+    w.proc = None
+    res = w.ctl("list_users")
+    assert res.returncode == 69, (res.returncode, res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1 and "not running" in res.stderr, res.stderr

@@ -281,6 +281,33 @@ mod tests {
     }
 
     #[test]
+    fn loopback_users_and_definitions_are_configurable() {
+        let c = Config::load(args(&[])).unwrap();
+        assert_eq!(c.loopback_users, vec!["guest".to_string()]);
+        assert!(c.definitions.is_none());
+        let c = Config::load(args(&["--loopback-users", ""])).unwrap();
+        assert!(
+            c.loopback_users.is_empty(),
+            "an empty list lets guest in from anywhere"
+        );
+        let c = Config::load(args(&[
+            "--loopback-users",
+            "guest,ops",
+            "--definitions",
+            "/d.json",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.loopback_users,
+            vec!["guest".to_string(), "ops".to_string()]
+        );
+        assert_eq!(
+            c.definitions.as_deref(),
+            Some(std::path::Path::new("/d.json"))
+        );
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let dir = std::env::temp_dir().join(format!("warren-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
