@@ -1,5 +1,6 @@
 //! The control socket: one JSON request line out, one JSON response in.
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -22,17 +23,6 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// The broker's node name, as its listings and banners show it.
-pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "warren@{}",
-        if host.is_empty() { "localhost" } else { &host }
-    )
-}
-
 /// An error the broker answered with: its kind and message.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -43,6 +33,8 @@ pub struct Refusal {
 pub struct Client {
     path: PathBuf,
     timeout: Duration,
+    /// The broker's node name, from its last answer.
+    node: RefCell<String>,
 }
 
 impl Client {
@@ -56,7 +48,13 @@ impl Client {
         Client {
             path,
             timeout: Duration::from_secs(o.timeout.max(1)),
+            node: RefCell::new(String::new()),
         }
+    }
+
+    /// The node name the broker gave with its last answer.
+    pub fn node(&self) -> String {
+        self.node.borrow().clone()
     }
 
     /// Sends one request. `Err(Ok(refusal))`: the broker refused it;
@@ -66,10 +64,9 @@ impl Client {
             Err(Failure::new(
                 EX_UNAVAILABLE,
                 format!(
-                    "Error: unable to perform an operation on node '{}': the broker is not running \
+                    "Error: unable to perform an operation on the Warren broker: it is not running \
                      or not reachable ({e} at {}); start it, or point --data-dir / WARREN_DATA_DIR \
                      at its data directory",
-                    node_name(),
                     self.path.display()
                 ),
             ))
@@ -88,6 +85,9 @@ impl Client {
                 format!("Error: bad reply from the broker: {e}"),
             ))
         })?;
+        if let Some(n) = v["node"].as_str() {
+            *self.node.borrow_mut() = n.to_string();
+        }
         if v["ok"].as_bool() == Some(true) {
             return Ok(v["result"].clone());
         }

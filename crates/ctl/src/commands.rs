@@ -7,7 +7,7 @@ use std::io::Read;
 use serde_json::{json, Value};
 
 use crate::args::Line;
-use crate::client::{node_name, Client, Refusal};
+use crate::client::{Client, Refusal};
 use crate::output::{cell, println_safe, term, Out};
 use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
@@ -272,7 +272,7 @@ fn list_vhosts(c: &Ctx) -> Result<(), Failure> {
     let rows = c.rows(json!({"op": "list_vhosts"}), |_| None)?;
     c.out.table(&columns, &rows, true, &|k, v| match (k, v) {
         ("default_queue_type", Value::Null) => "undefined".into(),
-        ("cluster_state", _) => format!("[{{{},running}}]", node_name()),
+        ("cluster_state", _) => format!("[{{{},running}}]", c.client.node()),
         _ => cell(v),
     });
     Ok(())
@@ -631,19 +631,19 @@ fn close_all_connections(c: &Ctx) -> Result<(), Failure> {
     let why = c.arg(0);
     let global = c.line.flag("--global");
     let vhost = (!global).then(|| c.line.vhost().to_string());
+    let n = c.call(
+        json!({"op": "close_all_connections", "vhost": vhost, "reason": why}),
+        |_| None,
+    )?;
     match &vhost {
         Some(v) => c.out.info(&format!(
             "Closing all connections in vhost {v}, reason: {why}..."
         )),
         None => c.out.info(&format!(
             "Closing all connections to node {} (across all vhosts), reason: {why}...",
-            node_name()
+            c.client.node()
         )),
     }
-    let n = c.call(
-        json!({"op": "close_all_connections", "vhost": vhost, "reason": why}),
-        |_| None,
-    )?;
     c.out.info(&format!(
         "Closed {} connections",
         n["count"].as_u64().unwrap_or(0)
@@ -775,9 +775,11 @@ fn status(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn stop(c: &Ctx) -> Result<(), Failure> {
-    c.out
-        .info(&format!("Stopping and halting node {} ...", node_name()));
     c.call(json!({"op": "stop"}), |_| None)?;
+    c.out.info(&format!(
+        "Stopping and halting node {} ...",
+        c.client.node()
+    ));
     Ok(())
 }
 
@@ -794,86 +796,31 @@ fn await_startup(c: &Ctx) -> Result<(), Failure> {
     }
 }
 
-fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|ch: char| !ch.is_ascii_digit() && ch != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "kib" => 1024.0,
-        "mb" | "m" => 1e6,
-        "mib" => 1_048_576.0,
-        "gb" | "g" => 1e9,
-        "gib" => 1_073_741_824.0,
-        _ => return None,
-    };
-    (n >= 0.0).then_some((n * mult) as u64)
-}
-
 fn set_vm_memory_high_watermark(c: &Ctx) -> Result<(), Failure> {
-    let p = &c.line.positional;
-    let req = match p.as_slice() {
-        [kind, size] if kind == "absolute" => match parse_size(size) {
-            Some(b) => json!({"op": "set_vm_memory_high_watermark", "bytes": b}),
-            None => return Err(usage_failure(c, &format!("invalid size '{size}'"))),
-        },
-        [f] => match f.parse::<f64>() {
-            Ok(x) if (0.0..=1.0).contains(&x) => {
-                json!({"op": "set_vm_memory_high_watermark", "fraction": x})
-            }
-            _ => {
-                return Err(usage_failure(
-                    c,
-                    &format!("invalid fraction '{f}' (0.0 to 1.0)"),
-                ))
-            }
-        },
-        _ => return Err(usage_failure(c, "too many arguments.")),
-    };
+    let args = &c.line.positional;
+    c.call(
+        json!({"op": "set_vm_memory_high_watermark", "args": args}),
+        |r| (r.kind == "invalid").then(|| usage_failure(c, &r.message)),
+    )?;
     c.out.info(&format!(
         "Setting memory threshold on {} to {} ...",
-        node_name(),
-        p.join(" ")
+        c.client.node(),
+        args.join(" ")
     ));
-    c.call(req, |_| None)?;
     Ok(())
 }
 
 fn set_disk_free_limit(c: &Ctx) -> Result<(), Failure> {
-    let p = &c.line.positional;
-    let bytes = match p.as_slice() {
-        [kind, f] if kind == "mem_relative" => match f.parse::<f64>() {
-            Ok(x) if x >= 0.0 => (total_memory() as f64 * x) as u64,
-            _ => return Err(usage_failure(c, &format!("invalid fraction '{f}'"))),
-        },
-        [size] => {
-            parse_size(size).ok_or_else(|| usage_failure(c, &format!("invalid size '{size}'")))?
-        }
-        _ => return Err(usage_failure(c, "too many arguments.")),
-    };
+    let r = c.call(
+        json!({"op": "set_disk_free_limit", "args": &c.line.positional}),
+        |r| (r.kind == "invalid").then(|| usage_failure(c, &r.message)),
+    )?;
     c.out.info(&format!(
-        "Setting disk free limit on {} to {bytes} bytes ...",
-        node_name()
+        "Setting disk free limit on {} to {} bytes ...",
+        c.client.node(),
+        r["count"].as_u64().unwrap_or(0)
     ));
-    c.call(json!({"op": "set_disk_free_limit", "bytes": bytes}), |_| {
-        None
-    })?;
     Ok(())
-}
-
-fn total_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 // ---- helpers --------------------------------------------------------------

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tracing::{debug, warn};
 use warren_broker::admin::{Admin, AdminError, Request};
+use warren_broker::connections::node_name;
 use warren_broker::Broker;
 
 /// Requests are tiny; anything longer is refused.
@@ -117,10 +118,10 @@ fn handle(admin: &Admin, data_dir: &Path, line: &str, stop: &tokio::sync::Notify
         .to_string();
     debug!("control request: {op}");
     match op.as_str() {
-        "await_startup" => return json!({"ok": true, "result": null}),
+        "await_startup" => return json!({"ok": true, "result": null, "node": node_name()}),
         "stop" => {
             stop.notify_one();
-            return json!({"ok": true, "result": null});
+            return json!({"ok": true, "result": null, "node": node_name()});
         }
         "inject_fault" => return inject_fault(&raw),
         _ => {}
@@ -138,7 +139,7 @@ fn handle(admin: &Admin, data_dir: &Path, line: &str, stop: &tokio::sync::Notify
             if rechecks {
                 recheck(admin.broker(), data_dir);
             }
-            json!({"ok": true, "result": result})
+            json!({"ok": true, "result": result, "node": node_name()})
         }
         Err(e) => failure(e),
     }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::users::Credentials;
-use super::{Admin, AdminResult};
-use crate::alarms::Watermark;
+use super::{Admin, AdminError, AdminResult};
+use crate::alarms::{self, Watermark};
 use crate::definitions::VhostDef;
 
 fn root() -> String {
@@ -151,16 +151,13 @@ pub enum Request {
         vhost: Option<String>,
     },
     Status,
+    /// rabbitmqctl's arguments: `0.4` (of RAM) or `absolute 512MB`.
     SetVmMemoryHighWatermark {
-        /// A fraction of RAM.
-        #[serde(default)]
-        fraction: Option<f64>,
-        /// Or an absolute size in bytes.
-        #[serde(default)]
-        bytes: Option<u64>,
+        args: Vec<String>,
     },
+    /// rabbitmqctl's arguments: `50MB` or `mem_relative 1.5`.
     SetDiskFreeLimit {
-        bytes: u64,
+        args: Vec<String>,
     },
 }
 
@@ -274,22 +271,44 @@ impl Admin {
                 done(self.import_definitions(&definitions, vhost.as_deref()))?
             }
             Status => Response::Value(serde_json::to_value(self.status()).unwrap_or_default()),
-            SetVmMemoryHighWatermark { fraction, bytes } => {
-                let w = match (fraction, bytes) {
-                    (Some(f), None) if (0.0..=1.0).contains(&f) => Watermark::Relative(f),
-                    (None, Some(b)) => Watermark::Absolute(b),
+            SetVmMemoryHighWatermark { args } => {
+                let w = match args.as_slice() {
+                    [kind, size] if kind == "absolute" => alarms::parse_size(size)
+                        .map(Watermark::Absolute)
+                        .ok_or_else(|| AdminError::invalid(format!("invalid size '{size}'")))?,
+                    [f] => match f.parse::<f64>() {
+                        Ok(x) if (0.0..=1.0).contains(&x) => Watermark::Relative(x),
+                        _ => {
+                            return Err(AdminError::invalid(format!(
+                                "invalid fraction '{f}' (0.0 to 1.0)"
+                            )))
+                        }
+                    },
                     _ => {
-                        return Err(super::AdminError::invalid(
-                            "give a fraction between 0.0 and 1.0, or an absolute size",
+                        return Err(AdminError::invalid(
+                            "usage: set_vm_memory_high_watermark <fraction> | absolute <size>",
                         ))
                     }
                 };
                 self.broker.alarms.set_watermark(w);
                 Response::Done
             }
-            SetDiskFreeLimit { bytes } => {
+            SetDiskFreeLimit { args } => {
+                let bytes = match args.as_slice() {
+                    [kind, f] if kind == "mem_relative" => match f.parse::<f64>() {
+                        Ok(x) if x >= 0.0 => (alarms::total_memory() as f64 * x) as u64,
+                        _ => return Err(AdminError::invalid(format!("invalid fraction '{f}'"))),
+                    },
+                    [size] => alarms::parse_size(size)
+                        .ok_or_else(|| AdminError::invalid(format!("invalid size '{size}'")))?,
+                    _ => {
+                        return Err(AdminError::invalid(
+                            "usage: set_disk_free_limit <size> | mem_relative <fraction>",
+                        ))
+                    }
+                };
                 self.broker.alarms.set_disk_free_limit(bytes);
-                Response::Done
+                Response::Count { count: bytes }
             }
         })
     }

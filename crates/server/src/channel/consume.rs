@@ -66,7 +66,16 @@ impl Channel {
         })?;
         // Deliveries go through the event queue, so consume-ok written now
         // still precedes the first basic.deliver.
-        if !m.nowait {
+        self.consume_ok(s, m.nowait, &tag);
+        let added = s.consumers.add(tag.clone(), Some(q), flow, m.no_ack);
+        debug_assert_eq!(added, key);
+        self.consumers.insert(tag, key);
+        self.note_consumers();
+        Ok(())
+    }
+
+    fn consume_ok(&self, s: &mut Session, nowait: bool, tag: &ShortStr) {
+        if !nowait {
             s.out.method(
                 self.id,
                 &BasicConsumeOk {
@@ -75,11 +84,6 @@ impl Channel {
                 .into(),
             );
         }
-        let added = s.consumers.add(tag.clone(), Some(q), flow, m.no_ack);
-        debug_assert_eq!(added, key);
-        self.consumers.insert(tag, key);
-        self.note_consumers();
-        Ok(())
     }
 
     pub(super) fn consume_direct_reply(
@@ -108,15 +112,7 @@ impl Channel {
                 flow,
             },
         );
-        if !m.nowait {
-            s.out.method(
-                self.id,
-                &BasicConsumeOk {
-                    consumer_tag: tag.clone(),
-                }
-                .into(),
-            );
-        }
+        self.consume_ok(s, m.nowait, &tag);
         self.reply_to = Some(DirectReply { address });
         self.consumers.insert(tag, key);
         self.note_consumers();

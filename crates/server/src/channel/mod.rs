@@ -33,7 +33,7 @@ use warren_broker::vhost::{check_name, default_exchange_refused, ExchangeSpec, Q
 use warren_broker::{broker::ReplyRoute, Message, Queue};
 use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
-use warren_protocol::{BasicProperties, ContentHeader, Decoder, Method, ShortStr};
+use warren_protocol::{BasicProperties, ContentHeader, Decoder, FieldTable, Method, ShortStr};
 
 use crate::session::Session;
 use crate::unacked::{Unacked, UnackedList};
@@ -205,44 +205,14 @@ impl Channel {
                 }
             }
             Method::ExchangeBind(m) => {
-                check_binding(
-                    s,
-                    &m.source,
-                    &m.destination,
-                    Resource::Exchange,
-                    &m.routing_key,
-                )?;
-                s.vhost.bind(
-                    &m.source,
-                    &m.destination,
-                    false,
-                    m.routing_key,
-                    m.arguments,
-                    s.id,
-                )?;
-                if !m.nowait {
-                    s.out.method(self.id, &ExchangeBindOk {}.into());
-                }
+                let ok = (!m.nowait).then(|| ExchangeBindOk {}.into());
+                let b = (m.source, m.destination, m.routing_key, m.arguments);
+                self.exchange_binding(s, b, Binding::Add, ok)?;
             }
             Method::ExchangeUnbind(m) => {
-                check_binding(
-                    s,
-                    &m.source,
-                    &m.destination,
-                    Resource::Exchange,
-                    &m.routing_key,
-                )?;
-                s.vhost.unbind(
-                    &m.source,
-                    &m.destination,
-                    false,
-                    m.routing_key,
-                    m.arguments,
-                    s.id,
-                )?;
-                if !m.nowait {
-                    s.out.method(self.id, &ExchangeUnbindOk {}.into());
-                }
+                let ok = (!m.nowait).then(|| ExchangeUnbindOk {}.into());
+                let b = (m.source, m.destination, m.routing_key, m.arguments);
+                self.exchange_binding(s, b, Binding::Remove, ok)?;
             }
             Method::QueueDeclare(m) => self.queue_declare(s, m)?,
             Method::QueueBind(m) => {
@@ -382,6 +352,31 @@ impl Channel {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
+    /// exchange.bind / exchange.unbind: permissions, then the change, then
+    /// the reply (`None` with nowait).
+    fn exchange_binding(
+        &mut self,
+        s: &mut Session,
+        (source, destination, key, arguments): (ShortStr, ShortStr, ShortStr, FieldTable),
+        action: Binding,
+        reply: Option<Method>,
+    ) -> Result<()> {
+        check_binding(s, &source, &destination, Resource::Exchange, &key)?;
+        match action {
+            Binding::Add => s
+                .vhost
+                .bind(&source, &destination, false, key, arguments, s.id)?,
+            Binding::Remove => {
+                s.vhost
+                    .unbind(&source, &destination, false, key, arguments, s.id)?
+            }
+        }
+        if let Some(r) = reply {
+            s.out.method(self.id, &r);
+        }
+        Ok(())
+    }
+
     /// RabbitMQ's shortcut: with both the queue name and the routing key
     /// empty, the key is the last declared queue's name too.
     fn routing_key_or_last(&self, key: ShortStr, queue: &ShortStr) -> ShortStr {
@@ -427,6 +422,12 @@ pub fn unexpected_content() -> AmqpError {
         reply::UNEXPECTED_FRAME,
         "expected method frame, got non method frame instead",
     )
+}
+
+/// Whether a binding method adds or removes.
+enum Binding {
+    Add,
+    Remove,
 }
 
 /// One permission check on a named queue or exchange.
