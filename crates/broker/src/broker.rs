@@ -60,6 +60,8 @@ pub struct Broker {
     /// parameter changes, so the journal holds them in effect order.
     ddl: Mutex<()>,
     pub(crate) runtime: RwLock<Runtime>,
+    /// Broker-wide message statistics (see `sampler`).
+    pub stats: crate::sampler::BrokerStats,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -149,6 +151,7 @@ impl Broker {
             )),
             ddl: Mutex::new(()),
             runtime: RwLock::new(Runtime::default()),
+            stats: Default::default(),
         }
     }
 
@@ -326,6 +329,12 @@ impl Broker {
         self.vhosts.read().get(name).cloned()
     }
 
+    /// RabbitMQ's `loopback_users`: these users may log in only from
+    /// loopback (over AMQP and HTTP alike).
+    pub fn login_allowed_from(&self, user: &str, ip: std::net::IpAddr) -> bool {
+        login_allowed_from(user, ip, &self.loopback_users)
+    }
+
     pub fn vhosts(&self) -> Vec<Arc<VirtualHost>> {
         let mut v: Vec<_> = self.vhosts.read().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -384,4 +393,15 @@ pub(crate) fn user_from_def(u: &UserDef) -> User {
         hashing: HashAlgorithm::parse(&u.hashing_algorithm).unwrap_or_default(),
         tags: u.tags.clone(),
     }
+}
+
+/// Whether `user` may log in from `ip` given the loopback-only users.
+pub fn login_allowed_from(user: &str, ip: std::net::IpAddr, loopback_users: &[String]) -> bool {
+    let loopback = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        v4 => v4.is_loopback(),
+    };
+    loopback || !loopback_users.iter().any(|u| u == user)
 }

@@ -19,6 +19,7 @@ use warren_protocol::FieldTable;
 
 use crate::consumer::{ConnectionEvent, EventSender};
 use crate::error::AmqpError;
+use crate::stats::{Counters, GaugeRate, Rates};
 
 /// The node name in pids and listings, as RabbitMQ's `rabbit@host`.
 pub fn node_name() -> String {
@@ -34,6 +35,9 @@ pub fn node_name() -> String {
 /// Live counters of one channel, for listings.
 #[derive(Debug, Default)]
 pub struct ChannelStats {
+    /// Message statistics; only the channel's connection task writes them.
+    pub counters: Counters,
+    pub rates: Rates,
     pub number: u16,
     pub consumers: AtomicU32,
     pub unacked: AtomicU32,
@@ -61,6 +65,8 @@ pub struct ConnectionStats {
     pub recv_cnt: AtomicU64,
     pub send_oct: AtomicU64,
     pub send_cnt: AtomicU64,
+    pub recv_rate: GaugeRate,
+    pub send_rate: GaugeRate,
 }
 
 /// What is known of a connection once it is open.
@@ -104,8 +110,17 @@ impl ConnectionEntry {
         self.channels.lock().push(c);
     }
 
-    pub fn remove_channel(&self, number: u16) {
-        self.channels.lock().retain(|c| c.number != number);
+    /// Removes a channel; returns it (its counters go to the broker's
+    /// totals).
+    pub fn remove_channel(&self, number: u16) -> Option<Arc<ChannelStats>> {
+        let mut chans = self.channels.lock();
+        let i = chans.iter().position(|c| c.number == number)?;
+        Some(chans.swap_remove(i))
+    }
+
+    /// Removes every channel (the connection is closing).
+    pub fn take_channels(&self) -> Vec<Arc<ChannelStats>> {
+        std::mem::take(&mut *self.channels.lock())
     }
 
     /// The pid of one of this connection's channels.

@@ -11,6 +11,7 @@ use crate::message::Message;
 use crate::routing::headers::{self, MatchKind};
 use crate::routing::topic::TopicIndex;
 use crate::routing::{Binding, Destination};
+use crate::stats::{Counters, Rates};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExchangeKind {
@@ -70,6 +71,9 @@ pub struct Exchange {
     pub alternate_exchange: Option<ShortStr>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
+    /// publish_in / publish_out.
+    pub counters: Counters,
+    pub rates: Rates,
 }
 
 impl Exchange {
@@ -106,6 +110,8 @@ impl Exchange {
                 index,
             }),
             deleted: AtomicBool::new(false),
+            counters: Counters::default(),
+            rates: Rates::default(),
         }
     }
 

@@ -29,6 +29,8 @@ pub mod names;
 pub mod persistence;
 pub mod queue;
 pub mod routing;
+pub mod sampler;
+pub mod stats;
 pub mod store;
 pub mod vhost;
 

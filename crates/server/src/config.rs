@@ -72,6 +72,26 @@ pub struct Args {
     /// for none [default: guest]
     #[arg(long, env = "WARREN_LOOPBACK_USERS", value_delimiter = ',')]
     pub loopback_users: Option<Vec<String>>,
+
+    /// Management HTTP API and web UI port [default: 15672]
+    #[arg(long, env = "WARREN_MANAGEMENT_PORT")]
+    pub management_port: Option<u16>,
+
+    /// Prometheus metrics port [default: 15692]
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
+    pub prometheus_port: Option<u16>,
+
+    /// Address the management and Prometheus ports listen on [default: --bind]
+    #[arg(long, env = "WARREN_MANAGEMENT_BIND")]
+    pub management_bind: Option<IpAddr>,
+
+    /// Don't serve the management API and web UI
+    #[arg(long, env = "WARREN_DISABLE_MANAGEMENT")]
+    pub disable_management: bool,
+
+    /// Don't serve Prometheus metrics
+    #[arg(long, env = "WARREN_DISABLE_PROMETHEUS")]
+    pub disable_prometheus: bool,
 }
 
 /// A TOML value that may be written as a number or a string.
@@ -124,6 +144,15 @@ pub struct FileConfig {
     /// RabbitMQ's `load_definitions`.
     pub load_definitions: Option<PathBuf>,
     pub loopback_users: Option<Vec<String>>,
+    pub management_port: Option<u16>,
+    pub prometheus_port: Option<u16>,
+    pub management_bind: Option<IpAddr>,
+    /// `false` turns the management API and UI off.
+    pub management: Option<bool>,
+    /// `false` turns the Prometheus endpoint off.
+    pub prometheus: Option<bool>,
+    /// Largest HTTP request body, bytes (RabbitMQ's max_http_body_size).
+    pub management_max_body_size: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +177,21 @@ pub struct Config {
     pub definitions: Option<PathBuf>,
     /// Users held to loopback connections.
     pub loopback_users: Vec<String>,
+    /// The management API's port; `None` when it is turned off.
+    pub management_port: Option<u16>,
+    /// The Prometheus port; `None` when it is turned off.
+    pub prometheus_port: Option<u16>,
+    /// Where the HTTP ports listen (`None`: where AMQP does).
+    pub management_bind: Option<IpAddr>,
+    /// Largest HTTP request body accepted.
+    pub management_max_body: usize,
+}
+
+impl Config {
+    /// The address the HTTP listeners bind.
+    pub fn management_bind(&self) -> IpAddr {
+        self.management_bind.unwrap_or(self.bind)
+    }
 }
 
 impl Default for Config {
@@ -169,6 +213,11 @@ impl Default for Config {
             worker_threads: 0,
             definitions: None,
             loopback_users: vec!["guest".into()],
+            management_port: Some(15672),
+            prometheus_port: Some(15692),
+            management_bind: None,
+            // RabbitMQ's default max_http_body_size.
+            management_max_body: 20_000_000,
         }
     }
 }
@@ -257,6 +306,16 @@ impl Config {
                 .or(file.loopback_users)
                 .map(|v| v.into_iter().filter(|u| !u.is_empty()).collect())
                 .unwrap_or(d.loopback_users),
+            management_port: (!args.disable_management && file.management != Some(false))
+                .then(|| args.management_port.or(file.management_port).or(d.management_port))
+                .flatten(),
+            prometheus_port: (!args.disable_prometheus && file.prometheus != Some(false))
+                .then(|| args.prometheus_port.or(file.prometheus_port).or(d.prometheus_port))
+                .flatten(),
+            management_bind: args.management_bind.or(file.management_bind),
+            management_max_body: file
+                .management_max_body_size
+                .unwrap_or(d.management_max_body),
         })
     }
 }
@@ -278,6 +337,18 @@ mod tests {
         assert_eq!(c.frame_max, 131_072);
         assert_eq!(c.channel_max, 2047);
         assert_eq!(c.heartbeat, 60);
+        assert_eq!(c.management_port, Some(15672));
+        assert_eq!(c.prometheus_port, Some(15692));
+    }
+
+    #[test]
+    fn http_listeners_are_configurable() {
+        let c = Config::load(args(&["--management-port", "15000", "--disable-prometheus"])).unwrap();
+        assert_eq!(c.management_port, Some(15000));
+        assert_eq!(c.prometheus_port, None);
+        let c = Config::load(args(&["--disable-management", "--bind", "127.0.0.1"])).unwrap();
+        assert_eq!(c.management_port, None);
+        assert_eq!(c.management_bind().to_string(), "127.0.0.1");
     }
 
     #[test]

@@ -414,6 +414,7 @@ impl Connection {
         }
         self.update_blocking();
         for c in self.channels.values_mut() {
+            c.flush_stats();
             if let (Some(q), None) = (c.congested.take(), &self.throttle) {
                 self.throttle = Some((q, tokio::time::Instant::now() + THROTTLE_MAX));
             }
@@ -527,8 +528,10 @@ impl Connection {
     }
 
     fn remove_channel(&mut self, ch: u16) {
-        self.channels.remove(&ch);
-        self.s.entry.remove_channel(ch);
+        if let Some(mut c) = self.channels.remove(&ch) {
+            c.flush_stats();
+        }
+        self.s.broker.retire_channel(&self.s.entry, ch);
     }
 
     fn count_received(&self, n: usize) {
@@ -729,7 +732,10 @@ impl Connection {
     fn cleanup(&mut self, events: &mut EventReceiver) {
         for (_, mut ch) in self.channels.drain() {
             ch.cleanup(&mut self.s);
+            ch.flush_stats();
         }
+        // The closed channels' message counts stay in the totals.
+        self.s.broker.retire_channels(&self.s.entry);
         for key in self.s.consumers.live_keys() {
             self.s.consumers.retire(key);
         }

@@ -273,7 +273,7 @@ mod tests {
                         if let Some(e) = reg.get(consumers[k].0) {
                             e.flow.on_settled(held.len() as u32);
                         }
-                        q.settle(&vec![None; held.len()]);
+                        q.settle(&vec![None; held.len()], 8 * held.len() as u64);
                         acked.extend(held);
                     }
                 }

@@ -147,17 +147,6 @@ fn credentials(mechanism: &[u8], response: &Bytes) -> Option<(String, String)> {
     }
 }
 
-/// RabbitMQ's `loopback_users`: these users may log in only from loopback.
-fn login_allowed_from(user: &str, ip: std::net::IpAddr, loopback_users: &[String]) -> bool {
-    let loopback = match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
-        v4 => v4.is_loopback(),
-    };
-    loopback || !loopback_users.iter().any(|u| u == user)
-}
-
 fn client_caps(props: &FieldTable) -> ClientCapabilities {
     let caps = match props.get("capabilities") {
         Some(FieldValue::Table(t)) => t.clone(),
@@ -231,7 +220,7 @@ pub async fn run(
         user
     });
     let user = match user {
-        Some(u) if !login_allowed_from(&u.name, peer.ip(), &broker.loopback_users) => {
+        Some(u) if !broker.login_allowed_from(&u.name, peer.ip()) => {
             tracing::warn!("{peer}: user '{}' can only connect via localhost", u.name);
             None
         }
@@ -369,6 +358,7 @@ mod tests {
 
     #[test]
     fn guest_only_from_loopback() {
+        use warren_broker::broker::login_allowed_from;
         let lb = vec!["guest".to_string()];
         let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
         let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();

@@ -6,6 +6,7 @@ mod connection;
 mod consumers;
 mod control;
 mod handshake;
+mod http;
 mod outbound;
 mod session;
 mod unacked;
@@ -21,6 +22,9 @@ use warren_broker::broker::BrokerSetup;
 use warren_broker::Broker;
 
 use crate::config::{Args, Config};
+
+/// How often message rates are sampled (RabbitMQ's collect_statistics_interval).
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     // Everything the broker creates (data files, the control socket) is
@@ -95,7 +99,37 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             sweeper.sweep();
         }
     });
+    // Message rates: every counter read once per interval.
+    let sampled = broker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        loop {
+            tick.tick().await;
+            warren_broker::sampler::sample(&sampled);
+        }
+    });
     let stop = Arc::new(tokio::sync::Notify::new());
+    let api = http::Api::new(broker.clone(), cfg.clone());
+    if let Some(port) = cfg.management_port {
+        let addr = (cfg.management_bind(), port);
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (management): {e}", addr.0))?;
+        info!("management API and web UI on http://{}", l.local_addr()?);
+        tokio::spawn(http::serve(l, http::router(api.clone()), std::future::pending()));
+    }
+    if let Some(port) = cfg.prometheus_port {
+        let addr = (cfg.management_bind(), port);
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (prometheus): {e}", addr.0))?;
+        info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
+        tokio::spawn(http::serve(
+            l,
+            http::metrics::router(api.clone()),
+            std::future::pending(),
+        ));
+    }
     tokio::spawn(control::serve(
         control,
         broker.clone(),

@@ -13,12 +13,14 @@
 //! - [`objects`]: listing queues, exchanges, bindings, connections,
 //!   channels and consumers; purging, deleting, closing;
 //! - [`definitions`]: RabbitMQ's JSON definitions, export and import;
+//! - [`messages`]: publishing, getting and moving messages;
 //! - [`request`]: the same operations as serialisable requests.
 
 pub mod definitions;
 pub mod error;
 pub mod info;
 pub mod json;
+pub mod messages;
 pub mod objects;
 pub mod permissions;
 pub mod request;

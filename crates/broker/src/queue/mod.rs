@@ -27,6 +27,7 @@ use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
 use crate::message::Message;
 use crate::store::index::{Cursor, DiskRef, QueueIndex, Recovered};
+use crate::stats::{GaugeRate, QueueCounters, Rates};
 use crate::store::MessageStore;
 use crate::vhost::VirtualHost;
 
@@ -209,6 +210,8 @@ struct QueueState {
     /// Index of the consumer that gets the next message.
     next_consumer: usize,
     unacked: u64,
+    /// Body bytes of the unacknowledged messages.
+    unacked_bytes: u64,
     next_seq: u64,
     /// Auto-delete queues go only once they have had a consumer.
     had_consumer: bool,
@@ -218,6 +221,8 @@ struct QueueState {
     last_used: Instant,
     /// Index and on-disk tail; created on first need.
     storage: Option<QueueStorage>,
+    /// Message statistics, counted under this lock.
+    counters: QueueCounters,
 }
 
 impl QueueState {
@@ -261,6 +266,17 @@ pub struct Queue {
     /// Publishers were told to pause; `drained` wakes them.
     congested: AtomicBool,
     pub drained: tokio::sync::Notify,
+    /// Message rates and the rates of change of its counts, as sampled.
+    pub rates: QueueRates,
+}
+
+/// A queue's sampled rates.
+#[derive(Debug, Default)]
+pub struct QueueRates {
+    pub messages: Rates,
+    pub ready: GaugeRate,
+    pub unacked: GaugeRate,
+    pub total: GaugeRate,
 }
 
 /// One consumer of a queue, for listings.
@@ -284,6 +300,7 @@ pub struct QueueStats {
     pub unacked: u64,
     pub consumers: u32,
     pub ready_bytes: u64,
+    pub unacked_bytes: u64,
 }
 
 pub use crate::message::parse_expiration;
@@ -319,16 +336,19 @@ impl Queue {
                 consumers: Vec::new(),
                 next_consumer: 0,
                 unacked: 0,
+                unacked_bytes: 0,
                 next_seq,
                 had_consumer: false,
                 dead: Vec::new(),
                 last_used: Instant::now(),
                 storage: storage_state,
+                counters: QueueCounters::default(),
             }),
             deleted: AtomicBool::new(false),
             has_ttl: AtomicBool::new(has_ttl),
             congested: AtomicBool::new(false),
             drained: tokio::sync::Notify::new(),
+            rates: QueueRates::default(),
         }
     }
 
@@ -348,7 +368,13 @@ impl Queue {
             unacked: st.unacked,
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes + st.tail_bytes(),
+            unacked_bytes: st.unacked_bytes,
         }
+    }
+
+    /// The message counters (publish, deliver, get, ack, redeliver).
+    pub fn counters(&self) -> QueueCounters {
+        self.state.lock().counters
     }
 
     /// The consumers as listings show them, in registration order.
@@ -490,6 +516,7 @@ impl Queue {
             return PublishOutcome::Failed;
         }
         st.next_seq += 1;
+        st.counters.publish += 1;
         let needs_sync = persist && disk.is_some();
         match (to_tail, disk, st.storage.as_mut()) {
             (true, Some(d), Some(s)) => {
@@ -644,6 +671,7 @@ impl Queue {
                 expires_at,
                 disk,
             } = qm;
+            let size = message.size() as u64;
             // The message moves into the delivery (no reference count
             // touched); a failed send hands it back.
             let sent = consumer.sink.send(ConnectionEvent::Deliver(Delivery {
@@ -671,11 +699,17 @@ impl Queue {
                 st.consumers.remove(idx);
                 continue;
             }
+            if redelivered {
+                st.counters.redeliver += 1;
+            }
             if no_ack {
+                st.counters.deliver_no_ack += 1;
                 // Settled on sending: the entry can go.
                 st.forget(disk);
             } else {
+                st.counters.deliver += 1;
                 st.unacked += 1;
+                st.unacked_bytes += size;
                 if let (Some(d), Some(s)) = (disk, st.storage.as_mut()) {
                     s.index.delivered(d.pos);
                 }
@@ -743,10 +777,16 @@ impl Queue {
         self.expire_locked(&mut st, Instant::now());
         let got = st.ready.pop_front().map(|qm| {
             st.ready_bytes -= qm.message.size() as u64;
+            if qm.redelivered {
+                st.counters.redeliver += 1;
+            }
             if no_ack {
+                st.counters.get_no_ack += 1;
                 st.forget(qm.disk);
             } else {
+                st.counters.get += 1;
                 st.unacked += 1;
+                st.unacked_bytes += qm.message.size() as u64;
                 if let (Some(d), Some(s)) = (qm.disk, st.storage.as_mut()) {
                     s.index.delivered(d.pos);
                 }
@@ -754,15 +794,20 @@ impl Queue {
             let remaining = u32::try_from(st.ready_len()).unwrap_or(u32::MAX);
             (qm, remaining)
         });
+        if got.is_none() {
+            st.counters.get_empty += 1;
+        }
         self.finish(st);
         got
     }
 
     /// Delivered messages were acked: `disks` are their index entries
-    /// (`None` for messages that had none).
-    pub fn settle(self: &Arc<Self>, disks: &[Option<DiskRef>]) {
+    /// (`None` for messages that had none), `bytes` their body sizes.
+    pub fn settle(self: &Arc<Self>, disks: &[Option<DiskRef>], bytes: u64) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(disks.len() as u64);
+        st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
+        st.counters.ack += disks.len() as u64;
         for d in disks {
             st.forget(*d);
         }
@@ -776,6 +821,8 @@ impl Queue {
     pub fn discard(self: &Arc<Self>, messages: Vec<(Arc<Message>, Option<DiskRef>)>) {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(messages.len() as u64);
+        let bytes: u64 = messages.iter().map(|(m, _)| m.size() as u64).sum();
+        st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
         for (m, d) in messages {
             st.forget(d);
             st.dead.push((m, DeathReason::Rejected));
@@ -797,6 +844,8 @@ impl Queue {
         let mut st = self.state.lock();
         if counted {
             st.unacked = st.unacked.saturating_sub(items.len() as u64);
+            let bytes: u64 = items.iter().map(|(_, m, _)| m.size() as u64).sum();
+            st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
         }
         if self.is_deleted() {
             return;

@@ -237,6 +237,13 @@ mod model {
                 }
             }
             prop_assert_eq!(stats.unacked, unacked);
+            let size = |m: &Arc<Message>| m.size() as u64;
+            let mut unacked_bytes: u64 = self.got.iter().map(|(_, m)| size(m)).sum();
+            for c in self.clients.iter().filter(|c| !c.consumer.no_ack) {
+                unacked_bytes += c.in_transit.iter().map(|d| size(&d.message)).sum::<u64>();
+                unacked_bytes += c.unacked.iter().map(|(_, m)| size(m)).sum::<u64>();
+            }
+            prop_assert_eq!(stats.unacked_bytes, unacked_bytes);
             prop_assert_eq!(
                 self.ready.len() as u64 + holding + self.settled.len() as u64,
                 self.published,
@@ -317,7 +324,7 @@ mod model {
                         let taken: Vec<_> = if multiple { list.drain(..=at).collect() } else { vec![list.remove(at)] };
                         if let Some(f) = flow { f.on_settled(taken.len() as u32); }
                         for (s, _) in &taken { w.settled.insert(*s); }
-                        w.q.settle(&vec![None; taken.len()]);
+                        w.q.settle(&vec![None; taken.len()], taken.iter().map(|(_, m)| m.size() as u64).sum());
                         w.collect()?;
                     }
                     Op::Nack(ci, mi, requeue) => {

@@ -86,6 +86,10 @@ pub struct VirtualHost {
     ddl: Mutex<()>,
     /// Description, tags, default queue type.
     meta: RwLock<crate::definitions::VhostDef>,
+    /// Message statistics of this vhost's closed channels, and the rates of
+    /// all of them (see `sampler`).
+    pub retired: crate::stats::Counters,
+    pub rates: crate::stats::Rates,
 }
 
 impl VirtualHost {
@@ -116,6 +120,8 @@ impl VirtualHost {
             queues: RwLock::new(AHashMap::new()),
             ddl: Mutex::new(()),
             meta: RwLock::new(crate::definitions::VhostDef::default()),
+            retired: Default::default(),
+            rates: Default::default(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Consumers, basic.get, deliveries, acks, rejects and requeues.
 
 use super::*;
+use warren_broker::stats::Metric;
 
 impl Channel {
     pub(super) fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> Result<()> {
@@ -175,6 +176,7 @@ impl Channel {
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
         let q = self.readable_queue(s, m.queue)?;
         let Some((qm, remaining)) = q.get(m.no_ack) else {
+            self.count(Metric::GetEmpty);
             s.out.method(
                 self.id,
                 &BasicGetEmpty {
@@ -184,6 +186,14 @@ impl Channel {
             );
             return Ok(());
         };
+        self.count(if m.no_ack {
+            Metric::GetNoAck
+        } else {
+            Metric::Get
+        });
+        if qm.redelivered {
+            self.count(Metric::Redeliver);
+        }
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
         s.out.method(
@@ -228,6 +238,7 @@ impl Channel {
 
     /// Acked (or dropped) deliveries: tell their queues, free credit.
     pub(super) fn settle(&mut self, s: &Session, items: Vec<Unacked>) {
+        self.stats.counters.bump_by(Metric::Ack, items.len() as u64);
         for u in &items {
             if let Some(f) = &u.flow {
                 f.on_settled(1);
@@ -235,7 +246,8 @@ impl Channel {
         }
         for (q, group) in group_by_queue(items) {
             let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
-            q.settle(&disks);
+            let bytes = group.iter().map(|u| u.message.size() as u64).sum();
+            q.settle(&disks, bytes);
         }
         self.kick_if_global(s);
     }
@@ -323,6 +335,14 @@ impl Channel {
         if !open || e.retired {
             e.give_back(d);
             return;
+        }
+        self.count(if e.no_ack {
+            Metric::DeliverNoAck
+        } else {
+            Metric::Deliver
+        });
+        if d.redelivered {
+            self.count(Metric::Redeliver);
         }
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;

@@ -114,6 +114,44 @@ pub struct Channel {
     write_epoch: u64,
     /// Live counters for listings.
     stats: Arc<ChannelStats>,
+    /// Publishes to the last exchange, not yet added to its shared
+    /// counters (see [`ExchangeTally`]).
+    tally: ExchangeTally,
+}
+
+/// Publishes counted locally and added to the exchange's shared counters
+/// once per read batch or when the channel switches exchange: one atomic
+/// add per batch instead of one per message.
+#[derive(Default)]
+struct ExchangeTally {
+    exchange: Option<Arc<Exchange>>,
+    published_in: u64,
+    published_out: u64,
+}
+
+impl ExchangeTally {
+    fn count(&mut self, x: &Arc<Exchange>, routed: bool) {
+        if !self.exchange.as_ref().is_some_and(|e| Arc::ptr_eq(e, x)) {
+            self.flush();
+            self.exchange = Some(x.clone());
+        }
+        self.published_in += 1;
+        self.published_out += u64::from(routed);
+    }
+
+    fn flush(&mut self) {
+        use warren_broker::stats::Metric;
+        if let Some(x) = &self.exchange {
+            if self.published_in > 0 {
+                x.counters.add(Metric::PublishIn, self.published_in);
+            }
+            if self.published_out > 0 {
+                x.counters.add(Metric::PublishOut, self.published_out);
+            }
+        }
+        self.published_in = 0;
+        self.published_out = 0;
+    }
 }
 
 impl Channel {
@@ -140,7 +178,19 @@ impl Channel {
             write_ok: ahash::AHashSet::new(),
             write_epoch: u64::MAX,
             stats,
+            tally: ExchangeTally::default(),
         }
+    }
+
+    /// Makes this batch's publishes visible in the exchanges' statistics.
+    pub fn flush_stats(&mut self) {
+        self.tally.flush();
+    }
+
+    /// Counts one message statistic (only this channel's task writes).
+    #[inline]
+    fn count(&self, m: warren_broker::stats::Metric) {
+        self.stats.counters.bump(m);
     }
 
     /// Keeps the listed consumer count current.

@@ -2,6 +2,7 @@
 
 use super::content::{compact, encode_properties};
 use super::*;
+use warren_broker::stats::Metric;
 
 impl Channel {
     /// Queues a reply behind everything already waiting.
@@ -40,7 +41,10 @@ impl Channel {
                 other => other,
             };
             match what {
-                Deferred::Ack(tag) => ack_upto = Some(tag),
+                Deferred::Ack(tag) => {
+                    self.count(Metric::Confirm);
+                    ack_upto = Some(tag);
+                }
                 other => {
                     if let Some(upto) = ack_upto.take() {
                         s.out.method(self.id, &ack_multiple(upto));
@@ -221,6 +225,15 @@ impl Channel {
                 self.route_buf = queues;
                 routed
             };
+        self.count(Metric::Publish);
+        self.tally.count(exchange, routed);
+        if !routed {
+            self.count(if mandatory {
+                Metric::ReturnUnroutable
+            } else {
+                Metric::DropUnroutable
+            });
+        }
         if !routed && mandatory {
             s.out.method(
                 self.id,

@@ -1,0 +1,279 @@
+//! Messages handled by an operator rather than a client: publishing from
+//! the management UI, getting (peeking at) a queue's head, and moving a
+//! queue's messages to another queue (the dead-letter replay people ask
+//! RabbitMQ for).
+//!
+//! Each takes the same paths as AMQP: routing through the vhost,
+//! `Queue::publish`, `Queue::get`, and the group commit. Nothing is
+//! reported done before it is on disk: a publish returns once the commit
+//! covering it is durable (as RabbitMQ's HTTP publish waits for its
+//! confirm), and a move acknowledges a message in the source only once
+//! its copy in the destination is durable, so a crash in between leaves
+//! a message in both queues, never in neither.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use warren_protocol::{BasicProperties, ShortStr};
+
+use super::{Admin, AdminError, AdminResult};
+use crate::consumer::ConnectionEvent;
+use crate::message::Message;
+use crate::queue::{Durability, PublishOutcome, Queue, QueuedMessage};
+use crate::stats::Metric;
+use crate::store::Ticket;
+use crate::vhost::VirtualHost;
+
+/// What `get` does with the messages it takes, RabbitMQ's `ackmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetMode {
+    /// Put back, marked redelivered (`ack_requeue_true`, `reject_requeue_true`).
+    Requeue,
+    /// Removed (`ack_requeue_false`).
+    Ack,
+    /// Removed and dead-lettered where configured (`reject_requeue_false`).
+    Reject,
+}
+
+impl GetMode {
+    /// Parses RabbitMQ's `ackmode` values.
+    pub fn parse(ackmode: &str) -> Option<GetMode> {
+        match ackmode {
+            "ack_requeue_true" | "reject_requeue_true" => Some(GetMode::Requeue),
+            "ack_requeue_false" => Some(GetMode::Ack),
+            "reject_requeue_false" => Some(GetMode::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// One message `get` returned.
+#[derive(Debug, Clone)]
+pub struct GotMessage {
+    pub exchange: String,
+    pub routing_key: String,
+    pub redelivered: bool,
+    /// Ready messages left after this one was taken.
+    pub message_count: u32,
+    pub properties: BasicProperties,
+    pub body: Bytes,
+}
+
+/// The most messages one `move_messages` call takes per commit.
+const MOVE_BATCH: usize = 1000;
+
+impl Admin {
+    fn queue_arc(&self, vhost: &VirtualHost, name: &str) -> AdminResult<Arc<Queue>> {
+        vhost
+            .queue(&ShortStr::from(name))
+            .map_err(|_| AdminError::NoSuchQueue {
+                vhost: vhost.name.clone(),
+                name: name.to_string(),
+            })
+    }
+
+    /// Publishes one message as basic.publish to `exchange` would, and
+    /// returns once it is durable. `Ok(true)` if it reached a queue.
+    pub async fn publish(
+        &self,
+        vhost: &str,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> AdminResult<bool> {
+        let v = self.vhost(vhost)?;
+        let x = v.exchange(&ShortStr::from(exchange))?;
+        if x.internal {
+            return Err(AdminError::Refused {
+                code: warren_protocol::constants::reply::ACCESS_REFUSED,
+                text: format!("cannot publish to internal {}", x.describe()),
+            });
+        }
+        if routing_key.len() > ShortStr::MAX_LEN {
+            return Err(AdminError::invalid("routing_key is longer than 255 bytes"));
+        }
+        let routing_key = ShortStr::from(routing_key);
+        let mut raw = BytesMut::new();
+        properties.encode(&mut raw);
+        let message = Arc::new(Message::new(
+            x.name.clone(),
+            routing_key,
+            properties,
+            raw.freeze(),
+            body,
+        ));
+        let mut targets = Vec::new();
+        v.route(&x, &message, &mut targets);
+        let routed = !targets.is_empty();
+        let mut failed = false;
+        for q in &targets {
+            if let PublishOutcome::Failed = q.publish(message.clone(), Durability::Required) {
+                failed = true;
+            }
+        }
+        x.counters.add(Metric::PublishIn, 1);
+        self.broker.count_direct(vhost, Metric::Publish, 1);
+        if routed {
+            x.counters.add(Metric::PublishOut, 1);
+        } else {
+            self.broker.count_direct(vhost, Metric::DropUnroutable, 1);
+        }
+        if failed {
+            return Err(storage_failed());
+        }
+        wait_durable(&v, v.issue_ticket()).await?;
+        Ok(routed)
+    }
+
+    /// Takes up to `count` messages from the head of a queue and then
+    /// requeues, acknowledges or rejects them as `mode` says.
+    pub async fn get_messages(
+        &self,
+        vhost: &str,
+        queue: &str,
+        count: usize,
+        mode: GetMode,
+    ) -> AdminResult<Vec<GotMessage>> {
+        let v = self.vhost(vhost)?;
+        let q = self.queue_arc(&v, queue)?;
+        let mut taken: Vec<QueuedMessage> = Vec::new();
+        let mut out = Vec::new();
+        while taken.len() < count {
+            let Some((qm, remaining)) = q.get(false) else {
+                self.broker.count_direct(vhost, Metric::GetEmpty, 1);
+                break;
+            };
+            self.broker.count_direct(vhost, Metric::Get, 1);
+            if qm.redelivered {
+                self.broker.count_direct(vhost, Metric::Redeliver, 1);
+            }
+            out.push(GotMessage {
+                exchange: qm.message.exchange.to_string(),
+                routing_key: qm.message.routing_key.to_string(),
+                redelivered: qm.redelivered,
+                message_count: remaining,
+                properties: qm.message.properties(),
+                body: qm.message.body.clone(),
+            });
+            taken.push(qm);
+        }
+        match mode {
+            GetMode::Requeue => {
+                q.requeue(taken.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+            }
+            GetMode::Ack => {
+                self.broker
+                    .count_direct(vhost, Metric::Ack, taken.len() as u64);
+                let disks: Vec<_> = taken.iter().map(|m| m.disk).collect();
+                q.settle(&disks, body_bytes(&taken));
+                // Acks are flushed with the next commit; wait so that a
+                // message reported gone stays gone after a crash.
+                wait_durable(&v, v.issue_ticket()).await?;
+            }
+            GetMode::Reject => {
+                q.discard(taken.into_iter().map(|m| (m.message, m.disk)).collect());
+                wait_durable(&v, v.issue_ticket()).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves every message ready in `source` now to `destination` (same
+    /// vhost), in order, keeping their properties and bodies; returns how
+    /// many moved. Each batch is durable in the destination before it is
+    /// acknowledged in the source. Stops early (keeping the rest in the
+    /// source) if the destination refuses a message (its length limit).
+    pub async fn move_messages(
+        &self,
+        vhost: &str,
+        source: &str,
+        destination: &str,
+    ) -> AdminResult<u64> {
+        let v = self.vhost(vhost)?;
+        let src = self.queue_arc(&v, source)?;
+        let dst = self.queue_arc(&v, destination)?;
+        if Arc::ptr_eq(&src, &dst) {
+            return Err(AdminError::invalid(
+                "the destination queue must differ from the source",
+            ));
+        }
+        // Only what is there now: messages published meanwhile stay.
+        let mut left = src.stats().ready;
+        let mut moved = 0u64;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(MOVE_BATCH);
+            let mut batch = Vec::with_capacity(want);
+            while batch.len() < want {
+                match src.get(false) {
+                    Some((qm, _)) => batch.push(qm),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            left = left.saturating_sub(batch.len() as u64);
+            let mut accepted = batch.len();
+            for (i, qm) in batch.iter().enumerate() {
+                match dst.publish(qm.message.clone(), Durability::Required) {
+                    PublishOutcome::Enqueued { .. } => {}
+                    PublishOutcome::Rejected | PublishOutcome::Failed => {
+                        accepted = i;
+                        break;
+                    }
+                }
+            }
+            let durable = wait_durable(&v, v.issue_ticket()).await;
+            let rest = batch.split_off(accepted);
+            if durable.is_err() {
+                // Not known to be in the destination: everything stays in
+                // the source (the destination may then hold copies).
+                batch.extend(rest);
+                src.requeue(batch.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+                return durable.map(|_| moved);
+            }
+            let disks: Vec<_> = batch.iter().map(|m| m.disk).collect();
+            src.settle(&disks, body_bytes(&batch));
+            moved += batch.len() as u64;
+            if !rest.is_empty() {
+                src.requeue(rest.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+                break;
+            }
+        }
+        // The acks in the source are durable too before we say done.
+        wait_durable(&v, v.issue_ticket()).await?;
+        Ok(moved)
+    }
+}
+
+fn body_bytes(messages: &[QueuedMessage]) -> u64 {
+    messages.iter().map(|m| m.message.size() as u64).sum()
+}
+
+fn storage_failed() -> AdminError {
+    AdminError::Storage {
+        message: "the message store could not write the message".into(),
+    }
+}
+
+/// Waits until the group commit covering `ticket` is done; an error if
+/// that commit failed.
+async fn wait_durable(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
+    if ticket == 0 {
+        return Ok(());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    v.notify_commit(ticket, tx);
+    loop {
+        match rx.recv().await {
+            Some(ConnectionEvent::Committed(t)) if t >= ticket => break,
+            Some(_) => continue,
+            None => return Err(storage_failed()),
+        }
+    }
+    if v.ticket_failed(ticket) {
+        return Err(storage_failed());
+    }
+    Ok(())
+}

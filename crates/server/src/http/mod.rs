@@ -1,0 +1,273 @@
+//! The management front-end: RabbitMQ's HTTP API and the web UI on one
+//! port (15672 by default), and Prometheus metrics on another (15692).
+//!
+//! Like the AMQP front-end it reaches the broker only through its public
+//! interface — mostly the admin layer ([`warren_broker::admin::Admin`]),
+//! which the CLI's control socket uses too — and keeps no state of its
+//! own: every listing reads the live objects, and message rates come from
+//! the broker's sampler.
+//!
+//! - [`auth`]: basic auth and RabbitMQ's tag rules;
+//! - [`error`], [`body`]: error shapes, request bodies;
+//! - [`listing`]: sorting, paging, filtering and columns for listings;
+//! - [`stats`]: `message_stats` objects;
+//! - [`overview`]: overview, whoami, nodes, health checks;
+//! - [`queues`], [`exchanges`], [`bindings`]: the topology, publish, get,
+//!   purge and move;
+//! - [`connections`]: connections, channels and consumers;
+//! - [`users`], [`vhosts`], [`definitions`]: accounts and definitions;
+//! - [`assets`]: the web UI, embedded in the binary;
+//! - [`metrics`]: Prometheus.
+
+mod assets;
+mod auth;
+mod bindings;
+mod body;
+mod connections;
+mod definitions;
+mod error;
+mod exchanges;
+mod listing;
+pub(crate) mod metrics;
+mod overview;
+mod properties;
+mod queues;
+mod stats;
+mod users;
+mod vhosts;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Query;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use warren_broker::admin::Admin;
+use warren_broker::Broker;
+
+use crate::config::Config;
+pub(crate) use error::{ApiError, ApiResult};
+
+/// What every handler shares.
+pub(crate) struct Api {
+    pub broker: Arc<Broker>,
+    pub admin: Admin,
+    pub cfg: Arc<Config>,
+    pub started: Instant,
+    /// The largest request body accepted.
+    pub max_body: usize,
+    /// KiB of buffered request bodies allowed at once.
+    pub body_budget: Semaphore,
+    node: String,
+}
+
+impl Api {
+    pub fn new(broker: Arc<Broker>, cfg: Arc<Config>) -> Arc<Api> {
+        Arc::new(Api {
+            admin: Admin::new(broker.clone()),
+            broker,
+            max_body: cfg.management_max_body,
+            cfg,
+            started: Instant::now(),
+            body_budget: Semaphore::new(body::BODY_BUDGET / 1024),
+            node: warren_broker::connections::node_name(),
+        })
+    }
+}
+
+/// Query-string parameters.
+pub(crate) type Params = Query<HashMap<String, String>>;
+
+/// The management API and UI.
+pub(crate) fn router(api: Arc<Api>) -> Router {
+    let routes = Router::new()
+        .route("/api/overview", get(overview::overview))
+        .route("/api/cluster-name", get(overview::cluster_name))
+        .route("/api/whoami", get(overview::whoami))
+        .route("/api/auth", get(overview::auth_settings))
+        .route("/api/extensions", get(overview::extensions))
+        .route("/api/nodes", get(overview::nodes))
+        .route("/api/nodes/{node}", get(overview::node))
+        .route("/api/aliveness-test/{vhost}", get(overview::aliveness))
+        .route("/api/health/checks/alarms", get(overview::health_alarms))
+        .route("/api/health/checks/local-alarms", get(overview::health_alarms))
+        .route(
+            "/api/health/checks/virtual-hosts",
+            get(overview::health_vhosts),
+        )
+        .route(
+            "/api/health/checks/port-listener/{port}",
+            get(overview::health_port),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(overview::health_protocol),
+        )
+        .route("/api/connections", get(connections::list))
+        .route(
+            "/api/connections/{name}",
+            get(connections::show).delete(connections::close),
+        )
+        .route(
+            "/api/connections/{name}/channels",
+            get(connections::connection_channels),
+        )
+        .route(
+            "/api/vhosts/{vhost}/connections",
+            get(connections::vhost_connections),
+        )
+        .route("/api/channels", get(connections::channels))
+        .route("/api/channels/{name}", get(connections::channel))
+        .route(
+            "/api/vhosts/{vhost}/channels",
+            get(connections::vhost_channels),
+        )
+        .route("/api/consumers", get(connections::consumers))
+        .route("/api/consumers/{vhost}", get(connections::vhost_consumers))
+        .route("/api/exchanges", get(exchanges::list))
+        .route("/api/exchanges/{vhost}", get(exchanges::list_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(exchanges::show)
+                .put(exchanges::declare)
+                .delete(exchanges::remove),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(exchanges::bindings_source),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/destination",
+            get(exchanges::bindings_destination),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(exchanges::publish),
+        )
+        .route("/api/queues", get(queues::list))
+        .route("/api/queues/{vhost}", get(queues::list_vhost))
+        .route(
+            "/api/queues/{vhost}/{name}",
+            get(queues::show).put(queues::declare).delete(queues::remove),
+        )
+        .route("/api/queues/{vhost}/{name}/bindings", get(queues::bindings))
+        .route("/api/queues/{vhost}/{name}/contents", delete(queues::purge))
+        .route("/api/queues/{vhost}/{name}/get", post(queues::get_messages))
+        .route("/api/queues/{vhost}/{name}/move", post(queues::move_messages))
+        .route("/api/bindings", get(bindings::list))
+        .route("/api/bindings/{vhost}", get(bindings::list_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{dtype}/{dest}",
+            get(bindings::between).post(bindings::create),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{dtype}/{dest}/{props}",
+            get(bindings::show).delete(bindings::remove),
+        )
+        .route("/api/vhosts", get(vhosts::list))
+        .route(
+            "/api/vhosts/{vhost}",
+            get(vhosts::show).put(vhosts::put).delete(vhosts::remove),
+        )
+        .route(
+            "/api/vhosts/{vhost}/permissions",
+            get(users::vhost_permissions),
+        )
+        .route(
+            "/api/vhosts/{vhost}/topic-permissions",
+            get(users::vhost_topic_permissions),
+        )
+        .route("/api/users", get(users::list))
+        .route(
+            "/api/users/without-permissions",
+            get(users::without_permissions),
+        )
+        .route("/api/users/bulk-delete", post(users::bulk_delete))
+        .route(
+            "/api/users/{user}",
+            get(users::show).put(users::put).delete(users::remove),
+        )
+        .route("/api/users/{user}/permissions", get(users::user_permissions))
+        .route(
+            "/api/users/{user}/topic-permissions",
+            get(users::user_topic_permissions),
+        )
+        .route("/api/permissions", get(users::permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(users::permission)
+                .put(users::set_permission)
+                .delete(users::clear_permission),
+        )
+        .route("/api/topic-permissions", get(users::topic_permissions))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(users::topic_permission)
+                .put(users::set_topic_permission)
+                .delete(users::clear_topic_permission),
+        )
+        .route(
+            "/api/definitions",
+            get(definitions::export).post(definitions::import),
+        )
+        .route(
+            "/api/definitions/{vhost}",
+            get(definitions::export_vhost).post(definitions::import_vhost),
+        )
+        .route("/api/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed);
+    routes
+        .merge(assets::router())
+        .with_state(api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Serves `router` on `listener` until `stop` fires.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        tracing::error!("HTTP server failed: {e}");
+    }
+}
+
+impl Api {
+    /// The node name (RabbitMQ's `rabbit@host` form).
+    pub fn node(&self) -> String {
+        self.node.clone()
+    }
+
+    /// The vhost, or 404.
+    pub fn vhost(&self, name: &str) -> ApiResult<Arc<warren_broker::VirtualHost>> {
+        self.broker.vhost(name).ok_or_else(ApiError::not_found)
+    }
+
+    /// The caller's AMQP permissions in `vhost`, for operations that act
+    /// as a client would (declare, bind, publish, get, purge).
+    pub fn access(&self, caller: &auth::Caller, vhost: &str) -> warren_broker::access::Access {
+        warren_broker::access::Access::new(self.broker.auth.clone(), caller.name(), vhost)
+    }
+}
+
+/// RabbitMQ names the default exchange `amq.default` in URLs.
+pub(crate) fn exchange_name(path_name: &str) -> &str {
+    if path_name == "amq.default" {
+        ""
+    } else {
+        path_name
+    }
+}

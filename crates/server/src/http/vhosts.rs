@@ -1,0 +1,158 @@
+//! `/api/vhosts`: listing (the vhosts the caller may see), creating,
+//! updating and deleting (administrators).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use warren_broker::definitions::VhostDef;
+use warren_broker::VirtualHost;
+
+use super::auth::Caller;
+use super::body::{Fields, JsonBody};
+use super::error::{ApiError, ApiResult};
+use super::listing::{respond, ListQuery, Row};
+use super::stats::{add_message_stats, details, FLOW};
+use super::Api;
+
+struct VhostRow {
+    v: Arc<VirtualHost>,
+    api: Arc<Api>,
+}
+
+impl Row for VhostRow {
+    fn name(&self) -> &str {
+        &self.v.name
+    }
+
+    fn to_json(&self) -> Value {
+        vhost_json(&self.api, &self.v)
+    }
+}
+
+fn vhost_json(api: &Api, v: &VirtualHost) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let meta = v.meta();
+    let (mut ready, mut unacked) = (0u64, 0u64);
+    for q in v.queues() {
+        let s = q.stats();
+        ready += s.ready;
+        unacked += s.unacked;
+    }
+    let (mut recv, mut send, mut recv_rate, mut send_rate) = (0u64, 0u64, 0f64, 0f64);
+    for c in api.broker.connections.list() {
+        if c.meta.vhost == v.name {
+            recv += c.stats.recv_oct.load(Relaxed);
+            send += c.stats.send_oct.load(Relaxed);
+            recv_rate += c.stats.recv_rate.rate();
+            send_rate += c.stats.send_rate.rate();
+        }
+    }
+    let mut o = Map::new();
+    o.insert("name".into(), v.name.clone().into());
+    o.insert("description".into(), meta.description.clone().into());
+    o.insert("tags".into(), json!(meta.tags));
+    o.insert(
+        "default_queue_type".into(),
+        meta.default_queue_type
+            .clone()
+            .unwrap_or_else(|| "undefined".into())
+            .into(),
+    );
+    o.insert(
+        "metadata".into(),
+        json!({"description": meta.description, "tags": meta.tags}),
+    );
+    o.insert("tracing".into(), false.into());
+    o.insert("cluster_state".into(), json!({ api.node(): "running" }));
+    o.insert("messages".into(), (ready + unacked).into());
+    o.insert("messages_ready".into(), ready.into());
+    o.insert("messages_unacknowledged".into(), unacked.into());
+    o.insert("recv_oct".into(), recv.into());
+    o.insert("recv_oct_details".into(), details(recv_rate));
+    o.insert("send_oct".into(), send.into());
+    o.insert("send_oct_details".into(), details(send_rate));
+    add_message_stats(
+        &mut o,
+        &api.broker.vhost_message_counts(&v.name),
+        &v.rates,
+        FLOW,
+    );
+    Value::Object(o)
+}
+
+pub(crate) async fn list(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    params: axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let rows: Vec<VhostRow> = caller
+        .visible_vhosts(&api)
+        .into_iter()
+        .map(|v| VhostRow {
+            v,
+            api: api.clone(),
+        })
+        .collect();
+    respond(rows, &ListQuery::from_map(&params))
+}
+
+pub(crate) async fn show(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_vhost_visible(&api, &name)?;
+    let v = api.vhost(&name)?;
+    Ok(Json(vhost_json(&api, &v)))
+}
+
+fn parse_tags(v: Option<&Value>) -> ApiResult<Vec<String>> {
+    Ok(match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => return Err(ApiError::bad_request("tags must be a string or a list")),
+    })
+}
+
+pub(crate) async fn put(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let def = VhostDef {
+        name: name.clone(),
+        description: body.str_field("description")?.unwrap_or_default(),
+        tags: parse_tags(body.get("tags"))?,
+        default_queue_type: body.str_field("default_queue_type")?,
+    };
+    let created = api.admin.add_vhost(def)?;
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
+pub(crate) async fn remove(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    api.admin.delete_vhost(&name)?;
+    Ok(StatusCode::NO_CONTENT)
+}
