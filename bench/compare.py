@@ -15,6 +15,8 @@ WARREN = os.path.join(ROOT, "target/release/warren")
 WORK = "/tmp/warren-bench"
 RUN = float(os.environ.get("SECONDS_PER_RUN", "10"))
 TICK = os.sysconf("SC_CLK_TCK")
+# No management/Prometheus listeners (builds without them ignore these).
+QUIET_HTTP = dict(os.environ, WARREN_DISABLE_MANAGEMENT="true", WARREN_DISABLE_PROMETHEUS="true")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -59,6 +61,7 @@ class Warren(Broker):
     def __init__(self):
         super().__init__("warren", 5692)
         self.data = os.path.join(WORK, "warren")
+        self.env = QUIET_HTTP
 
     def start(self, fresh=True):
         if fresh:
@@ -68,7 +71,7 @@ class Warren(Broker):
         t0 = time.monotonic()
         self.proc = subprocess.Popen([WARREN, "--bind", "127.0.0.1", "--amqp-port", str(self.port),
                                       "--data-dir", self.data, "--log-level", "warn"],
-                                     stdout=log, stderr=subprocess.STDOUT)
+                                     stdout=log, stderr=subprocess.STDOUT, env=self.env)
         assert wait_port(self.port), "warren did not start"
         self.pid = self.proc.pid
         return time.monotonic() - t0
@@ -84,6 +87,8 @@ class RabbitMQ(Broker):
     def __init__(self):
         super().__init__("rabbitmq", 5682)
         self.base = os.path.join(WORK, "rmq")
+        # Extra `NAME=value` settings for rabbitmq-server's environment.
+        self.extra_env = ""
 
     def start(self, fresh=True):
         if fresh:
@@ -91,7 +96,8 @@ class RabbitMQ(Broker):
         for d in ("mnesia", "log"):
             os.makedirs(os.path.join(self.base, d), exist_ok=True)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.base], check=True)
-        env = ("ulimit -n $(ulimit -Hn); cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=bench@localhost "
+        env = ("ulimit -n $(ulimit -Hn); cd /var/lib/rabbitmq && HOME=/var/lib/rabbitmq " + self.extra_env +
+               " RABBITMQ_NODENAME=bench@localhost "
                "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=%d RABBITMQ_DIST_PORT=25692 "
                "ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE=%s/mnesia RABBITMQ_LOG_BASE=%s/log "
                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}' "

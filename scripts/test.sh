@@ -24,8 +24,12 @@ scripts/python-env.sh
 
 step "pika suite against a fresh broker"
 data_dir="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+mgmt_port="$(free_port)"
+prom_port="$(free_port)"
 ./target/debug/warren --bind 127.0.0.1 --amqp-port "$port" --data-dir "$data_dir" \
+    --management-port "$mgmt_port" --prometheus-port "$prom_port" \
     --log-level warn >"$data_dir/warren.log" 2>&1 &
 broker_pid=$!
 cleanup() {
@@ -42,6 +46,7 @@ for _ in $(seq 1 100); do
 done
 AMQP_PORT="$port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
     WARREN_BIN="$PWD/target/debug/warren" \
+    MGMT_URL="http://127.0.0.1:$mgmt_port" METRICS_URL="http://127.0.0.1:$prom_port" \
     .venv/bin/python -m pytest tests/python -q
 if grep -q "panicked" "$data_dir/warren.log"; then
     echo "the broker panicked during the pika suite:" >&2

@@ -49,6 +49,7 @@ import uuid
 
 import pika
 import pytest
+import requests
 from pika.exceptions import ProbableAuthenticationError
 
 from conftest import connect, login, uniq, wait_closed_by_broker
@@ -296,7 +297,7 @@ def test_overview(mgmt_objects):
     ot = ov["object_totals"]
     for key in ("connections", "channels", "exchanges", "queues", "consumers"):
         assert is_int(ot[key]) and ot[key] >= 0, key
-    assert ot["queues"] >= 1 and ot["exchanges"] >= 7  # "", amq.direct/fanout/topic/headers/match, ...
+    assert ot["queues"] >= 1 and ot["exchanges"] >= 6  # "", amq.direct/fanout/topic/headers/match
     amqp = [lst for lst in ov["listeners"] if lst["protocol"] == "amqp"]
     assert amqp and any(lst["port"] == AMQP_PORT for lst in amqp), ov["listeners"]
     assert all(is_int(lst["port"]) and isinstance(lst["node"], str) for lst in ov["listeners"])
@@ -317,9 +318,7 @@ def test_whoami_admin():
 
 NODE_FIELDS = {"name": str, "type": str, "running": bool, "mem_used": int, "mem_limit": int,
                "mem_alarm": bool, "disk_free": int, "disk_free_limit": int, "disk_free_alarm": bool,
-               "fd_used": int, "fd_total": int, "sockets_used": int, "sockets_total": int,
-               "proc_used": int, "proc_total": int, "uptime": int, "processors": int,
-               "partitions": list}
+               "fd_used": int, "fd_total": int, "uptime": int, "processors": int, "partitions": list}
 
 
 def check_node(node):
@@ -457,9 +456,8 @@ def test_queue_put_errors(mgmt_objects):
     not_authorised(r, "Access refused.")
 
 
-def test_queue_fields_and_counts(mgmt_objects):
+def test_queue_fields(mgmt_objects):
     qn = mgmt_objects.queue(body={"durable": True, "arguments": {"x-max-length": 10}})
-    path = "/api/queues/%2F/" + q(qn)
     body = wait_queue("/", qn, lambda b: "messages" in b and "memory" in b, what="queue stats")
     assert body["name"] == qn and body["vhost"] == "/"
     assert (body["durable"], body["auto_delete"], body["exclusive"]) == (True, False, False)
@@ -471,6 +469,11 @@ def test_queue_fields_and_counts(mgmt_objects):
     assert body["node"] == node_name()
     assert body["consumer_details"] == []
 
+
+@pytest.mark.timeout(120)
+def test_queue_counts_follow_traffic(mgmt_objects):
+    qn = mgmt_objects.queue(body={"durable": True, "arguments": {"x-max-length": 10}})
+    path = "/api/queues/%2F/" + q(qn)
     bodies = [b"first", b"second!", b"third.."]
     publish(qn, bodies)
     body = wait_queue("/", qn, lambda b: b["messages_ready"] == 3 and b["message_stats"]["publish"] == 3,
@@ -540,7 +543,7 @@ def test_queue_purge(mgmt_objects):
     qn = mgmt_objects.queue()
     publish(qn, [b"1", b"2", b"3"])
     assert amqp_count(qn) == 3
-    r = expect(api("DELETE", "/api/queues/%2F/%s/contents" % q(qn)), 204)
+    r = expect(api("DELETE", "/api/queues/%%2F/%s/contents" % q(qn)), 204)
     assert r.content == b""
     assert amqp_count(qn) == 0
     wait_queue("/", qn, lambda b: b["messages"] == 0, what="purged queue stats")
@@ -580,7 +583,7 @@ def test_queue_get_requeue_and_remove(mgmt_objects):
 
 def test_queue_get_binary_truncate_and_encoding(mgmt_objects):
     qn = mgmt_objects.queue()
-    binary = bytes(range(256))
+    binary = bytes(range(255, -1, -1))  # starts with \xff: not UTF-8 even when truncated
     text = "héllo wörld ✓ " * 10
     publish(qn, [binary, text.encode("utf-8")])
     m_bin, m_text = api_get_messages("/", qn, 2)
@@ -595,10 +598,23 @@ def test_queue_get_binary_truncate_and_encoding(mgmt_objects):
     # truncate shortens the payload, payload_bytes stays the full size
     m_bin, m_text = api_get_messages("/", qn, 2, truncate=5)
     assert base64.b64decode(m_bin["payload"]) == binary[:5] and m_bin["payload_bytes"] == 256
-    assert m_text["payload"] == "héll" or m_text["payload"].encode("utf-8") == text.encode("utf-8")[:5] \
-        or m_text["payload"] == text.encode("utf-8")[:5].decode("utf-8", "ignore")
+    assert m_bin["payload_encoding"] == "base64"
+    assert (m_text["payload"], m_text["payload_encoding"]) == ("héll", "string")  # 5 bytes: h \xc3\xa9 l l
     assert m_text["payload_bytes"] == len(text.encode("utf-8"))
+    # "auto" looks at the truncated bytes: cutting inside "é" leaves invalid UTF-8 -> base64
+    m_bin, m_text = api_get_messages("/", qn, 2, truncate=2)
+    assert (base64.b64decode(m_text["payload"]), m_text["payload_encoding"]) == (b"h\xc3", "base64")
     assert amqp_count(qn) == 2
+
+
+def test_queue_get_auto_encoding_judges_truncated_bytes(mgmt_objects):
+    qn = mgmt_objects.queue()
+    publish(qn, [bytes(range(256))])  # 0x00..0x7f are valid UTF-8 (control characters included)
+    (m,) = api_get_messages("/", qn, 1)
+    assert m["payload_encoding"] == "base64" and base64.b64decode(m["payload"]) == bytes(range(256))
+    (m,) = api_get_messages("/", qn, 1, truncate=100)
+    assert (m["payload"], m["payload_encoding"], m["payload_bytes"]) == (bytes(range(100)).decode("ascii"),
+                                                                         "string", 256)
 
 
 def test_queue_get_properties_round_trip(mgmt_objects):
@@ -720,7 +736,7 @@ def test_pagination_name_filter(paged):
     body = expect(page(prefix[len("warren-test-"):] + "-c"), 200).json()
     assert [x["name"] for x in body["items"]] == [names["c"]]
     # use_regex=true makes it a regular expression
-    rx = "^%s-[bd]$" % re.escape(prefix)
+    rx = "^%s-[bd]$" % prefix  # the prefix is [a-z0-9-] only
     body = expect(page(rx, use_regex="true"), 200).json()
     assert [x["name"] for x in body["items"]] == [names["b"], names["d"]]
     assert body["filtered_count"] == 2
@@ -757,7 +773,7 @@ def test_pagination_triggers(paged):
     assert isinstance(body, list)
     mine = [x for x in body if x["name"].startswith(prefix)]
     assert [(x["name"], x["messages"]) for x in mine] == [(names[s], READY[s]) for s in "abcde"]
-    assert all(set(x) == {"name", "messages"} for x in body)
+    assert all(set(x) == {"name", "messages"} for x in mine)
     # the all-vhosts listing paginates as well
     body = get_json("/api/queues", params={"page": 1, "page_size": 10, "name": prefix,
                                            "columns": "name,vhost"})
@@ -824,7 +840,11 @@ def test_exchange_errors(mgmt_objects):
     x = mgmt_objects.track_exchange(uniq("x"))
     path = "/api/exchanges/%2F/" + q(x)
     r = api("PUT", path, json={"type": "nosuch"})
-    assert error_body(r, 400) == {"error": "bad_request", "reason": "unknown exchange type 'nosuch'"}
+    # "invalid exchange type 'nosuch'" when the name is not an Erlang atom yet, "unknown exchange
+    # type 'nosuch'" once it is (an atom-table artefact); Warren should say "invalid"
+    err = error_body(r, 400)
+    assert err["error"] == "bad_request"
+    assert re.fullmatch(r"(invalid|unknown) exchange type 'nosuch'", err["reason"]), err
     r = api("PUT", path, data=b"{bad", headers={"Content-Type": "application/json"})
     assert error_body(r, 400) == {"error": "bad_request", "reason": "not_json"}
     assert api("GET", path).status_code == 404
@@ -892,9 +912,7 @@ def test_exchange_publish(mgmt_objects):
     assert (p.delivery_mode, p.content_type, p.content_encoding, p.correlation_id, p.priority, p.message_id,
             p.timestamp, p.expiration, p.user_id, p.app_id, p.type, p.reply_to) == \
         (2, "application/octet-stream", "gzip", "c1", 5, "m1", 1000, "50000", MGMT_USER, "a", "t", "r")
-    assert p.headers == {"a": 1, "b": b"s" if isinstance(p.headers["b"], bytes) else "s", "c": True,
-                         "d": [1, p.headers["d"][1]], "e": {"f": p.headers["e"]["f"]}}
-    assert p.headers["d"][1] in ("x", b"x") and p.headers["e"]["f"] in ("g", b"g")
+    assert p.headers == {"a": 1, "b": "s", "c": True, "d": [1, "x"], "e": {"f": "g"}}
 
 
 def test_exchange_publish_errors(mgmt_objects):
@@ -1568,7 +1586,7 @@ def test_huge_body_refused_and_server_survives(mgmt_objects):
                 timeout=60)
         # RabbitMQ 3.10.8 answers 500 with an empty body (accidental); 413 or 400 is the sensible answer
         assert r.status_code in (400, 413, 500), describe(r)
-    except __import__("requests").exceptions.ConnectionError:
+    except requests.exceptions.ConnectionError:
         pass  # closing the connection on an oversized body is acceptable too
     expect(api("GET", "/api/overview"), 200)
     assert api("GET", "/api/queues/%2F/" + q(qn)).status_code == 404

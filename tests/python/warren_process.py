@@ -32,11 +32,20 @@ class WarrenProcess:
         self.proc = None
         self.starts = 0
 
+    def http_args(self):
+        """No HTTP listeners on the default ports unless the test asks for them."""
+        out = []
+        if "--management-port" not in self.extra_args:
+            out.append("--disable-management")
+        if "--prometheus-port" not in self.extra_args:
+            out.append("--disable-prometheus")
+        return out
+
     def start(self, timeout=15.0):
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--amqp-port", str(self.port),
-             "--data-dir", self.data_dir, "--log-level", "info"] + self.extra_args,
+             "--data-dir", self.data_dir, "--log-level", "info"] + self.http_args() + self.extra_args,
             stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self.starts += 1
         deadline = time.monotonic() + timeout

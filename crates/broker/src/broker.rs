@@ -307,7 +307,10 @@ impl Broker {
 
     /// Removes a vhost from the broker (its deletion was journaled).
     pub(crate) fn remove_vhost(&self, name: &str) -> Option<Arc<VirtualHost>> {
-        self.vhosts.write().remove(name)
+        let v = self.vhosts.write().remove(name)?;
+        // Its queue churn stays in the node's (monotonic) counters.
+        self.stats.retired_queue_churn.add(&v.queue_churn);
+        Some(v)
     }
 
     /// Makes everything buffered durable (clean shutdown).

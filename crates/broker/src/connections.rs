@@ -19,7 +19,7 @@ use warren_protocol::FieldTable;
 
 use crate::consumer::{ConnectionEvent, EventSender};
 use crate::error::AmqpError;
-use crate::stats::{Counters, GaugeRate, Rates};
+use crate::stats::{Churn, Counters, GaugeRate, Rates};
 
 /// The node name in pids and listings, as RabbitMQ's `rabbit@host`.
 pub fn node_name() -> String {
@@ -98,6 +98,7 @@ pub struct ConnectionEntry {
     pub stats: ConnectionStats,
     channels: Mutex<Vec<Arc<ChannelStats>>>,
     sink: EventSender,
+    churn: Arc<Churn>,
 }
 
 impl ConnectionEntry {
@@ -108,6 +109,7 @@ impl ConnectionEntry {
 
     pub fn add_channel(&self, c: Arc<ChannelStats>) {
         self.channels.lock().push(c);
+        self.churn.channels_opened.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Removes a channel; returns it (its counters go to the broker's
@@ -115,12 +117,17 @@ impl ConnectionEntry {
     pub fn remove_channel(&self, number: u16) -> Option<Arc<ChannelStats>> {
         let mut chans = self.channels.lock();
         let i = chans.iter().position(|c| c.number == number)?;
+        self.churn.channels_closed.fetch_add(1, Ordering::Relaxed);
         Some(chans.swap_remove(i))
     }
 
     /// Removes every channel (the connection is closing).
     pub fn take_channels(&self) -> Vec<Arc<ChannelStats>> {
-        std::mem::take(&mut *self.channels.lock())
+        let chans = std::mem::take(&mut *self.channels.lock());
+        self.churn
+            .channels_closed
+            .fetch_add(chans.len() as u64, Ordering::Relaxed);
+        chans
     }
 
     /// The pid of one of this connection's channels.
@@ -156,6 +163,8 @@ pub struct ConnectionRegistry {
     map: RwLock<AHashMap<u64, Arc<ConnectionEntry>>>,
     next_id: AtomicU64,
     node: Mutex<Option<String>>,
+    /// Connections and channels opened and closed.
+    pub churn: Arc<Churn>,
 }
 
 impl ConnectionRegistry {
@@ -186,13 +195,21 @@ impl ConnectionRegistry {
             stats: ConnectionStats::default(),
             channels: Mutex::new(Vec::new()),
             sink,
+            churn: self.churn.clone(),
         });
+        self.churn
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed);
         self.map.write().insert(id, entry.clone());
         entry
     }
 
     pub fn unregister(&self, id: u64) {
-        self.map.write().remove(&id);
+        if self.map.write().remove(&id).is_some() {
+            self.churn
+                .connections_closed
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Every connection, oldest first.

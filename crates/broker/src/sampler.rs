@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::broker::Broker;
 use crate::connections::ConnectionEntry;
-use crate::stats::{Counters, GaugeRate, Rates, Snapshot};
+use crate::stats::{Counters, GaugeRate, QueueChurn, Rates, Snapshot};
 
 /// Totals the overview shows, as of the last sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,6 +40,27 @@ pub struct BrokerStats {
     pub messages: GaugeRate,
     pub ready: GaugeRate,
     pub unacked: GaugeRate,
+    /// Queue churn of deleted vhosts.
+    pub retired_queue_churn: QueueChurn,
+    /// Rates of the churn counters, in [`ChurnCounts::NAMES`] order.
+    pub churn_rates: [GaugeRate; 7],
+}
+
+/// Connections, channels and queues opened and closed since start, in
+/// RabbitMQ's `churn_rates` terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChurnCounts(pub [u64; 7]);
+
+impl ChurnCounts {
+    pub const NAMES: [&'static str; 7] = [
+        "connection_created",
+        "connection_closed",
+        "channel_created",
+        "channel_closed",
+        "queue_declared",
+        "queue_created",
+        "queue_deleted",
+    ];
 }
 
 impl Broker {
@@ -62,12 +83,37 @@ impl Broker {
             .vhost(vhost)
             .map(|v| v.retired.snapshot())
             .unwrap_or_default();
-        for c in self.connections.list().iter().filter(|c| c.meta.vhost == vhost) {
+        for c in self
+            .connections
+            .list()
+            .iter()
+            .filter(|c| c.meta.vhost == vhost)
+        {
             for ch in c.channels() {
                 s = s.plus(&ch.counters.snapshot());
             }
         }
         s
+    }
+
+    /// The churn counters now.
+    pub fn churn(&self) -> ChurnCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.connections.churn;
+        let q = QueueChurn::default();
+        q.add(&self.stats.retired_queue_churn);
+        for v in self.vhosts() {
+            q.add(&v.queue_churn);
+        }
+        ChurnCounts([
+            c.connections_opened.load(Relaxed),
+            c.connections_closed.load(Relaxed),
+            c.channels_opened.load(Relaxed),
+            c.channels_closed.load(Relaxed),
+            q.declared.load(Relaxed),
+            q.created.load(Relaxed),
+            q.deleted.load(Relaxed),
+        ])
     }
 
     /// A closed channel's counters join its vhost's and the broker's.
@@ -115,8 +161,12 @@ pub fn sample(broker: &Broker) {
     for c in broker.connections.list() {
         totals.connections += 1;
         use std::sync::atomic::Ordering::Relaxed;
-        c.stats.recv_rate.sample(now, c.stats.recv_oct.load(Relaxed));
-        c.stats.send_rate.sample(now, c.stats.send_oct.load(Relaxed));
+        c.stats
+            .recv_rate
+            .sample(now, c.stats.recv_oct.load(Relaxed));
+        c.stats
+            .send_rate
+            .sample(now, c.stats.send_oct.load(Relaxed));
         for ch in c.channels() {
             totals.channels += 1;
             let s = ch.counters.snapshot();
@@ -158,6 +208,13 @@ pub fn sample(broker: &Broker) {
     totals.messages = totals.messages_ready + totals.messages_unacknowledged;
     broker.stats.messages.sample(now, totals.messages);
     broker.stats.ready.sample(now, totals.messages_ready);
-    broker.stats.unacked.sample(now, totals.messages_unacknowledged);
+    broker
+        .stats
+        .unacked
+        .sample(now, totals.messages_unacknowledged);
     *broker.stats.totals.lock() = totals;
+    let churn = broker.churn();
+    for (r, v) in broker.stats.churn_rates.iter().zip(churn.0) {
+        r.sample(now, v);
+    }
 }

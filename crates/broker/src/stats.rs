@@ -210,6 +210,36 @@ impl GaugeRate {
     }
 }
 
+/// How many connections and channels opened and closed (RabbitMQ's
+/// "churn"), counted where they register.
+#[derive(Debug, Default)]
+pub struct Churn {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub channels_opened: AtomicU64,
+    pub channels_closed: AtomicU64,
+}
+
+/// Queue churn of one vhost: declares, creations, deletions.
+#[derive(Debug, Default)]
+pub struct QueueChurn {
+    pub declared: AtomicU64,
+    pub created: AtomicU64,
+    pub deleted: AtomicU64,
+}
+
+impl QueueChurn {
+    pub fn add(&self, other: &QueueChurn) {
+        for (a, b) in [
+            (&self.declared, &other.declared),
+            (&self.created, &other.created),
+            (&self.deleted, &other.deleted),
+        ] {
+            a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
 /// A queue's counters: plain fields, counted under the queue's lock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueCounters {

@@ -216,8 +216,8 @@ impl Default for Config {
             management_port: Some(15672),
             prometheus_port: Some(15692),
             management_bind: None,
-            // RabbitMQ's default max_http_body_size.
-            management_max_body: 20_000_000,
+            // RabbitMQ 3.10's default max_http_body_size.
+            management_max_body: 10_000_000,
         }
     }
 }
@@ -307,10 +307,18 @@ impl Config {
                 .map(|v| v.into_iter().filter(|u| !u.is_empty()).collect())
                 .unwrap_or(d.loopback_users),
             management_port: (!args.disable_management && file.management != Some(false))
-                .then(|| args.management_port.or(file.management_port).or(d.management_port))
+                .then(|| {
+                    args.management_port
+                        .or(file.management_port)
+                        .or(d.management_port)
+                })
                 .flatten(),
             prometheus_port: (!args.disable_prometheus && file.prometheus != Some(false))
-                .then(|| args.prometheus_port.or(file.prometheus_port).or(d.prometheus_port))
+                .then(|| {
+                    args.prometheus_port
+                        .or(file.prometheus_port)
+                        .or(d.prometheus_port)
+                })
                 .flatten(),
             management_bind: args.management_bind.or(file.management_bind),
             management_max_body: file
@@ -343,7 +351,12 @@ mod tests {
 
     #[test]
     fn http_listeners_are_configurable() {
-        let c = Config::load(args(&["--management-port", "15000", "--disable-prometheus"])).unwrap();
+        let c = Config::load(args(&[
+            "--management-port",
+            "15000",
+            "--disable-prometheus",
+        ]))
+        .unwrap();
         assert_eq!(c.management_port, Some(15000));
         assert_eq!(c.prometheus_port, None);
         let c = Config::load(args(&["--disable-management", "--bind", "127.0.0.1"])).unwrap();

@@ -116,7 +116,11 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (management): {e}", addr.0))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
-        tokio::spawn(http::serve(l, http::router(api.clone()), std::future::pending()));
+        tokio::spawn(http::serve(
+            l,
+            http::router(api.clone()),
+            std::future::pending(),
+        ));
     }
     if let Some(port) = cfg.prometheus_port {
         let addr = (cfg.management_bind(), port);

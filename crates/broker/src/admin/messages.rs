@@ -160,7 +160,12 @@ impl Admin {
         }
         match mode {
             GetMode::Requeue => {
-                q.requeue(taken.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+                q.requeue(
+                    taken
+                        .into_iter()
+                        .map(|m| (m.seq, m.message, m.disk))
+                        .collect(),
+                );
             }
             GetMode::Ack => {
                 self.broker
@@ -230,14 +235,23 @@ impl Admin {
                 // Not known to be in the destination: everything stays in
                 // the source (the destination may then hold copies).
                 batch.extend(rest);
-                src.requeue(batch.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+                src.requeue(
+                    batch
+                        .into_iter()
+                        .map(|m| (m.seq, m.message, m.disk))
+                        .collect(),
+                );
                 return durable.map(|_| moved);
             }
             let disks: Vec<_> = batch.iter().map(|m| m.disk).collect();
             src.settle(&disks, body_bytes(&batch));
             moved += batch.len() as u64;
             if !rest.is_empty() {
-                src.requeue(rest.into_iter().map(|m| (m.seq, m.message, m.disk)).collect());
+                src.requeue(
+                    rest.into_iter()
+                        .map(|m| (m.seq, m.message, m.disk))
+                        .collect(),
+                );
                 break;
             }
         }

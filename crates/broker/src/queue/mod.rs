@@ -26,8 +26,8 @@ mod tests;
 use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
 use crate::message::Message;
-use crate::store::index::{Cursor, DiskRef, QueueIndex, Recovered};
 use crate::stats::{GaugeRate, QueueCounters, Rates};
+use crate::store::index::{Cursor, DiskRef, QueueIndex, Recovered};
 use crate::store::MessageStore;
 use crate::vhost::VirtualHost;
 
@@ -399,8 +399,10 @@ impl Queue {
     /// Bytes of message bodies this queue holds in memory (ready ones).
     pub fn memory(&self) -> u64 {
         let st = self.state.lock();
-        // Bodies plus a per-message overhead (entry, Arc, header).
-        st.ready_bytes + st.ready.len() as u64 * 128
+        // The queue itself, plus bodies and a per-message overhead
+        // (entry, Arc, header).
+        let base = (std::mem::size_of::<Queue>() + std::mem::size_of::<QueueState>()) as u64;
+        base + st.ready_bytes + st.ready.len() as u64 * 128
     }
 
     /// RabbitMQ's description of a queue in error texts.

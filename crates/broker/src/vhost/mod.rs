@@ -90,6 +90,8 @@ pub struct VirtualHost {
     /// all of them (see `sampler`).
     pub retired: crate::stats::Counters,
     pub rates: crate::stats::Rates,
+    /// Queues declared, created and deleted here.
+    pub queue_churn: crate::stats::QueueChurn,
 }
 
 impl VirtualHost {
@@ -122,6 +124,7 @@ impl VirtualHost {
             meta: RwLock::new(crate::definitions::VhostDef::default()),
             retired: Default::default(),
             rates: Default::default(),
+            queue_churn: Default::default(),
         })
     }
 

@@ -7,6 +7,7 @@
 //! entries land in the order the changes took effect, even for concurrent
 //! declares and deletes of one name. Routing never takes this lock.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use warren_protocol::ShortStr;
@@ -173,6 +174,7 @@ impl VirtualHost {
             let q = self.queue(&d.name)?;
             self.check_exclusive(&q, connection_id)?;
             let c = counts(&q);
+            self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
             return Ok((q, c));
         }
         let name = if d.name.is_empty() {
@@ -190,6 +192,7 @@ impl VirtualHost {
             self.check_equivalence(&q, d, durable, connection_id, &what)?;
             q.touch();
             let c = counts(&q);
+            self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
             return Ok((q, c));
         }
         let limits = queue_limits(&d.arguments, &what, durable, d.exclusive)?;
@@ -197,6 +200,7 @@ impl VirtualHost {
         if let Some(q) = self.queues.read().get(&name).cloned() {
             self.check_equivalence(&q, d, durable, connection_id, &what)?;
             let c = counts(&q);
+            self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
             return Ok((q, c));
         }
         let (storage_id, handle) = match &self.storage {
@@ -231,6 +235,8 @@ impl VirtualHost {
             }))?;
         }
         self.queues.write().insert(name, q.clone());
+        self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
+        self.queue_churn.created.fetch_add(1, Ordering::Relaxed);
         Ok((
             q,
             DeclaredQueue {
@@ -333,6 +339,7 @@ impl VirtualHost {
             })?;
         }
         self.queues.write().remove(&q.name);
+        self.queue_churn.deleted.fetch_add(1, Ordering::Relaxed);
         let (consumers, count) = q.mark_deleted();
         for c in consumers {
             let _ = c.sink.send(ConnectionEvent::ConsumerCancelled {

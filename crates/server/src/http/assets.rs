@@ -17,7 +17,10 @@ static UI: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/ui");
 pub(crate) fn router() -> Router<Arc<Api>> {
     Router::new()
         .route("/", get(|| async { file("index.html") }))
-        .route("/{*path}", get(|Path(p): Path<String>| async move { file(&p) }))
+        .route(
+            "/{*path}",
+            get(|Path(p): Path<String>| async move { file(&p) }),
+        )
 }
 
 fn content_type(path: &str) -> &'static str {

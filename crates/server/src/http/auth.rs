@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use base64::Engine;
 use warren_broker::auth::User;
 use warren_broker::VirtualHost;
@@ -43,6 +43,11 @@ impl Caller {
     /// `monitoring` or `administrator`.
     pub fn is_monitor(&self) -> bool {
         self.is_admin() || self.user.has_tag("monitoring")
+    }
+
+    /// `policymaker` or `administrator`.
+    pub fn is_policymaker(&self) -> bool {
+        self.is_admin() || self.user.has_tag("policymaker")
     }
 
     pub fn require_admin(&self) -> ApiResult<()> {
@@ -110,6 +115,9 @@ impl FromRequestParts<Arc<Api>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> ApiResult<Caller> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Err(ApiError::no_credentials());
+        }
         let (name, password) = basic_credentials(parts).ok_or_else(ApiError::login_failed)?;
         let user = api
             .broker

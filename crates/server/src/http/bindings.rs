@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use warren_broker::access::{Operation, Resource};
 use warren_broker::admin::json::{json_to_table, table_to_json};
 use warren_broker::VirtualHost;
-use warren_protocol::ShortStr;
+use warren_protocol::{FieldTable, ShortStr};
 
 use super::auth::Caller;
 use super::body::{Fields, JsonBody};
@@ -29,6 +29,8 @@ pub(crate) struct BindingRow {
     pub destination_type: &'static str,
     pub routing_key: String,
     pub arguments: Value,
+    /// The arguments as bound (unbinding matches them exactly).
+    pub table: FieldTable,
 }
 
 impl BindingRow {
@@ -45,11 +47,22 @@ impl BindingRow {
                 destination_type: kind,
                 routing_key: key.as_str().into_owned(),
                 arguments: sorted(table_to_json(&args)),
+                table: args,
             })
             .collect();
         rows.sort_by(|a, b| {
-            (&a.source, &a.destination, a.destination_type, &a.routing_key)
-                .cmp(&(&b.source, &b.destination, b.destination_type, &b.routing_key))
+            (
+                &a.source,
+                &a.destination,
+                a.destination_type,
+                &a.routing_key,
+            )
+                .cmp(&(
+                    &b.source,
+                    &b.destination,
+                    b.destination_type,
+                    &b.routing_key,
+                ))
                 .then_with(|| a.properties_key().cmp(&b.properties_key()))
         });
         rows
@@ -100,15 +113,13 @@ fn sorted(v: Value) -> Value {
     }
 }
 
-/// URL quoting as `quote_plus`: unreserved characters stay, a space is
-/// `+`, everything else `%XX`.
+/// URL quoting as mochiweb's `quote_plus`: letters, digits and `.-_`
+/// stay, a space is `+`, everything else `%XX`.
 pub(crate) fn quote_plus(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'~' | b'_' => {
-                out.push(b as char)
-            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => out.push(b as char),
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -190,19 +201,11 @@ fn between_rows(
     dtype: &str,
     dest: &str,
 ) -> ApiResult<Vec<BindingRow>> {
+    // Missing exchanges or queues have no bindings (an empty list, as
+    // RabbitMQ answers), but a missing vhost is a 404.
     let v = api.vhost(vhost)?;
     let queue = dest_is_queue(dtype)?;
     let source = exchange_name(source);
-    v.exchange(&ShortStr::from(source))
-        .map_err(|_| ApiError::not_found())?;
-    let exists = if queue {
-        v.queue(&ShortStr::from(dest)).is_ok()
-    } else {
-        v.exchange(&ShortStr::from(exchange_name(dest))).is_ok()
-    };
-    if !exists {
-        return Err(ApiError::not_found());
-    }
     let kind = if queue { "queue" } else { "exchange" };
     Ok(BindingRow::all(&v)
         .into_iter()
@@ -233,12 +236,14 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     caller.require_vhost(&api, &vhost)?;
-    let v = api.vhost(&vhost)?;
+    let v = api.target_vhost(&vhost)?;
     let queue = dest_is_queue(&dtype)?;
     let source = exchange_name(&source).to_string();
     let routing_key = body.str_field("routing_key")?.unwrap_or_default();
     if routing_key.len() > ShortStr::MAX_LEN {
-        return Err(ApiError::bad_request("routing_key is longer than 255 bytes"));
+        return Err(ApiError::bad_request(
+            "routing_key is longer than 255 bytes",
+        ));
     }
     let arguments = match body.get("arguments") {
         None => Default::default(),
@@ -276,6 +281,9 @@ pub(crate) async fn create(
     Ok(resp)
 }
 
+/// The binding a URL's properties key names. Clients encode the key
+/// once (rabbitmqadmin: `a.%2A`) or twice (`a.%252A`, the key as listed,
+/// encoded again); like RabbitMQ, compare the keys unquoted.
 fn find_binding(
     api: &Api,
     vhost: &str,
@@ -284,10 +292,44 @@ fn find_binding(
     dest: &str,
     props: &str,
 ) -> ApiResult<BindingRow> {
+    let given = unquote_plus(props);
     between_rows(api, vhost, source, dtype, dest)?
         .into_iter()
-        .find(|b| b.properties_key() == props)
+        .find(|b| {
+            let pk = b.properties_key();
+            pk == props || unquote_plus(&pk) == given
+        })
         .ok_or_else(ApiError::not_found)
+}
+
+/// Reverses `quote_plus` (`+` is a space, `%XX` a byte); malformed
+/// escapes stay as they are.
+fn unquote_plus(s: &str) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 pub(crate) async fn show(
@@ -317,8 +359,7 @@ pub(crate) async fn remove(
     };
     access.check(Operation::Write, dest_kind, &b.destination)?;
     access.check(Operation::Read, Resource::Exchange, &b.source)?;
-    let arguments =
-        json_to_table(&b.arguments).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let arguments = b.table.clone();
     v.unbind(
         &ShortStr::from(b.source.as_str()),
         &ShortStr::from(b.destination.as_str()),
@@ -351,5 +392,10 @@ mod tests {
             properties_key("k", &json!({"a": 2}))
         );
         assert_eq!(quote("zz q/1"), "zz%20q%2F1");
+        assert_eq!(properties_key("sp ace/sl~t", &json!({})), "sp+ace%2Fsl%7Et");
+        assert_eq!(unquote_plus("sp+ace%2Fsl%7Et"), b"sp ace/sl~t");
+        assert_eq!(unquote_plus("a.%2A"), unquote_plus("a.*"));
+        assert_eq!(unquote_plus("100%"), b"100%");
+        assert_eq!(unquote_plus("%zz%4"), b"%zz%4");
     }
 }

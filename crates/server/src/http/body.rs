@@ -50,7 +50,9 @@ pub(crate) async fn read_limited(req: Request, api: &Api) -> ApiResult<bytes::By
         .await
         .map_err(|_| ApiError::service_unavailable("shutting down"))?;
     let body: Body = req.into_body();
-    axum::body::to_bytes(body, reserve).await.map_err(|_| too_big())
+    axum::body::to_bytes(body, reserve)
+        .await
+        .map_err(|_| too_big())
 }
 
 fn too_big() -> ApiError {

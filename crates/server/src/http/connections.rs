@@ -82,7 +82,10 @@ impl Row for ConnectionRow {
                 .cloned()
                 .unwrap_or(Value::Null),
         );
-        o.insert("user_who_performed_action".into(), c.meta.user.clone().into());
+        o.insert(
+            "user_who_performed_action".into(),
+            c.meta.user.clone().into(),
+        );
         o.insert("recv_oct_details".into(), details(c.stats.recv_rate.rate()));
         o.insert("send_oct_details".into(), details(c.stats.send_rate.rate()));
         o.insert("send_pend".into(), 0.into());
@@ -237,7 +240,10 @@ impl Row for ChannelRow {
             }),
         );
         o.insert("node".into(), node_of(&self.conn).into());
-        o.insert("user_who_performed_action".into(), self.conn.meta.user.clone().into());
+        o.insert(
+            "user_who_performed_action".into(),
+            self.conn.meta.user.clone().into(),
+        );
         for k in [
             "acks_uncommitted",
             "messages_uncommitted",
@@ -308,7 +314,40 @@ pub(crate) async fn channel(
         .into_iter()
         .find(|r| r.name == name)
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(row.to_json()))
+    let mut consumers = Vec::new();
+    if let Some(v) = api.broker.vhost(&row.conn.meta.vhost) {
+        for q in v.queues() {
+            for c in q.consumer_infos() {
+                if c.connection_id == row.conn.id && c.channel == row.ch.number {
+                    consumers.push(consumer_json(&q, &c, Some(&row.conn)));
+                }
+            }
+        }
+    }
+    let mut out = row.to_json();
+    if let Value::Object(m) = &mut out {
+        m.insert("consumer_details".into(), Value::Array(consumers));
+    }
+    Ok(Json(out))
+}
+
+/// One consumer as `/api/consumers` and `consumer_details` show it.
+pub(crate) fn consumer_json(
+    q: &warren_broker::Queue,
+    c: &warren_broker::queue::ConsumerSummary,
+    conn: Option<&ConnectionEntry>,
+) -> Value {
+    json!({
+        "arguments": if c.priority != 0 { json!({"x-priority": c.priority}) } else { json!({}) },
+        "ack_required": c.ack_required,
+        "active": c.active,
+        "activity_status": if c.active { "up" } else { "waiting" },
+        "channel_details": conn.map(|e| channel_details(e, c.channel)).unwrap_or(json!({})),
+        "consumer_tag": c.tag.as_str(),
+        "exclusive": c.exclusive,
+        "prefetch_count": c.prefetch,
+        "queue": {"name": q.name.as_str(), "vhost": q.vhost},
+    })
 }
 
 struct ConsumerRow(Value, String);
@@ -327,7 +366,11 @@ impl Row for ConsumerRow {
     }
 }
 
-fn consumer_rows(api: &Api, caller: &Caller, vhosts: &[Arc<warren_broker::VirtualHost>]) -> Vec<ConsumerRow> {
+fn consumer_rows(
+    api: &Api,
+    caller: &Caller,
+    vhosts: &[Arc<warren_broker::VirtualHost>],
+) -> Vec<ConsumerRow> {
     let conns: HashMap<u64, Arc<ConnectionEntry>> = api
         .broker
         .connections
@@ -340,21 +383,13 @@ fn consumer_rows(api: &Api, caller: &Caller, vhosts: &[Arc<warren_broker::Virtua
         for q in v.queues() {
             for c in q.consumer_infos() {
                 let conn = conns.get(&c.connection_id);
-                if conn.is_some_and(|e| !caller.is_monitor() && !caller.may_login(api, &e.meta.vhost)) {
+                if conn
+                    .is_some_and(|e| !caller.is_monitor() && !caller.may_login(api, &e.meta.vhost))
+                {
                     continue;
                 }
                 out.push(ConsumerRow(
-                    json!({
-                        "arguments": if c.priority != 0 { json!({"x-priority": c.priority}) } else { json!({}) },
-                        "ack_required": c.ack_required,
-                        "active": c.active,
-                        "activity_status": if c.active { "up" } else { "waiting" },
-                        "channel_details": conn.map(|e| channel_details(e, c.channel)).unwrap_or(json!({})),
-                        "consumer_tag": c.tag.as_str(),
-                        "exclusive": c.exclusive,
-                        "prefetch_count": c.prefetch,
-                        "queue": {"name": q.name.as_str(), "vhost": q.vhost},
-                    }),
+                    consumer_json(&q, &c, conn.map(|e| &**e)),
                     q.vhost.clone(),
                 ));
             }

@@ -4,19 +4,40 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::body::{parse_object, read_limited};
-use super::error::ApiResult;
+use super::body::read_limited;
+use super::error::{ApiError, ApiResult};
 use super::{Api, Params};
 
+/// RabbitMQ 3.10's HTTP export is leaner than its `rabbitmqctl
+/// export_definitions` (which the admin layer produces): vhosts by name
+/// only, queues without `type`.
+fn http_format(mut defs: Value) -> Value {
+    if let Some(Value::Array(vhosts)) = defs.get_mut("vhosts") {
+        for v in vhosts.iter_mut() {
+            if let Value::Object(m) = v {
+                m.retain(|k, _| k == "name");
+            }
+        }
+    }
+    if let Some(Value::Array(queues)) = defs.get_mut("queues") {
+        for q in queues.iter_mut() {
+            if let Value::Object(m) = q {
+                m.remove("type");
+            }
+        }
+    }
+    defs
+}
+
 fn export_response(defs: Value, params: &Params, file: &str) -> Response {
-    let mut resp = Json(defs).into_response();
+    let mut resp = Json(http_format(defs)).into_response();
     // `?download=<file>` asks for an attachment, as the UI's export does.
     if params.contains_key("download") {
         let name = params
@@ -47,14 +68,58 @@ pub(crate) async fn export_vhost(
     params: Params,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    api.vhost(&vhost)?;
+    api.target_vhost(&vhost)?;
     let defs = api.admin.export_definitions(Some(&vhost))?;
     Ok(export_response(defs, &params, "definitions.json"))
 }
 
-async fn import_body(api: &Api, req: Request) -> ApiResult<Value> {
-    let bytes = read_limited(req, api).await?;
-    Ok(Value::Object(parse_object(&bytes)?))
+/// The definitions of an import: a JSON body, or (as the web UI's file
+/// upload sends them) a multipart form with the file in any field.
+async fn import_body(api: &Arc<Api>, req: Request) -> ApiResult<Value> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let bytes = if content_type.starts_with("multipart/form-data") {
+        // Held for the whole upload: the form is buffered like any body.
+        let kib = u32::try_from(api.max_body.div_ceil(1024)).unwrap_or(u32::MAX);
+        let _permit = api
+            .body_budget
+            .acquire_many(kib)
+            .await
+            .map_err(|_| ApiError::service_unavailable("shutting down"))?;
+        let mut form = Multipart::from_request(req, api)
+            .await
+            .map_err(|_| ApiError::bad_request("failed_to_parse_json"))?;
+        let mut file = None;
+        while let Ok(Some(field)) = form.next_field().await {
+            let data = field
+                .bytes()
+                .await
+                .map_err(|_| ApiError::bad_request("Exceeded HTTP request body size limit"))?;
+            file.get_or_insert(data);
+        }
+        file.ok_or_else(|| ApiError::bad_request("failed_to_parse_json"))?
+    } else if content_type.starts_with("application/json") {
+        read_limited(req, api).await?
+    } else {
+        return Err(ApiError::unsupported_media_type());
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(ApiError::bad_request("failed_to_parse_json")),
+    }
+}
+
+/// A definitions file that can't be applied is a bad request, whatever
+/// failed inside (a missing vhost included), as RabbitMQ answers.
+fn import_error(e: warren_broker::admin::AdminError) -> ApiError {
+    match e {
+        warren_broker::admin::AdminError::Storage { .. } => e.into(),
+        other => ApiError::bad_request(other.to_string()),
+    }
 }
 
 pub(crate) async fn import(
@@ -64,7 +129,9 @@ pub(crate) async fn import(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let defs = import_body(&api, req).await?;
-    api.admin.import_definitions(&defs, None)?;
+    api.admin
+        .import_definitions(&defs, None)
+        .map_err(import_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -75,8 +142,10 @@ pub(crate) async fn import_vhost(
     req: Request,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    api.vhost(&vhost)?;
+    api.target_vhost(&vhost)?;
     let defs = import_body(&api, req).await?;
-    api.admin.import_definitions(&defs, Some(&vhost))?;
+    api.admin
+        .import_definitions(&defs, Some(&vhost))
+        .map_err(import_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     pub reason: String,
     /// Ask for credentials (a failed login).
     pub challenge: bool,
+    /// No body (RabbitMQ's answer to a request without credentials).
+    pub empty: bool,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -29,6 +31,7 @@ impl ApiError {
             error,
             reason: reason.into(),
             challenge: false,
+            empty: false,
         }
     }
 
@@ -37,6 +40,14 @@ impl ApiError {
         ApiError {
             challenge: true,
             ..ApiError::new(StatusCode::UNAUTHORIZED, "not_authorized", "Login failed")
+        }
+    }
+
+    /// 401 for a request without credentials: the challenge, no body.
+    pub fn no_credentials() -> ApiError {
+        ApiError {
+            empty: true,
+            ..ApiError::login_failed()
         }
     }
 
@@ -54,6 +65,12 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", reason)
     }
 
+    /// A write to a vhost that doesn't exist (RabbitMQ's
+    /// `with_vhost_and_props`).
+    pub fn vhost_not_found() -> ApiError {
+        ApiError::not_found_reason("vhost_not_found")
+    }
+
     pub fn bad_request(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
     }
@@ -62,16 +79,20 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error, reason)
     }
 
-    pub fn method_not_allowed() -> ApiError {
+    pub fn unsupported_media_type() -> ApiError {
         ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Method Not Allowed",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported Media Type",
         )
     }
 
     pub fn service_unavailable(reason: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", reason)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            reason,
+        )
     }
 
     pub fn internal(reason: impl Into<String>) -> ApiError {
@@ -85,8 +106,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.error, "reason": self.reason});
-        let mut resp = (self.status, axum::Json(body)).into_response();
+        let mut resp = if self.empty {
+            self.status.into_response()
+        } else {
+            let body = json!({"error": self.error, "reason": self.reason});
+            (self.status, axum::Json(body)).into_response()
+        };
         if self.challenge {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM));

@@ -118,7 +118,7 @@ pub(crate) async fn declare(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     caller.require_vhost(&api, &vhost)?;
-    let v = api.vhost(&vhost)?;
+    let v = api.target_vhost(&vhost)?;
     let name = exchange_name(&name).to_string();
     if name.len() > ShortStr::MAX_LEN {
         return Err(ApiError::bad_request(
@@ -140,7 +140,11 @@ pub(crate) async fn declare(
     };
     let mut access = api.access(&caller, &vhost);
     access.check(Operation::Configure, Resource::Exchange, &name)?;
-    if let Some(ae) = spec.arguments.get("alternate-exchange").and_then(|v| v.as_bytes()) {
+    if let Some(ae) = spec
+        .arguments
+        .get("alternate-exchange")
+        .and_then(|v| v.as_bytes())
+    {
         let ae = String::from_utf8_lossy(ae);
         access.check(Operation::Write, Resource::Exchange, &ae)?;
     }
@@ -162,19 +166,17 @@ pub(crate) async fn remove(
     caller.require_vhost(&api, &vhost)?;
     let v = api.vhost(&vhost)?;
     let x = find(&api, &vhost, &name)?;
-    api.access(&caller, &vhost)
-        .check(Operation::Configure, Resource::Exchange, exchange_name(&name))?;
+    api.access(&caller, &vhost).check(
+        Operation::Configure,
+        Resource::Exchange,
+        exchange_name(&name),
+    )?;
     let if_unused = params.get("if-unused").is_some_and(|v| v == "true");
     v.delete_exchange(&x.name, if_unused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn binding_rows(
-    api: &Api,
-    vhost: &str,
-    name: &str,
-    as_source: bool,
-) -> ApiResult<Vec<BindingRow>> {
+fn binding_rows(api: &Api, vhost: &str, name: &str, as_source: bool) -> ApiResult<Vec<BindingRow>> {
     let v = api.vhost(vhost)?;
     let x = find(api, vhost, name)?;
     let name = x.name.as_str().into_owned();
@@ -230,7 +232,12 @@ pub(crate) async fn publish(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_vhost(&api, &vhost)?;
-    let x = find(&api, &vhost, &name)?;
+    // RabbitMQ publishes on an internal channel: a missing exchange is
+    // its channel error, "<code> <reply text>", as a bad request.
+    let x = api
+        .target_vhost(&vhost)?
+        .exchange(&ShortStr::from(exchange_name(&name)))
+        .map_err(|e| ApiError::bad_request(format!("{} {}", e.code, e.reply_text())))?;
     for key in ["routing_key", "properties", "payload", "payload_encoding"] {
         if !body.contains_key(key) {
             return Err(ApiError::bad_request(format!("[{{key_missing,{key}}}]")));
@@ -254,8 +261,10 @@ pub(crate) async fn publish(
     let props = properties::from_json(body.get("properties"))?;
     if let Some(uid) = &props.user_id {
         if uid.as_bytes() != caller.name().as_bytes() {
+            // RabbitMQ publishes on an internal channel and reports its
+            // channel error as "<code> <reply text>".
             return Err(ApiError::bad_request(format!(
-                "user_id property set to '{uid}' but authenticated user was '{}'",
+                "406 PRECONDITION_FAILED - user_id property set to '{uid}' but authenticated user was '{}'",
                 caller.name()
             )));
         }

@@ -71,14 +71,35 @@ fn esc(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 const QUEUE_GAUGES: &[(&str, &str)] = &[
-    ("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers"),
-    ("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged"),
-    ("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages - total queue depth"),
-    ("rabbitmq_queue_messages_ready_bytes", "Size in bytes of ready messages"),
-    ("rabbitmq_queue_messages_unacked_bytes", "Size in bytes of all unacknowledged messages"),
-    ("rabbitmq_queue_messages_bytes", "Size in bytes of ready and unacknowledged messages"),
+    (
+        "rabbitmq_queue_messages_ready",
+        "Messages ready to be delivered to consumers",
+    ),
+    (
+        "rabbitmq_queue_messages_unacked",
+        "Messages delivered to consumers but not yet acknowledged",
+    ),
+    (
+        "rabbitmq_queue_messages",
+        "Sum of ready and unacknowledged messages - total queue depth",
+    ),
+    (
+        "rabbitmq_queue_messages_ready_bytes",
+        "Size in bytes of ready messages",
+    ),
+    (
+        "rabbitmq_queue_messages_unacked_bytes",
+        "Size in bytes of all unacknowledged messages",
+    ),
+    (
+        "rabbitmq_queue_messages_bytes",
+        "Size in bytes of ready and unacknowledged messages",
+    ),
     ("rabbitmq_queue_consumers", "Consumers on a queue"),
-    ("rabbitmq_queue_process_memory_bytes", "Memory in bytes used by the Erlang queue process"),
+    (
+        "rabbitmq_queue_process_memory_bytes",
+        "Memory in bytes used by the Erlang queue process",
+    ),
 ];
 
 /// One queue's values in QUEUE_GAUGES order, plus its published count.
@@ -114,6 +135,51 @@ const CHANNEL_COUNTERS: &[(&str, &str, &[Metric])] = &[
     ("rabbitmq_channel_get_empty_total", "Total number of times basic.get operations fetched no message", &[Metric::GetEmpty]),
 ];
 
+/// RabbitMQ's churn counters.
+fn churn_metrics(o: &mut Out, api: &Api) {
+    let c = api.broker.churn().0;
+    let fams: [(&str, &str, u64); 7] = [
+        (
+            "rabbitmq_connections_opened_total",
+            "Total number of connections opened",
+            c[0],
+        ),
+        (
+            "rabbitmq_connections_closed_total",
+            "Total number of connections closed or terminated",
+            c[1],
+        ),
+        (
+            "rabbitmq_channels_opened_total",
+            "Total number of channels opened",
+            c[2],
+        ),
+        (
+            "rabbitmq_channels_closed_total",
+            "Total number of channels closed",
+            c[3],
+        ),
+        (
+            "rabbitmq_queues_declared_total",
+            "Total number of queues declared",
+            c[4],
+        ),
+        (
+            "rabbitmq_queues_created_total",
+            "Total number of queues created",
+            c[5],
+        ),
+        (
+            "rabbitmq_queues_deleted_total",
+            "Total number of queues deleted",
+            c[6],
+        ),
+    ];
+    for (name, help, v) in fams {
+        o.single(name, "counter", help, v);
+    }
+}
+
 fn sum(s: &Snapshot, ms: &[Metric]) -> u64 {
     ms.iter().map(|m| s.get(*m)).sum()
 }
@@ -121,13 +187,21 @@ fn sum(s: &Snapshot, ms: &[Metric]) -> u64 {
 /// Node-wide figures, the same in both layouts.
 fn node_metrics(o: &mut Out, api: &Api) {
     let node = api.node();
-    o.family("rabbitmq_identity_info", "untyped", "RabbitMQ node & cluster identity info");
+    o.family(
+        "rabbitmq_identity_info",
+        "untyped",
+        "RabbitMQ node & cluster identity info",
+    );
     o.value(
         "rabbitmq_identity_info",
         &format!("rabbitmq_node=\"{n}\",rabbitmq_cluster=\"{n}\",rabbitmq_cluster_permanent_id=\"warren-{n}\"", n = esc(&node)),
         1,
     );
-    o.family("rabbitmq_build_info", "untyped", "RabbitMQ & Erlang/OTP version info");
+    o.family(
+        "rabbitmq_build_info",
+        "untyped",
+        "RabbitMQ & Erlang/OTP version info",
+    );
     o.value(
         "rabbitmq_build_info",
         &format!(
@@ -141,19 +215,84 @@ fn node_metrics(o: &mut Out, api: &Api) {
     let s = api.admin.status();
     let alarms = api.broker.alarms.state();
     let (fds, max_fds) = super::overview::fds();
-    o.single("rabbitmq_process_resident_memory_bytes", "gauge", "Memory used in bytes", s.memory_used);
-    o.single("rabbitmq_resident_memory_limit_bytes", "gauge", "Memory high watermark in bytes", s.memory_high_watermark);
-    o.single("rabbitmq_disk_space_available_bytes", "gauge", "Disk space available in bytes", s.disk_free);
-    o.single("rabbitmq_disk_space_available_limit_bytes", "gauge", "Free disk space low watermark in bytes", s.disk_free_limit);
-    o.single("rabbitmq_process_open_fds", "gauge", "Open file descriptors", fds);
-    o.single("rabbitmq_process_max_fds", "gauge", "Open file descriptors limit", max_fds);
-    o.single("rabbitmq_process_open_tcp_sockets", "gauge", "Open TCP sockets", api.broker.connections.len());
-    o.single("rabbitmq_process_max_tcp_sockets", "gauge", "Open TCP sockets limit", max_fds);
-    o.single("rabbitmq_alarms_file_descriptor_limit", "untyped", "is 1 if file descriptor limit alarm is in effect", 0);
-    o.single("rabbitmq_alarms_free_disk_space_watermark", "untyped", "is 1 if free disk space watermark alarm is in effect", u8::from(alarms.disk));
-    o.single("rabbitmq_alarms_memory_used_watermark", "untyped", "is 1 if VM memory watermark alarm is in effect", u8::from(alarms.memory));
-    o.single("rabbitmq_system_memory_bytes", "gauge", "Total memory of the host in bytes (Warren)", alarms::total_memory());
-    o.single("rabbitmq_uptime_seconds", "gauge", "Time since the node started, in seconds (Warren)", api.started.elapsed().as_secs());
+    o.single(
+        "rabbitmq_process_resident_memory_bytes",
+        "gauge",
+        "Memory used in bytes",
+        s.memory_used,
+    );
+    o.single(
+        "rabbitmq_resident_memory_limit_bytes",
+        "gauge",
+        "Memory high watermark in bytes",
+        s.memory_high_watermark,
+    );
+    o.single(
+        "rabbitmq_disk_space_available_bytes",
+        "gauge",
+        "Disk space available in bytes",
+        s.disk_free,
+    );
+    o.single(
+        "rabbitmq_disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        s.disk_free_limit,
+    );
+    o.single(
+        "rabbitmq_process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        fds,
+    );
+    o.single(
+        "rabbitmq_process_max_fds",
+        "gauge",
+        "Open file descriptors limit",
+        max_fds,
+    );
+    o.single(
+        "rabbitmq_process_open_tcp_sockets",
+        "gauge",
+        "Open TCP sockets",
+        api.broker.connections.len(),
+    );
+    o.single(
+        "rabbitmq_process_max_tcp_sockets",
+        "gauge",
+        "Open TCP sockets limit",
+        max_fds,
+    );
+    o.single(
+        "rabbitmq_alarms_file_descriptor_limit",
+        "untyped",
+        "is 1 if file descriptor limit alarm is in effect",
+        0,
+    );
+    o.single(
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "untyped",
+        "is 1 if free disk space watermark alarm is in effect",
+        u8::from(alarms.disk),
+    );
+    o.single(
+        "rabbitmq_alarms_memory_used_watermark",
+        "untyped",
+        "is 1 if VM memory watermark alarm is in effect",
+        u8::from(alarms.memory),
+    );
+    o.single(
+        "rabbitmq_system_memory_bytes",
+        "gauge",
+        "Total memory of the host in bytes (Warren)",
+        alarms::total_memory(),
+    );
+    o.single(
+        "rabbitmq_uptime_seconds",
+        "gauge",
+        "Time since the node started, in seconds (Warren)",
+        api.started.elapsed().as_secs(),
+    );
 }
 
 /// RabbitMQ's `rabbitmq_global_*` counters, labelled by protocol (and
@@ -200,14 +339,34 @@ async fn aggregated(State(api): State<Arc<Api>>) -> Response {
             published += p;
         }
     }
-    o.single("rabbitmq_connections", "gauge", "Connections currently open", conns.len());
-    o.single("rabbitmq_channels", "gauge", "Channels currently open", channels);
-    o.single("rabbitmq_consumers", "gauge", "Consumers currently connected", totals[6]);
+    o.single(
+        "rabbitmq_connections",
+        "gauge",
+        "Connections currently open",
+        conns.len(),
+    );
+    o.single(
+        "rabbitmq_channels",
+        "gauge",
+        "Channels currently open",
+        channels,
+    );
+    o.single(
+        "rabbitmq_consumers",
+        "gauge",
+        "Consumers currently connected",
+        totals[6],
+    );
     o.single("rabbitmq_queues", "gauge", "Queues available", queues);
     for ((name, help), v) in QUEUE_GAUGES.iter().zip(totals) {
         o.single(name, "gauge", help, v);
     }
-    o.single("rabbitmq_queue_messages_published_total", "counter", "Total number of messages published to queues", published);
+    o.single(
+        "rabbitmq_queue_messages_published_total",
+        "counter",
+        "Total number of messages published to queues",
+        published,
+    );
     let counts = api.broker.message_counts();
     for (name, help, ms) in CHANNEL_COUNTERS {
         o.single(name, "counter", help, sum(&counts, ms));
@@ -219,14 +378,42 @@ async fn aggregated(State(api): State<Arc<Api>>) -> Response {
         sb += c.stats.send_oct.load(Relaxed);
         sp += c.stats.send_cnt.load(Relaxed);
     }
-    o.single("rabbitmq_connection_incoming_bytes_total", "counter", "Total number of bytes received on a connection", rb);
-    o.single("rabbitmq_connection_outgoing_bytes_total", "counter", "Total number of bytes sent on a connection", sb);
-    o.single("rabbitmq_connection_incoming_packets_total", "counter", "Total number of packets received on a connection", rp);
-    o.single("rabbitmq_connection_outgoing_packets_total", "counter", "Total number of packets sent on a connection", sp);
+    o.single(
+        "rabbitmq_connection_incoming_bytes_total",
+        "counter",
+        "Total number of bytes received on a connection",
+        rb,
+    );
+    o.single(
+        "rabbitmq_connection_outgoing_bytes_total",
+        "counter",
+        "Total number of bytes sent on a connection",
+        sb,
+    );
+    o.single(
+        "rabbitmq_connection_incoming_packets_total",
+        "counter",
+        "Total number of packets received on a connection",
+        rp,
+    );
+    o.single(
+        "rabbitmq_connection_outgoing_packets_total",
+        "counter",
+        "Total number of packets sent on a connection",
+        sp,
+    );
     global_metrics(&mut o, &counts);
+    churn_metrics(&mut o, &api);
     node_metrics(&mut o, &api);
     text(o.0)
 }
+
+/// A per-connection metric: name, help, and how to read it.
+type ConnectionFamily = (
+    &'static str,
+    &'static str,
+    fn(&warren_broker::connections::ConnectionEntry) -> u64,
+);
 
 async fn per_object(State(api): State<Arc<Api>>) -> Response {
     let vhosts = api.broker.vhosts();
@@ -237,7 +424,11 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
         .iter()
         .map(|q| {
             let (vals, p) = queue_values(q);
-            let labels = format!("vhost=\"{}\",queue=\"{}\"", esc(&q.vhost), esc(&q.name.as_str()));
+            let labels = format!(
+                "vhost=\"{}\",queue=\"{}\"",
+                esc(&q.vhost),
+                esc(&q.name.as_str())
+            );
             (labels, vals, p)
         })
         .collect();
@@ -247,7 +438,11 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
             o.value(name, labels, vals[i]);
         }
     }
-    o.family("rabbitmq_queue_messages_published_total", "counter", "Total number of messages published to queues");
+    o.family(
+        "rabbitmq_queue_messages_published_total",
+        "counter",
+        "Total number of messages published to queues",
+    );
     for (labels, _, p) in &rows {
         o.value("rabbitmq_queue_messages_published_total", labels, p);
     }
@@ -265,11 +460,19 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
             })
         })
         .collect();
-    o.family("rabbitmq_channel_consumers", "gauge", "Consumers on a channel");
+    o.family(
+        "rabbitmq_channel_consumers",
+        "gauge",
+        "Consumers on a channel",
+    );
     for (l, _, n, _) in &chans {
         o.value("rabbitmq_channel_consumers", l, n);
     }
-    o.family("rabbitmq_channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages");
+    o.family(
+        "rabbitmq_channel_messages_unacked",
+        "gauge",
+        "Delivered but not yet acknowledged messages",
+    );
     for (l, _, _, n) in &chans {
         o.value("rabbitmq_channel_messages_unacked", l, n);
     }
@@ -279,26 +482,70 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
             o.value(name, l, sum(s, ms));
         }
     }
-    let conn_fams: &[(&str, &str, fn(&warren_broker::connections::ConnectionEntry) -> u64)] = &[
-        ("rabbitmq_connection_incoming_bytes_total", "Total number of bytes received on a connection", |c| c.stats.recv_oct.load(Relaxed)),
-        ("rabbitmq_connection_outgoing_bytes_total", "Total number of bytes sent on a connection", |c| c.stats.send_oct.load(Relaxed)),
-        ("rabbitmq_connection_incoming_packets_total", "Total number of packets received on a connection", |c| c.stats.recv_cnt.load(Relaxed)),
-        ("rabbitmq_connection_outgoing_packets_total", "Total number of packets sent on a connection", |c| c.stats.send_cnt.load(Relaxed)),
-        ("rabbitmq_connection_channels", "Channels on a connection", |c| c.channels().len() as u64),
+    let conn_fams: &[ConnectionFamily] = &[
+        (
+            "rabbitmq_connection_incoming_bytes_total",
+            "Total number of bytes received on a connection",
+            |c| c.stats.recv_oct.load(Relaxed),
+        ),
+        (
+            "rabbitmq_connection_outgoing_bytes_total",
+            "Total number of bytes sent on a connection",
+            |c| c.stats.send_oct.load(Relaxed),
+        ),
+        (
+            "rabbitmq_connection_incoming_packets_total",
+            "Total number of packets received on a connection",
+            |c| c.stats.recv_cnt.load(Relaxed),
+        ),
+        (
+            "rabbitmq_connection_outgoing_packets_total",
+            "Total number of packets sent on a connection",
+            |c| c.stats.send_cnt.load(Relaxed),
+        ),
+        (
+            "rabbitmq_connection_channels",
+            "Channels on a connection",
+            |c| c.channels().len() as u64,
+        ),
     ];
     for (name, help, f) in conn_fams {
-        o.family(name, if name.ends_with("_total") { "counter" } else { "gauge" }, help);
+        o.family(
+            name,
+            if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            },
+            help,
+        );
         for c in &conns {
             // RabbitMQ labels connection series with `channel` too.
             o.value(name, &format!("channel=\"{}\"", esc(&c.pid)), f(c));
         }
     }
-    o.single("rabbitmq_connections", "gauge", "Connections currently open", conns.len());
-    o.single("rabbitmq_channels", "gauge", "Channels currently open", chans.len());
+    o.single(
+        "rabbitmq_connections",
+        "gauge",
+        "Connections currently open",
+        conns.len(),
+    );
+    o.single(
+        "rabbitmq_channels",
+        "gauge",
+        "Channels currently open",
+        chans.len(),
+    );
     o.single("rabbitmq_queues", "gauge", "Queues available", queues.len());
     let consumers: u64 = rows.iter().map(|r| r.1[6]).sum();
-    o.single("rabbitmq_consumers", "gauge", "Consumers currently connected", consumers);
+    o.single(
+        "rabbitmq_consumers",
+        "gauge",
+        "Consumers currently connected",
+        consumers,
+    );
     global_metrics(&mut o, &api.broker.message_counts());
+    churn_metrics(&mut o, &api);
     node_metrics(&mut o, &api);
     text(o.0)
 }

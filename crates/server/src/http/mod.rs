@@ -15,9 +15,10 @@
 //! - [`queues`], [`exchanges`], [`bindings`]: the topology, publish, get,
 //!   purge and move;
 //! - [`connections`]: connections, channels and consumers;
-//! - [`users`], [`vhosts`], [`definitions`]: accounts and definitions;
+//! - [`users`], [`vhosts`], [`definitions`], [`policies`]: accounts,
+//!   definitions and policies;
 //! - [`assets`]: the web UI, embedded in the binary;
-//! - [`metrics`]: Prometheus.
+//! - [`metrics`]: the Prometheus endpoint.
 
 mod assets;
 mod auth;
@@ -30,6 +31,7 @@ mod exchanges;
 mod listing;
 pub(crate) mod metrics;
 mod overview;
+mod policies;
 mod properties;
 mod queues;
 mod stats;
@@ -94,7 +96,10 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/api/nodes/{node}", get(overview::node))
         .route("/api/aliveness-test/{vhost}", get(overview::aliveness))
         .route("/api/health/checks/alarms", get(overview::health_alarms))
-        .route("/api/health/checks/local-alarms", get(overview::health_alarms))
+        .route(
+            "/api/health/checks/local-alarms",
+            get(overview::health_alarms),
+        )
         .route(
             "/api/health/checks/virtual-hosts",
             get(overview::health_vhosts),
@@ -152,12 +157,17 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/api/queues/{vhost}", get(queues::list_vhost))
         .route(
             "/api/queues/{vhost}/{name}",
-            get(queues::show).put(queues::declare).delete(queues::remove),
+            get(queues::show)
+                .put(queues::declare)
+                .delete(queues::remove),
         )
         .route("/api/queues/{vhost}/{name}/bindings", get(queues::bindings))
         .route("/api/queues/{vhost}/{name}/contents", delete(queues::purge))
         .route("/api/queues/{vhost}/{name}/get", post(queues::get_messages))
-        .route("/api/queues/{vhost}/{name}/move", post(queues::move_messages))
+        .route(
+            "/api/queues/{vhost}/{name}/move",
+            post(queues::move_messages),
+        )
         .route("/api/bindings", get(bindings::list))
         .route("/api/bindings/{vhost}", get(bindings::list_vhost))
         .route(
@@ -191,7 +201,10 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             "/api/users/{user}",
             get(users::show).put(users::put).delete(users::remove),
         )
-        .route("/api/users/{user}/permissions", get(users::user_permissions))
+        .route(
+            "/api/users/{user}/permissions",
+            get(users::user_permissions),
+        )
         .route(
             "/api/users/{user}/topic-permissions",
             get(users::user_topic_permissions),
@@ -218,19 +231,87 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             "/api/definitions/{vhost}",
             get(definitions::export_vhost).post(definitions::import_vhost),
         )
+        .route("/api/policies", get(policies::list))
+        .route("/api/policies/{vhost}", get(policies::list_vhost))
+        .route(
+            "/api/policies/{vhost}/{name}",
+            get(policies::show)
+                .put(policies::put)
+                .delete(policies::remove),
+        )
         .route("/api/{*rest}", axum::routing::any(not_found))
-        .method_not_allowed_fallback(method_not_allowed);
-    routes
-        .merge(assets::router())
-        .with_state(api)
+        .layer(axum::middleware::from_fn(select_columns))
+        .layer(axum::extract::DefaultBodyLimit::max(api.max_body));
+    let app = routes.merge(assets::router()).with_state(api);
+    // Outside the routes, so it sees the `Allow` header a refused method
+    // gets from its route.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(allow_options))
+}
+
+/// `columns=a,b.c` on any GET: listings select columns per item
+/// themselves (before paging); single objects are trimmed here.
+async fn select_columns(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let columns = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.get("columns").cloned());
+    let resp = next.run(req).await;
+    let Some(columns) = columns else {
+        return resp;
+    };
+    if resp.status() != axum::http::StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        // A paged envelope has its items selected already.
+        Ok(serde_json::Value::Object(m)) if !m.contains_key("page_count") => {
+            listing::Columns::parse(Some(&columns)).apply(serde_json::Value::Object(m))
+        }
+        _ => return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    let mut resp = axum::Json(value).into_response();
+    *resp.status_mut() = parts.status;
+    resp
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+/// RabbitMQ (cowboy_rest) answers OPTIONS with the allowed methods, and
+/// lists OPTIONS among them when refusing a method with 405.
+async fn allow_options(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header::ALLOW, HeaderValue, Method, StatusCode};
+    let options = req.method() == Method::OPTIONS;
+    let mut resp = next.run(req).await;
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return resp;
+    }
+    let allow = resp
+        .headers()
+        .get(ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| format!("{v}, OPTIONS"))
+        .unwrap_or_else(|| "OPTIONS".into());
+    if options {
+        resp = axum::response::Response::default();
+    }
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(ALLOW, v);
+    }
+    resp
 }
 
 /// Serves `router` on `listener` until `stop` fires.
@@ -240,7 +321,10 @@ pub(crate) async fn serve(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
         tracing::error!("HTTP server failed: {e}");
     }
 }
@@ -249,6 +333,13 @@ impl Api {
     /// The node name (RabbitMQ's `rabbit@host` form).
     pub fn node(&self) -> String {
         self.node.clone()
+    }
+
+    /// The vhost a write goes to, or 404 `vhost_not_found`.
+    pub fn target_vhost(&self, name: &str) -> ApiResult<Arc<warren_broker::VirtualHost>> {
+        self.broker
+            .vhost(name)
+            .ok_or_else(ApiError::vhost_not_found)
     }
 
     /// The vhost, or 404.

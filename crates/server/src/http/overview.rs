@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use warren_broker::admin::messages::GetMode;
 use warren_broker::alarms;
+use warren_broker::sampler::ChurnCounts;
 use warren_broker::stats::Snapshot;
 use warren_broker::vhost::QueueSpec;
 use warren_protocol::{BasicProperties, FieldTable, ShortStr};
@@ -115,7 +116,10 @@ fn totals(api: &Api, caller: &Caller) -> Totals {
     t
 }
 
-pub(crate) async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
+pub(crate) async fn overview(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
     let t = totals(&api, &caller);
     let rates = if caller.is_monitor() {
         &api.broker.stats.rates
@@ -143,6 +147,13 @@ pub(crate) async fn overview(State(api): State<Arc<Api>>, caller: Caller) -> Api
         "message_stats".into(),
         message_stats(&t.counts, rates, FLOW, true).unwrap_or_else(|| json!({})),
     );
+    let churn = api.broker.churn();
+    let mut churn_rates = Map::new();
+    for (i, name) in ChurnCounts::NAMES.iter().enumerate() {
+        churn_rates.insert((*name).into(), churn.0[i].into());
+        churn_rates.insert(format!("{name}_details"), details(st.churn_rates[i].rate()));
+    }
+    o.insert("churn_rates".into(), Value::Object(churn_rates));
     o.insert(
         "queue_totals".into(),
         json!({
@@ -170,12 +181,16 @@ fn contexts(api: &Api) -> Value {
     let node = api.node();
     let mut out = Vec::new();
     if let Some(p) = api.cfg.management_port {
-        out.push(json!({"node": node, "description": "Warren Management", "path": "/",
-            "port": p.to_string()}));
+        out.push(
+            json!({"node": node, "description": "Warren Management", "path": "/",
+            "port": p.to_string()}),
+        );
     }
     if let Some(p) = api.cfg.prometheus_port {
-        out.push(json!({"node": node, "description": "Warren Prometheus", "path": "/",
-            "port": p.to_string(), "protocol": "'http/prometheus'"}));
+        out.push(
+            json!({"node": node, "description": "Warren Prometheus", "path": "/",
+            "port": p.to_string(), "protocol": "'http/prometheus'"}),
+        );
     }
     Value::Array(out)
 }
@@ -281,10 +296,7 @@ pub(crate) async fn aliveness(
     Path(vhost): Path<String>,
 ) -> ApiResult<Response> {
     caller.require_vhost(&api, &vhost)?;
-    let v = api
-        .broker
-        .vhost(&vhost)
-        .ok_or_else(ApiError::not_found)?;
+    let v = api.broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
     let name = ShortStr::from_static("aliveness-test");
     let spec = QueueSpec {
         name: name.clone(),
@@ -299,7 +311,13 @@ pub(crate) async fn aliveness(
         .map_err(|e| ApiError::internal(e.reply_text()))?;
     let body = Bytes::from_static(b"test_message");
     api.admin
-        .publish(&vhost, "", "aliveness-test", BasicProperties::default(), body.clone())
+        .publish(
+            &vhost,
+            "",
+            "aliveness-test",
+            BasicProperties::default(),
+            body.clone(),
+        )
         .await?;
     let got = api
         .admin
@@ -360,7 +378,7 @@ pub(crate) async fn health_port(
 ) -> ApiResult<Response> {
     let port: u16 = port
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid port: {port}")))?;
+        .map_err(|_| ApiError::bad_request("Invalid port"))?;
     let ports: Vec<u16> = listener_ports(&api).into_iter().map(|(_, p)| p).collect();
     if ports.contains(&port) {
         Ok(Json(json!({"status": "ok", "port": port})).into_response())
@@ -380,14 +398,15 @@ pub(crate) async fn health_protocol(
     Path(protocol): Path<String>,
 ) -> Response {
     let known = listener_ports(&api);
-    let wanted = protocol.to_lowercase();
-    let matches = |p: &str| {
-        p == wanted
-            || (wanted == "amqp091" || wanted == "amqp0-9-1") && p == "amqp"
-            || wanted == "prometheus" && p == "http/prometheus"
+    // RabbitMQ's normalisation of protocol names.
+    let wanted = match protocol.to_lowercase().as_str() {
+        "amqp091" | "amqp0-9-1" | "amqp0.9.1" => "amqp".to_string(),
+        "prometheus" => "http/prometheus".to_string(),
+        "management" => "http".to_string(),
+        other => other.to_string(),
     };
-    if known.iter().any(|(p, _)| matches(p)) {
-        Json(json!({"status": "ok", "protocol": protocol})).into_response()
+    if known.iter().any(|(p, _)| *p == wanted) {
+        Json(json!({"status": "ok", "protocol": wanted})).into_response()
     } else {
         let protocols: Vec<_> = known.into_iter().map(|(p, _)| p).collect();
         (

@@ -98,9 +98,10 @@ pub(crate) fn from_json(v: Option<&Value>) -> ApiResult<BasicProperties> {
             "cluster_id" => p.cluster_id = Some(short(k, v)?),
             "delivery_mode" => {
                 let n = small_int(k, v)?;
-                p.delivery_mode = Some(u8::try_from(n).map_err(|_| {
-                    ApiError::bad_request("delivery_mode must be 1 or 2")
-                })?);
+                p.delivery_mode = Some(
+                    u8::try_from(n)
+                        .map_err(|_| ApiError::bad_request("delivery_mode must be 1 or 2"))?,
+                );
             }
             "priority" => {
                 let n = small_int(k, v)?;
@@ -115,7 +116,8 @@ pub(crate) fn from_json(v: Option<&Value>) -> ApiResult<BasicProperties> {
                 if depth(v) > warren_protocol::wire::MAX_TABLE_DEPTH {
                     return Err(ApiError::bad_request("headers are nested too deeply"));
                 }
-                p.headers = Some(json_to_table(v).map_err(|e| ApiError::bad_request(e.to_string()))?)
+                p.headers =
+                    Some(json_to_table(v).map_err(|e| ApiError::bad_request(e.to_string()))?)
             }
             other => {
                 return Err(ApiError::bad_request(format!(

@@ -19,7 +19,7 @@ use warren_protocol::ShortStr;
 use super::auth::Caller;
 use super::bindings::BindingRow;
 use super::body::{Fields, JsonBody};
-use super::connections::channel_details;
+use super::connections::consumer_json;
 use super::error::{ApiError, ApiResult};
 use super::listing::{respond, ListQuery, Row, SortValue};
 use super::stats::{add_message_stats, details, QUEUE};
@@ -38,10 +38,13 @@ pub(crate) struct QueueRow {
 
 impl QueueRow {
     fn new(api: &Api, q: Arc<Queue>, node: Arc<str>, basic: bool) -> QueueRow {
-        let owner = q.owner.and_then(|id| api.broker.connections.get(id)).map(|c| {
-            json!({"name": c.name, "peer_host": c.meta.peer.ip().to_string(),
+        let owner = q
+            .owner
+            .and_then(|id| api.broker.connections.get(id))
+            .map(|c| {
+                json!({"name": c.name, "peer_host": c.meta.peer.ip().to_string(),
                 "peer_port": c.meta.peer.port()})
-        });
+            });
         QueueRow {
             stats: q.stats(),
             q,
@@ -112,9 +115,15 @@ impl Row for QueueRow {
             "messages_unacknowledged_details".into(),
             details(r.unacked.rate()),
         );
-        o.insert("message_bytes".into(), (s.ready_bytes + s.unacked_bytes).into());
+        o.insert(
+            "message_bytes".into(),
+            (s.ready_bytes + s.unacked_bytes).into(),
+        );
         o.insert("message_bytes_ready".into(), s.ready_bytes.into());
-        o.insert("message_bytes_unacknowledged".into(), s.unacked_bytes.into());
+        o.insert(
+            "message_bytes_unacknowledged".into(),
+            s.unacked_bytes.into(),
+        );
         o.insert("consumers".into(), s.consumers.into());
         o.insert("memory".into(), q.memory().into());
         o.insert("policy".into(), Value::Null);
@@ -185,20 +194,7 @@ pub(crate) async fn show(
     let consumers: Vec<Value> = q
         .consumer_infos()
         .iter()
-        .map(|c| {
-            let conn = conns.get(&c.connection_id);
-            json!({
-                "arguments": if c.priority != 0 { json!({"x-priority": c.priority}) } else { json!({}) },
-                "channel_details": conn.map(|e| channel_details(e, c.channel)).unwrap_or(json!({})),
-                "ack_required": c.ack_required,
-                "active": c.active,
-                "activity_status": if c.active { "up" } else { "waiting" },
-                "consumer_tag": c.tag.as_str(),
-                "exclusive": c.exclusive,
-                "prefetch_count": c.prefetch,
-                "queue": {"name": q.name.as_str(), "vhost": q.vhost},
-            })
-        })
+        .map(|c| consumer_json(&q, c, conns.get(&c.connection_id).map(|e| &**e)))
         .collect();
     if let Value::Object(m) = &mut v {
         m.insert("consumer_details".into(), Value::Array(consumers));
@@ -215,7 +211,7 @@ pub(crate) async fn declare(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     caller.require_vhost(&api, &vhost)?;
-    let v = api.vhost(&vhost)?;
+    let v = api.target_vhost(&vhost)?;
     if name.len() > ShortStr::MAX_LEN {
         return Err(ApiError::bad_request("queue name is longer than 255 bytes"));
     }
@@ -234,12 +230,16 @@ pub(crate) async fn declare(
     };
     let mut access = api.access(&caller, &vhost);
     access.check(Operation::Configure, Resource::Queue, &name)?;
-    if let Some(dlx) = spec.arguments.get("x-dead-letter-exchange").and_then(|v| v.as_bytes()) {
+    if let Some(dlx) = spec
+        .arguments
+        .get("x-dead-letter-exchange")
+        .and_then(|v| v.as_bytes())
+    {
         let dlx = String::from_utf8_lossy(dlx);
         access.check(Operation::Write, Resource::Exchange, &dlx)?;
     }
     let existed = v.queue(&spec.name).is_ok();
-    v.declare_queue(&spec, 0)?;
+    v.declare_queue(&spec, 0).map_err(http_argument_error)?;
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {
@@ -303,6 +303,29 @@ pub(crate) async fn bindings(
     respond(rows, &q)
 }
 
+/// Over HTTP, RabbitMQ words a wrongly typed integer argument as
+/// `"expected integer, got <type>"` (AMQP clients see
+/// `{unacceptable_type,<type>}`).
+fn http_argument_error(e: warren_broker::error::AmqpError) -> ApiError {
+    const INTEGER_ARGS: [&str; 5] = [
+        "x-message-ttl",
+        "x-expires",
+        "x-max-priority",
+        "x-max-length",
+        "x-max-length-bytes",
+    ];
+    let text = &e.text;
+    let integer_arg = INTEGER_ARGS
+        .iter()
+        .any(|k| text.starts_with(&format!("invalid arg '{k}'")));
+    if let (true, Some(at)) = (integer_arg, text.find("{unacceptable_type,")) {
+        let kind = text[at + "{unacceptable_type,".len()..].trim_end_matches('}');
+        let reworded = format!("{}\"expected integer, got {kind}\"", &text[..at]);
+        return super::error::amqp(e.code, &reworded);
+    }
+    e.into()
+}
+
 /// The most messages one get request may return.
 const GET_MAX: u64 = 10_000;
 
@@ -313,7 +336,10 @@ pub(crate) async fn get_messages(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     caller.require_vhost(&api, &vhost)?;
-    find(&api, &vhost, &name)?;
+    // RabbitMQ gets on an internal channel: its 404 carries the reply text.
+    api.target_vhost(&vhost)?
+        .queue(&ShortStr::from(name.as_str()))
+        .map_err(|e| ApiError::not_found_reason(e.reply_text()))?;
     let count = match body.get("count") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -328,10 +354,10 @@ pub(crate) async fn get_messages(
     let base64 = match encoding.as_str() {
         "auto" => false,
         "base64" => true,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "Unsupported encoding {other}"
-            )))
+        _ => {
+            return Err(ApiError::bad_request(
+                "Unsupported encoding. Please use auto or base64.",
+            ))
         }
     };
     let truncate = match body.get("truncate") {
@@ -395,4 +421,3 @@ pub(crate) async fn move_messages(
     let moved = api.admin.move_messages(&vhost, &name, &dest).await?;
     Ok(Json(json!({ "moved": moved })).into_response())
 }
-

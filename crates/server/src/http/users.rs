@@ -44,7 +44,9 @@ fn sorted_users(api: &Api) -> Vec<UserInfo> {
 
 pub(crate) async fn list(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_admin()?;
-    Ok(Json(Value::Array(sorted_users(&api).iter().map(user_json).collect())))
+    Ok(Json(Value::Array(
+        sorted_users(&api).iter().map(user_json).collect(),
+    )))
 }
 
 pub(crate) async fn without_permissions(
@@ -117,8 +119,14 @@ pub(crate) async fn put(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
+    if !body.contains_key("tags") {
+        return Err(ApiError::bad_request("tags_not_present"));
+    }
     let tags = parse_tags(body.get("tags"))?;
-    let credentials = match (body.str_field("password")?, body.str_field("password_hash")?) {
+    let credentials = match (
+        body.str_field("password")?,
+        body.str_field("password_hash")?,
+    ) {
         (Some(p), _) => Some(Credentials::Password(p)),
         (None, Some(h)) if h.is_empty() => Some(Credentials::None),
         (None, Some(h)) => Some(Credentials::Hash {
@@ -129,11 +137,8 @@ pub(crate) async fn put(
         }),
         (None, None) => None,
     };
-    if credentials.is_none() && api.broker.auth.user(&name).is_none() {
-        return Err(ApiError::bad_request(
-            "Either password or password_hash must be set",
-        ));
-    }
+    // Neither: a new user gets no password (it can't log in with PLAIN),
+    // an existing one keeps its own.
     let created = api.admin.put_user(&name, credentials, tags)?;
     Ok(if created {
         StatusCode::CREATED
@@ -152,11 +157,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn permission_list(
-    api: &Api,
-    vhost: Option<&str>,
-    user: Option<&str>,
-) -> ApiResult<Json<Value>> {
+fn permission_list(api: &Api, vhost: Option<&str>, user: Option<&str>) -> ApiResult<Json<Value>> {
     let mut ps = api.admin.permissions(vhost, user)?;
     ps.sort_by(|a, b| (&a.vhost, &a.user).cmp(&(&b.vhost, &b.user)));
     Ok(Json(Value::Array(ps.iter().map(permission_json).collect())))
@@ -234,9 +235,8 @@ pub(crate) async fn set_permission(
 /// RabbitMQ, not a 404.
 fn missing_as_bad_request(e: AdminError) -> ApiError {
     match e {
-        AdminError::NoSuchUser { name } => ApiError::bad_request(format!("no_such_user: {name}")),
-        AdminError::NoSuchVhost { name } => {
-            ApiError::bad_request(format!("no_such_vhost: {name}"))
+        AdminError::NoSuchUser { .. } | AdminError::NoSuchVhost { .. } => {
+            ApiError::bad_request("vhost_or_user_not_found")
         }
         other => other.into(),
     }
@@ -325,7 +325,11 @@ pub(crate) async fn clear_topic_permission(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    if api.admin.topic_permissions(Some(&vhost), Some(&user))?.is_empty() {
+    if api
+        .admin
+        .topic_permissions(Some(&vhost), Some(&user))?
+        .is_empty()
+    {
         return Err(ApiError::not_found());
     }
     api.admin.clear_topic_permissions(&vhost, &user, None)?;

@@ -105,7 +105,8 @@ pub(crate) async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require_vhost_visible(&api, &name)?;
+    // RabbitMQ 3.10 shows one vhost to administrators only.
+    caller.require_admin()?;
     let v = api.vhost(&name)?;
     Ok(Json(vhost_json(&api, &v)))
 }
@@ -140,6 +141,11 @@ pub(crate) async fn put(
         default_queue_type: body.str_field("default_queue_type")?,
     };
     let created = api.admin.add_vhost(def)?;
+    if created {
+        // As RabbitMQ: whoever creates a vhost over HTTP may use it.
+        api.admin
+            .set_permissions(&name, caller.name(), ".*", ".*", ".*")?;
+    }
     Ok(if created {
         StatusCode::CREATED
     } else {

@@ -184,6 +184,14 @@ impl TestBroker {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
+        // Tests run brokers side by side: no HTTP listeners on the fixed
+        // default ports unless a test asks for them.
+        if !launch.args.iter().any(|a| a == "--management-port") {
+            cmd.arg("--disable-management");
+        }
+        if !launch.args.iter().any(|a| a == "--prometheus-port") {
+            cmd.arg("--disable-prometheus");
+        }
         // Hermetic: nothing from the caller's environment.
         for var in [
             "WARREN_AMQP_PORT",

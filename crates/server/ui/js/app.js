@@ -3,7 +3,7 @@
 
 import { route, startRouter, navigate, currentPath } from './router.js';
 import { session, hasCredentials, clearSession, isAdmin } from './session.js';
-import { api, setUnauthorizedHandler } from './api.js';
+import { setUnauthorizedHandler } from './api.js';
 import { clearNotices, notifyError, notifyWarning } from './notify.js';
 import { h, replace } from './dom.js';
 import { tagBadges } from './widgets.js';

@@ -18,16 +18,23 @@ function niceScale(max, integer) {
   return { top: step * Math.ceil(max / step), step };
 }
 
-function clock(t) {
-  return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+const TICK_STEPS = [10, 15, 30, 60, 120, 300].map((s) => s * 1000);
+
+/** The x-axis tick interval giving at most 6 ticks over `span` ms. */
+function tickStep(span) {
+  return TICK_STEPS.find((step) => span / step <= 6) ?? TICK_STEPS[TICK_STEPS.length - 1];
+}
+
+function clock(t, withSeconds) {
+  return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: withSeconds ? '2-digit' : undefined });
 }
 
 /**
  * series: [{key, label, color: 'CSS var name'}]; format(value) for legend/summary;
- * integer: y ticks are whole numbers; windowMs: visible time span; gapMs: a longer
- * pause between samples breaks the line.
+ * integer: y ticks are whole numbers; the time axis spans the samples, at least minMs and
+ * at most maxMs; gapMs: a longer pause between samples breaks the line.
  */
-export function lineChart({ title, series, format, integer = false, windowMs = 600_000, gapMs = 20_000, signal }) {
+export function lineChart({ title, series, format, integer = false, minMs = 120_000, maxMs = 600_000, gapMs = 20_000, signal }) {
   const summaryId = uid('chart-summary');
   const canvas = h('canvas', { role: 'img', 'aria-label': title, 'aria-describedby': summaryId });
   const box = h('div.chart-box', {}, canvas);
@@ -63,6 +70,7 @@ export function lineChart({ title, series, format, integer = false, windowMs = 6
     const plotW = width - left - PAD.right;
     const plotH = HEIGHT - PAD.top - PAD.bottom;
     const tEnd = samples.length ? samples[samples.length - 1].t : Date.now();
+    const windowMs = Math.min(maxMs, Math.max(minMs, samples.length ? tEnd - samples[0].t : 0));
     const tStart = tEnd - windowMs;
     const x = (t) => left + ((t - tStart) / windowMs) * plotW;
     const y = (v) => PAD.top + plotH - (v / top) * plotH;
@@ -78,13 +86,16 @@ export function lineChart({ title, series, format, integer = false, windowMs = 6
       ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(left + plotW, yy); ctx.stroke();
       ctx.fillText(compact.format(v), left - 8, yy);
     }
-    // X labels every two minutes.
+    // X labels at round clock times; labels that would spill past the plot are left out.
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
-    for (let t = Math.ceil(tStart / 120_000) * 120_000; t <= tEnd; t += 120_000) {
+    const tick = tickStep(windowMs);
+    for (let t = Math.ceil(tStart / tick) * tick; t <= tEnd; t += tick) {
       const xx = Math.round(x(t)) + 0.5;
+      const label = clock(t, tick < 60_000);
+      const half = ctx.measureText(label).width / 2;
       ctx.beginPath(); ctx.moveTo(xx, PAD.top + plotH); ctx.lineTo(xx, PAD.top + plotH + 4); ctx.stroke();
-      ctx.fillText(clock(t), xx, PAD.top + plotH + 8);
+      if (xx - half >= left - 8 && xx + half <= width) ctx.fillText(label, xx, PAD.top + plotH + 8);
     }
     ctx.strokeStyle = css.getPropertyValue('--chart-axis');
     ctx.beginPath(); ctx.moveTo(left, PAD.top + plotH + 0.5); ctx.lineTo(left + plotW, PAD.top + plotH + 0.5); ctx.stroke();
@@ -116,9 +127,10 @@ export function lineChart({ title, series, format, integer = false, windowMs = 6
     const last = samples[samples.length - 1];
     if (!last) return;
     const peak = (key) => Math.max(...samples.map((s) => s.values[key] || 0));
-    const minutes = Math.max(1, Math.round((last.t - samples[0].t) / 60_000));
+    const seconds = Math.round((last.t - samples[0].t) / 1000);
+    const span = seconds < 120 ? `${seconds} seconds` : `${Math.round(seconds / 60)} minutes`;
     const latest = series.map((s) => `${s.label} ${format(last.values[s.key] || 0)} (peak ${format(peak(s.key))})`).join(', ');
-    summary.textContent = `${title} over the last ${minutes} minute${minutes === 1 ? '' : 's'}, ${samples.length} samples. Latest: ${latest}.`;
+    summary.textContent = `${title} over the last ${span}, ${samples.length} samples. Latest: ${latest}.`;
     for (const s of series) legendValues[s.key].textContent = format(last.values[s.key] || 0);
   }
 

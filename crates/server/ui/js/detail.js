@@ -1,9 +1,12 @@
-// detail.js — helpers for pages showing one object: first load with a friendly 404, then
-// a background refresh every 5 s.
+// detail.js — helpers for pages showing one object: first load with a friendly 404, a
+// background refresh every 5 s, and the confirmed "Delete …" button.
 
 import { api, every } from './api.js';
-import { notifyError } from './notify.js';
+import { notifyError, flash } from './notify.js';
 import { notFound } from './widgets.js';
+import { actionButton } from './forms.js';
+import { confirmAction } from './dialog.js';
+import { navigate } from './router.js';
 
 /** GET `url`; on 404 show "<what> not found" with a link back and resolve to null. */
 export async function loadOrNotFound(root, url, signal, { what, backHref, backText }) {
@@ -27,4 +30,15 @@ export function keepFresh(url, signal, onData, what, delay = 5000) {
   };
   setTimeout(() => every(5000, refresh, signal), delay);
   return refresh;
+}
+
+/** A danger button: confirm, DELETE `url`, then go to `then` with `done` as the message. */
+export function deleteButton({ label, message, url, then, done, onDeleted }) {
+  return actionButton(label, async () => {
+    if (!await confirmAction({ title: `${label}?`, message, confirmLabel: label })) return;
+    await api.del(url);
+    onDeleted?.();
+    flash(done);
+    navigate(then);
+  }, { cls: 'danger', what: label });
 }

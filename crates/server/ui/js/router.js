@@ -14,6 +14,14 @@ export function currentPath() {
   return hash.startsWith('/') ? hash : '/';
 }
 
+function decode(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null; // malformed %-escape: no route matches
+  }
+}
+
 /** Find the route for a path; null when none matches. */
 export function match(p) {
   const segments = p.split('/').filter(Boolean);
@@ -22,8 +30,8 @@ export function match(p) {
     const params = {};
     const ok = r.parts.every((part, i) => {
       if (part.startsWith(':')) {
-        params[part.slice(1)] = decodeURIComponent(segments[i]);
-        return true;
+        params[part.slice(1)] = decode(segments[i]);
+        return params[part.slice(1)] !== null;
       }
       return part === segments[i];
     });

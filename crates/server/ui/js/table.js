@@ -21,7 +21,7 @@ export function dataTable({ caption, columns, empty = 'Nothing to show.', onSort
     return th;
   });
   const table = h('table', {}, h('caption.sr-only', {}, caption), h('thead', {}, h('tr', {}, headers)), tbody);
-  const element = h('div.table-wrap', { role: 'region', 'aria-label': caption, tabindex: '0' }, table);
+  const element = h('div.table-wrap', { role: 'region', 'aria-label': `${caption} table`, tabindex: '0' }, table);
   return {
     element,
     tbody,

@@ -1,14 +1,10 @@
 // pages/exchange.js — one exchange: details and rates, bindings, publish, delete.
 
 import { h, section, dl, replace } from '../dom.js';
-import { api, path } from '../api.js';
-import { actionButton } from '../forms.js';
-import { confirmAction } from '../dialog.js';
-import { flash } from '../notify.js';
-import { navigate } from '../router.js';
+import { path } from '../api.js';
 import { fmtBool, fmtJson, fmtRate, statRate, exchangeLabel } from '../format.js';
 import { pageHeader } from '../widgets.js';
-import { loadOrNotFound, keepFresh } from '../detail.js';
+import { loadOrNotFound, keepFresh, deleteButton } from '../detail.js';
 import { exchangeBindings } from '../bindings.js';
 import { publishSection } from '../publish-form.js';
 
@@ -30,12 +26,10 @@ export default async function render(root, { vhost, name: urlName }, { signal })
   const first = await loadOrNotFound(root, self, signal, { what: 'Exchange', backHref: '#/exchanges', backText: 'Back to exchanges' });
   if (!first) return;
   const info = h('div');
-  const actions = name === '' ? [] : [actionButton('Delete exchange', async () => {
-    if (!await confirmAction({ title: 'Delete exchange?', message: `Delete exchange "${name}" in vhost ${vhost} and its bindings?`, confirmLabel: 'Delete exchange' })) return;
-    await api.del(self);
-    flash(`Exchange "${name}" deleted.`);
-    navigate('/exchanges');
-  }, { cls: 'danger', what: 'Deleting the exchange' })];
+  const actions = name === '' ? [] : [deleteButton({
+    label: 'Delete exchange', url: self, then: '/exchanges', done: `Exchange "${name}" deleted.`,
+    message: `Delete exchange "${name}" in vhost ${vhost} and its bindings?`,
+  })];
 
   root.append(
     pageHeader(exchangeLabel(name), { kicker: `Exchange · virtual host ${vhost}`, actions }),

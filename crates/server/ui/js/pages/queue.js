@@ -5,12 +5,11 @@ import { h, section, dl, replace } from '../dom.js';
 import { api, path } from '../api.js';
 import { actionButton } from '../forms.js';
 import { confirmAction } from '../dialog.js';
-import { flash, notifySuccess } from '../notify.js';
-import { navigate } from '../router.js';
+import { notifySuccess } from '../notify.js';
 import { fmtInt, fmtRate, fmtBool, fmtJson, statRate } from '../format.js';
 import { dataTable } from '../table.js';
 import { pageHeader, statTiles, stateBadge, link, connectionHref } from '../widgets.js';
-import { loadOrNotFound, keepFresh } from '../detail.js';
+import { loadOrNotFound, keepFresh, deleteButton } from '../detail.js';
 import { queueBindings } from '../bindings.js';
 import { publishSection } from '../publish-form.js';
 import { getMessagesSection, moveMessagesSection } from '../queue-actions.js';
@@ -71,12 +70,10 @@ export default async function render(root, { vhost, name }, { signal }) {
     notifySuccess(`Queue "${name}" purged.`);
     await refresh();
   }, { what: 'Purging' });
-  const remove = actionButton('Delete queue', async () => {
-    if (!await confirmAction({ title: 'Delete queue?', message: `Delete queue "${name}" in vhost ${vhost} and all its messages?`, confirmLabel: 'Delete queue' })) return;
-    await api.del(self);
-    flash(`Queue "${name}" deleted.`);
-    navigate('/queues');
-  }, { cls: 'danger', what: 'Deleting the queue' });
+  const remove = deleteButton({
+    label: 'Delete queue', url: self, then: '/queues', done: `Queue "${name}" deleted.`,
+    message: `Delete queue "${name}" in vhost ${vhost} and all its messages?`,
+  });
 
   root.append(
     pageHeader(name, { kicker: `Queue · virtual host ${vhost}`, actions: [purge, remove] }),

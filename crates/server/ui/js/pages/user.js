@@ -3,15 +3,13 @@
 
 import { h } from '../dom.js';
 import { api, path } from '../api.js';
-import { form, submitButton, actionButton } from '../forms.js';
+import { form, submitButton } from '../forms.js';
 import { tagsField } from '../tags-field.js';
-import { confirmAction } from '../dialog.js';
-import { flash, notifySuccess } from '../notify.js';
-import { navigate } from '../router.js';
+import { notifySuccess } from '../notify.js';
 import { normalizeTags } from '../format.js';
 import { pageHeader, adminTabs, tagBadges } from '../widgets.js';
 import { permissionsSection } from '../permissions.js';
-import { loadOrNotFound } from '../detail.js';
+import { loadOrNotFound, deleteButton } from '../detail.js';
 import { passwordPair } from './users.js';
 
 export default async function render(root, { name }, { signal }) {
@@ -40,12 +38,10 @@ export default async function render(root, { name }, { signal }) {
     notifySuccess(`User "${name}" updated.`);
   }, 'Updating the user');
 
-  const remove = actionButton('Delete user', async () => {
-    if (!await confirmAction({ title: 'Delete user?', message: `Delete user "${name}" and all its permissions?`, confirmLabel: 'Delete user' })) return;
-    await api.del(self);
-    flash(`User "${name}" deleted.`);
-    navigate('/admin/users');
-  }, { cls: 'danger', what: 'Deleting the user' });
+  const remove = deleteButton({
+    label: 'Delete user', url: self, then: '/admin/users', done: `User "${name}" deleted.`,
+    message: `Delete user "${name}" and all its permissions?`,
+  });
 
   root.append(
     pageHeader(name, { kicker: 'Admin · user', actions: [remove] }),
