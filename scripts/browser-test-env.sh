@@ -16,6 +16,11 @@ if [ ! -x "$CHROMIUM" ]; then
     fi
 fi
 
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y nodejs npm >&2 || { apt-get update >&2; apt-get install -y nodejs npm >&2; }
+fi
+
 want="$(sha256sum "$DIR/package-lock.json" | cut -d' ' -f1)"
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ] || [ ! -d "$DIR/node_modules/playwright-core" ]; then

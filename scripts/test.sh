@@ -19,10 +19,16 @@ cargo build --workspace --bins
 step "cargo test (unit, property, lapin integration)"
 cargo test --workspace
 
-step "python environment (pika, pytest)"
+step "python environment (pika, pytest, requests)"
 scripts/python-env.sh
 
-step "pika suite against a fresh broker"
+step "rabbitmqadmin (extracted from Debian's rabbitmq-server package)"
+rabbitmqadmin="$(scripts/rabbitmqadmin-env.sh)"
+
+step "browser test environment (Debian's chromium, playwright-core)"
+scripts/browser-test-env.sh
+
+step "pika, HTTP API, rabbitmqadmin and Prometheus suites against a fresh broker"
 data_dir="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
@@ -47,7 +53,12 @@ done
 AMQP_PORT="$port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
     WARREN_BIN="$PWD/target/debug/warren" \
     MGMT_URL="http://127.0.0.1:$mgmt_port" METRICS_URL="http://127.0.0.1:$prom_port" \
+    RABBITMQADMIN="$rabbitmqadmin" \
     .venv/bin/python -m pytest tests/python -q
+step "web UI in headless Chromium against the same broker"
+WARREN_MGMT_URL="http://127.0.0.1:$mgmt_port" SCREENSHOT_DIR="$PWD/target/ui-screenshots" \
+    node tests/browser/ui.test.mjs
+
 if grep -q "panicked" "$data_dir/warren.log"; then
     echo "the broker panicked during the pika suite:" >&2
     grep -A5 "panicked" "$data_dir/warren.log" >&2

@@ -428,7 +428,7 @@ mod tests {
         let v = body(respond(rows(), &q(&[("columns", "name,deep.y")])).unwrap()).await;
         assert_eq!(v[0], json!({"name": "a", "deep": {"y": 1}}));
         assert_eq!(
-            respond(rows(), &q(&[("page", "3"), ("page_size", "2")]))
+            respond(rows(), &q(&[("page", "4"), ("page_size", "2")]))
                 .unwrap_err()
                 .error,
             "page_out_of_range"
