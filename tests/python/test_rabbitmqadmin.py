@@ -30,7 +30,6 @@ import subprocess
 import tempfile
 import urllib.parse
 
-import pika
 import pytest
 from pika.exceptions import ProbableAccessDeniedError
 

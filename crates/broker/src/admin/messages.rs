@@ -113,7 +113,10 @@ impl Admin {
             }
         }
         x.counters.add(Metric::PublishIn, 1);
+        // Counted as RabbitMQ counts its internal channel: a publish with
+        // a confirm.
         self.broker.count_direct(vhost, Metric::Publish, 1);
+        self.broker.count_direct(vhost, Metric::Confirm, 1);
         if routed {
             x.counters.add(Metric::PublishOut, 1);
         } else {
@@ -139,12 +142,20 @@ impl Admin {
         let q = self.queue_arc(&v, queue)?;
         let mut taken: Vec<QueuedMessage> = Vec::new();
         let mut out = Vec::new();
+        // Taking for good is a get without ack (RabbitMQ counts it so);
+        // the others are gets to be settled after.
+        let auto_ack = mode == GetMode::Ack;
         while taken.len() < count {
-            let Some((qm, remaining)) = q.get(false) else {
+            let Some((qm, remaining)) = q.get(auto_ack) else {
                 self.broker.count_direct(vhost, Metric::GetEmpty, 1);
                 break;
             };
-            self.broker.count_direct(vhost, Metric::Get, 1);
+            let counted = if auto_ack {
+                Metric::GetNoAck
+            } else {
+                Metric::Get
+            };
+            self.broker.count_direct(vhost, counted, 1);
             if qm.redelivered {
                 self.broker.count_direct(vhost, Metric::Redeliver, 1);
             }
@@ -168,12 +179,9 @@ impl Admin {
                 );
             }
             GetMode::Ack => {
-                self.broker
-                    .count_direct(vhost, Metric::Ack, taken.len() as u64);
-                let disks: Vec<_> = taken.iter().map(|m| m.disk).collect();
-                q.settle(&disks, body_bytes(&taken));
-                // Acks are flushed with the next commit; wait so that a
-                // message reported gone stays gone after a crash.
+                // Taken with auto-ack: their removal is flushed with the
+                // next commit; wait so that a message reported gone stays
+                // gone after a crash.
                 wait_durable(&v, v.issue_ticket()).await?;
             }
             GetMode::Reject => {

@@ -17,12 +17,44 @@ use super::{Api, Params};
 
 /// RabbitMQ 3.10's HTTP export is leaner than its `rabbitmqctl
 /// export_definitions` (which the admin layer produces): vhosts by name
-/// only, queues without `type`.
-fn http_format(mut defs: Value) -> Value {
+/// only, queues without `type`; a vhost's export has only its
+/// `parameters`, `policies`, `queues`, `exchanges` and `bindings`, the
+/// last three without `vhost`.
+fn http_format(mut defs: Value, scoped: bool) -> Value {
+    if scoped {
+        if let Value::Object(m) = &mut defs {
+            const KEEP: [&str; 6] = [
+                "rabbit_version",
+                "parameters",
+                "policies",
+                "queues",
+                "exchanges",
+                "bindings",
+            ];
+            m.retain(|k, _| KEEP.contains(&k.as_str()));
+            for key in ["queues", "exchanges", "bindings"] {
+                if let Some(Value::Array(items)) = m.get_mut(key) {
+                    for i in items.iter_mut() {
+                        if let Value::Object(o) = i {
+                            o.remove("vhost");
+                        }
+                    }
+                }
+            }
+        }
+    }
     if let Some(Value::Array(vhosts)) = defs.get_mut("vhosts") {
         for v in vhosts.iter_mut() {
             if let Value::Object(m) = v {
                 m.retain(|k, _| k == "name");
+            }
+        }
+    }
+    // The HTTP export always says whether an exchange is internal.
+    if let Some(Value::Array(exchanges)) = defs.get_mut("exchanges") {
+        for x in exchanges.iter_mut() {
+            if let Value::Object(m) = x {
+                m.entry("internal").or_insert(Value::Bool(false));
             }
         }
     }
@@ -36,15 +68,16 @@ fn http_format(mut defs: Value) -> Value {
     defs
 }
 
-fn export_response(defs: Value, params: &Params, file: &str) -> Response {
-    let mut resp = Json(http_format(defs)).into_response();
+fn export_response(defs: Value, scoped: bool, params: &Params) -> Response {
+    let file = "definitions.json";
+    let mut resp = Json(http_format(defs, scoped)).into_response();
     // `?download=<file>` asks for an attachment, as the UI's export does.
     if params.contains_key("download") {
         let name = params
             .get("download")
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_graphic() && c != '"'))
             .map_or(file, |n| n.as_str());
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename={name}")) {
             resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
     }
@@ -58,7 +91,7 @@ pub(crate) async fn export(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let defs = api.admin.export_definitions(None)?;
-    Ok(export_response(defs, &params, "definitions.json"))
+    Ok(export_response(defs, false, &params))
 }
 
 pub(crate) async fn export_vhost(
@@ -68,9 +101,12 @@ pub(crate) async fn export_vhost(
     params: Params,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    api.target_vhost(&vhost)?;
+    // RabbitMQ 3.10 answers 400 here (and 404 to the import).
+    if api.broker.vhost(&vhost).is_none() {
+        return Err(ApiError::bad_request("vhost_not_found"));
+    }
     let defs = api.admin.export_definitions(Some(&vhost))?;
-    Ok(export_response(defs, &params, "definitions.json"))
+    Ok(export_response(defs, true, &params))
 }
 
 /// The definitions of an import: a JSON body, or (as the web UI's file

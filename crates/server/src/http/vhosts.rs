@@ -134,6 +134,14 @@ pub(crate) async fn put(
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
+    // Tracing would turn on the firehose (copies of every message to
+    // amq.rabbitmq.trace), which Warren doesn't have: refuse rather than
+    // store a flag that does nothing.
+    if body.bool_field("tracing")? == Some(true) {
+        return Err(ApiError::bad_request(
+            "tracing (the firehose) is not supported by Warren",
+        ));
+    }
     let def = VhostDef {
         name: name.clone(),
         description: body.str_field("description")?.unwrap_or_default(),
