@@ -189,7 +189,7 @@ pub fn sample(broker: &Broker) {
     broker.stats.rates.sample(now, global);
     for (v, counts) in vhost_totals {
         v.rates.sample(now, counts);
-        for q in v.queues() {
+        for q in v.queues_unordered() {
             let st = q.stats();
             q.rates.messages.sample(now, q.counters().snapshot());
             q.rates.ready.sample(now, st.ready);

@@ -416,6 +416,12 @@ impl Queue {
     }
 
     /// True when an `x-expires` queue has been unused long enough.
+    /// Whether the sweeper has anything to check here: expiring
+    /// messages, or an idle-queue expiry (`x-expires`).
+    pub fn needs_sweep(&self) -> bool {
+        self.limits.expires.is_some() || self.has_ttl.load(Ordering::Relaxed)
+    }
+
     pub fn is_expired_unused(&self, now: Instant) -> bool {
         let Some(ms) = self.limits.expires else {
             return false;

@@ -233,10 +233,17 @@ impl VirtualHost {
             .ok_or_else(|| AmqpError::not_found(format!("no {}", rs("queue", name, &self.name))))
     }
 
+    /// The queues, by name.
     pub fn queues(&self) -> Vec<Arc<Queue>> {
-        let mut v: Vec<_> = self.queues.read().values().cloned().collect();
+        let mut v = self.queues_unordered();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// The queues in no particular order (no sort: for totals, sampling
+    /// and listings that order them their own way).
+    pub fn queues_unordered(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
     }
 
     pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
@@ -261,7 +268,17 @@ impl VirtualHost {
     /// Periodic housekeeping: expires messages past their TTL and deletes
     /// queues unused for longer than their `x-expires`.
     pub fn sweep(&self, now: std::time::Instant) {
-        for q in self.queues() {
+        // Only queues with expiring messages or an `x-expires` have work:
+        // picked out under the read lock, without sorting or cloning the
+        // rest (the sweep runs four times a second, whatever the count).
+        let due: Vec<Arc<Queue>> = self
+            .queues
+            .read()
+            .values()
+            .filter(|q| q.needs_sweep())
+            .cloned()
+            .collect();
+        for q in due {
             q.expire(now);
             if q.is_expired_unused(now) {
                 if let Err(e) = self.remove_queue(&q) {

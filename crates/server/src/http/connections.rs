@@ -316,7 +316,7 @@ pub(crate) async fn channel(
         .ok_or_else(ApiError::not_found)?;
     let mut consumers = Vec::new();
     if let Some(v) = api.broker.vhost(&row.conn.meta.vhost) {
-        for q in v.queues() {
+        for q in v.queues_unordered() {
             for c in q.consumer_infos() {
                 if c.connection_id == row.conn.id && c.channel == row.ch.number {
                     consumers.push(consumer_json(&q, &c, Some(&row.conn)));

@@ -330,7 +330,7 @@ async fn aggregated(State(api): State<Arc<Api>>) -> Response {
     let mut totals = [0u64; 8];
     let mut published = 0u64;
     for v in api.broker.vhosts() {
-        for q in v.queues() {
+        for q in v.queues_unordered() {
             queues += 1;
             let (vals, p) = queue_values(&q);
             for (t, v) in totals.iter_mut().zip(vals) {
@@ -417,7 +417,7 @@ type ConnectionFamily = (
 
 async fn per_object(State(api): State<Arc<Api>>) -> Response {
     let vhosts = api.broker.vhosts();
-    let queues: Vec<_> = vhosts.iter().flat_map(|v| v.queues()).collect();
+    let queues: Vec<_> = vhosts.iter().flat_map(|v| v.queues_unordered()).collect();
     let mut o = Out(String::with_capacity(4096 + queues.len() * 900));
     // One pass over the queues; the lines are grouped by family after.
     let rows: Vec<(String, [u64; 8], u64)> = queues

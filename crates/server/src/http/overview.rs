@@ -97,7 +97,7 @@ fn totals(api: &Api, caller: &Caller) -> Totals {
         })
     };
     for v in &vhosts {
-        for q in v.queues() {
+        for q in v.queues_unordered() {
             let s = q.stats();
             t.ready += s.ready;
             t.unacked += s.unacked;

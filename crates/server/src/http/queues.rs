@@ -25,39 +25,50 @@ use super::listing::{respond, ListQuery, Row, SortValue};
 use super::stats::{add_message_stats, details, QUEUE};
 use super::{properties, Api, Params};
 
-/// One queue in a listing: its counts are read once, when the listing is
-/// made.
-pub(crate) struct QueueRow {
+/// One queue in a listing. Small, and lazy: a listing sorted by name
+/// reads the counts (under each queue's lock) of the page's queues only.
+pub(crate) struct QueueRow<'a> {
     q: Arc<Queue>,
-    stats: QueueStats,
-    node: Arc<str>,
-    owner: Option<Value>,
+    /// Read from the queue when first needed, then kept.
+    stats: std::cell::OnceCell<QueueStats>,
+    api: &'a Api,
     /// `disable_stats=true`: the basic fields only.
     basic: bool,
 }
 
-impl QueueRow {
-    fn new(api: &Api, q: Arc<Queue>, node: Arc<str>, basic: bool) -> QueueRow {
-        let owner = q
-            .owner
-            .and_then(|id| api.broker.connections.get(id))
-            .map(|c| {
-                json!({"name": c.name, "peer_host": c.meta.peer.ip().to_string(),
-                "peer_port": c.meta.peer.port()})
-            });
+impl<'a> QueueRow<'a> {
+    fn new(api: &'a Api, q: Arc<Queue>, basic: bool) -> QueueRow<'a> {
         QueueRow {
-            stats: q.stats(),
+            stats: std::cell::OnceCell::new(),
             q,
-            node,
-            owner,
+            api,
             basic,
         }
     }
+
+    /// The owning connection, for exclusive queues.
+    fn owner(&self) -> Option<Value> {
+        let c = self.api.broker.connections.get(self.q.owner?)?;
+        Some(
+            json!({"name": c.name, "peer_host": c.meta.peer.ip().to_string(),
+            "peer_port": c.meta.peer.port()}),
+        )
+    }
 }
 
-impl Row for QueueRow {
+impl QueueRow<'_> {
+    fn stats(&self) -> &QueueStats {
+        self.stats.get_or_init(|| self.q.stats())
+    }
+}
+
+impl Row for QueueRow<'_> {
     fn name(&self) -> &str {
         std::str::from_utf8(self.q.name.as_bytes()).unwrap_or("")
+    }
+
+    fn name_bytes(&self) -> &[u8] {
+        self.q.name.as_bytes()
     }
 
     fn vhost(&self) -> &str {
@@ -65,7 +76,7 @@ impl Row for QueueRow {
     }
 
     fn sort_value(&self, column: &str) -> Option<SortValue> {
-        let s = &self.stats;
+        let s = self.stats();
         let n = |v: u64| Some(SortValue::Number(v as f64));
         let b = |v: bool| Some(SortValue::Atom(if v { "true" } else { "false" }));
         match column {
@@ -81,14 +92,14 @@ impl Row for QueueRow {
             "exclusive" => b(self.q.options.exclusive),
             "type" => Some(SortValue::Text("classic".into())),
             "state" => Some(SortValue::Text("running".into())),
-            "node" => Some(SortValue::Text(self.node.to_string())),
+            "node" => Some(SortValue::Text(self.api.node())),
             _ => None,
         }
     }
 
     fn to_json(&self) -> Value {
         let q = &self.q;
-        let s = &self.stats;
+        let s = self.stats();
         let mut o = Map::new();
         o.insert("name".into(), q.name.as_str().into_owned().into());
         o.insert("vhost".into(), q.vhost.clone().into());
@@ -96,11 +107,11 @@ impl Row for QueueRow {
         o.insert("auto_delete".into(), q.options.auto_delete.into());
         o.insert("exclusive".into(), q.options.exclusive.into());
         o.insert("arguments".into(), table_to_json(&q.options.arguments));
-        o.insert("node".into(), self.node.to_string().into());
+        o.insert("node".into(), self.api.node().into());
         o.insert("type".into(), "classic".into());
         o.insert("state".into(), "running".into());
-        if let Some(owner) = &self.owner {
-            o.insert("owner_pid_details".into(), owner.clone());
+        if let Some(owner) = self.owner() {
+            o.insert("owner_pid_details".into(), owner);
         }
         o.insert("messages".into(), (s.ready + s.unacked).into());
         o.insert("messages_ready".into(), s.ready.into());
@@ -137,15 +148,16 @@ impl Row for QueueRow {
     }
 }
 
-fn rows(api: &Api, vhosts: &[Arc<warren_broker::VirtualHost>], q: &ListQuery) -> Vec<QueueRow> {
-    let node: Arc<str> = api.node().into();
-    let mut out = Vec::new();
-    for v in vhosts {
-        for queue in v.queues() {
-            out.push(QueueRow::new(api, queue, node.clone(), q.disable_stats));
-        }
-    }
-    out
+fn rows<'a>(
+    api: &'a Api,
+    vhosts: &[Arc<warren_broker::VirtualHost>],
+    q: &ListQuery,
+) -> Vec<QueueRow<'a>> {
+    vhosts
+        .iter()
+        .flat_map(|v| v.queues_unordered())
+        .map(|queue| QueueRow::new(api, queue, q.disable_stats))
+        .collect()
 }
 
 pub(crate) async fn list(
@@ -183,7 +195,7 @@ pub(crate) async fn show(
 ) -> ApiResult<Json<Value>> {
     caller.require_vhost(&api, &vhost)?;
     let q = find(&api, &vhost, &name)?;
-    let mut v = QueueRow::new(&api, q.clone(), api.node().into(), false).to_json();
+    let mut v = QueueRow::new(&api, q.clone(), false).to_json();
     let conns: std::collections::HashMap<u64, _> = api
         .broker
         .connections

@@ -37,7 +37,7 @@ fn vhost_json(api: &Api, v: &VirtualHost) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let meta = v.meta();
     let (mut ready, mut unacked) = (0u64, 0u64);
-    for q in v.queues() {
+    for q in v.queues_unordered() {
         let s = q.stats();
         ready += s.ready;
         unacked += s.unacked;
