@@ -73,7 +73,8 @@ def api(broker, method, path, **kw):
 
 
 def timed(fn):
-    """Median and max seconds of SAMPLES calls after a warm-up, or 'timeout'."""
+    """Median and max seconds of SAMPLES calls after a warm-up, or how it failed."""
+    t0 = time.perf_counter()
     try:
         fn()
         times = []
@@ -85,6 +86,10 @@ def timed(fn):
         return {"median_s": statistics.median(times), "max_s": max(times), "bytes": len(r.content)}
     except requests.Timeout:
         return "timeout (%d s)" % TIMEOUT
+    except requests.ConnectionError:
+        return "connection closed without an answer after %.0f s" % (time.perf_counter() - t0)
+    except requests.HTTPError as e:
+        return "HTTP %s after %.0f s" % (e.response.status_code, time.perf_counter() - t0)
 
 
 def populate(broker, n):

@@ -221,11 +221,7 @@ pub(crate) async fn between(
 ) -> ApiResult<Response> {
     caller.require_vhost(&api, &vhost)?;
     let rows = between_rows(&api, &vhost, &source, &dtype, &dest)?;
-    let q = ListQuery::from_map(&params);
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(rows, &q)
 }
 

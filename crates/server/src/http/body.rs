@@ -80,6 +80,9 @@ pub(crate) trait Fields {
     fn str_field(&self, key: &str) -> ApiResult<Option<String>>;
     fn bool_field(&self, key: &str) -> ApiResult<Option<bool>>;
     fn required_str(&self, key: &str) -> ApiResult<String>;
+    /// Tags as a comma-separated string or a list (RabbitMQ takes both),
+    /// trimmed, without empties or repeats.
+    fn tags_field(&self, key: &str) -> ApiResult<Vec<String>>;
 }
 
 impl Fields for Map<String, Value> {
@@ -109,6 +112,26 @@ impl Fields for Map<String, Value> {
     fn required_str(&self, key: &str) -> ApiResult<String> {
         self.str_field(key)?
             .ok_or_else(|| ApiError::bad_request(format!("[{{key_missing,{key}}}]")))
+    }
+
+    fn tags_field(&self, key: &str) -> ApiResult<Vec<String>> {
+        let mut tags: Vec<String> = match self.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(|s| s.trim().to_string())
+                        .ok_or_else(|| ApiError::bad_request("tags must be strings"))
+                })
+                .collect::<ApiResult<_>>()?,
+            Some(_) => return Err(ApiError::bad_request("tags must be a string or a list")),
+        };
+        tags.retain(|t| !t.is_empty());
+        let mut seen = std::collections::HashSet::new();
+        tags.retain(|t| seen.insert(t.clone()));
+        Ok(tags)
     }
 }
 

@@ -404,11 +404,7 @@ pub(crate) async fn consumers(
     params: Params,
 ) -> ApiResult<Response> {
     let vhosts = caller.visible_vhosts(&api);
-    let q = ListQuery::from_map(&params);
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(consumer_rows(&api, &caller, &vhosts), &q)
 }
 
@@ -420,10 +416,6 @@ pub(crate) async fn vhost_consumers(
 ) -> ApiResult<Response> {
     caller.require_vhost_visible(&api, &vhost)?;
     let v = api.vhost(&vhost)?;
-    let q = ListQuery::from_map(&params);
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(consumer_rows(&api, &caller, &[v]), &q)
 }

@@ -150,11 +150,7 @@ pub(crate) async fn declare(
     }
     let existed = v.exchange(&spec.name).is_ok();
     v.declare_exchange(&spec)?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::put_status(existed))
 }
 
 pub(crate) async fn remove(
@@ -200,11 +196,7 @@ pub(crate) async fn bindings_source(
 ) -> ApiResult<Response> {
     caller.require_vhost(&api, &vhost)?;
     let rows = binding_rows(&api, &vhost, &name, true)?;
-    let q = ListQuery::from_map(&params);
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(rows, &q)
 }
 
@@ -216,11 +208,7 @@ pub(crate) async fn bindings_destination(
 ) -> ApiResult<Response> {
     caller.require_vhost(&api, &vhost)?;
     let rows = binding_rows(&api, &vhost, &name, false)?;
-    let q = ListQuery::from_map(&params);
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(rows, &q)
 }
 

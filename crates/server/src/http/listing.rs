@@ -113,6 +113,16 @@ pub(crate) struct ListQuery {
 }
 
 impl ListQuery {
+    /// For listings RabbitMQ keeps in their own order (bindings,
+    /// consumers) unless `sort` asks otherwise.
+    pub fn in_given_order(q: &HashMap<String, String>) -> ListQuery {
+        let l = ListQuery::from_map(q);
+        ListQuery {
+            sort: l.sort.or(Some(String::new())),
+            ..l
+        }
+    }
+
     pub fn from_map(q: &HashMap<String, String>) -> ListQuery {
         ListQuery {
             sort: q.get("sort").cloned(),

@@ -354,6 +354,15 @@ impl Api {
     }
 }
 
+/// A PUT's answer: 201 when it created the object, 204 when it existed.
+pub(crate) fn put_status(existed: bool) -> axum::http::StatusCode {
+    if existed {
+        axum::http::StatusCode::NO_CONTENT
+    } else {
+        axum::http::StatusCode::CREATED
+    }
+}
+
 /// RabbitMQ names the default exchange `amq.default` in URLs.
 pub(crate) fn exchange_name(path_name: &str) -> &str {
     if path_name == "amq.default" {

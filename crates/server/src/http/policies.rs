@@ -124,11 +124,7 @@ pub(crate) async fn put(
         priority,
         operator: false,
     })?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::put_status(existed))
 }
 
 pub(crate) async fn remove(

@@ -252,11 +252,7 @@ pub(crate) async fn declare(
     }
     let existed = v.queue(&spec.name).is_ok();
     v.declare_queue(&spec, 0).map_err(http_argument_error)?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::put_status(existed))
 }
 
 pub(crate) async fn remove(
@@ -306,12 +302,7 @@ pub(crate) async fn bindings(
         .into_iter()
         .filter(|b| b.destination_type == "queue" && b.destination == name)
         .collect();
-    let q = ListQuery::from_map(&params);
-    // RabbitMQ lists a queue's bindings in binding order, not by name.
-    let q = ListQuery {
-        sort: q.sort.or(Some(String::new())),
-        ..q
-    };
+    let q = ListQuery::in_given_order(&params);
     respond(rows, &q)
 }
 

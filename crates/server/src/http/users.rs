@@ -92,25 +92,6 @@ pub(crate) async fn show(
     Ok(Json(user_json(&api.admin.user(&name)?)))
 }
 
-/// `tags` as a comma-separated string or a list.
-fn parse_tags(v: Option<&Value>) -> ApiResult<Vec<String>> {
-    let mut tags: Vec<String> = match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|t| {
-                t.as_str()
-                    .map(|s| s.trim().to_string())
-                    .ok_or_else(|| ApiError::bad_request("tags must be strings"))
-            })
-            .collect::<ApiResult<_>>()?,
-        Some(_) => return Err(ApiError::bad_request("tags must be a string or a list")),
-    };
-    tags.retain(|t| !t.is_empty());
-    tags.dedup();
-    Ok(tags)
-}
 
 pub(crate) async fn put(
     State(api): State<Arc<Api>>,
@@ -122,7 +103,7 @@ pub(crate) async fn put(
     if !body.contains_key("tags") {
         return Err(ApiError::bad_request("tags_not_present"));
     }
-    let tags = parse_tags(body.get("tags"))?;
+    let tags = body.tags_field("tags")?;
     let credentials = match (
         body.str_field("password")?,
         body.str_field("password_hash")?,
@@ -140,11 +121,7 @@ pub(crate) async fn put(
     // Neither: a new user gets no password (it can't log in with PLAIN),
     // an existing one keeps its own.
     let created = api.admin.put_user(&name, credentials, tags)?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(super::put_status(!created))
 }
 
 pub(crate) async fn remove(
@@ -224,11 +201,7 @@ pub(crate) async fn set_permission(
     api.admin
         .set_permissions(&vhost, &user, &configure, &write, &read)
         .map_err(missing_as_bad_request)?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::put_status(existed))
 }
 
 /// Setting a permission for a missing user or vhost is a bad request in
@@ -312,11 +285,7 @@ pub(crate) async fn set_topic_permission(
     api.admin
         .set_topic_permissions(&vhost, &user, &exchange, &write, &read)
         .map_err(missing_as_bad_request)?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::put_status(existed))
 }
 
 pub(crate) async fn clear_topic_permission(

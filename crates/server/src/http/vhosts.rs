@@ -111,21 +111,6 @@ pub(crate) async fn show(
     Ok(Json(vhost_json(&api, &v)))
 }
 
-fn parse_tags(v: Option<&Value>) -> ApiResult<Vec<String>> {
-    Ok(match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect(),
-        Some(_) => return Err(ApiError::bad_request("tags must be a string or a list")),
-    })
-}
 
 pub(crate) async fn put(
     State(api): State<Arc<Api>>,
@@ -145,7 +130,7 @@ pub(crate) async fn put(
     let def = VhostDef {
         name: name.clone(),
         description: body.str_field("description")?.unwrap_or_default(),
-        tags: parse_tags(body.get("tags"))?,
+        tags: body.tags_field("tags")?,
         default_queue_type: body.str_field("default_queue_type")?,
     };
     let created = api.admin.add_vhost(def)?;
@@ -154,11 +139,7 @@ pub(crate) async fn put(
         api.admin
             .set_permissions(&name, caller.name(), ".*", ".*", ".*")?;
     }
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(super::put_status(!created))
 }
 
 pub(crate) async fn remove(
