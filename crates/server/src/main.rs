@@ -116,11 +116,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (management): {e}", addr.0))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
-        tokio::spawn(http::serve(
-            l,
-            http::router(api.clone()),
-            std::future::pending(),
-        ));
+        tokio::spawn(http::serve(l, http::router(api.clone())));
     }
     if let Some(port) = cfg.prometheus_port {
         let addr = (cfg.management_bind(), port);
@@ -128,11 +124,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (prometheus): {e}", addr.0))?;
         info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
-        tokio::spawn(http::serve(
-            l,
-            http::metrics::router(api.clone()),
-            std::future::pending(),
-        ));
+        tokio::spawn(http::serve(l, http::metrics::router(api.clone())));
     }
     tokio::spawn(control::serve(
         control,

@@ -7,6 +7,7 @@
 //! own: every listing reads the live objects, and message rates come from
 //! the broker's sampler.
 //!
+//! - [`listener`]: the accept loop (bounded connections, header deadline);
 //! - [`auth`]: basic auth and RabbitMQ's tag rules;
 //! - [`error`], [`body`]: error shapes, request bodies;
 //! - [`listing`]: sorting, paging, filtering and columns for listings;
@@ -28,6 +29,7 @@ mod connections;
 mod definitions;
 mod error;
 mod exchanges;
+mod listener;
 mod listing;
 pub(crate) mod metrics;
 mod overview;
@@ -39,20 +41,19 @@ mod users;
 mod vhosts;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::Query;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use warren_broker::admin::Admin;
 use warren_broker::Broker;
 
 use crate::config::Config;
 pub(crate) use error::{ApiError, ApiResult};
+pub(crate) use listener::serve;
 
 /// What every handler shares.
 pub(crate) struct Api {
@@ -312,21 +313,6 @@ async fn allow_options(
         resp.headers_mut().insert(ALLOW, v);
     }
     resp
-}
-
-/// Serves `router` on `listener` until `stop` fires.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!("HTTP server failed: {e}");
-    }
 }
 
 impl Api {

@@ -92,7 +92,6 @@ pub(crate) async fn show(
     Ok(Json(user_json(&api.admin.user(&name)?)))
 }
 
-
 pub(crate) async fn put(
     State(api): State<Arc<Api>>,
     caller: Caller,

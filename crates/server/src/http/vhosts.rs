@@ -111,7 +111,6 @@ pub(crate) async fn show(
     Ok(Json(vhost_json(&api, &v)))
 }
 
-
 pub(crate) async fn put(
     State(api): State<Arc<Api>>,
     caller: Caller,
