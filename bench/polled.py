@@ -7,7 +7,8 @@ Runs warren-perf's scenario (a) (1 producer -> 1 queue -> 1 consumer, 16 B, auto
 against a fresh Warren, alternating rounds without and with a poller that requests, as
 fast as one client can with a 100 ms pause between rounds, the overview, a page of queues,
 the connections, the channels and a Prometheus scrape: far more than any dashboard asks
-(RabbitMQ's UI refreshes every 5 s). Prints each side's median rate and the poller's
+(RabbitMQ's UI refreshes every 5 s). POLL_PAUSE=1 polls once a second instead. The poller
+is a Python client on the same machine: on 2 cores its own CPU is part of what it costs. Prints each side's median rate and the poller's
 request count. Results go to bench/results/polled-<date>.json.
 """
 import json
@@ -29,6 +30,8 @@ sys.path.insert(0, HERE)
 from compare import SCENARIOS  # noqa: E402
 
 PERF = os.path.join(ROOT, "target", "release", "warren-perf")
+# Seconds between the poller's rounds (POLL_PAUSE; RabbitMQ's UI: 5).
+PAUSE = float(os.environ.get("POLL_PAUSE", "0.1"))
 WARREN = os.path.join(ROOT, "target", "release", "warren")
 
 
@@ -50,7 +53,7 @@ def poll(base, prom, stop, counter):
             counter[0] += 1
         requests.get(prom + "/metrics", timeout=10).raise_for_status()
         counter[0] += 1
-        time.sleep(0.1)
+        time.sleep(PAUSE)
 
 
 def run(polled):
