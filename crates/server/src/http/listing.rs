@@ -611,7 +611,7 @@ mod tests {
             );
             // The reference: RabbitMQ's stable sort on [sort, vhost, name].
             let mut all = make();
-            if sort != "" {
+            if !sort.is_empty() {
                 let keys: Vec<&str> = match sort {
                     "-" => vec!["vhost", "name"],
                     "vhost" => vec!["vhost", "name"],
