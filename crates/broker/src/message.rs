@@ -23,6 +23,9 @@ pub struct Message {
     pub persistent: bool,
     /// The `expiration` property, in milliseconds.
     pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 when absent); a priority queue caps it
+    /// at its `x-max-priority`.
+    pub priority: u8,
     /// The `headers` property (headers exchanges, dead-letter history).
     pub headers: Option<Box<FieldTable>>,
     /// Where the message store holds it, once some queue wrote it there
@@ -53,6 +56,7 @@ impl Message {
             raw_properties,
             body,
             persistent: properties.is_persistent(),
+            priority: properties.priority.unwrap_or(0),
             expiration_ms: properties
                 .expiration
                 .as_ref()

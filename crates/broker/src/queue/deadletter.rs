@@ -11,13 +11,22 @@ use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 use super::{DeathReason, Durability, Queue};
 use crate::message::Message;
 
+/// Where a queue's dead letters go, as its limits said when they died.
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub(super) exchange: ShortStr,
+    pub(super) routing_key: Option<ShortStr>,
+}
+
 impl Queue {
     /// Republishes removed messages to the dead-letter exchange with an
     /// updated `x-death` history.
-    pub(super) fn dead_letter(self: &Arc<Self>, dead: Vec<(Arc<Message>, DeathReason)>) {
-        let Some(dlx) = &self.limits.dead_letter_exchange else {
-            return;
-        };
+    pub(super) fn dead_letter(
+        self: &Arc<Self>,
+        target: &Target,
+        dead: Vec<(Arc<Message>, DeathReason)>,
+    ) {
+        let dlx = &target.exchange;
         let Some(vhost) = self.vhost_ref.upgrade() else {
             return;
         };
@@ -27,7 +36,7 @@ impl Queue {
         };
         let mut targets = Vec::new();
         for (message, reason) in dead {
-            let dl = Arc::new(self.dead_lettered(&message, reason, dlx));
+            let dl = Arc::new(self.dead_lettered(&message, reason, target));
             targets.clear();
             vhost.route(&exchange, &dl, &mut targets);
             for q in targets.drain(..) {
@@ -44,7 +53,7 @@ impl Queue {
         }
     }
 
-    fn dead_lettered(&self, m: &Message, reason: DeathReason, dlx: &ShortStr) -> Message {
+    fn dead_lettered(&self, m: &Message, reason: DeathReason, target: &Target) -> Message {
         let mut props: BasicProperties = m.properties();
         let mut headers = props.headers.take().unwrap_or_default();
         let original_expiration = props.expiration.take();
@@ -100,9 +109,9 @@ impl Queue {
         let mut raw = bytes::BytesMut::new();
         props.encode(&mut raw);
         Message::new(
-            dlx.clone(),
-            self.limits
-                .dead_letter_routing_key
+            target.exchange.clone(),
+            target
+                .routing_key
                 .clone()
                 .unwrap_or_else(|| m.routing_key.clone()),
             props,

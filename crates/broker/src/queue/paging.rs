@@ -1,38 +1,51 @@
 //! A queue's disk side: writing messages and index entries, and reading
-//! the on-disk tail back into memory ahead of consumers.
+//! a lane's on-disk tail back into memory ahead of consumers.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Queue, QueueState, QueueStorage, QueuedMessage, PAGE_IN_BELOW, WINDOW_COUNT};
+use super::{lane_dir, Queue, QueueState, QueuedMessage};
 use crate::message::Message;
 use crate::store::index::{DiskRef, QueueIndex};
 use crate::store::Location;
 
 impl Queue {
-    /// Writes the message (once across queues) and an index entry.
-    pub(super) fn write_disk(
-        &self,
-        st: &mut QueueState,
-        seq: u64,
-        message: &Arc<Message>,
-        transient: bool,
-    ) -> Option<DiskRef> {
+    /// Opens a lane's index on first need. Lane 0's directory holds the
+    /// others, so it is opened first (deleting the queue removes it last).
+    fn open_lane(&self, st: &mut QueueState, lane: usize) -> Option<()> {
         let handle = self.storage.as_ref()?;
-        if st.storage.is_none() {
+        for l in [0, lane] {
+            if st.ready.lane(l).index.is_some() {
+                continue;
+            }
             match QueueIndex::open(
-                &handle.dir,
+                &lane_dir(&handle.dir, l),
                 handle.store.clone(),
                 handle.store.committer().clone(),
             ) {
-                Ok((index, rec)) => st.storage = Some(QueueStorage::recovered(index, &rec)),
+                Ok((index, rec)) => st.ready.attach(l, index, &rec),
                 Err(e) => {
                     tracing::error!("cannot open the index of {}: {e}", self.describe());
                     return None;
                 }
             }
         }
+        Some(())
+    }
+
+    /// Writes the message (once across queues) and an index entry in its
+    /// lane's index.
+    pub(super) fn write_disk(
+        &self,
+        st: &mut QueueState,
+        lane: usize,
+        seq: u64,
+        message: &Arc<Message>,
+        transient: bool,
+    ) -> Option<DiskRef> {
+        let handle = self.storage.as_ref()?;
+        self.open_lane(st, lane)?;
         let loc: Location =
             (*message
                 .location
@@ -43,8 +56,8 @@ impl Queue {
                         None
                     }
                 }))?;
-        let s = st.storage.as_mut()?;
-        match s.index.append(seq, loc, transient) {
+        let index = st.ready.index_mut(lane)?;
+        match index.append(seq, loc, transient) {
             Ok(d) => Some(d),
             Err(e) => {
                 tracing::error!("cannot append to the index of {}: {e}", self.describe());
@@ -53,34 +66,35 @@ impl Queue {
         }
     }
 
-    /// Reads the on-disk tail back into memory, ahead of consumers.
-    /// `force` reads even when the window is comfortably full.
-    pub(super) fn page_in(&self, st: &mut QueueState, force: bool) {
-        let Some(s) = st.storage.as_mut() else {
-            return;
-        };
-        if s.tail_count == 0 || (!force && st.ready.len() >= PAGE_IN_BELOW) {
+    /// Reads a lane's on-disk tail back into memory, ahead of consumers:
+    /// when its memory runs below half its window (or is empty).
+    pub(super) fn page_in(&self, st: &mut QueueState, lane: usize, force: bool) {
+        let in_memory = st.ready.lane(lane).mem.len();
+        if st.ready.lane(lane).tail_count() == 0
+            || (!force && in_memory >= st.ready.window.page_in_below())
+        {
             return;
         }
-        let want = WINDOW_COUNT.saturating_sub(st.ready.len()).max(1);
-        let entries = s.index.read(&mut s.cursor, want);
+        let want = st.ready.window.count.saturating_sub(in_memory).max(1);
+        let entries = st.ready.read_tail(lane, want);
         if entries.is_empty() {
+            let lost = st.ready.lose_tail(lane);
             tracing::warn!(
-                "{}: {} message(s) expected on disk could not be read",
+                "{}: {lost} message(s) expected on disk could not be read",
                 self.describe(),
-                s.tail_count
             );
-            s.tail_count = 0;
-            s.tail_bytes = 0;
             return;
         }
         let now_ms = crate::store::index::now_ms();
         let now = Instant::now();
         for e in entries {
-            s.tail_count = s.tail_count.saturating_sub(1);
-            s.tail_bytes = s.tail_bytes.saturating_sub(u64::from(e.disk.loc.len));
-            let Some(m) = s.index.store().read(e.disk.loc) else {
-                s.index.ack(e.disk);
+            let read = st
+                .ready
+                .index_mut(lane)
+                .and_then(|index| index.store().read(e.disk.loc));
+            let Some(m) = read else {
+                st.ready.drop_tail(lane, e.disk.loc.len);
+                st.ready.forget(Some(e.disk));
                 continue;
             };
             let _ = m.location.set(Some(e.disk.loc));
@@ -88,19 +102,22 @@ impl Queue {
             // Expiry counts from when the message was enqueued.
             let age = std::time::Duration::from_millis(now_ms.saturating_sub(e.enqueued_ms));
             let expires_at = self
-                .expiry_for(&message, now)
+                .expiry_for(&st.limits, &message, now)
                 .map(|t| t.checked_sub(age).unwrap_or(now));
             if expires_at.is_some() {
                 self.has_ttl.store(true, Ordering::Relaxed);
             }
-            st.ready_bytes += message.size() as u64;
-            st.ready.push_back(QueuedMessage {
-                seq: e.seq,
-                message,
-                redelivered: e.delivered,
-                expires_at,
-                disk: Some(e.disk),
-            });
+            st.ready.admit(
+                lane,
+                QueuedMessage {
+                    seq: e.seq,
+                    message,
+                    redelivered: e.delivered,
+                    expires_at,
+                    disk: Some(e.disk),
+                },
+                e.disk.loc.len,
+            );
         }
     }
 }

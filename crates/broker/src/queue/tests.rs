@@ -1,7 +1,7 @@
 //! Queue behaviour: dispatch, requeue order, limits, exclusivity.
 
 use super::*;
-use crate::consumer::{ChannelFlow, ConsumerFlow, EventReceiver};
+use crate::consumer::{ChannelFlow, ConnectionEvent, ConsumerFlow, Delivery, EventReceiver};
 use bytes::Bytes;
 use warren_protocol::BasicProperties;
 

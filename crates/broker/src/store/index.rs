@@ -45,6 +45,8 @@ pub struct IndexPos {
 pub struct DiskRef {
     pub pos: IndexPos,
     pub loc: Location,
+    /// The priority lane whose index holds the entry (0 for plain queues).
+    pub lane: u8,
 }
 
 /// An entry read back from the index.
@@ -98,6 +100,8 @@ pub struct QueueIndex {
     segments: VecDeque<Segment>,
     /// Message-store segment → this queue's live references to it.
     refs: HashMap<u32, u64>,
+    /// The priority lane this index serves, stamped on its [`DiskRef`]s.
+    lane: u8,
 }
 
 /// What recovery found in an index.
@@ -202,6 +206,7 @@ impl QueueIndex {
             committer,
             segments: VecDeque::new(),
             refs: HashMap::new(),
+            lane: 0,
         };
         let mut rec = Recovered::default();
         let mut cursor_set = false;
@@ -378,7 +383,11 @@ impl QueueIndex {
         seg.count += 1;
         *self.refs.entry(loc.segment).or_default() += 1;
         self.store.add_ref(loc.segment);
-        Ok(DiskRef { pos, loc })
+        Ok(DiskRef {
+            pos,
+            loc,
+            lane: self.lane,
+        })
     }
 
     fn write_mark(&mut self, pos: IndexPos, kind: u8) -> io::Result<()> {
@@ -478,6 +487,7 @@ impl QueueIndex {
 
     /// Reads up to `max` live entries from `cursor`, advancing it.
     pub fn read(&mut self, cursor: &mut Cursor, max: usize) -> Vec<IndexEntry> {
+        let lane = self.lane;
         let mut out = Vec::new();
         while out.len() < max {
             let Some(i) = self.segments.iter().position(|s| s.id >= cursor.segment) else {
@@ -525,6 +535,7 @@ impl QueueIndex {
                                 entry,
                             },
                             loc: p.loc,
+                            lane,
                         },
                         seq: p.seq,
                         enqueued_ms: p.ts,
@@ -535,6 +546,11 @@ impl QueueIndex {
             cursor.entry += n as u32;
         }
         out
+    }
+
+    /// Serves priority lane `lane`: its entries' [`DiskRef`]s say so.
+    pub fn set_lane(&mut self, lane: u8) {
+        self.lane = lane;
     }
 
     pub fn store(&self) -> &Arc<MessageStore> {

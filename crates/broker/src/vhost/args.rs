@@ -164,7 +164,15 @@ pub(super) fn queue_limits(
     };
     let message_ttl = int_arg("x-message-ttl", 0)?.map(|v| v as u64);
     let expires = int_arg("x-expires", 1)?.map(|v| v as u64);
-    int_arg("x-max-priority", 0)?;
+    let max_priority = match int_arg("x-max-priority", 0)? {
+        Some(p) if p > 255 => {
+            return Err(invalid(
+                "x-max-priority",
+                format!("{{value_too_large,{p},255}}"),
+            ))
+        }
+        p => p.map(|p| p as u8),
+    };
     let max_length = int_arg("x-max-length", 0)?.map(|v| v as u64);
     let max_length_bytes = int_arg("x-max-length-bytes", 0)?.map(|v| v as u64);
     let overflow = match args.get("x-overflow") {
@@ -249,5 +257,6 @@ pub(super) fn queue_limits(
         dead_letter_exchange,
         dead_letter_routing_key,
         single_active_consumer,
+        max_priority,
     })
 }

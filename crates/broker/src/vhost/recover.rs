@@ -8,9 +8,8 @@ use super::args::{queue_limits, rs};
 use super::VirtualHost;
 use crate::definitions::{self, DefinitionsState};
 use crate::exchange::{Exchange, ExchangeKind};
-use crate::queue::{Queue, QueueOptions, QueueSetup, QueueStorage};
+use crate::queue::{Queue, QueueOptions, QueueSetup, RecoveredQueue};
 use crate::routing::Binding;
-use crate::store::QueueIndex;
 
 impl VirtualHost {
     /// Rebuilds durable exchanges, queues (with their messages) and
@@ -57,21 +56,12 @@ impl VirtualHost {
             let what = rs("queue", &name, &self.name);
             let limits = queue_limits(&arguments, &what, true, false).unwrap_or_default();
             let handle = storage.queue_handle(qd.id, true);
-            let recovered = match QueueIndex::open(
-                &handle.dir,
-                storage.store.clone(),
-                storage.persistence.committer.clone(),
-            ) {
-                Ok((index, rec)) => {
-                    recovered_messages += rec.live;
-                    let next = rec.next_seq;
-                    Some((QueueStorage::recovered(index, &rec), next))
-                }
-                Err(e) => {
-                    tracing::error!("cannot recover the messages of {what}: {e}");
-                    None
-                }
-            };
+            let lanes = usize::from(limits.max_priority.unwrap_or(0)) + 1;
+            let (recovered, errors) = RecoveredQueue::open(&handle, lanes);
+            for e in errors {
+                tracing::error!("cannot recover the messages of {what}: {e}");
+            }
+            recovered_messages += recovered.live();
             let q = Queue::new(QueueSetup {
                 name: name.clone(),
                 vhost: self.name.clone(),
@@ -85,7 +75,7 @@ impl VirtualHost {
                 limits,
                 vhost_ref: self.self_ref.clone(),
                 storage: Some(handle),
-                recovered,
+                recovered: Some(recovered),
             });
             self.queues.write().insert(name, Arc::new(q));
         }
