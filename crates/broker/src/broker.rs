@@ -260,6 +260,9 @@ impl Broker {
             let vhost = VirtualHost::with_storage(name.clone(), Some(storage));
             vhost.set_meta(meta.clone());
             vhost.recover(snap);
+            vhost.set_policies(crate::policy::PolicySet::new(
+                snap.policies.values().filter(|p| &p.vhost == name),
+            ));
             self.vhosts.write().insert(name.clone(), vhost);
         }
         let mut rt = self.runtime.write();

@@ -8,6 +8,7 @@ use warren_protocol::{FieldTable, ShortStr};
 
 use crate::error::Result;
 use crate::message::Message;
+use crate::policy::Applied;
 use crate::routing::headers::{self, MatchKind};
 use crate::routing::topic::TopicIndex;
 use crate::routing::{Binding, Destination};
@@ -67,8 +68,11 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    /// `alternate-exchange`: where unroutable messages go instead.
-    pub alternate_exchange: Option<ShortStr>,
+    /// The `alternate-exchange` argument.
+    alternate_exchange_arg: Option<ShortStr>,
+    /// The policy in force and the alternate exchange it leads to (the
+    /// argument wins over the policy).
+    applied: RwLock<(Applied, Option<ShortStr>)>,
     bindings: RwLock<Bindings>,
     deleted: AtomicBool,
     /// publish_in / publish_out.
@@ -104,7 +108,8 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            alternate_exchange,
+            alternate_exchange_arg: alternate_exchange.clone(),
+            applied: RwLock::new((Applied::default(), alternate_exchange)),
             bindings: RwLock::new(Bindings {
                 all: Vec::new(),
                 index,
@@ -113,6 +118,23 @@ impl Exchange {
             counters: Counters::default(),
             rates: Rates::default(),
         }
+    }
+
+    /// Where unroutable messages go: the `alternate-exchange` argument,
+    /// else the policy's.
+    pub fn alternate_exchange(&self) -> Option<ShortStr> {
+        self.applied.read().1.clone()
+    }
+
+    /// Puts a policy in force.
+    pub fn apply_policies(&self, applied: Applied) {
+        let ae = applied.alternate_exchange(self.alternate_exchange_arg.as_ref());
+        *self.applied.write() = (applied, ae);
+    }
+
+    /// The policy in force.
+    pub fn applied_policies(&self) -> Applied {
+        self.applied.read().0.clone()
     }
 
     pub fn is_default(&self) -> bool {

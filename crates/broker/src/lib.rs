@@ -27,6 +27,7 @@ pub mod exchange;
 pub mod message;
 pub mod names;
 pub mod persistence;
+pub mod policy;
 pub mod queue;
 pub mod routing;
 pub mod sampler;

@@ -55,6 +55,8 @@ const VALUE_FLAGS: &[&str] = &[
     "--default-queue-type",
     "--limit",
     "--format",
+    "--priority",
+    "--apply-to",
 ];
 
 /// Splits `args` (without the program name).

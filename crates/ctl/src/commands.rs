@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::args::Line;
 use crate::client::{Client, Refusal};
 use crate::output::{cell, println_safe, term, Out};
+use crate::policies;
 use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
 /// What a command runs with.
@@ -52,6 +53,12 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "clear_topic_permissions", usage: "[--vhost <vhost>] <username> [<exchange>]", min: 1, max: 2, help: "Clears user topic permissions for a vhost or exchange", run: clear_topic_permissions },
     Command { name: "list_topic_permissions", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists topic permissions in a virtual host", run: list_topic_permissions },
     Command { name: "list_user_topic_permissions", usage: "<username>", min: 1, max: 1, help: "Lists user topic permissions", run: list_user_topic_permissions },
+    Command { name: "set_policy", usage: "[--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>", min: 3, max: 3, help: "Sets or updates a policy", run: policies::set_policy },
+    Command { name: "clear_policy", usage: "[--vhost <vhost>] <name>", min: 1, max: 1, help: "Clears (removes) a policy", run: policies::clear_policy },
+    Command { name: "list_policies", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists all policies in a virtual host", run: policies::list_policies },
+    Command { name: "set_operator_policy", usage: "[--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>", min: 3, max: 3, help: "Sets an operator policy that overrides a subset of arguments in user policies", run: policies::set_operator_policy },
+    Command { name: "clear_operator_policy", usage: "[--vhost <vhost>] <name>", min: 1, max: 1, help: "Clears an operator policy", run: policies::clear_operator_policy },
+    Command { name: "list_operator_policies", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists operator policy overrides for a virtual host", run: policies::list_operator_policies },
     Command { name: "list_queues", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists queues and their properties", run: list_queues },
     Command { name: "list_exchanges", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists exchanges", run: list_exchanges },
     Command { name: "list_bindings", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists all bindings on a vhost", run: list_bindings },
@@ -72,7 +79,7 @@ pub const COMMANDS: &[Command] = &[
 ];
 
 /// `Error:` and the message on stderr, with an exit code.
-fn error(code: u8, message: impl AsRef<str>) -> Failure {
+pub(crate) fn error(code: u8, message: impl AsRef<str>) -> Failure {
     Failure::new(code, format!("Error:\n{}", message.as_ref()))
 }
 
@@ -85,12 +92,12 @@ fn refused(r: Result<Refusal, Failure>, map: impl Fn(&Refusal) -> Option<Failure
 }
 
 impl Ctx<'_> {
-    fn arg(&self, i: usize) -> &str {
+    pub(crate) fn arg(&self, i: usize) -> &str {
         &self.line.positional[i]
     }
 
     /// A request whose refusals this command maps with `map`.
-    fn call(
+    pub(crate) fn call(
         &self,
         req: Value,
         map: impl Fn(&Refusal) -> Option<Failure>,
@@ -98,7 +105,7 @@ impl Ctx<'_> {
         self.client.request(req).map_err(|r| refused(r, map))
     }
 
-    fn rows(
+    pub(crate) fn rows(
         &self,
         req: Value,
         map: impl Fn(&Refusal) -> Option<Failure>,
@@ -432,6 +439,9 @@ const QUEUE_KEYS: &[&str] = &[
     "state",
     "type",
     "owner_pid",
+    "policy",
+    "operator_policy",
+    "effective_policy_definition",
 ];
 
 fn list_queues(c: &Ctx) -> Result<(), Failure> {

@@ -14,6 +14,7 @@ mod args;
 mod client;
 mod commands;
 mod output;
+mod policies;
 
 use std::process::ExitCode;
 

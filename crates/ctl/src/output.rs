@@ -12,7 +12,7 @@ use crate::args::Options;
 pub struct Out {
     quiet: bool,
     headers: bool,
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl Out {

@@ -374,50 +374,6 @@ impl Admin {
         Ok(())
     }
 
-    /// Stores a policy (applied to queues and exchanges by the policy
-    /// engine; kept for listings and definitions).
-    pub fn set_policy(&self, p: PolicyDef) -> AdminResult<()> {
-        validate_policy(&p)?;
-        let _g = self.broker.ddl();
-        self.vhost(&p.vhost)?;
-        self.record(Change::SetPolicy(p.clone()))?;
-        self.broker
-            .runtime
-            .write()
-            .policies
-            .insert((p.vhost.clone(), p.name.clone(), p.operator), p);
-        Ok(())
-    }
-
-    /// Removes a policy; `false` if there was none.
-    pub fn clear_policy(&self, vhost: &str, name: &str) -> AdminResult<bool> {
-        let _g = self.broker.ddl();
-        self.vhost(vhost)?;
-        let key = (vhost.to_string(), name.to_string(), false);
-        if !self.broker.runtime.read().policies.contains_key(&key) {
-            return Ok(false);
-        }
-        self.record(Change::ClearPolicy {
-            vhost: vhost.to_string(),
-            name: name.to_string(),
-            operator: false,
-        })?;
-        self.broker.runtime.write().policies.remove(&key);
-        Ok(true)
-    }
-
-    /// The policies (of one vhost, or all), by vhost and name.
-    pub fn policies(&self, vhost: Option<&str>) -> Vec<PolicyDef> {
-        self.broker
-            .runtime
-            .read()
-            .policies
-            .values()
-            .filter(|p| !p.operator && vhost.is_none_or(|v| v == p.vhost))
-            .cloned()
-            .collect()
-    }
-
     pub fn set_parameter(&self, p: ParameterDef) -> AdminResult<()> {
         let _g = self.broker.ddl();
         self.vhost(&p.vhost)?;
@@ -439,39 +395,5 @@ impl Admin {
             .global_parameters
             .insert(g.name.clone(), g);
         Ok(())
-    }
-}
-
-/// RabbitMQ's policy validation: a valid pattern, a known `apply-to`, a
-/// non-empty definition object.
-fn validate_policy(p: &PolicyDef) -> AdminResult<()> {
-    if p.name.is_empty() {
-        return Err(AdminError::invalid("a policy name can't be empty"));
-    }
-    if let Err(e) = regex::Regex::new(&p.pattern) {
-        return Err(AdminError::invalid(format!(
-            "Validation failed\n\n<<\"{}\">> is not a valid regular expression: {e}",
-            p.pattern
-        )));
-    }
-    const APPLY_TO: [&str; 6] = [
-        "all",
-        "queues",
-        "exchanges",
-        "classic_queues",
-        "quorum_queues",
-        "streams",
-    ];
-    if !APPLY_TO.contains(&p.apply_to.as_str()) {
-        return Err(AdminError::invalid(format!(
-            "Validation failed\n\n'{}' is not a valid apply-to value",
-            p.apply_to
-        )));
-    }
-    match &p.definition {
-        serde_json::Value::Object(m) if !m.is_empty() => Ok(()),
-        _ => Err(AdminError::invalid(
-            "Validation failed\n\nno policy definition keys given",
-        )),
     }
 }

@@ -17,6 +17,8 @@ pub enum AdminError {
     NoSuchQueue { vhost: String, name: String },
     #[error("no exchange '{name}' in vhost '{vhost}'")]
     NoSuchExchange { vhost: String, name: String },
+    #[error("Parameter does not exist")]
+    NoSuchPolicy { vhost: String, name: String },
     #[error("no connection named '{name}'")]
     NoSuchConnection { name: String },
     #[error("Queue is not empty")]

@@ -92,11 +92,16 @@ pub struct QueueInfo {
     pub kind: &'static str,
     /// The owning connection's pid, for exclusive queues.
     pub owner_pid: Option<String>,
+    /// The policy and operator policy in force, and their merged keys.
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+    pub effective_policy_definition: Value,
 }
 
 impl QueueInfo {
     pub fn of(q: &Queue, owner_pid: Option<String>) -> QueueInfo {
         let s = q.stats();
+        let applied = q.applied_policies();
         QueueInfo {
             name: q.name.to_string(),
             vhost: q.vhost.clone(),
@@ -113,6 +118,9 @@ impl QueueInfo {
             state: "running",
             kind: "classic",
             owner_pid,
+            policy: applied.policy_name().map(str::to_string),
+            operator_policy: applied.operator_policy_name().map(str::to_string),
+            effective_policy_definition: Value::Object(applied.effective_definition()),
         }
     }
 }
@@ -127,6 +135,7 @@ pub struct ExchangeInfo {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: Value,
+    pub policy: Option<String>,
 }
 
 impl ExchangeInfo {
@@ -139,6 +148,7 @@ impl ExchangeInfo {
             auto_delete: x.auto_delete,
             internal: x.internal,
             arguments: table_to_json(&x.arguments),
+            policy: x.applied_policies().policy_name().map(str::to_string),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod json;
 pub mod messages;
 pub mod objects;
 pub mod permissions;
+pub mod policies;
 pub mod request;
 pub mod users;
 pub mod vhosts;

@@ -15,6 +15,10 @@ fn root() -> String {
     "/".into()
 }
 
+fn all() -> String {
+    "all".into()
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
@@ -43,6 +47,33 @@ pub enum Request {
         tags: Vec<String>,
     },
     ListUsers,
+    /// A policy, or with `operator` an operator policy.
+    SetPolicy {
+        #[serde(default = "root")]
+        vhost: String,
+        name: String,
+        pattern: String,
+        definition: Value,
+        #[serde(default)]
+        priority: i64,
+        #[serde(default = "all")]
+        apply_to: String,
+        #[serde(default)]
+        operator: bool,
+    },
+    ClearPolicy {
+        #[serde(default = "root")]
+        vhost: String,
+        name: String,
+        #[serde(default)]
+        operator: bool,
+    },
+    ListPolicies {
+        #[serde(default = "root")]
+        vhost: String,
+        #[serde(default)]
+        operator: bool,
+    },
     AddVhost {
         name: String,
         #[serde(default)]
@@ -198,6 +229,46 @@ impl Admin {
             ),
             SetUserTags { name, tags } => done(self.set_user_tags(&name, tags))?,
             ListUsers => rows(self.users()),
+            SetPolicy {
+                vhost,
+                name,
+                pattern,
+                definition,
+                priority,
+                apply_to,
+                operator,
+            } => done(self.set_policy(crate::definitions::PolicyDef {
+                vhost,
+                name,
+                pattern,
+                apply_to,
+                definition,
+                priority,
+                operator,
+            }))?,
+            ClearPolicy {
+                vhost,
+                name,
+                operator,
+            } => {
+                let cleared = if operator {
+                    self.clear_operator_policy(&vhost, &name)?
+                } else {
+                    self.clear_policy(&vhost, &name)?
+                };
+                if !cleared {
+                    return Err(AdminError::NoSuchPolicy { vhost, name });
+                }
+                Response::Done
+            }
+            ListPolicies { vhost, operator } => {
+                self.vhost(&vhost)?;
+                rows(if operator {
+                    self.operator_policies(Some(&vhost))
+                } else {
+                    self.policies(Some(&vhost))
+                })
+            }
             AddVhost {
                 name,
                 description,

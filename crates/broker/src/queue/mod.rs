@@ -35,6 +35,7 @@ pub use setup::*;
 
 use crate::consumer::Consumer;
 use crate::message::Message;
+use crate::policy::{Applied, Target};
 use crate::stats::QueueCounters;
 use crate::store::index::DiskRef;
 use ready::Ready;
@@ -44,6 +45,8 @@ struct QueueState {
     ready: Ready,
     /// The limits in force: the arguments', merged with the policies'.
     limits: QueueLimits,
+    /// The policy and operator policy in force.
+    applied: Applied,
     consumers: Vec<Consumer>,
     /// Index of the consumer that gets the next message.
     next_consumer: usize,
@@ -123,6 +126,7 @@ impl Queue {
             state: Mutex::new(QueueState {
                 ready,
                 limits,
+                applied: Applied::default(),
                 consumers: Vec::new(),
                 next_consumer: 0,
                 unacked: 0,
@@ -542,6 +546,31 @@ impl Queue {
         let mut st = self.state.lock();
         let n = st.ready.purge();
         u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// What policies match as: a quorum queue (served by the classic
+    /// implementation) still matches `apply-to: quorum_queues`.
+    pub fn policy_target(&self) -> Target {
+        let quorum = self
+            .options
+            .arguments
+            .get("x-queue-type")
+            .and_then(|v| v.as_bytes())
+            == Some(b"quorum");
+        Target::Queue { quorum }
+    }
+
+    /// The policy and operator policy in force.
+    pub fn applied_policies(&self) -> Applied {
+        self.state.lock().applied.clone()
+    }
+
+    /// Puts policies in force: the limits become the arguments' merged
+    /// with theirs, at once.
+    pub fn apply_policies(self: &Arc<Self>, applied: Applied) {
+        let limits = applied.queue_limits(&self.arg_limits, &self.options.arguments);
+        self.state.lock().applied = applied;
+        self.set_limits(limits);
     }
 
     /// Replaces the limits in force (a policy changed) and applies them

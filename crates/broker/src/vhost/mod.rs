@@ -92,6 +92,10 @@ pub struct VirtualHost {
     pub rates: crate::stats::Rates,
     /// Queues declared, created and deleted here.
     pub queue_churn: crate::stats::QueueChurn,
+    /// The vhost's policies, compiled. Held (read) while a new queue or
+    /// exchange takes its policy and (write) while a change is applied to
+    /// all, so no object keeps a superseded policy.
+    policies: RwLock<Arc<crate::policy::PolicySet>>,
 }
 
 impl VirtualHost {
@@ -125,7 +129,38 @@ impl VirtualHost {
             retired: Default::default(),
             rates: Default::default(),
             queue_churn: Default::default(),
+            policies: RwLock::new(Arc::new(crate::policy::PolicySet::default())),
         })
+    }
+
+    /// Replaces the vhost's policies and applies them to every queue and
+    /// exchange at once.
+    pub(crate) fn set_policies(&self, set: crate::policy::PolicySet) {
+        let mut g = self.policies.write();
+        *g = Arc::new(set);
+        for q in self.queues.read().values() {
+            q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
+        }
+        for x in self.exchanges.read().values() {
+            if !x.is_default() {
+                x.apply_policies(g.applied(x.name.as_bytes(), crate::policy::Target::Exchange));
+            }
+        }
+    }
+
+    /// Adds a new queue with the matching policies in force (under the
+    /// policies' read lock, so a concurrent change sees the queue).
+    pub(crate) fn insert_queue(&self, q: Arc<Queue>) {
+        let g = self.policies.read();
+        q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
+        self.queues.write().insert(q.name.clone(), q);
+    }
+
+    /// Adds a new exchange with the matching policy in force.
+    pub(crate) fn insert_exchange(&self, x: Arc<Exchange>) {
+        let g = self.policies.read();
+        x.apply_policies(g.applied(x.name.as_bytes(), crate::policy::Target::Exchange));
+        self.exchanges.write().insert(x.name.clone(), x);
     }
 
     /// The vhost's metadata (name, description, tags, default queue type).
@@ -364,8 +399,8 @@ impl VirtualHost {
                 }
             }
             if !routed {
-                if let Some(ae) = &ex.alternate_exchange {
-                    if let Ok(ae) = self.exchange(ae) {
+                if let Some(ae) = ex.alternate_exchange() {
+                    if let Ok(ae) = self.exchange(&ae) {
                         pending.push(ae);
                     }
                 }

@@ -64,7 +64,7 @@ impl VirtualHost {
                         if ex.durable {
                             self.record(Change::DeclareExchange(self.exchange_def(&ex)))?;
                         }
-                        self.exchanges.write().insert(d.name.clone(), ex.clone());
+                        self.insert_exchange(ex.clone());
                         ex
                     }
                 }
@@ -234,7 +234,7 @@ impl VirtualHost {
                 arguments: definitions::encode_table(&q.options.arguments),
             }))?;
         }
-        self.queues.write().insert(name, q.clone());
+        self.insert_queue(q.clone());
         self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
         self.queue_churn.created.fetch_add(1, Ordering::Relaxed);
         Ok((

@@ -57,6 +57,9 @@ impl Row for ExchangeRow {
         o.insert("auto_delete".into(), x.auto_delete.into());
         o.insert("internal".into(), x.internal.into());
         o.insert("arguments".into(), table_to_json(&x.arguments));
+        if let Some(p) = x.applied_policies().policy_name() {
+            o.insert("policy".into(), p.into());
+        }
         add_message_stats(&mut o, &x.counters.snapshot(), &x.rates, EXCHANGE);
         Value::Object(o)
     }

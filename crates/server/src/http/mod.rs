@@ -232,6 +232,17 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             "/api/definitions/{vhost}",
             get(definitions::export_vhost).post(definitions::import_vhost),
         )
+        .route("/api/operator-policies", get(policies::list_operator))
+        .route(
+            "/api/operator-policies/{vhost}",
+            get(policies::list_vhost_operator),
+        )
+        .route(
+            "/api/operator-policies/{vhost}/{name}",
+            get(policies::show_operator)
+                .put(policies::put_operator)
+                .delete(policies::remove_operator),
+        )
         .route("/api/policies", get(policies::list))
         .route("/api/policies/{vhost}", get(policies::list_vhost))
         .route(

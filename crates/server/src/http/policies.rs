@@ -1,5 +1,6 @@
-//! `/api/policies`: stored policies (what they apply is the policy
-//! engine's business). Administrators, and policymakers in their vhosts.
+//! `/api/policies` and `/api/operator-policies`. Policies: administrators,
+//! and policymakers in their vhosts; operator policies: administrators
+//! only (RabbitMQ's `rabbit_mgmt_wm_operator_policies`).
 
 use std::sync::Arc;
 
@@ -25,10 +26,18 @@ fn policy_json(p: &PolicyDef) -> Value {
     })
 }
 
-/// RabbitMQ's `is_authorized_policies`.
-fn require_policies(api: &Api, caller: &Caller, vhost: Option<&str>) -> ApiResult<()> {
+/// Policies or operator policies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Policy,
+    Operator,
+}
+
+/// RabbitMQ's `is_authorized_policies` (operator policies: admins).
+fn require(api: &Api, caller: &Caller, vhost: Option<&str>, kind: Kind) -> ApiResult<()> {
     let ok = caller.is_admin()
-        || (caller.is_policymaker()
+        || (kind == Kind::Policy
+            && caller.is_policymaker()
             && vhost.is_none_or(|v| api.broker.vhost(v).is_none() || caller.may_login(api, v)));
     if ok {
         Ok(())
@@ -39,15 +48,20 @@ fn require_policies(api: &Api, caller: &Caller, vhost: Option<&str>) -> ApiResul
     }
 }
 
-fn listing(api: &Api, caller: &Caller, vhost: Option<&str>) -> Json<Value> {
+fn stored(api: &Api, vhost: Option<&str>, kind: Kind) -> Vec<PolicyDef> {
+    match kind {
+        Kind::Policy => api.admin.policies(vhost),
+        Kind::Operator => api.admin.operator_policies(vhost),
+    }
+}
+
+fn listing(api: &Api, caller: &Caller, vhost: Option<&str>, kind: Kind) -> Json<Value> {
     let visible: Vec<String> = caller
         .visible_vhosts(api)
         .iter()
         .map(|v| v.name.clone())
         .collect();
-    let mut ps: Vec<PolicyDef> = api
-        .admin
-        .policies(vhost)
+    let mut ps: Vec<PolicyDef> = stored(api, vhost, kind)
         .into_iter()
         .filter(|p| caller.is_admin() || visible.contains(&p.vhost))
         .collect();
@@ -57,7 +71,15 @@ fn listing(api: &Api, caller: &Caller, vhost: Option<&str>) -> Json<Value> {
 
 /// Any management user may list the policies of the vhosts it sees.
 pub(crate) async fn list(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
-    Ok(listing(&api, &caller, None))
+    Ok(listing(&api, &caller, None, Kind::Policy))
+}
+
+pub(crate) async fn list_operator(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+) -> ApiResult<Json<Value>> {
+    require(&api, &caller, None, Kind::Operator)?;
+    Ok(listing(&api, &caller, None, Kind::Operator))
 }
 
 pub(crate) async fn list_vhost(
@@ -65,9 +87,21 @@ pub(crate) async fn list_vhost(
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_policies(&api, &caller, Some(&vhost))?;
-    api.vhost(&vhost)?;
-    Ok(listing(&api, &caller, Some(&vhost)))
+    list_vhost_of(&api, &caller, &vhost, Kind::Policy)
+}
+
+pub(crate) async fn list_vhost_operator(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(vhost): Path<String>,
+) -> ApiResult<Json<Value>> {
+    list_vhost_of(&api, &caller, &vhost, Kind::Operator)
+}
+
+fn list_vhost_of(api: &Api, caller: &Caller, vhost: &str, kind: Kind) -> ApiResult<Json<Value>> {
+    require(api, caller, Some(vhost), kind)?;
+    api.vhost(vhost)?;
+    Ok(listing(api, caller, Some(vhost), kind))
 }
 
 pub(crate) async fn show(
@@ -75,11 +109,27 @@ pub(crate) async fn show(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    require_policies(&api, &caller, Some(&vhost))?;
-    api.vhost(&vhost)?;
-    let p = api
-        .admin
-        .policies(Some(&vhost))
+    show_of(&api, &caller, &vhost, &name, Kind::Policy)
+}
+
+pub(crate) async fn show_operator(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    show_of(&api, &caller, &vhost, &name, Kind::Operator)
+}
+
+fn show_of(
+    api: &Api,
+    caller: &Caller,
+    vhost: &str,
+    name: &str,
+    kind: Kind,
+) -> ApiResult<Json<Value>> {
+    require(api, caller, Some(vhost), kind)?;
+    api.vhost(vhost)?;
+    let p = stored(api, Some(vhost), kind)
         .into_iter()
         .find(|p| p.name == name)
         .ok_or_else(ApiError::not_found)?;
@@ -92,7 +142,27 @@ pub(crate) async fn put(
     Path((vhost, name)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
-    require_policies(&api, &caller, Some(&vhost))?;
+    put_of(&api, &caller, vhost, name, body, Kind::Policy)
+}
+
+pub(crate) async fn put_operator(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<StatusCode> {
+    put_of(&api, &caller, vhost, name, body, Kind::Operator)
+}
+
+fn put_of(
+    api: &Api,
+    caller: &Caller,
+    vhost: String,
+    name: String,
+    body: serde_json::Map<String, Value>,
+    kind: Kind,
+) -> ApiResult<StatusCode> {
+    require(api, caller, Some(&vhost), kind)?;
     api.vhost(&vhost)?;
     let pattern = body.required_str("pattern")?;
     let definition = body
@@ -110,9 +180,7 @@ pub(crate) async fn put(
             .map_err(|_| ApiError::bad_request("priority must be an integer"))?,
         Some(_) => return Err(ApiError::bad_request("priority must be an integer")),
     };
-    let existed = api
-        .admin
-        .policies(Some(&vhost))
+    let existed = stored(api, Some(&vhost), kind)
         .iter()
         .any(|p| p.name == name);
     api.admin.set_policy(PolicyDef {
@@ -122,7 +190,7 @@ pub(crate) async fn put(
         apply_to: body.str_field("apply-to")?.unwrap_or_else(|| "all".into()),
         definition,
         priority,
-        operator: false,
+        operator: kind == Kind::Operator,
     })?;
     Ok(super::put_status(existed))
 }
@@ -132,9 +200,31 @@ pub(crate) async fn remove(
     caller: Caller,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_policies(&api, &caller, Some(&vhost))?;
-    api.vhost(&vhost)?;
-    if !api.admin.clear_policy(&vhost, &name)? {
+    remove_of(&api, &caller, &vhost, &name, Kind::Policy)
+}
+
+pub(crate) async fn remove_operator(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    remove_of(&api, &caller, &vhost, &name, Kind::Operator)
+}
+
+fn remove_of(
+    api: &Api,
+    caller: &Caller,
+    vhost: &str,
+    name: &str,
+    kind: Kind,
+) -> ApiResult<StatusCode> {
+    require(api, caller, Some(vhost), kind)?;
+    api.vhost(vhost)?;
+    let cleared = match kind {
+        Kind::Policy => api.admin.clear_policy(vhost, name)?,
+        Kind::Operator => api.admin.clear_operator_policy(vhost, name)?,
+    };
+    if !cleared {
         return Err(ApiError::not_found());
     }
     Ok(StatusCode::NO_CONTENT)

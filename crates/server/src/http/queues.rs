@@ -137,9 +137,16 @@ impl Row for QueueRow<'_> {
         );
         o.insert("consumers".into(), s.consumers.into());
         o.insert("memory".into(), q.memory().into());
-        o.insert("policy".into(), Value::Null);
-        o.insert("operator_policy".into(), Value::Null);
-        o.insert("effective_policy_definition".into(), json!({}));
+        let applied = q.applied_policies();
+        o.insert("policy".into(), applied.policy_name().into());
+        o.insert(
+            "operator_policy".into(),
+            applied.operator_policy_name().into(),
+        );
+        o.insert(
+            "effective_policy_definition".into(),
+            Value::Object(applied.effective_definition()),
+        );
         o.insert("exclusive_consumer_tag".into(), Value::Null);
         o.insert("single_active_consumer_tag".into(), Value::Null);
         o.insert("head_message_timestamp".into(), Value::Null);
