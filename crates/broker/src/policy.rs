@@ -98,14 +98,12 @@ impl Policy {
             return Err("a policy name can't be empty".into());
         }
         let pattern = regex::bytes::Regex::new(&def.pattern).map_err(|e| {
-            format!(
-                "Validation failed\n\n<<\"{}\">> is not a valid regular expression: {e}",
-                def.pattern
-            )
+            let why = e.to_string().lines().last().unwrap_or("").trim().to_string();
+            format!("Validation failed\n\npattern should be regular expression but is invalid: {{\"{why}\",0}}")
         })?;
         let apply_to = ApplyTo::parse(&def.apply_to).ok_or_else(|| {
             format!(
-                "Validation failed\n\n'{}' is not a valid apply-to value",
+                "Validation failed\n\napply-to '{}' unrecognised; should be 'queues', 'exchanges' or 'all'",
                 def.apply_to
             )
         })?;
@@ -172,12 +170,12 @@ const ACCEPTED_KEYS: &[&str] = &[
 /// Checks every key of a definition; returns what Warren acts on.
 pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, String> {
     let Value::Object(map) = def else {
-        return Err("no policy definition keys given".into());
+        return Err("no policy provided".into());
     };
     if map.is_empty() {
-        return Err("no policy definition keys given".into());
+        return Err("no policy provided".into());
     }
-    let unknown: Vec<&String> = map
+    let mut unknown: Vec<&String> = map
         .keys()
         .filter(|k| {
             if operator {
@@ -188,7 +186,11 @@ pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, St
         })
         .collect();
     if !unknown.is_empty() {
-        let list: Vec<String> = unknown.iter().map(|k| format!("<<\"{k}\">>")).collect();
+        unknown.sort();
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|k| format!("{{<<\"{k}\">>,{}}}", erl(&map[k.as_str()])))
+            .collect();
         return Err(format!(
             "[{}] are not recognised policy settings",
             list.join(",")
@@ -239,9 +241,8 @@ pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, St
         Some(v) if v.as_u64() == Some(1) || v.as_u64() == Some(2) => {}
         Some(v) => return Err(format!("{} is not a valid queue-version value", erl(v))),
     }
-    if keys.dead_letter_routing_key.is_some() && keys.dead_letter_exchange.is_none() {
-        return Err("dead-letter-routing-key requires dead-letter-exchange to be set".into());
-    }
+    // A policy may set dead-letter-routing-key alone (RabbitMQ accepts it;
+    // it takes effect with a dead-letter exchange from the arguments).
     Ok(keys)
 }
 
@@ -468,11 +469,11 @@ mod tests {
         );
         assert_eq!(
             bad(serde_json::json!({"foo": 1}), false),
-            "[<<\"foo\">>] are not recognised policy settings"
+            "[{<<\"foo\">>,1}] are not recognised policy settings"
         );
         assert_eq!(
             bad(serde_json::json!({"dead-letter-exchange": "x"}), true),
-            "[<<\"dead-letter-exchange\">>] are not recognised policy settings"
+            "[{<<\"dead-letter-exchange\">>,<<\"x\">>}] are not recognised policy settings"
         );
         assert!(validate_definition(&serde_json::json!({"queue-mode": "lazy"}), false).is_ok());
     }

@@ -440,6 +440,7 @@ const QUEUE_KEYS: &[&str] = &[
     "type",
     "owner_pid",
     "policy",
+    // Not in rabbitmqctl 3.10 (later releases list them); asked by issue 10.
     "operator_policy",
     "effective_policy_definition",
 ];

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::client::Refusal;
 use crate::commands::{error, Ctx};
 use crate::output::cell;
-use crate::{Failure, EX_DATAERR, EX_SOFTWARE, EX_USAGE};
+use crate::{Failure, EX_DATAERR, EX_UNAVAILABLE, EX_USAGE};
 
 /// Policies or operator policies.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -19,8 +19,8 @@ enum Kind {
 fn refusal(r: &Refusal) -> Option<Failure> {
     match r.kind.as_str() {
         "no_such_vhost" => Some(Failure::new(EX_DATAERR, r.message.clone())),
-        "no_such_policy" => Some(error(EX_SOFTWARE, "Parameter does not exist")),
-        "invalid" => Some(error(EX_SOFTWARE, &r.message)),
+        "no_such_policy" => Some(error(EX_UNAVAILABLE, "Parameter does not exist")),
+        "invalid" => Some(error(EX_UNAVAILABLE, &r.message)),
         _ => None,
     }
 }
@@ -42,12 +42,8 @@ fn set(c: &Ctx, kind: Kind) -> Result<(), Failure> {
     c.out.info(&format!(
         "Setting {what} \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{vhost}\" ..."
     ));
-    let parsed: Value = serde_json::from_str(definition).map_err(|_| {
-        error(
-            EX_SOFTWARE,
-            format!("Validation failed\n\ncould not parse JSON document: {definition}"),
-        )
-    })?;
+    let parsed: Value = serde_json::from_str(definition)
+        .map_err(|_| error(EX_UNAVAILABLE, "JSON decoding error. Reason: badarg"))?;
     c.call(
         json!({"op": "set_policy", "vhost": vhost, "name": name, "pattern": pattern,
                "definition": parsed, "priority": priority, "apply_to": apply_to,

@@ -341,14 +341,33 @@ impl QueueIndex {
 
     /// Appends an entry for a message already in the message store.
     pub fn append(&mut self, seq: u64, loc: Location, transient: bool) -> io::Result<DiskRef> {
-        let r = self.append_entry(seq, loc, transient);
+        self.append_at(seq, loc, transient, now_ms())
+    }
+
+    /// Appends an entry stamped `ms` instead of now (the delayed exchange
+    /// stamps when a message is due; recovery hands it back as
+    /// `enqueued_ms`).
+    pub fn append_at(
+        &mut self,
+        seq: u64,
+        loc: Location,
+        transient: bool,
+        ms: u64,
+    ) -> io::Result<DiskRef> {
+        let r = self.append_entry(seq, loc, transient, ms);
         if let Err(e) = &r {
             self.committer.report_failure(e);
         }
         r
     }
 
-    fn append_entry(&mut self, seq: u64, loc: Location, transient: bool) -> io::Result<DiskRef> {
+    fn append_entry(
+        &mut self,
+        seq: u64,
+        loc: Location,
+        transient: bool,
+        ms: u64,
+    ) -> io::Result<DiskRef> {
         // A file whose fsync failed takes no more entries: start another.
         let need_new = self
             .segments
@@ -368,7 +387,7 @@ impl QueueIndex {
             });
         }
         let flags = if transient { FLAG_TRANSIENT } else { 0 };
-        let bytes = entry_bytes(seq, loc, flags, now_ms());
+        let bytes = entry_bytes(seq, loc, flags, ms);
         let committer = self.committer.clone();
         let seg = self
             .segments

@@ -142,22 +142,17 @@ pub(super) fn queue_limits(
     let invalid = |key: &str, why: String| {
         AmqpError::precondition_failed(format!("invalid arg '{key}' for {what}: {why}"))
     };
+    // RabbitMQ 3.10's texts (tools/probe-policies-3.10.8.txt, section 7).
     let int_arg = |key: &str, min: i64| -> Result<Option<i64>> {
         match args.get(key) {
             None => Ok(None),
             Some(v) => match v.as_i64() {
                 None => Err(invalid(
                     key,
-                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                    format!("\"expected integer, got {}\"", type_name(v)),
                 )),
-                Some(i) if i < min => Err(invalid(
-                    key,
-                    if min > 0 {
-                        format!("{{value_zero,{i}}}")
-                    } else {
-                        format!("{{value_negative,{i}}}")
-                    },
-                )),
+                Some(i) if i < 0 => Err(invalid(key, format!("{{value_negative,{i}}}"))),
+                Some(i) if i < min => Err(invalid(key, format!("{{value_zero,{i}}}"))),
                 Some(i) => Ok(Some(i)),
             },
         }
@@ -168,7 +163,7 @@ pub(super) fn queue_limits(
         Some(p) if p > 255 => {
             return Err(invalid(
                 "x-max-priority",
-                format!("{{value_too_large,{p},255}}"),
+                format!("{{max_value_exceeded,{p}}}"),
             ))
         }
         p => p.map(|p| p as u8),
@@ -180,15 +175,7 @@ pub(super) fn queue_limits(
         Some(v) => match v.as_bytes() {
             Some(b"drop-head") => Overflow::DropHead,
             Some(b"reject-publish") | Some(b"reject-publish-dlx") => Overflow::RejectPublish,
-            Some(other) => {
-                return Err(invalid(
-                    "x-overflow",
-                    format!(
-                        "{{unacceptable_value,<<\"{}\">>}}",
-                        String::from_utf8_lossy(other)
-                    ),
-                ))
-            }
+            Some(_) => return Err(invalid("x-overflow", "invalid_overflow".into())),
             None => {
                 return Err(invalid(
                     "x-overflow",
@@ -213,7 +200,7 @@ pub(super) fn queue_limits(
             _ => {
                 return Err(invalid(
                     "x-queue-type",
-                    format!("{{unacceptable_value,{}}}", value_text(v)),
+                    format!("\"unsupported queue type '{}'\"", value_text(v)),
                 ))
             }
         }
@@ -222,11 +209,13 @@ pub(super) fn queue_limits(
         match args.get(key) {
             None => Ok(None),
             Some(v) => match v.as_bytes() {
-                Some(b) => Ok(Some(ShortStr::new(bytes::Bytes::copy_from_slice(b)))),
-                None => Err(invalid(
-                    key,
-                    format!("{{unacceptable_type,{}}}", type_name(v)),
-                )),
+                Some(b) if b.len() <= 255 => {
+                    Ok(Some(ShortStr::new(bytes::Bytes::copy_from_slice(b))))
+                }
+                _ => Err(AmqpError::precondition_failed(format!(
+                    "invalid type '{}' for arg '{key}' in {what}",
+                    type_name(v)
+                ))),
             },
         }
     };
@@ -235,8 +224,60 @@ pub(super) fn queue_limits(
     if dead_letter_routing_key.is_some() && dead_letter_exchange.is_none() {
         return Err(invalid(
             "x-dead-letter-routing-key",
-            "Key x-dead-letter-exchange should be present".into(),
+            "routing_key_but_no_dlx_defined".into(),
         ));
+    }
+    match args.get("x-queue-mode") {
+        None => {}
+        Some(v) => match v.as_bytes() {
+            Some(b"default") | Some(b"lazy") => {}
+            Some(other) => {
+                return Err(invalid(
+                    "x-queue-mode",
+                    format!(
+                        "\"unsupported queue mode '{}'\"",
+                        String::from_utf8_lossy(other)
+                    ),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    "x-queue-mode",
+                    format!("{{unacceptable_type,{}}}", type_name(v)),
+                ))
+            }
+        },
+    }
+    match args.get("x-queue-version") {
+        None => {}
+        Some(v) => match v.as_i64() {
+            Some(1) | Some(2) => {}
+            Some(n) => {
+                return Err(invalid(
+                    "x-queue-version",
+                    format!("\"unsupported queue version '{n}'\""),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    "x-queue-version",
+                    format!("\"expected integer, got {}\"", type_name(v)),
+                ))
+            }
+        },
+    }
+    // Quorum-only arguments on a classic queue, as RabbitMQ refuses them.
+    let quorum = args.get("x-queue-type").and_then(|v| v.as_bytes()) == Some(b"quorum");
+    for key in [
+        "x-delivery-limit",
+        "x-max-in-memory-length",
+        "x-max-in-memory-bytes",
+    ] {
+        if !quorum && args.get(key).is_some() {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg '{key}' for {what} of queue type rabbit_classic_queue"
+            )));
+        }
     }
     let single_active_consumer = match args.get("x-single-active-consumer") {
         None => false,

@@ -258,7 +258,8 @@ pub(crate) async fn declare(
         access.check(Operation::Write, Resource::Exchange, &dlx)?;
     }
     let existed = v.queue(&spec.name).is_ok();
-    v.declare_queue(&spec, 0).map_err(http_argument_error)?;
+    // The texts are the AMQP ones ("expected integer, got longstr"…).
+    v.declare_queue(&spec, 0)?;
     Ok(super::put_status(existed))
 }
 
@@ -311,29 +312,6 @@ pub(crate) async fn bindings(
         .collect();
     let q = ListQuery::in_given_order(&params);
     respond(rows, &q)
-}
-
-/// Over HTTP, RabbitMQ words a wrongly typed integer argument as
-/// `"expected integer, got <type>"` (AMQP clients see
-/// `{unacceptable_type,<type>}`).
-fn http_argument_error(e: warren_broker::error::AmqpError) -> ApiError {
-    const INTEGER_ARGS: [&str; 5] = [
-        "x-message-ttl",
-        "x-expires",
-        "x-max-priority",
-        "x-max-length",
-        "x-max-length-bytes",
-    ];
-    let text = &e.text;
-    let integer_arg = INTEGER_ARGS
-        .iter()
-        .any(|k| text.starts_with(&format!("invalid arg '{k}'")));
-    if let (true, Some(at)) = (integer_arg, text.find("{unacceptable_type,")) {
-        let kind = text[at + "{unacceptable_type,".len()..].trim_end_matches('}');
-        let reworded = format!("{}\"expected integer, got {kind}\"", &text[..at]);
-        return super::error::amqp(e.code, &reworded);
-    }
-    e.into()
 }
 
 /// The most messages one get request may return.
