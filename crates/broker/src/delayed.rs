@@ -147,7 +147,9 @@ impl DelayStore {
                     }
                     state.index = Some(index);
                 }
-                Err(e) => tracing::error!("cannot open delayed messages at {}: {e}", h.dir.display()),
+                Err(e) => {
+                    tracing::error!("cannot open delayed messages at {}: {e}", h.dir.display())
+                }
             }
         }
         DelayStore {
@@ -200,13 +202,15 @@ impl DelayStore {
     ) -> Option<DiskRef> {
         let h = self.storage.as_ref()?;
         let index = st.index.as_mut()?;
-        let loc = (*message.location.get_or_init(|| match h.store.append(message) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::error!("cannot write a delayed message to the store: {e}");
-                None
-            }
-        }))?;
+        let loc = (*message
+            .location
+            .get_or_init(|| match h.store.append(message) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!("cannot write a delayed message to the store: {e}");
+                    None
+                }
+            }))?;
         match index.append_at(seq, loc, transient, due_ms) {
             Ok(d) => Some(d),
             Err(e) => {

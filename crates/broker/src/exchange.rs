@@ -1,14 +1,17 @@
 //! Exchanges and their binding indexes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use ahash::AHashMap;
 use parking_lot::RwLock;
 use warren_protocol::{FieldTable, ShortStr};
 
-use crate::error::Result;
+use crate::delayed::DelayStore;
+use crate::error::{AmqpError, Result};
 use crate::message::Message;
 use crate::policy::Applied;
+use crate::routing::hash::{self, HashOn};
 use crate::routing::headers::{self, MatchKind};
 use crate::routing::topic::TopicIndex;
 use crate::routing::{Binding, Destination};
@@ -20,6 +23,11 @@ pub enum ExchangeKind {
     Fanout,
     Topic,
     Headers,
+    /// `x-consistent-hash` (the plugin, built in).
+    ConsistentHash,
+    /// `x-delayed-message` (the plugin, built in): routes as its
+    /// `x-delayed-type` once a message's `x-delay` has passed.
+    DelayedMessage,
 }
 
 impl ExchangeKind {
@@ -29,6 +37,8 @@ impl ExchangeKind {
             b"fanout" => Some(ExchangeKind::Fanout),
             b"topic" => Some(ExchangeKind::Topic),
             b"headers" => Some(ExchangeKind::Headers),
+            b"x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
+            b"x-delayed-message" => Some(ExchangeKind::DelayedMessage),
             _ => None,
         }
     }
@@ -39,6 +49,8 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::ConsistentHash => "x-consistent-hash",
+            ExchangeKind::DelayedMessage => "x-delayed-message",
         }
     }
 }
@@ -50,6 +62,8 @@ enum Index {
     Fanout,
     Topic(TopicIndex),
     Headers(Vec<(MatchKind, Binding)>),
+    /// Bindings with their weights, and what is hashed.
+    Hash(HashOn, Vec<(u64, Binding)>),
 }
 
 #[derive(Debug)]
@@ -64,6 +78,8 @@ pub struct Exchange {
     pub name: ShortStr,
     pub vhost: String,
     pub kind: ExchangeKind,
+    /// How it routes: its kind, or a delayed exchange's `x-delayed-type`.
+    pub route_kind: ExchangeKind,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
@@ -74,6 +90,8 @@ pub struct Exchange {
     /// argument wins over the policy).
     applied: RwLock<(Applied, Option<ShortStr>)>,
     bindings: RwLock<Bindings>,
+    /// A delayed exchange's held messages.
+    delay: OnceLock<DelayStore>,
     deleted: AtomicBool,
     /// publish_in / publish_out.
     pub counters: Counters,
@@ -90,11 +108,21 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Self {
-        let index = match kind {
-            ExchangeKind::Direct => Index::Direct(AHashMap::new()),
+        let route_kind = match kind {
+            ExchangeKind::DelayedMessage => {
+                delayed_type(&arguments).unwrap_or(ExchangeKind::Direct)
+            }
+            k => k,
+        };
+        let index = match route_kind {
+            ExchangeKind::Direct | ExchangeKind::DelayedMessage => Index::Direct(AHashMap::new()),
             ExchangeKind::Fanout => Index::Fanout,
             ExchangeKind::Topic => Index::Topic(TopicIndex::default()),
             ExchangeKind::Headers => Index::Headers(Vec::new()),
+            ExchangeKind::ConsistentHash => Index::Hash(
+                HashOn::from_arguments(&arguments).unwrap_or(HashOn::RoutingKey),
+                Vec::new(),
+            ),
         };
         let alternate_exchange = arguments
             .get("alternate-exchange")
@@ -104,6 +132,7 @@ impl Exchange {
             name,
             vhost,
             kind,
+            route_kind,
             durable,
             auto_delete,
             internal,
@@ -114,6 +143,7 @@ impl Exchange {
                 all: Vec::new(),
                 index,
             }),
+            delay: OnceLock::new(),
             deleted: AtomicBool::new(false),
             counters: Counters::default(),
             rates: Rates::default(),
@@ -145,20 +175,60 @@ impl Exchange {
         self.deleted.load(Ordering::Acquire)
     }
 
+    /// Marks it deleted; a delayed exchange's held messages go with it.
     pub(crate) fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
+        if let Some(d) = self.delay.get() {
+            d.destroy();
+        }
     }
 
     pub fn describe(&self) -> String {
         format!("exchange '{}' in vhost '{}'", self.name, self.vhost)
     }
 
-    /// Checks a binding's arguments (headers exchanges: `x-match`).
+    /// Checks a binding's arguments (headers exchanges: `x-match`) or key
+    /// (consistent-hash exchanges: a positive weight).
     pub fn validate_binding(&self, binding: &Binding) -> Result<()> {
-        if self.kind == ExchangeKind::Headers {
-            headers::match_kind(&binding.arguments)?;
+        match self.route_kind {
+            ExchangeKind::Headers => {
+                headers::match_kind(&binding.arguments)?;
+            }
+            ExchangeKind::ConsistentHash => {
+                hash::weight(binding)?;
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Checks a new exchange's arguments as the plugins do.
+    pub fn validate_arguments(kind: ExchangeKind, arguments: &FieldTable) -> Result<()> {
+        match kind {
+            ExchangeKind::ConsistentHash => HashOn::from_arguments(arguments).map(|_| ()),
+            ExchangeKind::DelayedMessage => match delayed_type(arguments) {
+                Some(ExchangeKind::DelayedMessage) => Err(AmqpError::precondition_failed(
+                    "Invalid argument, 'x-delayed-type' must not be 'x-delayed-message'",
+                )),
+                Some(inner) => Self::validate_arguments(inner, arguments),
+                None => Err(AmqpError::precondition_failed(
+                    "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                )),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// A delayed exchange's store of held messages (set once, when the
+    /// exchange is made).
+    pub fn delay_store(&self) -> Option<&DelayStore> {
+        self.delay.get()
+    }
+
+    pub(crate) fn attach_delay_store(&self, store: DelayStore) {
+        if self.delay.set(store).is_err() {
+            tracing::error!("{}: delay store attached twice", self.describe());
+        }
     }
 
     /// Whether an identical binding exists.
@@ -168,10 +238,15 @@ impl Exchange {
 
     /// Adds a binding; false if an identical one exists.
     pub fn bind(&self, binding: Binding) -> Result<bool> {
-        let kind = if self.kind == ExchangeKind::Headers {
+        let kind = if self.route_kind == ExchangeKind::Headers {
             Some(headers::match_kind(&binding.arguments)?)
         } else {
             None
+        };
+        let weight = if self.route_kind == ExchangeKind::ConsistentHash {
+            hash::weight(&binding)?
+        } else {
+            0
         };
         let mut b = self.bindings.write();
         if b.all.iter().any(|x| x.same(&binding)) {
@@ -186,6 +261,7 @@ impl Exchange {
             Index::Fanout => {}
             Index::Topic(t) => t.insert(binding),
             Index::Headers(v) => v.push((kind.unwrap_or(MatchKind::All), binding)),
+            Index::Hash(_, v) => v.push((weight, binding)),
         }
         Ok(true)
     }
@@ -212,6 +288,7 @@ impl Exchange {
                 t.remove(binding);
             }
             Index::Headers(v) => v.retain(|(_, x)| !x.same(binding)),
+            Index::Hash(_, v) => v.retain(|(_, x)| !x.same(binding)),
         }
         true
     }
@@ -264,6 +341,16 @@ impl Exchange {
                         .map(|(_, x)| x.destination.clone()),
                 );
             }
+            Index::Hash(on, v) => {
+                if let Some(b) = hash::choose(on, message, v) {
+                    out.push(b.destination.clone());
+                }
+            }
         }
     }
+}
+
+/// A delayed exchange's `x-delayed-type`.
+fn delayed_type(arguments: &FieldTable) -> Option<ExchangeKind> {
+    ExchangeKind::parse(arguments.get("x-delayed-type")?.as_bytes()?)
 }

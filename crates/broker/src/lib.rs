@@ -22,6 +22,7 @@ pub mod broker;
 pub mod connections;
 pub mod consumer;
 pub mod definitions;
+pub mod delayed;
 pub mod error;
 pub mod exchange;
 pub mod message;

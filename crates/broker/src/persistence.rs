@@ -97,6 +97,27 @@ impl VhostStorage {
         })
     }
 
+    /// Where a delayed exchange holds its messages: a durable one's under
+    /// `delayed/` (named by a hash of the exchange name), a transient
+    /// one's under `transient/` (wiped at start).
+    pub fn delayed_handle(&self, exchange: &str, durable: bool) -> StorageHandle {
+        let dir = if durable {
+            let hash = Sha256::digest(exchange.as_bytes());
+            let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+            self.dir.join("delayed").join(hex)
+        } else {
+            let n = self
+                .persistence
+                .next_transient_id
+                .fetch_add(1, Ordering::Relaxed);
+            self.dir.join("transient").join(format!("delayed-{n}"))
+        };
+        StorageHandle {
+            store: self.store.clone(),
+            dir,
+        }
+    }
+
     /// Where a queue's index lives.
     pub fn queue_handle(&self, id: u64, durable: bool) -> StorageHandle {
         let dir = if durable {

@@ -90,6 +90,8 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             monitor.alarms.check(alarms::process_rss(), total, free);
         }
     });
+    // Delayed exchanges: held messages routed when due.
+    tokio::spawn(broker.clone().run_delays());
     // Housekeeping: message TTLs and x-expires.
     let sweeper = broker.clone();
     tokio::spawn(async move {

@@ -104,9 +104,18 @@ impl Admin {
             body,
         ));
         let mut targets = Vec::new();
-        v.route(&x, &message, &mut targets);
-        let routed = !targets.is_empty();
         let mut failed = false;
+        let routed = match v.hold_delayed(&x, &message, Durability::Required) {
+            // Held by a delayed exchange: routed when due.
+            Some(held) => {
+                failed = held == crate::delayed::HoldOutcome::Failed;
+                true
+            }
+            None => {
+                v.route(&x, &message, &mut targets);
+                !targets.is_empty()
+            }
+        };
         for q in &targets {
             if let PublishOutcome::Failed = q.publish(message.clone(), Durability::Required) {
                 failed = true;

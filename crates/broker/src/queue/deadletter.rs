@@ -38,6 +38,12 @@ impl Queue {
         for (message, reason) in dead {
             let dl = Arc::new(self.dead_lettered(&message, reason, target));
             targets.clear();
+            if vhost
+                .hold_delayed(&exchange, &dl, Durability::BestEffort)
+                .is_some()
+            {
+                continue;
+            }
             vhost.route(&exchange, &dl, &mut targets);
             for q in targets.drain(..) {
                 // Cycle guard (RabbitMQ's rule): a message that already died

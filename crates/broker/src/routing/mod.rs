@@ -2,6 +2,7 @@
 //! match this message" without scanning bindings that can't match (except
 //! headers, whose bindings must each be evaluated against the headers).
 
+pub mod hash;
 pub mod headers;
 pub mod topic;
 

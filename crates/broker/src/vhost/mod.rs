@@ -8,6 +8,7 @@
 //! - here: lookups, routing, housekeeping.
 
 mod args;
+mod delayed;
 mod recover;
 mod topology;
 
@@ -156,8 +157,10 @@ impl VirtualHost {
         self.queues.write().insert(q.name.clone(), q);
     }
 
-    /// Adds a new exchange with the matching policy in force.
+    /// Adds a new exchange with the matching policy in force (and a
+    /// delayed exchange's store of held messages).
     pub(crate) fn insert_exchange(&self, x: Arc<Exchange>) {
+        self.attach_delay_store(&x);
         let g = self.policies.read();
         x.apply_policies(g.applied(x.name.as_bytes(), crate::policy::Target::Exchange));
         self.exchanges.write().insert(x.name.clone(), x);

@@ -45,6 +45,7 @@ impl VirtualHost {
                 x.internal,
                 definitions::decode_table(&x.arguments),
             );
+            self.attach_delay_store(&ex);
             self.exchanges.write().insert(ex.name.clone(), Arc::new(ex));
         }
         let mut recovered_messages = 0u64;

@@ -47,6 +47,7 @@ impl VirtualHost {
             Some(ex) => ex,
             None => {
                 check_name("exchange", &d.name)?;
+                Exchange::validate_arguments(kind, &d.arguments)?;
                 let _ddl = self.ddl.lock();
                 let existing = self.exchanges.read().get(&d.name).cloned();
                 match existing {

@@ -2,6 +2,7 @@
 
 use super::content::{compact, encode_properties};
 use super::*;
+use warren_broker::delayed::HoldOutcome;
 use warren_broker::stats::Metric;
 
 impl Channel {
@@ -215,6 +216,15 @@ impl Channel {
                     }
                     None => false,
                 }
+            } else if let Some(held) = s.vhost.hold_delayed(exchange, &message, durability) {
+                // A delayed exchange holds it: routed later, when due (a
+                // mandatory message is not returned, as nothing is known
+                // of its route yet).
+                match held {
+                    HoldOutcome::Held { needs_sync } => out.needs_sync |= needs_sync,
+                    HoldOutcome::Failed => out.failed = true,
+                }
+                true
             } else {
                 let mut queues = std::mem::take(&mut self.route_buf);
                 s.vhost.route(exchange, &message, &mut queues);
