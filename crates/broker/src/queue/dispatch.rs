@@ -37,6 +37,20 @@ impl Queue {
         self.arg_limits.single_active_consumer
     }
 
+    /// basic.get is refused on a quorum queue with a single active
+    /// consumer, as RabbitMQ refuses it (a classic one allows it).
+    pub fn check_get(&self) -> Result<()> {
+        if self.single_active_consumer()
+            && self.policy_target() == (crate::policy::Target::Queue { quorum: true })
+        {
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to locked {}. basic.get operations are not supported by quorum queues with single active consumer",
+                self.describe()
+            )));
+        }
+        Ok(())
+    }
+
     /// Pushes ready messages to consumers that have credit.
     pub fn dispatch(self: &Arc<Self>) {
         let mut st = self.state.lock();

@@ -175,6 +175,7 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
         let q = self.readable_queue(s, m.queue)?;
+        q.check_get()?;
         let Some((qm, remaining)) = q.get(m.no_ack) else {
             self.count(Metric::GetEmpty);
             s.out.method(
