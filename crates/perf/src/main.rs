@@ -63,6 +63,18 @@ pub struct Args {
     /// Exchange type when --exchange is set
     #[arg(short = 't', long = "type", default_value = "direct")]
     pub exchange_type: String,
+    /// Declare the queues as priority queues (`x-max-priority`)
+    #[arg(long)]
+    pub max_priority: Option<u8>,
+    /// The `priority` property of every message
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// An `x-delay` header (ms) on every message (delayed-message exchanges)
+    #[arg(long)]
+    pub delay: Option<i64>,
+    /// `x-delayed-type` of an `x-delayed-message` exchange
+    #[arg(long, default_value = "direct")]
+    pub delayed_type: String,
     /// Routing key; %q is the queue name, %d the queue number
     #[arg(short = 'k', long, default_value = "%q")]
     pub routing_key: String,

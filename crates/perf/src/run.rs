@@ -79,6 +79,16 @@ async fn declare(args: &Args, uri: &Uri) -> Result<()> {
                 exchange: ShortStr::from(args.exchange.as_str()),
                 kind: ShortStr::from(args.exchange_type.as_str()),
                 durable,
+                arguments: {
+                    let mut a = FieldTable::new();
+                    if args.exchange_type == "x-delayed-message" {
+                        a.insert(
+                            "x-delayed-type",
+                            FieldValue::LongStr(Bytes::from(args.delayed_type.clone())),
+                        );
+                    }
+                    a
+                },
                 ..Default::default()
             }
             .into(),
@@ -96,6 +106,13 @@ async fn declare(args: &Args, uri: &Uri) -> Result<()> {
             QueueDeclare {
                 queue: ShortStr::from(name.as_str()),
                 durable,
+                arguments: {
+                    let mut a = FieldTable::new();
+                    if let Some(p) = args.max_priority {
+                        a.insert("x-max-priority", FieldValue::I32(i32::from(p)));
+                    }
+                    a
+                },
                 ..Default::default()
             }
             .into(),
@@ -189,6 +206,12 @@ async fn producer(
     }
     let props = BasicProperties {
         delivery_mode: Some(if args.persistent { 2 } else { 1 }),
+        priority: args.priority,
+        headers: args.delay.map(|d| {
+            let mut h = FieldTable::new();
+            h.insert("x-delay", FieldValue::I64(d));
+            h
+        }),
         ..Default::default()
     };
     let templates: Vec<PublishTemplate> = (0..args.queues)
