@@ -162,6 +162,8 @@ SCENARIOS = [
     ("g", "publish 1 M x 100 B into one queue, then drain it",
      ["-x", "1", "-y", "1", "-s", "100", "-C", "1000000", "-D", "1000000", "--publish-then-consume", "-a",
       "-z", "600"], "phases"),
+    ("p", "as (a) into a priority queue (x-max-priority 10), every message priority 5",
+     ["-x", "1", "-y", "1", "-s", "16", "-a", "--max-priority", "10", "--priority", "5", "-z", T], "receive_rate"),
     ("l", "latency at a fixed 10 k msg/s, 16 B",
      ["-x", "1", "-y", "1", "-s", "16", "-r", "10000", "-a", "-z", T], "latency"),
 ]

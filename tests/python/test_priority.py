@@ -110,11 +110,11 @@ def test_backlog_on_disk_keeps_priority_order_across_restart(warren):
     ch.queue_declare("prio-durable", durable=True, arguments={"x-max-priority": 255})
     ch.confirm_delivery()
     expected = []
-    # 255 lanes share the in-memory window (64 messages each): most of this is on disk.
-    n = 4000
+    # Beyond the 8,192-message window the later messages of every lane wait on disk.
+    n = 12000
     for i in range(n):
         p = [0, 7, 100, 255][(i * 7 + i // 13) % 4]
-        body = f"{p}-{i}-".encode() + bytes([i % 251]) * (i % 300)
+        body = f"{p}-{i}-".encode() + bytes([i % 251]) * (i % 100)
         ch.basic_publish("", "prio-durable", body, props(p, persistent=True))
         expected.append((-p, i, body))
     c.close()

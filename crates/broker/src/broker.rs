@@ -399,9 +399,13 @@ impl Broker {
         loop {
             let next = self.fire_delayed();
             let now = crate::store::index::now_ms();
-            // Checked at least once a second; sooner while fired messages
-            // wait for their commit.
-            let wait = next.map_or(1000, |t| t.saturating_sub(now).clamp(2, 1000));
+            // Checked at least once a second.
+            let wait = next.map_or(1000, |t| t.saturating_sub(now).min(1000));
+            if wait == 0 {
+                // More are due: another batch, after letting others run.
+                tokio::task::yield_now().await;
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
                 _ = crate::delayed::WAKE.notified() => {}

@@ -4,10 +4,11 @@
 //! held until it is due, then routed as the exchange's `x-delayed-type`
 //! routes.
 //!
-//! Held messages cost disk, not RAM: with a data directory, every held
-//! message's body is in the vhost's message store and its entry in the
-//! exchange's own index (stamped with its due time), and memory keeps only
-//! a small heap entry (due, sequence, disk reference). A persistent
+//! Held messages cost disk, not RAM: with a data directory, beyond the
+//! first 8,192 (or 8 MiB) held in memory, a held message's body is in the
+//! vhost's message store and its entry in the exchange's own index
+//! (stamped with its due time), and memory keeps only a small heap entry
+//! (due, sequence, disk reference: about 100 bytes). A persistent
 //! message held by a durable exchange survives a restart; a confirm for it
 //! waits for the group commit that has it on disk. When it fires, its
 //! index entry is removed only once the commit that has its copies in the
@@ -53,12 +54,20 @@ pub fn delay_of(message: &Message) -> Option<u64> {
     (ms > 0 && ms as u64 <= MAX_DELAY_MS).then_some(ms as u64)
 }
 
+/// Held messages kept in memory as well (so firing them reads nothing
+/// back); beyond this many or [`MEMORY_BYTES`], held messages are on disk
+/// only and cost a small heap entry each.
+const MEMORY_COUNT: u64 = 8192;
+const MEMORY_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Where a held message is.
 #[derive(Debug)]
 enum Body {
-    /// No data directory (or the write failed and nobody is told).
+    /// In memory only: transient within the memory budget, or no data
+    /// directory (or a write failed and nobody is told).
     Memory(Arc<Message>),
-    Disk(DiskRef),
+    /// On disk, and in memory while the budget allows.
+    Disk(DiskRef, Option<Arc<Message>>),
 }
 
 #[derive(Debug)]
@@ -94,6 +103,19 @@ struct State {
     /// copies in the queues) is done.
     fired: Vec<(Ticket, DiskRef)>,
     bytes: u64,
+    /// Held messages whose bodies are in memory, and their bytes.
+    mem_count: u64,
+    mem_bytes: u64,
+}
+
+impl State {
+    /// A held message with its body in memory leaves.
+    fn release(&mut self, m: &Message) {
+        let size = m.size() as u64;
+        self.bytes = self.bytes.saturating_sub(size);
+        self.mem_count = self.mem_count.saturating_sub(1);
+        self.mem_bytes = self.mem_bytes.saturating_sub(size);
+    }
 }
 
 /// What holding a message came to.
@@ -134,7 +156,7 @@ impl DelayStore {
                             state.heap.push(Reverse(Held {
                                 due_ms: e.enqueued_ms,
                                 seq: e.seq,
-                                body: Body::Disk(e.disk),
+                                body: Body::Disk(e.disk, None),
                             }));
                         }
                     }
@@ -164,22 +186,29 @@ impl DelayStore {
     pub fn hold(&self, message: Arc<Message>, delay_ms: u64, required: bool) -> HoldOutcome {
         let due_ms = now_ms().saturating_add(delay_ms);
         let persist = self.durable && message.is_persistent();
+        let size = message.size() as u64;
         let mut st = self.state.lock();
+        let in_memory = st.mem_count < MEMORY_COUNT && st.mem_bytes + size <= MEMORY_BYTES;
         let seq = st.next_seq;
-        let disk = self.write(&mut st, seq, &message, !persist, due_ms);
+        // Written when it must survive a restart, or when memory is full.
+        let disk = if persist || !in_memory {
+            self.write(&mut st, seq, &message, !persist, due_ms)
+        } else {
+            None
+        };
         if disk.is_none() && persist && required && self.storage.is_some() {
             return HoldOutcome::Failed;
         }
         st.next_seq += 1;
+        st.bytes += size;
+        let keep = in_memory || disk.is_none();
+        if keep {
+            st.mem_count += 1;
+            st.mem_bytes += size;
+        }
         let body = match disk {
-            Some(d) => {
-                st.bytes += u64::from(d.loc.len);
-                Body::Disk(d)
-            }
-            None => {
-                st.bytes += message.size() as u64;
-                Body::Memory(message)
-            }
+            Some(d) => Body::Disk(d, keep.then_some(message)),
+            None => Body::Memory(message),
         };
         let earliest = st.heap.peek().is_none_or(|Reverse(h)| due_ms < h.due_ms);
         st.heap.push(Reverse(Held { due_ms, seq, body }));
@@ -232,10 +261,14 @@ impl DelayStore {
             };
             match h.body {
                 Body::Memory(m) => {
-                    st.bytes = st.bytes.saturating_sub(m.size() as u64);
+                    st.release(&m);
                     out.push((m, None));
                 }
-                Body::Disk(d) => {
+                Body::Disk(d, Some(m)) => {
+                    st.release(&m);
+                    out.push((m, Some(d)));
+                }
+                Body::Disk(d, None) => {
                     st.bytes = st.bytes.saturating_sub(u64::from(d.loc.len));
                     let read = st.index.as_ref().and_then(|i| i.store().read(d.loc));
                     match read {
@@ -299,6 +332,8 @@ impl DelayStore {
         st.heap.clear();
         st.fired.clear();
         st.bytes = 0;
+        st.mem_count = 0;
+        st.mem_bytes = 0;
         if let Some(index) = st.index.take() {
             index.destroy();
         }

@@ -146,8 +146,16 @@ impl Args {
         if self.ack_every == 0 {
             anyhow::bail!("--ack-every must be at least 1");
         }
-        if !["direct", "fanout", "topic", "headers"].contains(&self.exchange_type.as_str()) {
-            anyhow::bail!("--type must be direct, fanout, topic or headers");
+        const TYPES: [&str; 6] = [
+            "direct",
+            "fanout",
+            "topic",
+            "headers",
+            "x-delayed-message",
+            "x-consistent-hash",
+        ];
+        if !TYPES.contains(&self.exchange_type.as_str()) {
+            anyhow::bail!("--type must be one of {}", TYPES.join(", "));
         }
         if self.publish_then_consume && self.pmessages == 0 {
             anyhow::bail!("--publish-then-consume needs --pmessages");

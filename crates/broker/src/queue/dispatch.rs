@@ -97,7 +97,7 @@ impl Queue {
             let Some((lane, qm)) = self.take_head(st) else {
                 return;
             };
-            if st.ready.lane(lane).mem.len() <= st.ready.window.count / 2
+            if st.ready.mem_len() <= super::WINDOW_COUNT / 2
                 && self.congested.load(Ordering::Relaxed)
             {
                 self.congested.store(false, Ordering::Release);

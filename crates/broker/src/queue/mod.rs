@@ -340,7 +340,7 @@ impl Queue {
             // A TTL of 0 means "deliver now or never", as in RabbitMQ.
             self.expire_locked(&mut st, now);
         }
-        let congested = st.ready.lane(lane).mem.len() >= st.ready.window.count
+        let congested = st.ready.mem_len() >= WINDOW_COUNT
             && st
                 .consumers
                 .iter()

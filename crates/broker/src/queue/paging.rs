@@ -67,15 +67,11 @@ impl Queue {
     }
 
     /// Reads a lane's on-disk tail back into memory, ahead of consumers:
-    /// when its memory runs below half its window (or is empty).
+    /// when it runs below half the window (or is empty).
     pub(super) fn page_in(&self, st: &mut QueueState, lane: usize, force: bool) {
-        let in_memory = st.ready.lane(lane).mem.len();
-        if st.ready.lane(lane).tail_count() == 0
-            || (!force && in_memory >= st.ready.window.page_in_below())
-        {
+        let Some(want) = st.ready.page_in_want(lane, force) else {
             return;
-        }
-        let want = st.ready.window.count.saturating_sub(in_memory).max(1);
+        };
         let entries = st.ready.read_tail(lane, want);
         if entries.is_empty() {
             let lost = st.ready.lose_tail(lane);

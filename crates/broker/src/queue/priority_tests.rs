@@ -128,10 +128,10 @@ fn durable_queue(dir: &std::path::Path, max: u8, committer: &Arc<Committer>) -> 
     Arc::new(Queue::new(setup))
 }
 
-/// 255 lanes share the window (64 messages each), so 3,000 messages over
-/// four priorities page to disk in every lane; delivery is still strictly
-/// by priority, FIFO within, with every body intact, before and after a
-/// restart, and with acks, requeues and transient messages mixed in.
+/// 12,000 messages over four priorities overflow the 8,192-message window,
+/// so the later ones of every lane wait on disk; delivery is still
+/// strictly by priority, FIFO within, with every body intact, before and
+/// after a restart, with acks and requeues mixed in.
 #[test]
 fn a_paged_backlog_keeps_priority_order_across_a_restart() {
     let n = DIRS.fetch_add(1, Ordering::Relaxed);
@@ -143,14 +143,14 @@ fn a_paged_backlog_keeps_priority_order_across_a_restart() {
     let mut expected: Vec<(u8, usize, String)> = Vec::new();
     {
         let q = durable_queue(&dir, 255, &committer);
-        for i in 0..3000usize {
+        for i in 0..12_000usize {
             let p = prios[(i * 7 + i / 13) % 4];
             let body = format!("{p}-{i}-{}", "x".repeat(i % 50));
             q.publish(msg(Some(p), body.clone(), true), Durability::Required);
             expected.push((p, i, body));
         }
-        assert_eq!(q.stats().ready, 3000);
-        assert!(q.memory() < 3000 * 100, "the backlog stays on disk");
+        assert_eq!(q.stats().ready, 12_000);
+        assert!(q.memory() < 9000 * (128 + 80), "the backlog stays on disk");
         // Take 10 (acked) and 5 (requeued): the acked are gone, the
         // requeued come back in place.
         expected.sort_by_key(|(p, i, _)| (std::cmp::Reverse(*p), *i));

@@ -3,9 +3,10 @@
 //! queue has a single lane).
 //!
 //! Messages leave from the highest non-empty lane, oldest first within a
-//! lane. Each lane keeps its head in memory and, beyond its share of the
-//! queue's window, its tail on disk in its own index, so a priority queue
-//! with a backlog on disk still delivers its highest priority first.
+//! lane. Each lane keeps its head in memory and, once the queue's window
+//! (all lanes together) is full, its tail on disk in its own index, so a
+//! priority queue with a backlog on disk still delivers its highest
+//! priority first (a lane behind a full window still reads a little back).
 //!
 //! Invariants (checked by the model test below and `debug_assert`s):
 //! - `len`, `bytes`, `mem_len`, `mem_bytes` equal the sums over lanes;
@@ -19,40 +20,19 @@ use std::path::{Path, PathBuf};
 use super::QueuedMessage;
 use crate::store::index::{Cursor, DiskRef, IndexEntry, QueueIndex, Recovered};
 
-/// Ready messages a queue keeps in memory; beyond this (or
-/// [`WINDOW_BYTES`]) new messages wait on disk and are read back ahead of
-/// consumers, so a backlog costs disk, not RAM. A priority queue shares
-/// the window among its lanes.
+/// Ready messages a queue keeps in memory (all lanes together); beyond
+/// this (or [`WINDOW_BYTES`]) new messages wait on disk and are read back
+/// ahead of consumers, so a backlog costs disk, not RAM.
 pub const WINDOW_COUNT: usize = 8192;
 pub const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
-/// The least a lane keeps in memory, however many lanes share a window.
-const MIN_LANE_COUNT: usize = 64;
-const MIN_LANE_BYTES: u64 = 256 * 1024;
+/// A lane reads its tail back when fewer than this many are in memory.
+pub(super) const PAGE_IN_BELOW: usize = WINDOW_COUNT / 2;
+/// A lane with a tail may read this many back even when the window is
+/// full (so a high priority behind a full window still flows); memory is
+/// bounded by `WINDOW_COUNT + MIN_LANE_READ * lanes`.
+pub(super) const MIN_LANE_READ: usize = 64;
 /// The most lanes a queue has (`x-max-priority` 255).
 pub const MAX_LANES: usize = 256;
-
-/// How much of one lane stays in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Window {
-    pub(super) count: usize,
-    pub(super) bytes: u64,
-}
-
-impl Window {
-    /// The queue's window shared by `lanes` lanes.
-    pub(super) fn for_lanes(lanes: usize) -> Window {
-        let n = lanes.clamp(1, MAX_LANES);
-        Window {
-            count: (WINDOW_COUNT / n).max(MIN_LANE_COUNT),
-            bytes: (WINDOW_BYTES / n as u64).max(MIN_LANE_BYTES),
-        }
-    }
-
-    /// Read back from disk when fewer than this many are in memory.
-    pub(super) fn page_in_below(&self) -> usize {
-        self.count / 2
-    }
-}
 
 /// Where lane `lane` of the queue whose index lives in `dir` keeps its
 /// index: lane 0 in `dir` itself (so plain queues are laid out as before),
@@ -99,7 +79,6 @@ pub(super) struct Ready {
     bytes: u64,
     mem_len: usize,
     mem_bytes: u64,
-    pub(super) window: Window,
 }
 
 impl Ready {
@@ -112,7 +91,6 @@ impl Ready {
             bytes: 0,
             mem_len: 0,
             mem_bytes: 0,
-            window: Window::for_lanes(n),
         }
     }
 
@@ -203,12 +181,24 @@ impl Ready {
     }
 
     /// Whether a new message of `size` bytes for `lane` must wait on disk:
-    /// the lane already has a tail, or its memory share is full.
+    /// the lane already has a tail, or the queue's window is full.
     pub(super) fn goes_to_tail(&self, lane: usize, size: u64) -> bool {
+        self.lanes[lane].tail_count > 0
+            || self.mem_len >= WINDOW_COUNT
+            || self.mem_bytes + size > WINDOW_BYTES
+    }
+
+    /// How many of a lane's tail entries to read back now: `None` when it
+    /// has no tail or enough in memory (`force`: read even so).
+    pub(super) fn page_in_want(&self, lane: usize, force: bool) -> Option<usize> {
         let l = &self.lanes[lane];
-        l.tail_count > 0
-            || l.mem.len() >= self.window.count
-            || l.mem_bytes + size > self.window.bytes
+        if l.tail_count == 0 {
+            return None;
+        }
+        let in_memory = l.mem.len();
+        let room = WINDOW_COUNT.saturating_sub(self.mem_len);
+        let wanted = in_memory < PAGE_IN_BELOW && (room > 0 || in_memory < MIN_LANE_READ);
+        (force || wanted).then(|| room.max(MIN_LANE_READ))
     }
 
     /// Takes the oldest in-memory message of a lane.

@@ -39,8 +39,9 @@ impl VirtualHost {
         Some(store.hold(message.clone(), ms, durability == Durability::Required))
     }
 
-    /// Routes the held messages due at `now_ms`; returns when the next one
-    /// is due, or `now_ms` when fired messages still wait for a commit.
+    /// Routes the held messages due at `now_ms` (a batch per exchange);
+    /// returns when to look again: when the next one is due, at once if
+    /// due ones are left, soon while fired ones wait for their commit.
     pub fn fire_delayed(&self, now_ms: u64) -> Option<u64> {
         let committed = self
             .storage
