@@ -339,3 +339,113 @@ impl DelayStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use warren_protocol::{BasicProperties, FieldTable, FieldValue};
+
+    use super::*;
+    use crate::store::{Committer, MessageStore};
+
+    fn message(i: u64, persistent: bool) -> Arc<Message> {
+        let mut headers = FieldTable::new();
+        headers.insert("x-delay", FieldValue::I64(1000));
+        let props = BasicProperties {
+            headers: Some(headers),
+            delivery_mode: persistent.then_some(2),
+            ..Default::default()
+        };
+        let mut raw = bytes::BytesMut::new();
+        props.encode(&mut raw);
+        Arc::new(Message::new(
+            "dx".into(),
+            "k".into(),
+            props,
+            raw.freeze(),
+            Bytes::from(format!("{i}-{}", "y".repeat((i % 700) as usize))),
+        ))
+    }
+
+    /// 10,000 held messages overflow the memory budget: the rest wait on
+    /// disk only; all come back, in due order (then publish order), with
+    /// their bodies; the persistent ones survive a reopen, the transient
+    /// ones don't, and fired entries are gone once settled.
+    #[test]
+    fn held_messages_beyond_memory_come_back_in_due_order() {
+        let dir = std::env::temp_dir().join(format!("warren-delayed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let committer = Arc::new(Committer::default());
+        let store = Arc::new(MessageStore::open(&dir.join("msgs"), committer.clone()).unwrap());
+        let handle = || StorageHandle {
+            store: store.clone(),
+            dir: dir.join("delayed"),
+        };
+        let due_of = |i: u64| 60_000 - (i % 7) * 1000;
+        let body_of = |i: u64| String::from_utf8_lossy(&message(i, false).body).into_owned();
+        // All of them, read back at once (memory, memory and disk, disk
+        // only), in due order.
+        let now = DelayStore::open(
+            Some(StorageHandle {
+                store: store.clone(),
+                dir: dir.join("other"),
+            }),
+            true,
+        );
+        for i in 0..10_000 {
+            now.hold(message(i, i % 3 == 0), due_of(i), false);
+        }
+        let mut all: Vec<(u64, u64)> = (0..10_000).map(|i| (due_of(i), i)).collect();
+        all.sort();
+        let got: Vec<String> = now
+            .take_due(u64::MAX, usize::MAX)
+            .iter()
+            .map(|(m, _)| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        assert!(got == all.iter().map(|(_, i)| body_of(*i)).collect::<Vec<_>>());
+        assert_eq!(delay_of(&message(0, false)), Some(1000));
+        let d = DelayStore::open(Some(handle()), true);
+        let n = 10_000u64;
+        for i in 0..n {
+            let outcome = d.hold(message(i, i % 3 == 0), due_of(i), true);
+            assert_eq!(
+                outcome,
+                HoldOutcome::Held {
+                    needs_sync: i % 3 == 0
+                }
+            );
+        }
+        assert_eq!(d.held().0, n);
+        assert!(d.state.lock().mem_count <= MEMORY_COUNT);
+        committer.sync_once().unwrap();
+        // A restart: only the persistent ones are back.
+        drop(d);
+        let d = DelayStore::open(Some(handle()), true);
+        assert_eq!(d.held().0, n.div_ceil(3));
+        let mut want: Vec<(u64, u64)> = (0..n)
+            .filter(|i| i % 3 == 0)
+            .map(|i| (due_of(i), i))
+            .collect();
+        want.sort();
+        let due = d.take_due(u64::MAX, usize::MAX);
+        let got: Vec<String> = due
+            .iter()
+            .map(|(m, _)| String::from_utf8_lossy(&m.body).into_owned())
+            .collect();
+        let expect: Vec<String> = want
+            .iter()
+            .map(|(_, i)| String::from_utf8_lossy(&message(*i, true).body).into_owned())
+            .collect();
+        assert!(got == expect, "order or bodies differ");
+        d.fired(0, due.into_iter().filter_map(|(_, disk)| disk));
+        assert!(!d.settle(0));
+        committer.sync_once().unwrap();
+        drop(d);
+        let d = DelayStore::open(Some(handle()), true);
+        assert_eq!(d.held().0, 0, "fired and settled: not held again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
