@@ -200,3 +200,21 @@ def test_policies_survive_restart_and_apply_to_recovered_queues(warren):
         ch.basic_publish("", "capped", b"new%d" % i)
     assert ch.queue_declare("capped", durable=True, passive=True).method.message_count == 3
     c.close()
+
+
+def test_expires_and_message_ttl_by_policy(conn, policy_names):
+    ch = conn.channel()
+    prefix = uniq("px")
+    name = uniq("pol")
+    policy_names.append((name, False))
+    idle = ch.queue_declare(f"{prefix}.idle").method.queue  # not exclusive: only x-expires removes it
+    ttl = ch.queue_declare(f"{prefix}.ttl", exclusive=True).method.queue
+    ctl_ok("set_policy", "--apply-to", "queues", name, f"^{prefix}\\.", '{"expires":400,"message-ttl":100}')
+    ch.basic_publish("", ttl, b"short-lived")
+    time.sleep(0.25)
+    assert ch.basic_get(ttl, auto_ack=True)[0] is None  # expired by the policy's TTL
+    time.sleep(1.2)
+    for q in (idle, ttl):  # both unused for longer than the policy's expiry: deleted
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            conn.channel().queue_declare(q, passive=True)
+        assert e.value.reply_code == 404

@@ -81,6 +81,9 @@ pub struct Queue {
     /// Set once any message with a TTL arrives, so the sweeper can skip
     /// queues that can't have expired messages.
     has_ttl: AtomicBool,
+    /// An `x-expires` (argument or policy) is in force: mirrors
+    /// `limits.expires`, so the sweeper needn't lock every queue.
+    has_expires: AtomicBool,
     /// Publishers were told to pause; `drained` wakes them.
     congested: AtomicBool,
     pub drained: tokio::sync::Notify,
@@ -105,6 +108,7 @@ impl Queue {
             recovered,
         } = setup;
         let has_ttl = limits.message_ttl.is_some();
+        let limits_expire = limits.expires.is_some();
         let mut ready = Ready::new(usize::from(limits.max_priority.unwrap_or(0)) + 1);
         let mut next_seq = 0;
         if let Some(rec) = recovered {
@@ -139,6 +143,7 @@ impl Queue {
             }),
             deleted: AtomicBool::new(false),
             has_ttl: AtomicBool::new(has_ttl),
+            has_expires: AtomicBool::new(limits_expire),
             congested: AtomicBool::new(false),
             drained: tokio::sync::Notify::new(),
             rates: QueueRates::default(),
@@ -202,7 +207,7 @@ impl Queue {
     /// Whether the sweeper has anything to check here: expiring
     /// messages, or an idle-queue expiry (`x-expires`).
     pub fn needs_sweep(&self) -> bool {
-        self.has_ttl.load(Ordering::Relaxed) || self.state.lock().limits.expires.is_some()
+        self.has_ttl.load(Ordering::Relaxed) || self.has_expires.load(Ordering::Relaxed)
     }
 
     /// True when an `x-expires` queue has been unused long enough.
@@ -585,6 +590,8 @@ impl Queue {
         if limits.message_ttl.is_some() {
             self.has_ttl.store(true, Ordering::Relaxed);
         }
+        self.has_expires
+            .store(limits.expires.is_some(), Ordering::Relaxed);
         st.limits = limits;
         // As RabbitMQ's `init_max_length`: with drop-head the excess goes
         // at once; with reject-publish the queue keeps it and refuses more.
