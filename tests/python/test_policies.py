@@ -155,6 +155,27 @@ def test_dead_letter_and_overflow_argument_wins(conn, policy_names):
     assert [ch.basic_get(sink_arg, auto_ack=True)[2]] == [b"m0"]
 
 
+def test_dead_letter_keys_resolve_one_by_one(conn, policy_names):
+    # Measured on RabbitMQ 3.10: an argument DLX with a policy's routing key uses both.
+    ch = conn.channel()
+    prefix = uniq("pk")
+    ch.exchange_declare(f"{prefix}.dlx", "direct", auto_delete=True)
+    sink = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(sink, f"{prefix}.dlx", "polkey")
+    name = uniq("pol")
+    policy_names.append((name, False))
+    ctl_ok("set_policy", name, f"^{prefix}\\.q", '{"dead-letter-routing-key":"polkey"}')
+    q = ch.queue_declare(f"{prefix}.q", exclusive=True,
+                         arguments={"x-dead-letter-exchange": f"{prefix}.dlx", "x-message-ttl": 0}).method.queue
+    ch.basic_publish("", q, b"dead")
+    for _ in range(50):
+        m, _, body = ch.basic_get(sink, auto_ack=True)
+        if m:
+            break
+        time.sleep(0.02)
+    assert body == b"dead" and m.routing_key == "polkey"
+
+
 def test_alternate_exchange_by_policy(conn, policy_names):
     ch = conn.channel()
     prefix = uniq("ae")

@@ -200,8 +200,13 @@ impl DelayStore {
             return HoldOutcome::Failed;
         }
         st.next_seq += 1;
-        st.bytes += size;
         let keep = in_memory || disk.is_none();
+        // Counted as it will be taken off: a body in memory by its size,
+        // one only on disk by its stored length.
+        st.bytes += match (keep, disk) {
+            (false, Some(d)) => u64::from(d.loc.len),
+            _ => size,
+        };
         if keep {
             st.mem_count += 1;
             st.mem_bytes += size;
@@ -299,18 +304,21 @@ impl DelayStore {
     }
 
     /// Removes the fired entries whose commit is done; true if some wait.
+    /// An entry whose commit failed stays in the index (its copies in the
+    /// queues may not be on disk): a restart fires it again.
     pub fn settle(&self, committed: Ticket) -> bool {
+        let committer = self.storage.as_ref().map(|h| h.store.committer().clone());
         let mut st = self.state.lock();
         let State { fired, index, .. } = &mut *st;
         fired.retain(|(t, d)| {
-            if *t <= committed {
-                if let Some(i) = index.as_mut() {
-                    i.ack(*d);
-                }
-                false
-            } else {
-                true
+            if *t > committed {
+                return true;
             }
+            let failed = committer.as_ref().is_some_and(|c| c.ticket_failed(*t));
+            if let (false, Some(i)) = (failed, index.as_mut()) {
+                i.ack(*d);
+            }
+            false
         });
         !fired.is_empty()
     }

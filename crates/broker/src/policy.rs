@@ -347,13 +347,12 @@ impl Applied {
                 .dead_letter_exchange
                 .clone()
                 .or_else(|| p.dead_letter_exchange.clone()),
-            dead_letter_routing_key: if args.dead_letter_exchange.is_some() {
-                args.dead_letter_routing_key.clone()
-            } else {
-                args.dead_letter_routing_key
-                    .clone()
-                    .or_else(|| p.dead_letter_routing_key.clone())
-            },
+            // Each key on its own (measured: an argument DLX with a
+            // policy's routing key uses both).
+            dead_letter_routing_key: args
+                .dead_letter_routing_key
+                .clone()
+                .or_else(|| p.dead_letter_routing_key.clone()),
             single_active_consumer: args.single_active_consumer,
             max_priority: args.max_priority,
         }

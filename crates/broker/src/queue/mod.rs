@@ -592,6 +592,10 @@ impl Queue {
         }
         self.has_expires
             .store(limits.expires.is_some(), Ordering::Relaxed);
+        if limits.expires != st.limits.expires {
+            // A new expiry counts from now, as RabbitMQ restarts its timer.
+            st.last_used = Instant::now();
+        }
         st.limits = limits;
         // As RabbitMQ's `init_max_length`: with drop-head the excess goes
         // at once; with reject-publish the queue keeps it and refuses more.

@@ -76,7 +76,7 @@ impl HashOn {
 pub fn weight(binding: &Binding) -> Result<u64> {
     let key = binding.routing_key.as_bytes();
     let text = std::str::from_utf8(key).unwrap_or("");
-    match text.trim().parse::<i64>() {
+    match text.parse::<i64>() {
         Ok(n) if n >= 1 => Ok(n as u64),
         Ok(_) => Err(AmqpError::precondition_failed(
             "The binding key must be greater than 0",

@@ -4,9 +4,13 @@
 //! `.` (an empty key has zero words, `a..b` has an empty middle word), `*`
 //! matches exactly one word and `#` zero or more. Matching walks only the
 //! trie paths the routing key can take; `#` branches are memoised by
-//! (node, position) so patterns like `#.*.#.*.#` stay polynomial.
+//! (node, position) in a hash set, and a `#` that already swallowed up to
+//! position p has necessarily tried every later position too, so each
+//! (`#` node, position) pair is expanded once: the work is bounded by
+//! (trie nodes) × (words + 1), whatever the patterns (a 128-`#` binding
+//! against a 128-word key is a few thousand steps, not billions).
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;
 
 use super::Binding;
@@ -66,9 +70,20 @@ impl TopicIndex {
     /// Appends every binding whose pattern matches `routing_key` (a binding
     /// reachable twice is appended once per path; callers dedupe targets).
     pub fn matches<'a>(&'a self, routing_key: &[u8], out: &mut Vec<&'a Binding>) {
+        self.matches_counting(routing_key, out);
+    }
+
+    /// [`matches`](Self::matches), returning how many trie visits it took
+    /// (tests bound the work on adversarial patterns with it).
+    pub fn matches_counting<'a>(&'a self, routing_key: &[u8], out: &mut Vec<&'a Binding>) -> usize {
         let words = split_words(routing_key);
-        let mut seen = Vec::new();
-        collect(&self.root, &words, 0, out, &mut seen);
+        let mut walk = Walk {
+            words: &words,
+            seen: AHashSet::new(),
+            steps: 0,
+        };
+        collect(&self.root, 0, out, &mut walk);
+        walk.steps
     }
 }
 
@@ -107,32 +122,37 @@ fn remove_at(node: &mut Node, words: &[&[u8]], binding: &Binding) -> bool {
     }
 }
 
-fn collect<'a>(
-    node: &'a Node,
-    words: &[&[u8]],
-    pos: usize,
-    out: &mut Vec<&'a Binding>,
-    seen: &mut Vec<(usize, usize)>,
-) {
+/// One match's state: the key's words, the `#` entries made, the work.
+struct Walk<'k> {
+    words: &'k [&'k [u8]],
+    seen: AHashSet<(usize, usize)>,
+    steps: usize,
+}
+
+fn collect<'a>(node: &'a Node, pos: usize, out: &mut Vec<&'a Binding>, walk: &mut Walk<'_>) {
+    walk.steps += 1;
+    let words = walk.words;
     if pos == words.len() {
         out.extend(node.bindings.iter());
     } else {
         if let Some(child) = node.children.get(words[pos]) {
-            collect(child, words, pos + 1, out, seen);
+            collect(child, pos + 1, out, walk);
         }
         if let Some(star) = &node.star {
-            collect(star, words, pos + 1, out, seen);
+            collect(star, pos + 1, out, walk);
         }
     }
     if let Some(hash) = &node.hash {
         // `#` swallows words pos..p for every p, including none.
+        // Entered before at some position q <= p: that entry went on to
+        // every later position, so the rest is done.
         let id = &**hash as *const Node as usize;
         for p in pos..=words.len() {
-            if seen.contains(&(id, p)) {
-                continue;
+            walk.steps += 1;
+            if !walk.seen.insert((id, p)) {
+                break;
             }
-            seen.push((id, p));
-            collect(hash, words, p, out, seen);
+            collect(hash, p, out, walk);
         }
     }
 }

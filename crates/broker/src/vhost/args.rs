@@ -131,6 +131,17 @@ pub(super) fn inequivalent(field: &str, what: &str, received: &str, current: &st
     ))
 }
 
+/// How strictly arguments are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Checks {
+    /// A declare: everything RabbitMQ refuses is refused.
+    Declare,
+    /// Recovery of a queue an earlier release accepted: the checks added
+    /// since (queue mode and version values, quorum-only arguments, long
+    /// names, `x-max-priority` above 255) don't cost the queue its limits.
+    Recover,
+}
+
 /// Validates the `x-` queue arguments RabbitMQ validates and derives the
 /// limits Warren enforces.
 pub(super) fn queue_limits(
@@ -138,7 +149,9 @@ pub(super) fn queue_limits(
     what: &str,
     durable: bool,
     exclusive: bool,
+    checks: Checks,
 ) -> Result<QueueLimits> {
+    let strict = checks == Checks::Declare;
     let invalid = |key: &str, why: String| {
         AmqpError::precondition_failed(format!("invalid arg '{key}' for {what}: {why}"))
     };
@@ -160,6 +173,7 @@ pub(super) fn queue_limits(
     let message_ttl = int_arg("x-message-ttl", 0)?.map(|v| v as u64);
     let expires = int_arg("x-expires", 1)?.map(|v| v as u64);
     let max_priority = match int_arg("x-max-priority", 0)? {
+        Some(p) if p > 255 && !strict => Some(255),
         Some(p) if p > 255 => {
             return Err(invalid(
                 "x-max-priority",
@@ -212,6 +226,7 @@ pub(super) fn queue_limits(
                 Some(b) if b.len() <= 255 => {
                     Ok(Some(ShortStr::new(bytes::Bytes::copy_from_slice(b))))
                 }
+                Some(_) if !strict => Ok(None),
                 _ => Err(AmqpError::precondition_failed(format!(
                     "invalid type '{}' for arg '{key}' in {what}",
                     type_name(v)
@@ -228,6 +243,7 @@ pub(super) fn queue_limits(
         ));
     }
     match args.get("x-queue-mode") {
+        _ if !strict => {}
         None => {}
         Some(v) => match v.as_bytes() {
             Some(b"default") | Some(b"lazy") => {}
@@ -249,6 +265,7 @@ pub(super) fn queue_limits(
         },
     }
     match args.get("x-queue-version") {
+        _ if !strict => {}
         None => {}
         Some(v) => match v.as_i64() {
             Some(1) | Some(2) => {}
@@ -273,7 +290,7 @@ pub(super) fn queue_limits(
         "x-max-in-memory-length",
         "x-max-in-memory-bytes",
     ] {
-        if !quorum && args.get(key).is_some() {
+        if strict && !quorum && args.get(key).is_some() {
             return Err(AmqpError::precondition_failed(format!(
                 "invalid arg '{key}' for {what} of queue type rabbit_classic_queue"
             )));

@@ -99,6 +99,9 @@ pub struct VirtualHost {
     policies: RwLock<Arc<crate::policy::PolicySet>>,
 }
 
+/// Routed queues deduplicated by scanning up to this many, by a set beyond.
+const DEDUP_SCAN: usize = 16;
+
 impl VirtualHost {
     /// A vhost that keeps nothing on disk (unit tests, tools).
     pub fn new(name: impl Into<String>) -> Arc<Self> {
@@ -139,10 +142,15 @@ impl VirtualHost {
     pub(crate) fn set_policies(&self, set: crate::policy::PolicySet) {
         let mut g = self.policies.write();
         *g = Arc::new(set);
-        for q in self.queues.read().values() {
+        // Applied outside the maps' locks: a lowered limit may dead-letter,
+        // and routing takes the queue map's read lock (a second read would
+        // wait behind a queued writer: a deadlock).
+        let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
+        for q in queues {
             q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
         }
-        for x in self.exchanges.read().values() {
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        for x in exchanges {
             if !x.is_default() {
                 x.apply_policies(g.applied(x.name.as_bytes(), crate::policy::Target::Exchange));
             }
@@ -379,6 +387,10 @@ impl VirtualHost {
         let mut visited: Vec<*const Exchange> = Vec::new();
         let mut pending = vec![exchange.clone()];
         let mut dests = Vec::new();
+        // Dedup: a scan while few queues are routed, a set beyond (a
+        // fanout to 20,000 queues would otherwise cost 200 million
+        // comparisons per message).
+        let mut set: Option<ahash::AHashSet<*const Queue>> = None;
         while let Some(ex) = pending.pop() {
             if visited.contains(&Arc::as_ptr(&ex)) {
                 continue;
@@ -391,7 +403,20 @@ impl VirtualHost {
                 match d {
                     Destination::Queue(q) => {
                         routed = true;
-                        if !out.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                        let fresh = match &mut set {
+                            Some(s) => s.insert(Arc::as_ptr(&q)),
+                            None if out.len() < DEDUP_SCAN => {
+                                !out.iter().any(|x| Arc::ptr_eq(x, &q))
+                            }
+                            None => {
+                                let mut s: ahash::AHashSet<*const Queue> =
+                                    out.iter().map(Arc::as_ptr).collect();
+                                let fresh = s.insert(Arc::as_ptr(&q));
+                                set = Some(s);
+                                fresh
+                            }
+                        };
+                        if fresh {
                             out.push(q);
                         }
                     }

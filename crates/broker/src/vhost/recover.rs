@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use warren_protocol::ShortStr;
 
-use super::args::{queue_limits, rs};
+use super::args::{queue_limits, rs, Checks};
 use super::VirtualHost;
 use crate::definitions::{self, DefinitionsState};
 use crate::exchange::{Exchange, ExchangeKind};
-use crate::queue::{Queue, QueueOptions, QueueSetup, RecoveredQueue};
+use crate::queue::{Queue, QueueLimits, QueueOptions, QueueSetup, RecoveredQueue};
 use crate::routing::Binding;
 
 impl VirtualHost {
@@ -55,7 +55,13 @@ impl VirtualHost {
             let name = ShortStr::from(qd.name.as_str());
             let arguments = definitions::decode_table(&qd.arguments);
             let what = rs("queue", &name, &self.name);
-            let limits = queue_limits(&arguments, &what, true, false).unwrap_or_default();
+            let limits = match queue_limits(&arguments, &what, true, false, Checks::Recover) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("{what}: arguments ignored at recovery: {}", e.reply_text());
+                    QueueLimits::default()
+                }
+            };
             let handle = storage.queue_handle(qd.id, true);
             let lanes = usize::from(limits.max_priority.unwrap_or(0)) + 1;
             let (recovered, errors) = RecoveredQueue::open(&handle, lanes);

@@ -97,3 +97,77 @@ fn concurrent_declares_and_deletes_journal_in_effect_order() {
     assert_eq!(recovered, expected);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Routing lists each queue once, whether few queues are routed (a scan)
+/// or many (a set): a fanout to 40 queues, each bound twice, and an
+/// exchange-to-exchange binding leading back to some of them.
+#[test]
+fn routing_lists_each_queue_once() {
+    use crate::message::Message;
+    use crate::vhost::ExchangeSpec;
+    let v = VirtualHost::new("/");
+    let spec = |name: &str| ExchangeSpec {
+        name: ShortStr::from(name),
+        kind: ShortStr::from("fanout"),
+        passive: false,
+        durable: false,
+        auto_delete: false,
+        internal: false,
+        arguments: FieldTable::new(),
+    };
+    let fan = v.declare_exchange(&spec("fan")).unwrap();
+    v.declare_exchange(&spec("inner")).unwrap();
+    for n in [3usize, 40] {
+        for i in 0..n {
+            let q = ShortStr::from(format!("q{n}-{i}").as_str());
+            let mut d = durable(&q.to_string());
+            d.durable = false;
+            v.declare_queue(&d, 1).unwrap();
+            for key in ["a", "b"] {
+                v.bind(
+                    &ShortStr::from("fan"),
+                    &q,
+                    true,
+                    key.into(),
+                    FieldTable::new(),
+                    1,
+                )
+                .unwrap();
+            }
+            if i % 2 == 0 {
+                v.bind(
+                    &ShortStr::from("inner"),
+                    &q,
+                    true,
+                    "".into(),
+                    FieldTable::new(),
+                    1,
+                )
+                .unwrap();
+            }
+        }
+        v.bind(
+            &ShortStr::from("fan"),
+            &ShortStr::from("inner"),
+            false,
+            "".into(),
+            FieldTable::new(),
+            1,
+        )
+        .unwrap();
+        let m = Message::new(
+            "fan".into(),
+            "k".into(),
+            Default::default(),
+            bytes::Bytes::new(),
+            bytes::Bytes::from_static(b"x"),
+        );
+        let mut out = Vec::new();
+        v.route(&fan, &m, &mut out);
+        let names: BTreeSet<String> = out.iter().map(|q| q.name.to_string()).collect();
+        assert_eq!(names.len(), out.len(), "a queue listed twice");
+        let expected = if n == 3 { 3 } else { 43 };
+        assert_eq!(out.len(), expected);
+        assert!(Arc::strong_count(&fan) >= 1);
+    }
+}

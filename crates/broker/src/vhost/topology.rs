@@ -14,7 +14,7 @@ use warren_protocol::ShortStr;
 
 use super::args::{
     arg_equal, arg_mismatch, check_name, default_exchange_refused, inequivalent, queue_limits, rs,
-    EQUIVALENCE_ARGS,
+    Checks, EQUIVALENCE_ARGS,
 };
 use super::{DeclaredQueue, ExchangeSpec, QueueSpec, VirtualHost};
 use crate::consumer::ConnectionEvent;
@@ -196,7 +196,7 @@ impl VirtualHost {
             self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
             return Ok((q, c));
         }
-        let limits = queue_limits(&d.arguments, &what, durable, d.exclusive)?;
+        let limits = queue_limits(&d.arguments, &what, durable, d.exclusive, Checks::Declare)?;
         let _ddl = self.ddl.lock();
         if let Some(q) = self.queues.read().get(&name).cloned() {
             self.check_equivalence(&q, d, durable, connection_id, &what)?;
