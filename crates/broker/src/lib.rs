@@ -18,6 +18,7 @@ pub mod access;
 pub mod admin;
 pub mod alarms;
 pub mod auth;
+pub mod blocking;
 pub mod broker;
 pub mod connections;
 pub mod consumer;

@@ -4,7 +4,7 @@
 //! Precedence (highest first): flag, environment variable, config file,
 //! default. The defaults are RabbitMQ's.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -22,9 +22,14 @@ pub struct Args {
     #[arg(long, env = "WARREN_AMQP_PORT")]
     pub amqp_port: Option<u16>,
 
-    /// Address to listen on [default: all interfaces, like RabbitMQ]
+    /// Address to listen on [default: `::`, all interfaces, IPv6 and IPv4, like RabbitMQ]
     #[arg(long, env = "WARREN_BIND")]
     pub bind: Option<IpAddr>,
+
+    /// AMQP listeners, ADDR:PORT, repeatable (RabbitMQ's listeners.tcp.N);
+    /// replaces --bind/--amqp-port [e.g. --listen [::1]:5672 --listen 127.0.0.1:5673]
+    #[arg(long = "listen", env = "WARREN_LISTEN", value_delimiter = ',')]
+    pub listen: Vec<SocketAddr>,
 
     /// Directory for data (definitions, messages) and the control socket
     /// [default: $XDG_DATA_HOME/warren, else ~/.local/share/warren]
@@ -130,6 +135,8 @@ pub fn parse_watermark(text: &str) -> anyhow::Result<Watermark> {
 pub struct FileConfig {
     pub amqp_port: Option<u16>,
     pub bind: Option<IpAddr>,
+    /// AMQP listeners (`["[::]:5672", "127.0.0.1:5673"]`).
+    pub listeners: Option<Vec<SocketAddr>>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub heartbeat: Option<u16>,
@@ -159,6 +166,8 @@ pub struct FileConfig {
 pub struct Config {
     pub amqp_port: u16,
     pub bind: IpAddr,
+    /// Where AMQP is served: `--listen`s, else `bind`:`amqp_port`.
+    pub listeners: Vec<SocketAddr>,
     pub data_dir: PathBuf,
     pub log_level: String,
     pub heartbeat: u16,
@@ -198,7 +207,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             amqp_port: 5672,
-            bind: IpAddr::from([0, 0, 0, 0]),
+            // `[::]`: IPv6 and IPv4 (dual-stack), as RabbitMQ listens.
+            bind: IpAddr::from([0u16; 8]),
+            listeners: vec![SocketAddr::new(IpAddr::from([0u16; 8]), 5672)],
             data_dir: default_data_dir(),
             log_level: "info".into(),
             heartbeat: 60,
@@ -274,12 +285,21 @@ impl Config {
             })?,
             None => d.disk_free_limit,
         };
+        let bind = args.bind.or(file.bind).unwrap_or(d.bind);
+        let amqp_port = args.amqp_port.or(file.amqp_port).unwrap_or(d.amqp_port);
         Ok(Config {
             worker_threads: args.worker_threads.unwrap_or(d.worker_threads),
             vm_memory_high_watermark: watermark,
             disk_free_limit,
-            amqp_port: args.amqp_port.or(file.amqp_port).unwrap_or(d.amqp_port),
-            bind: args.bind.or(file.bind).unwrap_or(d.bind),
+            amqp_port,
+            bind,
+            listeners: if !args.listen.is_empty() {
+                args.listen
+            } else {
+                file.listeners
+                    .filter(|l| !l.is_empty())
+                    .unwrap_or_else(|| vec![SocketAddr::new(bind, amqp_port)])
+            },
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             log_level: args.log_level.or(file.log_level).unwrap_or(d.log_level),
             heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),

@@ -36,6 +36,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stop reading from a client that doesn't read its own socket.
 const READ_PAUSE_WATER: usize = 4 * HIGH_WATER;
+/// Under a memory alarm, a connection stops taking requests once this much
+/// output waits (a client pipelining `basic.get`s without reading can't
+/// grow the broker: it answers as fast as the client reads, no faster).
+const ALARM_PAUSE_WATER: usize = 64 * 1024;
 /// Events handled per loop turn before the loop looks at the socket again.
 const EVENT_BATCH: usize = 1024;
 /// The longest a publisher pauses for a congested queue; after that the
@@ -109,7 +113,11 @@ enum End {
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg: Arc<Config>) {
     let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they are
+    // listed (and checked) as the IPv4 addresses they are.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let peer = canonical(peer);
+    let local = canonical(stream.local_addr().unwrap_or(peer));
     let (rd, wr) = stream.into_split();
     let mut io = Io {
         rd,
@@ -193,6 +201,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         alarms: alarm_rx,
         published: false,
         blocked: false,
+        memory_alarm: false,
+        input_pending: false,
         throttle: None,
     };
     let end = conn.run(&mut io, &mut events).await;
@@ -297,6 +307,11 @@ struct Connection {
     published: bool,
     /// Blocked by an alarm: the socket is not read.
     blocked: bool,
+    /// The memory alarm is on: output is held to [`ALARM_PAUSE_WATER`].
+    memory_alarm: bool,
+    /// Complete frames wait in the input buffer: processing stopped
+    /// because the output buffer is full; it resumes as output drains.
+    input_pending: bool,
     /// Credit flow: a queue we publish to is waiting for its consumers'
     /// connections to catch up; reading pauses until it drains (or a short
     /// while passes, after which the queue pages to disk instead).
@@ -318,10 +333,17 @@ impl Connection {
             return end;
         }
         loop {
+            if self.input_pending && self.s.out.len() < self.pause_water() {
+                if let Some(end) = self.process_input(&mut io.inbuf) {
+                    return end;
+                }
+            }
             let want_write = !self.s.out.is_empty();
             let want_events = self.s.out.len() < HIGH_WATER;
-            let want_read =
-                self.s.out.len() < READ_PAUSE_WATER && !self.blocked && self.throttle.is_none();
+            let want_read = self.s.out.len() < self.pause_water()
+                && !self.input_pending
+                && !self.blocked
+                && self.throttle.is_none();
             let throttle = self.throttle.clone();
             tokio::select! {
                 biased;
@@ -392,7 +414,14 @@ impl Connection {
     /// Handles every complete frame in the buffer, then sends the confirms
     /// the batch produced.
     fn process_input(&mut self, inbuf: &mut BytesMut) -> Option<End> {
+        self.input_pending = false;
         loop {
+            // Output that can't leave stops intake: what a peer can make
+            // the broker hold is bounded by this, not by what it sends.
+            if self.s.out.len() >= self.pause_water() {
+                self.input_pending = !inbuf.is_empty();
+                break;
+            }
             match Frame::parse(inbuf, self.s.frame_max) {
                 Ok(Some(frame)) => {
                     if let Err(end) = self.handle_frame(frame) {
@@ -424,8 +453,18 @@ impl Connection {
 
     /// Blocks a publishing connection while an alarm is on, and unblocks
     /// it after, telling clients that asked (connection.blocked capability).
+    /// Output above which the connection stops taking requests.
+    fn pause_water(&self) -> usize {
+        if self.memory_alarm {
+            ALARM_PAUSE_WATER
+        } else {
+            READ_PAUSE_WATER
+        }
+    }
+
     fn update_blocking(&mut self) {
         let state = *self.alarms.borrow_and_update();
+        self.memory_alarm = state.memory;
         let block = state.any() && self.published;
         if block == self.blocked {
             return;

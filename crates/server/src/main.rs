@@ -7,10 +7,12 @@ mod consumers;
 mod control;
 mod handshake;
 mod http;
+mod listeners;
 mod outbound;
 mod session;
 mod unacked;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,18 +115,16 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     let stop = Arc::new(tokio::sync::Notify::new());
     let api = http::Api::new(broker.clone(), cfg.clone());
     if let Some(port) = cfg.management_port {
-        let addr = (cfg.management_bind(), port);
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (management): {e}", addr.0))?;
+        let addr = SocketAddr::new(cfg.management_bind(), port);
+        let l = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (management): {e}"))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
         tokio::spawn(http::serve(l, http::router(api.clone())));
     }
     if let Some(port) = cfg.prometheus_port {
-        let addr = (cfg.management_bind(), port);
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{port} (prometheus): {e}", addr.0))?;
+        let addr = SocketAddr::new(cfg.management_bind(), port);
+        let l = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (prometheus): {e}"))?;
         info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
         tokio::spawn(http::serve(l, http::metrics::router(api.clone())));
     }
@@ -134,39 +134,67 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         cfg.data_dir.clone(),
         stop.clone(),
     ));
-    let listener = TcpListener::bind((cfg.bind, cfg.amqp_port))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", cfg.bind, cfg.amqp_port))?;
-    info!(
-        "Warren {} listening for AMQP 0-9-1 on {}",
-        env!("CARGO_PKG_VERSION"),
-        listener.local_addr()?
-    );
+    let mut accepting = Vec::new();
+    for addr in &cfg.listeners {
+        let listener =
+            listeners::bind(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        info!(
+            "Warren {} listening for AMQP 0-9-1 on {}",
+            env!("CARGO_PKG_VERSION"),
+            listener.local_addr()?
+        );
+        accepting.push(tokio::spawn(accept(listener, broker.clone(), cfg.clone())));
+    }
     info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
-    let accept = async {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection::serve(stream, peer, broker.clone(), cfg.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, go on.
-                    error!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    };
     tokio::select! {
-        _ = accept => {}
         _ = shutdown_signal() => info!("shutting down"),
         _ = stop.notified() => info!("shutting down (warrenctl stop)"),
     }
+    // Graceful: no new connections; every client told 320 (RabbitMQ's
+    // text) and given a bounded time to go; then buffers to disk.
+    for a in &accepting {
+        a.abort();
+    }
+    let open = broker.connections.close_where(
+        |_| true,
+        "broker forced connection closure with reason 'shutdown'",
+    );
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while !broker.connections.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !broker.connections.is_empty() {
+        tracing::warn!(
+            "{} connection(s) still open after {:?}; closing anyway",
+            broker.connections.len(),
+            SHUTDOWN_GRACE
+        );
+    }
     let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
-    // Acks and delivery marks still in buffers go to disk.
+    // Acks, delivery marks and anything else in buffers go to disk.
     broker.sync();
+    info!("stopped ({open} connection(s) closed)");
     Ok(())
+}
+
+/// How long clients get to leave at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts AMQP connections on one listener until aborted.
+async fn accept(listener: TcpListener, broker: Arc<Broker>, cfg: Arc<config::Config>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(connection::serve(stream, peer, broker.clone(), cfg.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, go on.
+                error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// RabbitMQ's `load_definitions`: imported at every start; a broken file

@@ -339,6 +339,12 @@ impl DefinitionsLog {
     /// Appends a change and makes it durable before returning; only then
     /// does it count. On error nothing changed, on disk or in memory.
     pub fn record(&self, change: &Change) -> io::Result<()> {
+        // An fsync: on a runtime worker, tell the runtime first, so the
+        // worker's other connections move to another thread meanwhile.
+        crate::blocking::run(|| self.record_now(change))
+    }
+
+    fn record_now(&self, change: &Change) -> io::Result<()> {
         let json = serde_json::to_string(change).map_err(io::Error::other)?;
         let line = checksum_line(&json);
         let mut g = self.inner.lock();

@@ -26,7 +26,10 @@ pub(crate) async fn serve(listener: TcpListener, router: Router) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+            Ok((s, p)) => (
+                s,
+                std::net::SocketAddr::new(p.ip().to_canonical(), p.port()),
+            ),
             Err(e) => {
                 // Out of file descriptors and the like: back off, go on.
                 tracing::error!("HTTP accept failed: {e}");

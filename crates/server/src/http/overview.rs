@@ -41,11 +41,17 @@ fn exchange_types() -> Value {
 /// The listeners, as the overview and nodes list them.
 pub(crate) fn listeners(api: &Api) -> Value {
     let node = &api.node();
-    let ip = api.cfg.bind.to_string();
-    let mut out = vec![json!({
-        "node": node, "protocol": "amqp", "ip_address": ip, "port": api.cfg.amqp_port,
-        "socket_opts": {},
-    })];
+    let mut out: Vec<Value> = api
+        .cfg
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "node": node, "protocol": "amqp", "ip_address": l.ip().to_string(),
+                "port": l.port(), "socket_opts": {},
+            })
+        })
+        .collect();
     if let Some(p) = api.cfg.management_port {
         out.push(json!({
             "node": node, "protocol": "http", "ip_address": api.cfg.management_bind().to_string(),

@@ -1,0 +1,153 @@
+"""Hardening (issue 11): listeners (IPv6 and several addresses), graceful shutdown. These tests
+run their own broker (WARREN_BIN, see warren_process.py)."""
+import socket
+import threading
+import time
+
+import pika
+import pytest
+
+from warren_process import WarrenProcess, free_port, warren  # noqa: F401  (fixture)
+
+
+def roundtrip(host, port, body):
+    c = pika.BlockingConnection(pika.ConnectionParameters(host, port, connection_attempts=1, socket_timeout=5))
+    ch = c.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, body)
+    for _ in range(100):
+        m, _, got = ch.basic_get(q, auto_ack=True)
+        if m:
+            break
+        time.sleep(0.01)
+    c.close()
+    return got
+
+
+def has_ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback on this host")
+def test_ipv6_and_several_listeners(tmp_path):
+    import os
+    w = WarrenProcess(os.environ["WARREN_BIN"], tmp_path / "data")
+    v6 = free_port()
+    w.extra_args = ["--listen", f"127.0.0.1:{w.port}", "--listen", f"[::1]:{v6}"]
+    w.start()
+    try:
+        assert roundtrip("::1", v6, b"over IPv6") == b"over IPv6"
+        assert roundtrip("127.0.0.1", w.port, b"over IPv4") == b"over IPv4"
+    finally:
+        w.kill9()
+
+
+def test_sigterm_closes_clients_with_320_and_exits_cleanly(warren):
+    w = warren()
+    c = w.connect()
+    ch = c.channel()
+    ch.queue_declare("kept", durable=True)
+    ch.confirm_delivery()
+    for i in range(100):
+        ch.basic_publish("", "kept", b"%d" % i, pika.BasicProperties(delivery_mode=2))
+    closed = {}
+
+    def watch():
+        try:
+            c.process_data_events(time_limit=10)
+            c.sleep(10)
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            closed["why"] = (e.reply_code, e.reply_text)
+        except Exception as e:  # noqa: BLE001
+            closed["other"] = repr(e)
+
+    t0 = time.monotonic()
+    w.proc.send_signal(15)
+    watch()
+    rc = w.proc.wait(15)
+    assert rc == 0, w.log()
+    assert time.monotonic() - t0 < 12
+    assert closed.get("why") == (320, "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"), closed
+    w.proc = None
+    w.start()
+    c = w.connect()
+    assert c.channel().queue_declare("kept", durable=True, passive=True).method.message_count == 100
+    c.close()
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_gets_without_reading_are_bounded(warren, tmp_path):
+    """Issue 11: connections that pipeline basic.get + basic.reject(requeue) and never read
+    must not grow the broker without bound. Each connection stops taking requests at 4 MiB of
+    unsent output (mid-batch, not after the whole read), and at 64 KiB while the memory alarm
+    is on. 40 such connections, 5,000 answers of a 4,000-byte body each (copied per answer:
+    800 MB if nothing stopped them), grow the broker by a few MB."""
+    import struct
+    import sys
+    import os
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tools"))
+    import amqp_raw as raw
+
+    probe = warren()
+    base_kb = rss_kb(probe.proc.pid)
+    probe.kill9()
+    watermark_mb = base_kb // 1024 + 40
+    w = WarrenProcess(os.environ["WARREN_BIN"], tmp_path / "hog",
+                      ["--vm-memory-high-watermark", f"{watermark_mb}MB"])
+    w.start()
+    try:
+        c = w.connect()
+        ch = c.channel()
+        ch.queue_declare("hog")
+        ch.basic_publish("", "hog", b"x" * 4000)  # copied into the output per answer
+        c.close()
+        before = rss_kb(w.proc.pid)
+        gets = 5000
+        burst = b"".join(
+            raw.method(1, 60, 70, struct.pack("!H", 0) + raw.shortstr("hog") + b"\x00")
+            + raw.method(1, 60, 90, struct.pack("!QB", tag, 1))
+            for tag in range(1, gets + 1))
+        conns = []
+        for _ in range(40):
+            rc, _, _ = raw.handshake("127.0.0.1", w.port)
+            raw.channel_open(rc, 1)
+            rc.sock.setblocking(False)
+            sent = 0
+            deadline = time.monotonic() + 2
+            while sent < len(burst) and time.monotonic() < deadline:
+                try:
+                    sent += rc.sock.send(burst[sent:])
+                except BlockingIOError:
+                    time.sleep(0.005)
+            conns.append(rc)
+            time.sleep(0.1)
+        time.sleep(1.0)
+        grown_mb = (rss_kb(w.proc.pid) - before) / 1024
+        # Unbounded by the alarm, 40 connections x 4-10 MiB each: 160-400 MB.
+        assert grown_mb < 110, f"RSS grew {grown_mb:.0f} MB (watermark {watermark_mb} MB)"
+        for rc in conns:
+            rc.sock.close()
+        c = w.connect()
+        count = None
+        for _ in range(100):
+            count = c.channel().queue_declare("hog", passive=True).method.message_count
+            if count == 1:
+                break
+            time.sleep(0.05)
+        assert count == 1
+        c.close()
+    finally:
+        w.kill9()
