@@ -151,3 +151,30 @@ def test_pipelined_gets_without_reading_are_bounded(warren, tmp_path):
         c.close()
     finally:
         w.kill9()
+
+
+def test_consumer_timeout_closes_the_channel_and_requeues(warren):
+    w = warren(["--consumer-timeout", "1000"])
+    c = w.connect()
+    ch = c.channel()
+    ch.queue_declare("slow")
+    ch.basic_publish("", "slow", b"work")
+    ch.basic_qos(prefetch_count=1)
+    got = []
+    ch.basic_consume("slow", lambda c2, m, p, b: got.append(b))  # never acks
+    closed = []
+    ch._impl.add_on_close_callback(lambda _ch, reason: closed.append(reason))
+    t0 = time.monotonic()
+    while not closed and time.monotonic() - t0 < 10:
+        c.process_data_events(time_limit=0.1)
+    waited = time.monotonic() - t0
+    assert closed, "the channel was not closed"
+    assert (closed[0].reply_code, closed[0].reply_text) == (
+        406, "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: "
+             "1000 ms. This timeout value can be configured, see consumers doc guide to learn more")
+    assert got == [b"work"] and 1.0 <= waited < 5
+    # The delivery went back to the queue, redelivered.
+    ch2 = c.channel()
+    m, _, body = ch2.basic_get("slow", auto_ack=True)
+    assert body == b"work" and m.redelivered
+    c.close()

@@ -44,6 +44,11 @@ pub struct Args {
     #[arg(long, env = "WARREN_LOG")]
     pub log_level: Option<String>,
 
+    /// Close a channel whose oldest delivery is unacknowledged this long,
+    /// ms (RabbitMQ's consumer_timeout); 0 disables [default: 1800000]
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
+    pub consumer_timeout: Option<u64>,
+
     /// Heartbeat interval proposed to clients, seconds; 0 disables [default: 60]
     #[arg(long, env = "WARREN_HEARTBEAT")]
     pub heartbeat: Option<u16>,
@@ -142,6 +147,8 @@ pub struct FileConfig {
     pub heartbeat: Option<u16>,
     pub frame_max: Option<u32>,
     pub channel_max: Option<u16>,
+    /// Milliseconds; 0 disables.
+    pub consumer_timeout: Option<u64>,
     pub default_user: Option<String>,
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,
@@ -173,6 +180,8 @@ pub struct Config {
     pub heartbeat: u16,
     pub frame_max: u32,
     pub channel_max: u16,
+    /// RabbitMQ's `consumer_timeout`; `None`: off.
+    pub consumer_timeout: Option<std::time::Duration>,
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
@@ -213,6 +222,8 @@ impl Default for Config {
             data_dir: default_data_dir(),
             log_level: "info".into(),
             heartbeat: 60,
+            // RabbitMQ 3.10's default: 30 minutes.
+            consumer_timeout: Some(std::time::Duration::from_millis(1_800_000)),
             frame_max: 131_072,
             channel_max: 2047,
             default_user: "guest".into(),
@@ -303,6 +314,11 @@ impl Config {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             log_level: args.log_level.or(file.log_level).unwrap_or(d.log_level),
             heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
+            consumer_timeout: match args.consumer_timeout.or(file.consumer_timeout) {
+                Some(0) => None,
+                Some(ms) => Some(std::time::Duration::from_millis(ms)),
+                None => d.consumer_timeout,
+            },
             frame_max,
             channel_max: args
                 .channel_max

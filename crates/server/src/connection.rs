@@ -204,6 +204,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
         memory_alarm: false,
         input_pending: false,
         throttle: None,
+        consumer_timeout: cfg.consumer_timeout,
     };
     let end = conn.run(&mut io, &mut events).await;
     let reason = match &end {
@@ -309,6 +310,8 @@ struct Connection {
     blocked: bool,
     /// The memory alarm is on: output is held to [`ALARM_PAUSE_WATER`].
     memory_alarm: bool,
+    /// RabbitMQ's `consumer_timeout`.
+    consumer_timeout: Option<Duration>,
     /// Complete frames wait in the input buffer: processing stopped
     /// because the output buffer is full; it resumes as output drains.
     input_pending: bool,
@@ -328,6 +331,14 @@ impl Connection {
         };
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // The consumer timeout is checked a few times per timeout, at
+        // most every 5 s.
+        let timeout = self.consumer_timeout;
+        let mut timeout_check =
+            tokio::time::interval(timeout.map_or(Duration::from_secs(3600), |t| {
+                (t / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
+            }));
+        timeout_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // Frames that arrived with the handshake's last read.
         if let Some(end) = self.process_input(&mut io.inbuf) {
             return end;
@@ -390,6 +401,13 @@ impl Connection {
                 changed = self.alarms.changed() => {
                     if changed.is_ok() {
                         self.update_blocking();
+                    }
+                }
+                _ = timeout_check.tick(), if timeout.is_some() => {
+                    if let Some(t) = timeout {
+                        if let Err(end) = self.check_consumer_timeout(t) {
+                            return end;
+                        }
                     }
                 }
                 _ = ticker.tick() => {
@@ -701,6 +719,29 @@ impl Connection {
             channel.on_body(&mut self.s, payload)
         };
         self.after_channel_call(ch, r, BasicPublish::CLASS_ID, BasicPublish::METHOD_ID)
+    }
+
+    /// Closes each channel whose oldest delivery has waited for its ack
+    /// longer than `timeout`, with RabbitMQ's 406 (its deliveries go back
+    /// to their queues).
+    fn check_consumer_timeout(&mut self, timeout: Duration) -> Result<(), End> {
+        let now = Instant::now();
+        let overdue: Vec<u16> = self
+            .channels
+            .iter_mut()
+            .filter(|(_, c)| c.state == ChannelState::Open)
+            .filter_map(|(n, c)| c.unacked_overdue(now, timeout).then_some(*n))
+            .collect();
+        for ch in overdue {
+            let e = AmqpError::precondition_failed(format!(
+                "delivery acknowledgement on channel {ch} timed out. Timeout value used: {} ms. \
+                 This timeout value can be configured, see consumers doc guide to learn more",
+                timeout.as_millis()
+            ));
+            tracing::warn!("connection {}: {}", self.s.id, e.reply_text());
+            self.after_channel_call(ch, Err(e), 0, 0)?;
+        }
+        Ok(())
     }
 
     /// Turns a handler error into channel.close or connection.close.

@@ -29,12 +29,33 @@ pub struct UnackedList {
     /// the front, so tags stay sorted and binary search always works.
     entries: VecDeque<(u64, Option<Unacked>)>,
     live: usize,
+    /// The oldest outstanding tag when last looked at, and since when:
+    /// the consumer timeout costs a look per check, nothing per message.
+    oldest_seen: Option<(u64, std::time::Instant)>,
 }
 
 impl UnackedList {
     /// Outstanding entries.
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    /// Whether the oldest outstanding delivery has been outstanding for at
+    /// least `timeout` (RabbitMQ's `consumer_timeout`). Called
+    /// periodically; a delivery counts from the first check that saw it,
+    /// so it times out between `timeout` and `timeout` + one interval.
+    pub fn overdue(&mut self, now: std::time::Instant, timeout: std::time::Duration) -> bool {
+        let Some((front, _)) = self.entries.front() else {
+            self.oldest_seen = None;
+            return false;
+        };
+        match self.oldest_seen {
+            Some((tag, since)) if tag == *front => now.saturating_duration_since(since) >= timeout,
+            _ => {
+                self.oldest_seen = Some((*front, now));
+                false
+            }
+        }
     }
 
     /// Adds an entry; tags must be pushed in increasing order.
@@ -95,6 +116,29 @@ mod tests {
     //! `UnackedList` against a `BTreeSet` of outstanding tags.
 
     use std::collections::BTreeSet;
+
+    #[test]
+    fn overdue_counts_from_the_first_check_that_saw_the_oldest() {
+        use std::time::{Duration, Instant};
+        let q = Arc::new(Queue::new(warren_broker::queue::QueueSetup::in_memory(
+            "q",
+            Default::default(),
+        )));
+        let mut l = UnackedList::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert!(!l.overdue(t0, s));
+        l.push(entry(&q, 1));
+        l.push(entry(&q, 2));
+        assert!(!l.overdue(t0, s), "first seen now");
+        assert!(!l.overdue(t0 + s / 2, s));
+        assert!(l.overdue(t0 + s, s), "tag 1 outstanding for the timeout");
+        l.take(1, false);
+        assert!(!l.overdue(t0 + s, s), "tag 2 is first seen now");
+        assert!(l.overdue(t0 + 2 * s, s));
+        l.take(2, false);
+        assert!(!l.overdue(t0 + 3 * s, s));
+    }
 
     use bytes::Bytes;
     use proptest::prelude::*;

@@ -155,6 +155,16 @@ impl ExchangeTally {
 }
 
 impl Channel {
+    /// Whether the oldest unacknowledged delivery is older than
+    /// `timeout` (RabbitMQ's consumer timeout).
+    pub fn unacked_overdue(
+        &mut self,
+        now: std::time::Instant,
+        timeout: std::time::Duration,
+    ) -> bool {
+        self.unacked.overdue(now, timeout)
+    }
+
     pub fn new(id: u16, stats: Arc<ChannelStats>) -> Self {
         Channel {
             id,
