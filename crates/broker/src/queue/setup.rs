@@ -63,15 +63,18 @@ pub struct RecoveredQueue {
 }
 
 impl RecoveredQueue {
-    /// Opens the indexes of a queue with `lanes` priority lanes: lane 0's
-    /// always, the others' where they were written. A lane whose index
+    /// Opens the indexes of a queue with `lanes` priority lanes, those that
+    /// were ever written. A lane whose index
     /// cannot be opened is reported and left out.
     pub fn open(handle: &StorageHandle, lanes: usize) -> (RecoveredQueue, Vec<std::io::Error>) {
         let mut out = RecoveredQueue::default();
         let mut errors = Vec::new();
         for lane in 0..lanes {
             let dir = super::lane_dir(&handle.dir, lane);
-            if lane > 0 && !dir.is_dir() {
+            // Never written: nothing to recover, and the index is made on
+            // first use (no directory created and fsynced per queue here:
+            // 30,000 of them took 5 s).
+            if !dir.is_dir() {
                 continue;
             }
             match QueueIndex::open(&dir, handle.store.clone(), handle.store.committer().clone()) {
