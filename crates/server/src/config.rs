@@ -44,6 +44,34 @@ pub struct Args {
     #[arg(long, env = "WARREN_LOG")]
     pub log_level: Option<String>,
 
+    /// AMQPS (TLS) port, served when a certificate and key are given [default: 5671]
+    #[arg(long, env = "WARREN_SSL_PORT")]
+    pub ssl_port: Option<u16>,
+
+    /// TLS certificate chain, PEM (RabbitMQ's ssl_options.certfile)
+    #[arg(long, env = "WARREN_SSL_CERTFILE")]
+    pub ssl_certfile: Option<PathBuf>,
+
+    /// TLS private key, PEM (ssl_options.keyfile)
+    #[arg(long, env = "WARREN_SSL_KEYFILE")]
+    pub ssl_keyfile: Option<PathBuf>,
+
+    /// CA certificates for client certificates, PEM (ssl_options.cacertfile)
+    #[arg(long, env = "WARREN_SSL_CACERTFILE")]
+    pub ssl_cacertfile: Option<PathBuf>,
+
+    /// verify_peer: ask clients for a certificate signed by the CA (ssl_options.verify)
+    #[arg(long, env = "WARREN_SSL_VERIFY")]
+    pub ssl_verify: Option<String>,
+
+    /// Refuse TLS clients without a certificate (ssl_options.fail_if_no_peer_cert)
+    #[arg(long, env = "WARREN_SSL_FAIL_IF_NO_PEER_CERT")]
+    pub ssl_fail_if_no_peer_cert: bool,
+
+    /// Serve the management API and UI (and Prometheus) over HTTPS with the same certificate
+    #[arg(long, env = "WARREN_MANAGEMENT_SSL")]
+    pub management_ssl: bool,
+
     /// Close a channel whose oldest delivery is unacknowledged this long,
     /// ms (RabbitMQ's consumer_timeout); 0 disables [default: 1800000]
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
@@ -149,6 +177,11 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     /// Milliseconds; 0 disables.
     pub consumer_timeout: Option<u64>,
+    pub ssl_port: Option<u16>,
+    /// RabbitMQ's `ssl_options.*`.
+    pub ssl_options: Option<crate::tls::SslOptions>,
+    /// HTTPS for the management and Prometheus listeners.
+    pub management_ssl: Option<bool>,
     pub default_user: Option<String>,
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,
@@ -182,6 +215,11 @@ pub struct Config {
     pub channel_max: u16,
     /// RabbitMQ's `consumer_timeout`; `None`: off.
     pub consumer_timeout: Option<std::time::Duration>,
+    /// TLS files; AMQPS is served on `ssl_port` when a certificate and key
+    /// are set.
+    pub ssl: crate::tls::SslOptions,
+    pub ssl_port: u16,
+    pub management_ssl: bool,
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
@@ -224,6 +262,9 @@ impl Default for Config {
             heartbeat: 60,
             // RabbitMQ 3.10's default: 30 minutes.
             consumer_timeout: Some(std::time::Duration::from_millis(1_800_000)),
+            ssl: crate::tls::SslOptions::default(),
+            ssl_port: 5671,
+            management_ssl: false,
             frame_max: 131_072,
             channel_max: 2047,
             default_user: "guest".into(),
@@ -314,6 +355,18 @@ impl Config {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(d.data_dir),
             log_level: args.log_level.or(file.log_level).unwrap_or(d.log_level),
             heartbeat: args.heartbeat.or(file.heartbeat).unwrap_or(d.heartbeat),
+            ssl: {
+                let f = file.ssl_options.unwrap_or_default();
+                crate::tls::SslOptions {
+                    certfile: args.ssl_certfile.or(f.certfile),
+                    keyfile: args.ssl_keyfile.or(f.keyfile),
+                    cacertfile: args.ssl_cacertfile.or(f.cacertfile),
+                    verify: args.ssl_verify.or(f.verify),
+                    fail_if_no_peer_cert: args.ssl_fail_if_no_peer_cert || f.fail_if_no_peer_cert,
+                }
+            },
+            ssl_port: args.ssl_port.or(file.ssl_port).unwrap_or(d.ssl_port),
+            management_ssl: args.management_ssl || file.management_ssl.unwrap_or(false),
             consumer_timeout: match args.consumer_timeout.or(file.consumer_timeout) {
                 Some(0) => None,
                 Some(ms) => Some(std::time::Duration::from_millis(ms)),

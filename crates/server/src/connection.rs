@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+
+use crate::stream::{Reader, Tls, Writer};
 use tracing::{debug, info, warn};
 use warren_broker::access::Access;
 use warren_broker::alarms::AlarmState;
@@ -60,8 +61,8 @@ async fn wait_drained(throttle: Option<(Arc<warren_broker::Queue>, tokio::time::
 }
 
 pub struct Io {
-    pub rd: OwnedReadHalf,
-    pub wr: OwnedWriteHalf,
+    pub rd: Reader,
+    pub wr: Writer,
     pub inbuf: BytesMut,
     /// How much to reserve for the next read (adapts to the traffic).
     pub read_hint: usize,
@@ -78,11 +79,7 @@ impl Io {
 /// The buffer grows with the traffic: an idle connection keeps a few KiB,
 /// a busy one reads 64 KiB at a time (10,000 idle connections must not
 /// cost 10,000 large buffers).
-async fn fill(
-    rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    hint: &mut usize,
-) -> std::io::Result<usize> {
+async fn fill(rd: &mut Reader, buf: &mut BytesMut, hint: &mut usize) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(*hint);
     }
@@ -111,14 +108,64 @@ enum End {
     HeartbeatTimeout,
 }
 
+/// A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they are
+/// listed (and checked) as the IPv4 addresses they are.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// Serves a plain TCP connection.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg: Arc<Config>) {
     let _ = stream.set_nodelay(true);
-    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; they are
-    // listed (and checked) as the IPv4 addresses they are.
-    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     let peer = canonical(peer);
     let local = canonical(stream.local_addr().unwrap_or(peer));
     let (rd, wr) = stream.into_split();
+    serve_io(
+        Reader::Tcp(rd),
+        Writer::Tcp(wr),
+        peer,
+        local,
+        None,
+        broker,
+        cfg,
+    )
+    .await
+}
+
+/// Serves an AMQPS connection (the TLS handshake done): a client
+/// certificate's common name may log in with EXTERNAL.
+pub async fn serve_tls(stream: Tls, peer: SocketAddr, broker: Arc<Broker>, cfg: Arc<Config>) {
+    let _ = stream.get_ref().0.set_nodelay(true);
+    let peer = canonical(peer);
+    let local = canonical(stream.get_ref().0.local_addr().unwrap_or(peer));
+    let cert_user = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::tls::common_name);
+    let (rd, wr) = tokio::io::split(stream);
+    serve_io(
+        Reader::Tls(rd),
+        Writer::Tls(wr, false),
+        peer,
+        local,
+        cert_user,
+        broker,
+        cfg,
+    )
+    .await
+}
+
+async fn serve_io(
+    rd: Reader,
+    wr: Writer,
+    peer: SocketAddr,
+    local: SocketAddr,
+    cert_user: Option<String>,
+    broker: Arc<Broker>,
+    cfg: Arc<Config>,
+) {
     let mut io = Io {
         rd,
         wr,
@@ -128,7 +175,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, cfg
     let mut out = Outbound::new();
     let negotiated = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::run(&mut io, &mut out, &broker, &cfg, peer),
+        handshake::run(&mut io, &mut out, &broker, &cfg, peer, cert_user.as_deref()),
     )
     .await
     {
@@ -349,7 +396,7 @@ impl Connection {
                     return end;
                 }
             }
-            let want_write = !self.s.out.is_empty();
+            let want_write = !self.s.out.is_empty() || io.wr.wants_flush();
             let want_events = self.s.out.len() < HIGH_WATER;
             let want_read = self.s.out.len() < self.pause_water()
                 && !self.input_pending

@@ -166,6 +166,7 @@ pub async fn run(
     broker: &Arc<Broker>,
     cfg: &Config,
     peer: SocketAddr,
+    cert_user: Option<&str>,
 ) -> Result<Option<Negotiated>, HandshakeError> {
     while io.inbuf.len() < PROTOCOL_HEADER.len() {
         if !io.fill().await? {
@@ -186,7 +187,13 @@ pub async fn run(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: Bytes::from_static(b"AMQPLAIN PLAIN"),
+            // EXTERNAL (the client certificate's common name) on TLS
+            // connections that presented one.
+            mechanisms: Bytes::from_static(if cert_user.is_some() {
+                b"EXTERNAL AMQPLAIN PLAIN"
+            } else {
+                b"AMQPLAIN PLAIN"
+            }),
             locales: Bytes::from_static(b"en_US"),
         }
         .into(),
@@ -205,20 +212,32 @@ pub async fn run(
     };
     let caps = client_caps(&start_ok.client_properties);
     let mechanism = start_ok.mechanism.as_bytes().to_vec();
-    if mechanism != b"PLAIN" && mechanism != b"AMQPLAIN" {
+    let external = mechanism == b"EXTERNAL" && cert_user.is_some();
+    if mechanism != b"PLAIN" && mechanism != b"AMQPLAIN" && !external {
         // As RabbitMQ: no close frame before the connection is open.
         return Err(HandshakeError::Refused(format!(
             "unknown authentication mechanism '{}'",
             start_ok.mechanism
         )));
     }
-    let user = credentials(&mechanism, &start_ok.response).and_then(|(name, pass)| {
-        let user = broker.auth.authenticate(&name, &pass);
+    let user = if external {
+        // rabbitmq_auth_mechanism_ssl: the certificate vouches for the user
+        // (it must exist; no password is checked).
+        let name = cert_user.unwrap_or_default();
+        let user = broker.auth.user(name);
         if user.is_none() {
-            tracing::warn!("{peer}: invalid credentials for user '{name}'");
+            tracing::warn!("{peer}: EXTERNAL login for unknown user '{name}'");
         }
         user
-    });
+    } else {
+        credentials(&mechanism, &start_ok.response).and_then(|(name, pass)| {
+            let user = broker.auth.authenticate(&name, &pass);
+            if user.is_none() {
+                tracing::warn!("{peer}: invalid credentials for user '{name}'");
+            }
+            user
+        })
+    };
     let user = match user {
         Some(u) if !broker.login_allowed_from(&u.name, peer.ip()) => {
             tracing::warn!("{peer}: user '{}' can only connect via localhost", u.name);

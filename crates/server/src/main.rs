@@ -10,6 +10,8 @@ mod http;
 mod listeners;
 mod outbound;
 mod session;
+mod stream;
+mod tls;
 mod unacked;
 
 use std::net::SocketAddr;
@@ -113,20 +115,41 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         }
     });
     let stop = Arc::new(tokio::sync::Notify::new());
+    // TLS: read the files now (a bad file stops the start with its error),
+    // again on SIGHUP.
+    let tls = if cfg.ssl.is_set() {
+        let t = tls::Reloadable::new(cfg.ssl.clone())?;
+        tokio::spawn(reload_on_sighup(t.clone()));
+        Some(t)
+    } else {
+        None
+    };
+    if cfg.management_ssl && tls.is_none() {
+        anyhow::bail!("--management-ssl needs --ssl-certfile and --ssl-keyfile");
+    }
+    let http_tls = if cfg.management_ssl {
+        tls.clone()
+    } else {
+        None
+    };
     let api = http::Api::new(broker.clone(), cfg.clone());
     if let Some(port) = cfg.management_port {
         let addr = SocketAddr::new(cfg.management_bind(), port);
         let l = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (management): {e}"))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
-        tokio::spawn(http::serve(l, http::router(api.clone())));
+        tokio::spawn(http::serve(l, http::router(api.clone()), http_tls.clone()));
     }
     if let Some(port) = cfg.prometheus_port {
         let addr = SocketAddr::new(cfg.management_bind(), port);
         let l = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (prometheus): {e}"))?;
         info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
-        tokio::spawn(http::serve(l, http::metrics::router(api.clone())));
+        tokio::spawn(http::serve(
+            l,
+            http::metrics::router(api.clone()),
+            http_tls.clone(),
+        ));
     }
     tokio::spawn(control::serve(
         control,
@@ -144,6 +167,21 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             listener.local_addr()?
         );
         accepting.push(tokio::spawn(accept(listener, broker.clone(), cfg.clone())));
+    }
+    if let Some(t) = &tls {
+        let addr = SocketAddr::new(cfg.bind, cfg.ssl_port);
+        let listener = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (AMQPS): {e}"))?;
+        info!(
+            "listening for AMQP 0-9-1 over TLS on {}",
+            listener.local_addr()?
+        );
+        accepting.push(tokio::spawn(accept_tls(
+            listener,
+            t.clone(),
+            broker.clone(),
+            cfg.clone(),
+        )));
     }
     info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
@@ -176,6 +214,56 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     broker.sync();
     info!("stopped ({open} connection(s) closed)");
     Ok(())
+}
+
+/// Accepts AMQPS connections: the TLS handshake within the AMQP
+/// handshake's time limit, then the same connection handling.
+async fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<tls::Reloadable>,
+    broker: Arc<Broker>,
+    cfg: Arc<config::Config>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let acceptor = tls.acceptor();
+                let (broker, cfg) = (broker.clone(), cfg.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => connection::serve_tls(s, peer, broker, cfg).await,
+                        Ok(Err(e)) => tracing::info!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::info!("TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+            Err(e) => {
+                error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Reads the TLS files again on SIGHUP (new connections use them).
+async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate and key reloaded"),
+                Err(e) => error!("TLS reload failed, the old certificate stays: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// How long clients get to leave at shutdown.

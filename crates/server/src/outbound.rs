@@ -164,6 +164,11 @@ impl Outbound {
     /// One write attempt (vectored); cancel-safe, so it can sit in a
     /// `select!` next to reads. Returns the bytes written.
     pub async fn write_to<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> io::Result<usize> {
+        if self.is_empty() {
+            // Nothing new: push out what the writer still holds (TLS).
+            w.flush().await?;
+            return Ok(0);
+        }
         let n = if self.chunks.is_empty() {
             w.write(&self.current).await?
         } else {

@@ -21,8 +21,13 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes buffered per connection.
 const MAX_HEADER_BUFFER: usize = 64 * 1024;
 
-/// Serves `router` on `listener` for the life of the process.
-pub(crate) async fn serve(listener: TcpListener, router: Router) {
+/// Serves `router` on `listener` for the life of the process; over TLS
+/// (HTTPS) when `tls` is given.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<crate::tls::Reloadable>>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -49,14 +54,25 @@ pub(crate) async fn serve(listener: TcpListener, router: Router) {
                 req.map(axum::body::Body::new)
             },
         );
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEADER_BUFFER);
-            let conn =
-                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(e) = conn.await {
+            let service = TowerToHyperService::new(service);
+            let r = match acceptor {
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+                Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(stream)).await {
+                    Ok(Ok(tls)) => http.serve_connection(TokioIo::new(tls), service).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!("HTTPS handshake with {peer} failed: {e}");
+                        Ok(())
+                    }
+                    Err(_) => Ok(()),
+                },
+            };
+            if let Err(e) = r {
                 tracing::debug!("HTTP connection from {peer}: {e}");
             }
             drop(slot);
