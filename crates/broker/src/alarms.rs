@@ -250,6 +250,16 @@ pub fn disk_free(path: &std::path::Path) -> Option<u64> {
     (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// Returns freed heap memory to the OS (glibc's `malloc_trim`): after a
+/// burst, RSS goes back down instead of staying at its peak.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,12 +301,3 @@ mod tests {
     }
 }
 
-/// Returns freed heap memory to the OS (glibc's `malloc_trim`): after a
-/// burst, RSS goes back down instead of staying at its peak.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory; no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
