@@ -178,3 +178,27 @@ def test_consumer_timeout_closes_the_channel_and_requeues(warren):
     m, _, body = ch2.basic_get("slow", auto_ack=True)
     assert body == b"work" and m.redelivered
     c.close()
+
+
+def test_management_login_throttle_headers_and_asset_paths(warren):
+    import requests
+    port = free_port()
+    w = warren(["--management-port", str(port)])
+    base = f"http://127.0.0.1:{port}"
+    assert requests.get(f"{base}/api/overview", auth=("guest", "guest"), timeout=5).status_code == 200
+    for _ in range(10):
+        assert requests.get(f"{base}/api/overview", auth=("guest", "wrong"), timeout=5).status_code == 401
+    # The 11th try within a minute is refused before the password is even checked.
+    r = requests.get(f"{base}/api/overview", auth=("guest", "guest"), timeout=5)
+    assert r.status_code == 429 and r.json()["error"] == "too_many_requests"
+    # Security headers on the UI and the API.
+    for path in ["/", "/api/overview"]:
+        h = requests.get(base + path, timeout=5).headers
+        assert h["X-Content-Type-Options"] == "nosniff"
+        assert h["X-Frame-Options"] == "SAMEORIGIN"
+        assert "default-src 'self'" in h["Content-Security-Policy"]
+    # Asset paths can't leave the bundle.
+    for path in ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/js/..%2f..%2f..%2fCargo.toml",
+                 "/..%5c..%5cCargo.toml"]:
+        r = requests.get(base + path, timeout=5)
+        assert r.status_code in (400, 404) and "root:" not in r.text and "[package]" not in r.text, path

@@ -300,4 +300,3 @@ mod tests {
         assert!(disk_free(std::path::Path::new("/")).is_some());
     }
 }
-

@@ -68,6 +68,10 @@ pub struct Args {
     #[arg(long, env = "WARREN_SSL_FAIL_IF_NO_PEER_CERT")]
     pub ssl_fail_if_no_peer_cert: bool,
 
+    /// Failed management logins per source within a minute before it gets 429; 0: no limit [default: 10]
+    #[arg(long, env = "WARREN_MANAGEMENT_LOGIN_FAILURES")]
+    pub management_login_failures: Option<u32>,
+
     /// Serve the management API and UI (and Prometheus) over HTTPS with the same certificate
     #[arg(long, env = "WARREN_MANAGEMENT_SSL")]
     pub management_ssl: bool,
@@ -182,6 +186,7 @@ pub struct FileConfig {
     pub ssl_options: Option<crate::tls::SslOptions>,
     /// HTTPS for the management and Prometheus listeners.
     pub management_ssl: Option<bool>,
+    pub management_login_failures: Option<u32>,
     pub default_user: Option<String>,
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,
@@ -220,6 +225,8 @@ pub struct Config {
     pub ssl: crate::tls::SslOptions,
     pub ssl_port: u16,
     pub management_ssl: bool,
+    /// Failed management logins per source per minute (0: unlimited).
+    pub management_login_failures: u32,
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
@@ -265,6 +272,7 @@ impl Default for Config {
             ssl: crate::tls::SslOptions::default(),
             ssl_port: 5671,
             management_ssl: false,
+            management_login_failures: 10,
             frame_max: 131_072,
             channel_max: 2047,
             default_user: "guest".into(),
@@ -367,6 +375,10 @@ impl Config {
             },
             ssl_port: args.ssl_port.or(file.ssl_port).unwrap_or(d.ssl_port),
             management_ssl: args.management_ssl || file.management_ssl.unwrap_or(false),
+            management_login_failures: args
+                .management_login_failures
+                .or(file.management_login_failures)
+                .unwrap_or(d.management_login_failures),
             consumer_timeout: match args.consumer_timeout.or(file.consumer_timeout) {
                 Some(0) => None,
                 Some(ms) => Some(std::time::Duration::from_millis(ms)),

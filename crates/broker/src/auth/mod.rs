@@ -27,6 +27,9 @@ pub struct User {
     pub tags: Vec<String>,
 }
 
+/// A well-formed SHA-256 hash no password matches (all zero digest).
+const UNKNOWN_USER_HASH: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 impl User {
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
@@ -88,7 +91,12 @@ impl AuthStore {
 
     /// The user if `password` is right.
     pub fn authenticate(&self, name: &str, password: &str) -> Option<Arc<User>> {
-        let user = self.user(name)?;
+        let Some(user) = self.user(name) else {
+            // Hash anyway: an unknown user takes as long as a wrong
+            // password, so timing doesn't tell which names exist.
+            let _ = check_password(HashAlgorithm::Sha256, UNKNOWN_USER_HASH, password);
+            return None;
+        };
         check_password(user.hashing, &user.password_hash, password).then_some(user)
     }
 

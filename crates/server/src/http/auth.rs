@@ -118,16 +118,25 @@ impl FromRequestParts<Arc<Api>> for Caller {
         if !parts.headers.contains_key(AUTHORIZATION) {
             return Err(ApiError::no_credentials());
         }
-        let (name, password) = basic_credentials(parts).ok_or_else(ApiError::login_failed)?;
-        let user = api
-            .broker
-            .auth
-            .authenticate(&name, &password)
-            .ok_or_else(ApiError::login_failed)?;
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
+        let now = std::time::Instant::now();
+        if peer.is_some_and(|ip| api.logins.blocked(ip, now)) {
+            return Err(ApiError::too_many_logins());
+        }
+        let user = basic_credentials(parts)
+            .and_then(|(name, password)| api.broker.auth.authenticate(&name, &password));
+        let Some(user) = user else {
+            if let Some(ip) = peer {
+                api.logins.failed(ip, now);
+            }
+            return Err(ApiError::login_failed());
+        };
+        if let Some(ip) = peer {
+            api.logins.succeeded(ip);
+        }
         if let Some(ip) = peer {
             if !api.broker.login_allowed_from(&user.name, ip) {
                 return Err(ApiError::not_authorised(

@@ -57,6 +57,15 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
+    /// 429: too many failed logins from this source.
+    pub fn too_many_logins() -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "Too many failed login attempts from this address; try again later",
+        )
+    }
+
     pub fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "Object Not Found", "Not Found")
     }

@@ -37,6 +37,7 @@ mod policies;
 mod properties;
 mod queues;
 mod stats;
+mod throttle;
 mod users;
 mod vhosts;
 
@@ -65,11 +66,14 @@ pub(crate) struct Api {
     pub max_body: usize,
     /// KiB of buffered request bodies allowed at once.
     pub body_budget: Semaphore,
+    /// Failed logins per source.
+    pub logins: throttle::LoginThrottle,
     node: String,
 }
 
 impl Api {
     pub fn new(broker: Arc<Broker>, cfg: Arc<Config>) -> Arc<Api> {
+        let logins = throttle::LoginThrottle::new(cfg.management_login_failures);
         Arc::new(Api {
             admin: Admin::new(broker.clone()),
             broker,
@@ -77,6 +81,7 @@ impl Api {
             cfg,
             started: Instant::now(),
             body_budget: Semaphore::new(body::BODY_BUDGET / 1024),
+            logins,
             node: warren_broker::connections::node_name(),
         })
     }
@@ -260,6 +265,34 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
     Router::new()
         .fallback_service(app)
         .layer(axum::middleware::from_fn(allow_options))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers that keep browsers from sniffing types, framing the UI
+/// elsewhere, leaking URLs, or running anything not served by Warren.
+async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{header, HeaderValue};
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             object-src 'none'; base-uri 'self'; frame-ancestors 'self'",
+        ),
+    );
+    resp
 }
 
 /// `columns=a,b.c` on any GET: listings select columns per item
