@@ -64,3 +64,6 @@ if grep -q "panicked" "$data_dir/warren.log"; then
     grep -A5 "panicked" "$data_dir/warren.log" >&2
     exit 1
 fi
+
+step "fuzzing: every cargo-fuzz target for ${FUZZ_SECONDS:-15} s (skipped without nightly)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-15}"

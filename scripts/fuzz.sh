@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 15), starting from
+# the committed seed corpus (fuzz/corpus/<target>, captured from real pika
+# traffic by scripts/fuzz-capture.py, plus what earlier runs found).
+# Needs the nightly toolchain; without it this says so and skips (exit 0).
+#   scripts/fuzz.sh [SECONDS] [TARGET ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-15}"
+shift || true
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz: no nightly toolchain (rustup toolchain install nightly); skipped"
+    exit 0
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked >/dev/null 2>&1 || cargo install cargo-fuzz >/dev/null
+fi
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(frames table topic definitions)
+fi
+cd fuzz
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    echo "fuzz: $t for ${seconds}s"
+    # -rss_limit_mb bounds memory per input; a crash, a leak of the limit or
+    # a slow input (-timeout) fails the run and leaves the input in artifacts/.
+    log="artifacts/$t.log"
+    rc=0
+    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$log" || true
+    if [ "$rc" -ne 0 ]; then
+        echo "fuzz: $t failed (exit $rc):" >&2
+        grep -E -A20 "panicked|ERROR: libFuzzer|SUMMARY|error(\[|:)" "$log" | head -60 >&2 || tail -40 "$log" >&2
+        ls "artifacts/$t" >&2 || true
+        exit 1
+    fi
+done
+echo "fuzz: all targets ran ${seconds}s without a finding"
