@@ -159,6 +159,22 @@ impl Raw {
         }
     }
 
+    /// Reads whatever the broker sends for `limit` (silence is fine); true
+    /// if it hung up. What it sent must be well-formed frames.
+    #[allow(dead_code)]
+    pub async fn drain_for(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.buf.reserve(64 * 1024);
+            match timeout(left, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(_)) => {}
+                Err(_) => break false,
+            }
+        }
+    }
+
     /// The next frame, or EOF; panics if nothing happens within `limit`.
     pub async fn read(&mut self, limit: Duration) -> Read {
         let deadline = Instant::now() + limit;
