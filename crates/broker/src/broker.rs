@@ -54,6 +54,8 @@ pub struct Broker {
     pub loopback_users: Vec<String>,
     reply_routes: RwLock<AHashMap<ShortStr, ReplyRoute>>,
     pub connections: ConnectionRegistry,
+    /// Limits refused (logged once each).
+    pub limits_reported: crate::limits::Reported,
     persistence: Option<Arc<Persistence>>,
     pub alarms: Arc<Alarms>,
     /// Held across journal and apply of user, vhost, permission, policy and
@@ -127,6 +129,7 @@ impl Broker {
             password_hash: hash_password(&setup.default_pass),
             hashing: HashAlgorithm::Sha256,
             tags: vec!["administrator".to_string()],
+            limits: Default::default(),
         });
         broker.auth.set_permission(
             &setup.default_vhost,
@@ -144,6 +147,7 @@ impl Broker {
             loopback_users: setup.loopback_users.clone(),
             reply_routes: RwLock::new(AHashMap::new()),
             connections: ConnectionRegistry::default(),
+            limits_reported: Default::default(),
             persistence,
             alarms: Arc::new(Alarms::new(
                 setup.memory_high_watermark,
@@ -199,6 +203,7 @@ impl Broker {
                 password_hash: hash_password(&setup.default_pass),
                 hashing_algorithm: String::new(),
                 tags: vec!["administrator".to_string()],
+                limits: Default::default(),
             }));
             s.apply(Change::SetPermissions(PermissionDef {
                 vhost: setup.default_vhost.clone(),
@@ -268,6 +273,14 @@ impl Broker {
         let mut rt = self.runtime.write();
         rt.policies = snap.policies.clone();
         rt.parameters = snap.parameters.clone();
+        drop(rt);
+        for v in self.vhosts() {
+            v.set_max_queues(crate::limits::get(
+                &self.vhost_limits(&v.name),
+                "max-queues",
+            ));
+        }
+        let mut rt = self.runtime.write();
         rt.global_parameters = snap.global_parameters.clone();
         Ok(())
     }
@@ -382,6 +395,85 @@ impl Broker {
             .is_ok()
     }
 
+    /// A vhost's limits (RabbitMQ's `vhost-limits` parameter).
+    pub fn vhost_limits(&self, vhost: &str) -> serde_json::Map<String, serde_json::Value> {
+        let key = (
+            vhost.to_string(),
+            crate::limits::VHOST_COMPONENT.to_string(),
+            "limits".to_string(),
+        );
+        self.runtime
+            .read()
+            .parameters
+            .get(&key)
+            .and_then(|p| p.value.as_object().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a connection over its vhost's or its user's connection
+    /// limit (checked at connection.open, as RabbitMQ).
+    pub fn check_connection_limits(
+        &self,
+        user: &crate::auth::User,
+        vhost: &str,
+    ) -> Result<(), crate::error::AmqpError> {
+        if let Some(limit) = crate::limits::get(&self.vhost_limits(vhost), "max-connections") {
+            let open = self
+                .connections
+                .list()
+                .iter()
+                .filter(|c| c.meta.vhost == vhost)
+                .count() as u64;
+            if open >= limit {
+                let e = crate::limits::vhost_connections(vhost, &user.name, limit);
+                self.limits_reported
+                    .log_once(format!("vhost {vhost} max-connections"), &e.reply_text());
+                return Err(e);
+            }
+        }
+        if let Some(limit) = crate::limits::get(&user.limits, "max-connections") {
+            let open = self
+                .connections
+                .list()
+                .iter()
+                .filter(|c| c.meta.user == user.name)
+                .count() as u64;
+            if open >= limit {
+                let e = crate::limits::user_connections(&user.name, limit);
+                self.limits_reported.log_once(
+                    format!("user {} max-connections", user.name),
+                    &e.reply_text(),
+                );
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a channel over its user's channel limit.
+    pub fn check_channel_limit(
+        &self,
+        user: &crate::auth::User,
+    ) -> Result<(), crate::error::AmqpError> {
+        let Some(limit) = crate::limits::get(&user.limits, "max-channels") else {
+            return Ok(());
+        };
+        let open: u64 = self
+            .connections
+            .list()
+            .iter()
+            .filter(|c| c.meta.user == user.name)
+            .map(|c| c.channels().len() as u64)
+            .sum();
+        if open >= limit {
+            let e = crate::limits::user_channels(&user.name, limit);
+            self.limits_reported
+                .log_once(format!("user {} max-channels", user.name), &e.reply_text());
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Routes every delayed exchange's due messages; returns when (Unix
     /// ms) the next is due.
     pub fn fire_delayed(&self) -> Option<u64> {
@@ -429,6 +521,7 @@ pub(crate) fn user_from_def(u: &UserDef) -> User {
         password_hash: u.password_hash.clone(),
         hashing: HashAlgorithm::parse(&u.hashing_algorithm).unwrap_or_default(),
         tags: u.tags.clone(),
+        limits: u.limits.clone(),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod definitions;
 pub mod delayed;
 pub mod error;
 pub mod exchange;
+pub mod limits;
 pub mod message;
 pub mod names;
 pub mod persistence;

@@ -57,6 +57,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--format",
     "--priority",
     "--apply-to",
+    "--user",
 ];
 
 /// Splits `args` (without the program name).

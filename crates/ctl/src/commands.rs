@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::args::Line;
 use crate::client::{Client, Refusal};
+use crate::limits;
 use crate::output::{cell, println_safe, term, Out};
 use crate::policies;
 use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
@@ -59,6 +60,12 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "set_operator_policy", usage: "[--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>", min: 3, max: 3, help: "Sets an operator policy that overrides a subset of arguments in user policies", run: policies::set_operator_policy },
     Command { name: "clear_operator_policy", usage: "[--vhost <vhost>] <name>", min: 1, max: 1, help: "Clears an operator policy", run: policies::clear_operator_policy },
     Command { name: "list_operator_policies", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists operator policy overrides for a virtual host", run: policies::list_operator_policies },
+    Command { name: "set_vhost_limits", usage: "[--vhost <vhost>] <definition>", min: 1, max: 1, help: "Sets virtual host limits", run: limits::set_vhost_limits },
+    Command { name: "clear_vhost_limits", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Clears virtual host limits", run: limits::clear_vhost_limits },
+    Command { name: "list_vhost_limits", usage: "[--vhost <vhost>] [--global] [--no-table-headers]", min: 0, max: 0, help: "Displays configured virtual host limits", run: limits::list_vhost_limits },
+    Command { name: "set_user_limits", usage: "<username> <definition>", min: 2, max: 2, help: "Sets user limits", run: limits::set_user_limits },
+    Command { name: "clear_user_limits", usage: "<username> <limit> | all", min: 2, max: 2, help: "Clears user connection/channel limits", run: limits::clear_user_limits },
+    Command { name: "list_user_limits", usage: "[--user <username>] [--no-table-headers]", min: 0, max: 0, help: "Displays configured user limits", run: limits::list_user_limits },
     Command { name: "list_queues", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists queues and their properties", run: list_queues },
     Command { name: "list_exchanges", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists exchanges", run: list_exchanges },
     Command { name: "list_bindings", usage: "[--vhost <vhost>] [<column> ...]", min: 0, max: MANY, help: "Lists all bindings on a vhost", run: list_bindings },

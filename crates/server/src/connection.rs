@@ -689,6 +689,10 @@ impl Connection {
                     // RabbitMQ limits only the count; the spec also bounds
                     // the number, and so do we.
                     self.check_channel_id(ch)?;
+                    // The user limit `max-channels`, across connections.
+                    if let Err(e) = self.s.broker.check_channel_limit(&self.s.user) {
+                        return Err(End::Close(e, class_id, method_id));
+                    }
                     let stats = ChannelStats::new(ch);
                     self.s.entry.add_channel(stats.clone());
                     self.channels.insert(ch, Channel::new(ch, stats));

@@ -318,6 +318,10 @@ pub async fn run(
             return Err(refuse(io, out, e, (10, 40)).await);
         }
     };
+    // The vhost's and the user's `max-connections` limits.
+    if let Err(e) = broker.check_connection_limits(&user, &vhost_name) {
+        return Err(refuse(io, out, e, (10, 40)).await);
+    }
     out.method(
         0,
         &ConnectionOpenOk {

@@ -20,6 +20,7 @@ pub mod definitions;
 pub mod error;
 pub mod info;
 pub mod json;
+pub mod limits;
 pub mod messages;
 pub mod objects;
 pub mod permissions;

@@ -68,6 +68,36 @@ pub enum Request {
         #[serde(default)]
         operator: bool,
     },
+    SetVhostLimits {
+        #[serde(default = "root")]
+        vhost: String,
+        limits: Value,
+    },
+    ClearVhostLimits {
+        #[serde(default = "root")]
+        vhost: String,
+        #[serde(default = "all")]
+        which: String,
+    },
+    /// One vhost's limits, or (`global`) every vhost's.
+    ListVhostLimits {
+        #[serde(default = "root")]
+        vhost: String,
+        #[serde(default)]
+        global: bool,
+    },
+    SetUserLimits {
+        user: String,
+        limits: Value,
+    },
+    ClearUserLimits {
+        user: String,
+        which: String,
+    },
+    ListUserLimits {
+        #[serde(default)]
+        user: Option<String>,
+    },
     ListPolicies {
         #[serde(default = "root")]
         vhost: String,
@@ -260,6 +290,24 @@ impl Admin {
                     return Err(AdminError::NoSuchPolicy { vhost, name });
                 }
                 Response::Done
+            }
+            SetVhostLimits { vhost, limits } => done(self.set_vhost_limits(&vhost, &limits))?,
+            ClearVhostLimits { vhost, which } => done(self.clear_vhost_limits(&vhost, &which))?,
+            ListVhostLimits { vhost, global } => {
+                let rows = self.vhost_limits((!global).then_some(vhost.as_str()))?;
+                Response::Value(serde_json::json!(rows
+                    .into_iter()
+                    .map(|(v, l)| serde_json::json!({"vhost": v, "limits": l}))
+                    .collect::<Vec<_>>()))
+            }
+            SetUserLimits { user, limits } => done(self.set_user_limits(&user, &limits))?,
+            ClearUserLimits { user, which } => done(self.clear_user_limits(&user, &which))?,
+            ListUserLimits { user } => {
+                let rows = self.user_limits(user.as_deref())?;
+                Response::Value(serde_json::json!(rows
+                    .into_iter()
+                    .map(|(u, l)| serde_json::json!({"user": u, "limits": l}))
+                    .collect::<Vec<_>>()))
             }
             ListPolicies { vhost, operator } => {
                 self.vhost(&vhost)?;

@@ -45,6 +45,7 @@ impl Credentials {
             password_hash,
             hashing_algorithm,
             tags,
+            limits: Default::default(),
         })
     }
 }
@@ -81,12 +82,20 @@ impl Admin {
         let _g = self.broker.ddl();
         let existing = self.broker.auth.user(name);
         let def = match (credentials, &existing) {
-            (Some(c), _) => c.to_def(name, tags)?,
+            (Some(c), _) => UserDef {
+                // A new password or tags keep the user's limits.
+                limits: existing
+                    .as_ref()
+                    .map(|u| u.limits.clone())
+                    .unwrap_or_default(),
+                ..c.to_def(name, tags)?
+            },
             (None, Some(u)) => UserDef {
                 name: name.to_string(),
                 password_hash: u.password_hash.clone(),
                 hashing_algorithm: hashing_name(u.hashing),
                 tags,
+                limits: u.limits.clone(),
             },
             (None, None) => Credentials::None.to_def(name, tags)?,
         };
@@ -115,6 +124,7 @@ impl Admin {
             password_hash: u.password_hash.clone(),
             hashing_algorithm: hashing_name(u.hashing),
             tags: u.tags.clone(),
+            limits: u.limits.clone(),
         };
         change(&mut def);
         self.store_user(def)
@@ -134,6 +144,53 @@ impl Admin {
 
     pub fn set_user_tags(&self, name: &str, tags: Vec<String>) -> AdminResult<()> {
         self.update_user(name, |d| d.tags = tags)
+    }
+
+    /// rabbitmqctl set_user_limits: merges the given limits in.
+    pub fn set_user_limits(&self, name: &str, limits: &serde_json::Value) -> AdminResult<()> {
+        let parsed = crate::limits::validate(limits, crate::limits::Kind::User)
+            .map_err(AdminError::invalid)?;
+        self.update_user(name, |d| d.limits.extend(parsed))?;
+        self.broker.limits_reported.reset();
+        Ok(())
+    }
+
+    /// rabbitmqctl clear_user_limits: one limit, or `all`.
+    pub fn clear_user_limits(&self, name: &str, which: &str) -> AdminResult<()> {
+        self.update_user(name, |d| {
+            if which == "all" {
+                d.limits.clear();
+            } else {
+                d.limits.remove(which);
+            }
+        })
+    }
+
+    /// Users' limits (of one user, or all that have some), by name.
+    pub fn user_limits(
+        &self,
+        name: Option<&str>,
+    ) -> AdminResult<Vec<(String, serde_json::Map<String, serde_json::Value>)>> {
+        if let Some(n) = name {
+            let u = self
+                .broker
+                .auth
+                .user(n)
+                .ok_or_else(|| AdminError::NoSuchUser {
+                    name: n.to_string(),
+                })?;
+            return Ok(vec![(u.name.clone(), u.limits.clone())]);
+        }
+        let mut out: Vec<_> = self
+            .broker
+            .auth
+            .users()
+            .into_iter()
+            .filter(|u| !u.limits.is_empty())
+            .map(|u| (u.name.clone(), u.limits.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Deletes a user: its permissions go, and its connections are closed

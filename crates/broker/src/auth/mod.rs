@@ -25,6 +25,8 @@ pub struct User {
     pub password_hash: String,
     pub hashing: HashAlgorithm,
     pub tags: Vec<String>,
+    /// RabbitMQ's user limits, as set (`max-connections`, `max-channels`).
+    pub limits: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A well-formed SHA-256 hash no password matches (all zero digest).

@@ -37,6 +37,9 @@ pub struct UserDef {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hashing_algorithm: String,
     pub tags: Vec<String>,
+    /// `max-connections`, `max-channels` (RabbitMQ's user limits).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub limits: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A vhost and its metadata.

@@ -97,6 +97,8 @@ pub struct VirtualHost {
     /// exchange takes its policy and (write) while a change is applied to
     /// all, so no object keeps a superseded policy.
     policies: RwLock<Arc<crate::policy::PolicySet>>,
+    /// The vhost limit `max-queues` (`u64::MAX`: none).
+    max_queues: std::sync::atomic::AtomicU64,
 }
 
 /// Routed queues deduplicated by scanning up to this many, by a set beyond.
@@ -134,7 +136,22 @@ impl VirtualHost {
             rates: Default::default(),
             queue_churn: Default::default(),
             policies: RwLock::new(Arc::new(crate::policy::PolicySet::default())),
+            max_queues: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Sets the vhost limit `max-queues` (`None`: no limit).
+    pub(crate) fn set_max_queues(&self, limit: Option<u64>) {
+        self.max_queues.store(
+            limit.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The vhost limit `max-queues`, if any.
+    pub(crate) fn max_queues(&self) -> Option<u64> {
+        let m = self.max_queues.load(std::sync::atomic::Ordering::Relaxed);
+        (m != u64::MAX).then_some(m)
     }
 
     /// Replaces the vhost's policies and applies them to every queue and

@@ -204,6 +204,15 @@ impl VirtualHost {
             self.queue_churn.declared.fetch_add(1, Ordering::Relaxed);
             return Ok((q, c));
         }
+        if let Some(limit) = self.max_queues() {
+            if self.queues.read().len() as u64 >= limit {
+                return Err(crate::limits::vhost_queues(
+                    &name.as_str(),
+                    &self.name,
+                    limit,
+                ));
+            }
+        }
         let (storage_id, handle) = match &self.storage {
             Some(s) => {
                 let id = s.persistence.next_queue_id();
