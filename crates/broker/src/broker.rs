@@ -78,6 +78,11 @@ pub struct BrokerSetup {
     pub loopback_users: Vec<String>,
 }
 
+/// Replies in flight to one direct reply-to requester at most (32 times a
+/// consumer's transit credit: bursts of concurrent calls pass, a requester
+/// that never reads can't grow the broker).
+const REPLY_TRANSIT_MAX: u32 = 32 * crate::consumer::MAX_IN_TRANSIT;
+
 /// Takes an exclusive lock on the data directory for the life of the
 /// process, so two brokers never write the same files.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
@@ -381,6 +386,23 @@ impl Broker {
         let Some(route) = routes.get(address) else {
             return false;
         };
+        // Bounded like any delivery: replies to a requester that stopped
+        // reading pile up to REPLY_TRANSIT_MAX, then are refused (returned
+        // if mandatory, else dropped: direct reply-to is at most once).
+        if route
+            .flow
+            .in_transit
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= REPLY_TRANSIT_MAX
+        {
+            self.limits_reported.log_once(
+                format!("reply-to {address}"),
+                &format!(
+                    "direct reply-to {address}: the requester is not reading; replies refused"
+                ),
+            );
+            return false;
+        }
         route.flow.on_dispatch(true);
         route
             .sink
