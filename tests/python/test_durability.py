@@ -70,6 +70,26 @@ def test_unacked_messages_come_back_redelivered_after_crash(warren):
     time.sleep(0.5)  # acks are synced within 200 ms
     w.restart(crash=True)
     got = drain(w.connect(), "q")
+    # After a crash every recovered message is marked redelivered: a delivery
+    # mark may not have reached the disk, and a message a client may have
+    # seen must never come back unmarked (issue 11). m0 was acked: gone.
+    assert got == [(b"m1", True), (b"m2", True), (b"m3", True)]
+
+
+def test_redelivered_flags_are_exact_after_a_clean_restart(warren):
+    w = warren()
+    c = w.connect()
+    ch = c.channel()
+    ch.queue_declare("q", durable=True)
+    ch.confirm_delivery()
+    for i in range(4):
+        ch.basic_publish("", "q", b"m%d" % i, PERSISTENT)
+    m0, _, _ = ch.basic_get("q")
+    ch.basic_ack(m0.delivery_tag)
+    ch.basic_get("q")  # m1 delivered, never acked
+    ch.queue_declare("q", durable=True, passive=True)
+    w.restart()  # SIGTERM: a clean stop
+    got = drain(w.connect(), "q")
     assert got == [(b"m1", True), (b"m2", False), (b"m3", False)]
 
 

@@ -341,6 +341,15 @@ impl Broker {
         }
     }
 
+    /// A clean stop: everything to disk, then the marker that tells the
+    /// next start no delivery marks can be missing.
+    pub fn shutdown_clean(&self) {
+        self.sync();
+        if let Some(p) = &self.persistence {
+            p.mark_clean_shutdown();
+        }
+    }
+
     pub fn add_vhost(&self, name: &str) -> Arc<VirtualHost> {
         self.vhosts
             .write()

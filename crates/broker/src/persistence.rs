@@ -24,6 +24,9 @@ use crate::store::{Committer, MessageStore};
 
 pub const STORAGE_VERSION: &str = "1";
 
+/// The file a clean shutdown leaves in the data directory.
+const CLEAN_SHUTDOWN: &str = "clean_shutdown";
+
 #[derive(Debug)]
 pub struct Persistence {
     pub data_dir: PathBuf,
@@ -34,6 +37,8 @@ pub struct Persistence {
     next_transient_id: AtomicU64,
     /// Held (flock) while the broker runs.
     _lock: std::fs::File,
+    /// The last run did not end with a clean shutdown.
+    pub unclean_start: bool,
 }
 
 impl Persistence {
@@ -44,6 +49,16 @@ impl Persistence {
         next_queue_id: u64,
         lock: std::fs::File,
     ) -> Self {
+        // A clean shutdown leaves a marker; this run removes it, so a crash
+        // from now on is recognised at the next start.
+        let marker = data_dir.join(CLEAN_SHUTDOWN);
+        let clean = marker.exists();
+        if clean {
+            if let Err(e) = std::fs::remove_file(&marker) {
+                tracing::warn!("cannot remove {}: {e}", marker.display());
+            }
+            let _ = crate::store::files::fsync_dir(data_dir);
+        }
         Persistence {
             data_dir: data_dir.to_path_buf(),
             defs,
@@ -51,6 +66,15 @@ impl Persistence {
             next_queue_id: AtomicU64::new(next_queue_id),
             next_transient_id: AtomicU64::new(0),
             _lock: lock,
+            unclean_start: !clean,
+        }
+    }
+
+    /// Records a clean shutdown (everything synced before).
+    pub fn mark_clean_shutdown(&self) {
+        let marker = self.data_dir.join(CLEAN_SHUTDOWN);
+        if let Err(e) = crate::store::files::write_atomic(&marker, b"clean\n") {
+            tracing::warn!("cannot write {}: {e}", marker.display());
         }
     }
 
@@ -90,6 +114,7 @@ impl VhostStorage {
             &dir.join("msgs"),
             persistence.committer.clone(),
         )?);
+        store.set_unclean_start(persistence.unclean_start);
         Ok(VhostStorage {
             dir,
             store,

@@ -220,8 +220,9 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         );
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
-    // Acks, delivery marks and anything else in buffers go to disk.
-    broker.sync();
+    // Acks, delivery marks and anything else in buffers go to disk, then
+    // the clean-shutdown marker.
+    broker.shutdown_clean();
     info!("stopped ({open} connection(s) closed)");
     Ok(())
 }

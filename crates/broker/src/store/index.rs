@@ -102,6 +102,12 @@ pub struct QueueIndex {
     refs: HashMap<u32, u64>,
     /// The priority lane this index serves, stamped on its [`DiskRef`]s.
     lane: u8,
+    /// After a crash, entries recovered (sequence below this) are read back
+    /// as delivered: a delivery mark may not have reached the disk before
+    /// the crash, and "redelivered" must not be false for a message a
+    /// client may have seen (AMQP allows saying it too often, not too
+    /// rarely).
+    maybe_delivered_below: u64,
 }
 
 /// What recovery found in an index.
@@ -207,6 +213,7 @@ impl QueueIndex {
             segments: VecDeque::new(),
             refs: HashMap::new(),
             lane: 0,
+            maybe_delivered_below: 0,
         };
         let mut rec = Recovered::default();
         let mut cursor_set = false;
@@ -330,6 +337,9 @@ impl QueueIndex {
                 segment: idx.segments.back().map_or(0, |s| s.id + 1),
                 entry: 0,
             };
+        }
+        if idx.store.unclean_start() {
+            idx.maybe_delivered_below = rec.next_seq;
         }
         Ok((idx, rec))
     }
@@ -507,6 +517,7 @@ impl QueueIndex {
     /// Reads up to `max` live entries from `cursor`, advancing it.
     pub fn read(&mut self, cursor: &mut Cursor, max: usize) -> Vec<IndexEntry> {
         let lane = self.lane;
+        let maybe_delivered_below = self.maybe_delivered_below;
         let mut out = Vec::new();
         while out.len() < max {
             let Some(i) = self.segments.iter().position(|s| s.id >= cursor.segment) else {
@@ -558,7 +569,7 @@ impl QueueIndex {
                         },
                         seq: p.seq,
                         enqueued_ms: p.ts,
-                        delivered: bit(&seg.delivered, entry),
+                        delivered: bit(&seg.delivered, entry) || p.seq < maybe_delivered_below,
                     });
                 }
             }

@@ -54,6 +54,9 @@ pub struct MessageStore {
     committer: Arc<Committer>,
     segment_max: u64,
     state: Mutex<State>,
+    /// The broker did not stop cleanly last time: messages recovered now
+    /// may have been delivered without the mark reaching the disk.
+    unclean_start: std::sync::atomic::AtomicBool,
 }
 
 fn segment_path(dir: &Path, id: u32) -> PathBuf {
@@ -99,7 +102,20 @@ impl MessageStore {
             committer,
             segment_max,
             state: Mutex::new(State { current, segments }),
+            unclean_start: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Marks this start as following a crash (see `unclean_start`).
+    pub fn set_unclean_start(&self, unclean: bool) {
+        self.unclean_start
+            .store(unclean, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this start follows a crash.
+    pub fn unclean_start(&self) -> bool {
+        self.unclean_start
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn committer(&self) -> &Arc<Committer> {
