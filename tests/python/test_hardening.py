@@ -1,5 +1,8 @@
-"""Hardening (issue 11): listeners (IPv6 and several addresses), graceful shutdown. These tests
-run their own broker (WARREN_BIN, see warren_process.py)."""
+"""Hardening (issue 11): listeners (IPv6 and several addresses), graceful shutdown, bounded
+intake from clients that don't read, the consumer timeout, the management login throttle,
+security headers and asset paths, hostile tables and strings, a connection burst and a channel
+flood. These tests run their own broker (WARREN_BIN, see warren_process.py)."""
+import os
 import socket
 import threading
 import time
@@ -202,3 +205,88 @@ def test_management_login_throttle_headers_and_asset_paths(warren):
                  "/..%5c..%5cCargo.toml"]:
         r = requests.get(base + path, timeout=5)
         assert r.status_code in (400, 404) and "root:" not in r.text and "[package]" not in r.text, path
+
+
+def _raw():
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tools"))
+    import amqp_raw
+    return amqp_raw
+
+
+def test_hostile_tables_and_strings_get_clean_errors(warren):
+    """Deeply nested tables, an oversized table and invalid UTF-8 in short strings: an error
+    (a close with a reply code) or a clean refusal, never a crash; the broker serves others."""
+    import struct
+    raw = _raw()
+    w = warren()
+    cases = []
+    # A table nested 10,000 deep in queue.declare's arguments.
+    nested = b""
+    for _ in range(10000):
+        nested = b"\x01kF" + struct.pack("!I", len(nested)) + nested
+    cases.append(raw.queue_declare_args("q", arguments=None)[:-4] + struct.pack("!I", len(nested)) + nested)
+    # A table claiming 1 GiB.
+    cases.append(struct.pack("!H", 0) + raw.shortstr("q") + b"\x00" + struct.pack("!I", 1 << 30))
+    # Invalid UTF-8 in the queue name (a short string).
+    cases.append(struct.pack("!H", 0) + b"\x04\xff\xfe\xfd\xfc" + b"\x00" + struct.pack("!I", 0))
+    for args in cases:
+        rc, _, _ = raw.handshake("127.0.0.1", w.port)
+        raw.channel_open(rc, 1)
+        rc.send(raw.method(1, 50, 10, args))
+        m = rc.read_method(5)
+        # Whatever the answer (declare-ok for a name RabbitMQ accepts, or a close), it answers.
+        assert m is not None or rc.is_closed_by_peer(2)
+        rc.close()
+    c = w.connect()
+    c.channel().queue_declare("", exclusive=True)
+    c.close()
+    assert "panicked" not in w.log()
+
+
+def test_connection_burst_and_channel_flood(warren):
+    """1,000 connection attempts at once and 2,000 channel open/close pairs: the broker stays up,
+    answers every handshake within its limit, and its thread count stays flat."""
+    import concurrent.futures
+    raw = _raw()
+    w = warren()
+
+    def threads():
+        with open(f"/proc/{w.proc.pid}/status") as f:
+            return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+    before = threads()
+
+    def attempt(_):
+        try:
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+            s.sendall(b"AMQP\x00\x00\x09\x01")
+            ok = len(s.recv(7)) == 7  # the start of connection.start
+            s.close()
+            return ok
+        except OSError:
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        answered = sum(pool.map(attempt, range(1000)))
+    assert answered == 1000
+    rc, _, _ = raw.handshake("127.0.0.1", w.port)
+    for i in range(2000):
+        ch = 1 + i % 100
+        rc.send(raw.method(ch, 20, 10, raw.shortstr("")) + raw.method(ch, 20, 40, struct_close()))
+    # Every open and close is answered, in order.
+    answers = 0
+    while answers < 4000:
+        m = rc.read_method(10)
+        assert m is not None
+        answers += 1
+    rc.close()
+    assert threads() <= before + 4
+    c = w.connect()
+    c.close()
+
+
+def struct_close():
+    import struct
+    raw = _raw()
+    return struct.pack("!H", 200) + raw.shortstr("bye") + struct.pack("!HH", 0, 0)
