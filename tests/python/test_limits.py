@@ -7,6 +7,7 @@ import pika
 import pytest
 
 from conftest import ctl, ctl_ok, params, uniq
+from warren_process import warren  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -83,3 +84,16 @@ def test_user_limits(accounts):
     assert ctl_ok("clear_user_limits", user, "all") == f'Clearing all limits for user "{user}" ...\n'
     assert ctl_ok("list_user_limits", "--user", user).endswith("\n{}\n")
     pika.BlockingConnection(params(credentials=creds)).close()
+
+
+def test_node_connection_max(warren):
+    w = warren(["--connection-max", "2"])
+    a, b = w.connect(), w.connect()
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as e:
+        w.connect()
+    assert "NOT_ALLOWED - connection refused: node connection limit (2) is reached" in str(e.value)
+    a.close()
+    c = w.connect()  # room again
+    b.close()
+    c.close()
+    assert w.log().count("node connection limit (2) is reached") == 1  # logged once

@@ -44,6 +44,10 @@ pub struct Args {
     #[arg(long, env = "WARREN_LOG")]
     pub log_level: Option<String>,
 
+    /// Most AMQP connections the node accepts (RabbitMQ's connection_max) [default: no limit]
+    #[arg(long, env = "WARREN_CONNECTION_MAX")]
+    pub connection_max: Option<u64>,
+
     /// AMQPS (TLS) port, served when a certificate and key are given [default: 5671]
     #[arg(long, env = "WARREN_SSL_PORT")]
     pub ssl_port: Option<u16>,
@@ -182,6 +186,7 @@ pub struct FileConfig {
     /// Milliseconds; 0 disables.
     pub consumer_timeout: Option<u64>,
     pub ssl_port: Option<u16>,
+    pub connection_max: Option<u64>,
     /// RabbitMQ's `ssl_options.*`.
     pub ssl_options: Option<crate::tls::SslOptions>,
     /// HTTPS for the management and Prometheus listeners.
@@ -225,6 +230,8 @@ pub struct Config {
     pub ssl: crate::tls::SslOptions,
     pub ssl_port: u16,
     pub management_ssl: bool,
+    /// RabbitMQ's `connection_max` (`None`: no limit).
+    pub connection_max: Option<u64>,
     /// Failed management logins per source per minute (0: unlimited).
     pub management_login_failures: u32,
     pub default_user: String,
@@ -272,6 +279,7 @@ impl Default for Config {
             ssl: crate::tls::SslOptions::default(),
             ssl_port: 5671,
             management_ssl: false,
+            connection_max: None,
             management_login_failures: 10,
             frame_max: 131_072,
             channel_max: 2047,
@@ -374,6 +382,7 @@ impl Config {
                 }
             },
             ssl_port: args.ssl_port.or(file.ssl_port).unwrap_or(d.ssl_port),
+            connection_max: args.connection_max.or(file.connection_max),
             management_ssl: args.management_ssl || file.management_ssl.unwrap_or(false),
             management_login_failures: args
                 .management_login_failures

@@ -318,7 +318,19 @@ pub async fn run(
             return Err(refuse(io, out, e, (10, 40)).await);
         }
     };
-    // The vhost's and the user's `max-connections` limits.
+    // The node's `connection_max`, then the vhost's and the user's
+    // `max-connections` limits.
+    if let Some(limit) = cfg.connection_max {
+        if broker.connections.len() as u64 >= limit {
+            let e = AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({limit}) is reached"
+            ));
+            broker
+                .limits_reported
+                .log_once("node connection_max".into(), &e.reply_text());
+            return Err(refuse(io, out, e, (10, 40)).await);
+        }
+    }
     if let Err(e) = broker.check_connection_limits(&user, &vhost_name) {
         return Err(refuse(io, out, e, (10, 40)).await);
     }
