@@ -12,6 +12,7 @@ import threading
 import time
 
 import pika
+import pytest
 
 from warren_process import warren  # noqa: F401  (fixture)
 
@@ -108,6 +109,7 @@ class Load:
             i += 1
 
 
+@pytest.mark.timeout(60 + 15 * int(os.environ.get("CRASH_CYCLES", "4")))
 def test_sigkill_under_mixed_load_loses_nothing_confirmed(warren):
     cycles = int(os.environ.get("CRASH_CYCLES", "4"))
     w = warren()

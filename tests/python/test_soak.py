@@ -9,6 +9,7 @@ import threading
 import time
 
 import pika
+import pytest
 
 from warren_process import warren  # noqa: F401  (fixture)
 
@@ -28,6 +29,7 @@ def sample(pid):
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
+@pytest.mark.timeout(float(os.environ.get("SOAK_SECONDS", "60")) + 120)
 def test_soak_stays_flat_and_accounts_for_every_message(warren):
     seconds = float(os.environ.get("SOAK_SECONDS", "60"))
     w = warren()
