@@ -97,3 +97,16 @@ def test_node_connection_max(warren):
     b.close()
     c.close()
     assert w.log().count("node connection limit (2) is reached") == 1  # logged once
+
+
+def test_consumer_max_per_channel(warren):
+    w = warren(["--consumer-max-per-channel", "2"])
+    c = w.connect()
+    ch = c.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_consume(q, lambda *a: None)
+    ch.basic_consume(q, lambda *a: None)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        ch.basic_consume(q, lambda *a: None)
+    assert (e.value.reply_code, e.value.reply_text) == (
+        530, "NOT_ALLOWED - reached maximum (2) of consumers per channel")

@@ -44,6 +44,10 @@ pub struct Args {
     #[arg(long, env = "WARREN_LOG")]
     pub log_level: Option<String>,
 
+    /// Most consumers on one channel (RabbitMQ's consumer_max_per_channel) [default: no limit]
+    #[arg(long, env = "WARREN_CONSUMER_MAX_PER_CHANNEL")]
+    pub consumer_max_per_channel: Option<u64>,
+
     /// Most AMQP connections the node accepts (RabbitMQ's connection_max) [default: no limit]
     #[arg(long, env = "WARREN_CONNECTION_MAX")]
     pub connection_max: Option<u64>,
@@ -187,6 +191,7 @@ pub struct FileConfig {
     pub consumer_timeout: Option<u64>,
     pub ssl_port: Option<u16>,
     pub connection_max: Option<u64>,
+    pub consumer_max_per_channel: Option<u64>,
     /// RabbitMQ's `ssl_options.*`.
     pub ssl_options: Option<crate::tls::SslOptions>,
     /// HTTPS for the management and Prometheus listeners.
@@ -232,6 +237,8 @@ pub struct Config {
     pub management_ssl: bool,
     /// RabbitMQ's `connection_max` (`None`: no limit).
     pub connection_max: Option<u64>,
+    /// RabbitMQ's `consumer_max_per_channel` (`None`: no limit).
+    pub consumer_max_per_channel: Option<u64>,
     /// Failed management logins per source per minute (0: unlimited).
     pub management_login_failures: u32,
     pub default_user: String,
@@ -280,6 +287,7 @@ impl Default for Config {
             ssl_port: 5671,
             management_ssl: false,
             connection_max: None,
+            consumer_max_per_channel: None,
             management_login_failures: 10,
             frame_max: 131_072,
             channel_max: 2047,
@@ -383,6 +391,9 @@ impl Config {
             },
             ssl_port: args.ssl_port.or(file.ssl_port).unwrap_or(d.ssl_port),
             connection_max: args.connection_max.or(file.connection_max),
+            consumer_max_per_channel: args
+                .consumer_max_per_channel
+                .or(file.consumer_max_per_channel),
             management_ssl: args.management_ssl || file.management_ssl.unwrap_or(false),
             management_login_failures: args
                 .management_login_failures

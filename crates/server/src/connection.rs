@@ -235,6 +235,7 @@ async fn serve_io(
             frame_max,
             caps,
             max_message_size: cfg.max_message_size,
+            consumer_max_per_channel: cfg.consumer_max_per_channel,
             consumers: Default::default(),
             access,
             entry,

@@ -31,6 +31,8 @@ pub struct Session {
     pub frame_max: u32,
     pub caps: ClientCapabilities,
     pub max_message_size: u64,
+    /// Consumers one channel may have (`None`: no limit).
+    pub consumer_max_per_channel: Option<u64>,
     pub consumers: Consumers,
     /// The user's permissions in this vhost (refreshed when they change).
     pub access: Access,

@@ -43,6 +43,14 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
+        // RabbitMQ's (3.12+) `consumer_max_per_channel`.
+        if let Some(max) = s.consumer_max_per_channel {
+            if self.consumers.len() as u64 >= max {
+                return Err(AmqpError::not_allowed(format!(
+                    "reached maximum ({max}) of consumers per channel"
+                )));
+            }
+        }
         let flow = Arc::new(ConsumerFlow::new(self.consumer_prefetch, self.flow.clone()));
         if m.queue == DIRECT_REPLY_TO {
             return self.consume_direct_reply(s, m, tag, flow);
