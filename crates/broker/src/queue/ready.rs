@@ -148,18 +148,23 @@ impl Ready {
         }
     }
 
+    /// Counts a message of `size` bytes just put in `lane`'s memory.
+    fn counted_in_memory(&mut self, lane: usize, size: u64) {
+        self.lanes[lane].mem_bytes += size;
+        self.len += 1;
+        self.bytes += size;
+        self.mem_len += 1;
+        self.mem_bytes += size;
+        self.mark(lane);
+    }
+
     /// Appends to a lane's memory (the lane has no disk tail).
     pub(super) fn push_back(&mut self, lane: usize, qm: QueuedMessage) {
         debug_assert_eq!(self.lanes[lane].tail_count, 0);
         let size = qm.message.size() as u64;
         let l = &mut self.lanes[lane];
         l.mem.push_back(qm);
-        l.mem_bytes += size;
-        self.len += 1;
-        self.bytes += size;
-        self.mem_len += 1;
-        self.mem_bytes += size;
-        self.mark(lane);
+        self.counted_in_memory(lane, size);
     }
 
     /// Appends a message that lives on disk only (`disk` came from this
@@ -227,12 +232,7 @@ impl Ready {
             }
             _ => l.mem.push_front(qm),
         }
-        l.mem_bytes += size;
-        self.len += 1;
-        self.bytes += size;
-        self.mem_len += 1;
-        self.mem_bytes += size;
-        self.mark(lane);
+        self.counted_in_memory(lane, size);
     }
 
     /// Attaches an opened index to a lane, with the messages recovery
@@ -271,12 +271,7 @@ impl Ready {
         let size = qm.message.size() as u64;
         let l = &mut self.lanes[lane];
         l.mem.push_back(qm);
-        l.mem_bytes += size;
-        self.len += 1;
-        self.bytes += size;
-        self.mem_len += 1;
-        self.mem_bytes += size;
-        self.mark(lane);
+        self.counted_in_memory(lane, size);
     }
 
     /// A tail entry leaves (read back, or unreadable).
