@@ -28,7 +28,10 @@ for t in "${targets[@]}"; do
     # a slow input (-timeout) fails the run and leaves the input in artifacts/.
     log="artifacts/$t.log"
     rc=0
-    cargo +nightly fuzz run "$t" "corpus/$t" -- \
+    # Inputs that once failed (fuzz/regressions/<target>) run first, every time.
+    dirs=("corpus/$t")
+    if [ -d "regressions/$t" ]; then dirs+=("regressions/$t"); fi
+    cargo +nightly fuzz run "$t" "${dirs[@]}" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
     grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$log" || true

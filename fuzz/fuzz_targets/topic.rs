@@ -1,6 +1,6 @@
 //! Topic matching: for any binding keys and routing key, the trie agrees
 //! with the reference matcher, and its work stays bounded by
-//! (trie nodes) x (words + 1) whatever the patterns.
+//! 3 x (trie nodes) x (words + 1) whatever the patterns (see routing/topic.rs).
 #![no_main]
 
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let mut hits = Vec::new();
     let steps = index.matches_counting(&key, &mut hits);
     let words = split_words(&key).len() + 1;
-    assert!(steps <= 2 * nodes * words + 2, "{steps} steps for {nodes} nodes, {words} positions");
+    assert!(steps <= 3 * nodes * words, "{steps} steps for {nodes} nodes, {words} positions");
     // The reference is exponential in `#`s: compare on small cases only.
     if key.len() <= 24 && parts.iter().all(|p| p.len() <= 24) {
         for p in parts.iter().take(64) {

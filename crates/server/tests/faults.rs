@@ -274,6 +274,26 @@ impl SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// Grows (or shrinks) the file system in place.
+    fn resize(&self, megabytes: u32) {
+        let status = std::process::Command::new("nsenter")
+            .args([
+                "--mount",
+                "--target",
+                &self.holder.id().to_string(),
+                "--",
+                "mount",
+                "-o",
+            ])
+            .arg(format!("remount,size={megabytes}m"))
+            .arg(&self.dir)
+            .status()
+            .expect("nsenter");
+        assert!(status.success(), "remount failed: {status}");
+    }
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = self.holder.kill();
@@ -344,6 +364,132 @@ async fn a_full_disk_loses_no_confirmed_message() {
         let got = drain(&ch, &q, len).await;
         let lost: Vec<_> = acked.difference(&got).collect();
         assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+    })
+    .await;
+    drop(broker);
+    drop(disk);
+}
+
+/// A full disk that gets space back: publishers are blocked by the disk
+/// alarm, what could not be written is nacked (never acked), and once the
+/// file system grows the alarm clears by itself, the publishes held in the
+/// socket go on, and every message confirmed before, during and after is
+/// there byte for byte, also after a SIGKILL.
+#[tokio::test]
+async fn a_full_disk_blocks_publishers_and_resumes_when_space_returns() {
+    let Some(disk) = SmallDisk::new(24) else {
+        eprintln!(
+            "skipped: private mount namespaces (unshare --mount, as root) are not permitted here"
+        );
+        return;
+    };
+    let broker = TestBroker::launch(disk.launch(&["--disk-free-limit", "0"]));
+    let q = unique("resume");
+    let len = 64 * 1024;
+    // 600 × 64 KiB = 37.5 MiB: past 24 MiB, well within 96 MiB.
+    let total = 600u32;
+    let acked = bounded(Duration::from_secs(120), "the test body", async {
+        let (_conn, ch) = confirming_channel(&broker, &q).await;
+        // A publisher that just goes on: once the alarm stops the broker
+        // reading, its publishes wait in the socket (and then in lapin).
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = {
+            let (ch, q) = (ch.clone(), q.clone());
+            tokio::spawn(async move {
+                for i in 0..total {
+                    let c = publish(&ch, &q, i, len).await;
+                    if tx.send((i, c)).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut acked = BTreeSet::new();
+        let mut nacked = BTreeSet::new();
+        let mut blocked_at = None;
+        // Blocked: nothing more is confirmed (or even taken) while full.
+        // Checks the alarm, then gives the file system space back.
+        let unblock = |at: u32, blocked_at: &mut Option<u32>| {
+            *blocked_at = Some(at);
+            assert!(
+                broker.log().contains("disk resource limit alarm set"),
+                "stalled without a disk alarm:\n{}",
+                broker.log()
+            );
+            // Space returns: the tmpfs grows to 96 MiB.
+            disk.resize(96);
+        };
+        let mut expected = 0;
+        loop {
+            let wait = Duration::from_secs(if blocked_at.is_none() { 3 } else { 30 });
+            let (i, mut c) = match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(_) if blocked_at.is_none() => {
+                    unblock(expected, &mut blocked_at);
+                    continue;
+                }
+                Err(_) => panic!("publish {expected} not taken 30 s after space returned"),
+            };
+            expected = i + 1;
+            let r = match tokio::time::timeout(wait, &mut c).await {
+                Ok(r) => r,
+                Err(_) if blocked_at.is_none() => {
+                    unblock(i, &mut blocked_at);
+                    bounded(Duration::from_secs(30), "confirm after the resume", c).await
+                }
+                Err(_) => panic!("message {i} unconfirmed 30 s after space returned"),
+            };
+            match r {
+                Ok(Confirmation::Ack(_)) => {
+                    acked.insert(i);
+                }
+                Ok(_) => {
+                    assert!(
+                        blocked_at.is_none() || i < total - 50,
+                        "message {i} nacked after the resume"
+                    );
+                    nacked.insert(i);
+                }
+                Err(e) => panic!("confirm failed: {e}"),
+            }
+        }
+        bounded(STEP, "publisher", publisher)
+            .await
+            .expect("publisher");
+        let at = blocked_at.unwrap_or_else(|| {
+            panic!(
+                "the disk never filled ({} acked, {} nacked)",
+                acked.len(),
+                nacked.len()
+            )
+        });
+        assert!(at < total - 50, "filled only at message {at}");
+        assert!(
+            broker.log().contains("disk resource limit alarm cleared"),
+            "the alarm never cleared:\n{}",
+            broker.log()
+        );
+        assert!(
+            acked.len() as u32 > total - at,
+            "too little acked after the resume"
+        );
+        eprintln!(
+            "blocked at {at}: {} acked, {} nacked of {total}",
+            acked.len(),
+            nacked.len()
+        );
+        acked
+    })
+    .await;
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let got = drain(&ch, &q, len).await;
+        let lost: Vec<_> = acked.difference(&got).collect();
+        assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+        assert!(got.iter().all(|i| *i < total), "a message nobody published");
     })
     .await;
     drop(broker);

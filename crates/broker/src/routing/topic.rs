@@ -6,9 +6,13 @@
 //! trie paths the routing key can take; `#` branches are memoised by
 //! (node, position) in a hash set, and a `#` that already swallowed up to
 //! position p has necessarily tried every later position too, so each
-//! (`#` node, position) pair is expanded once: the work is bounded by
-//! (trie nodes) × (words + 1), whatever the patterns (a 128-`#` binding
-//! against a 128-word key is a few thousand steps, not billions).
+//! (`#` node, position) pair is expanded once. Every node then sits at a
+//! fixed depth below its nearest `#` ancestor (or the root), so it is
+//! visited at most once per position, and the work, counted as visits plus
+//! `#`-loop iterations (each either a new pair or the one stop per visit),
+//! is at most 3 × (trie nodes) × (words + 1), whatever the patterns (a
+//! 128-`#` binding against a 128-word key is a few thousand steps, not
+//! billions).
 
 use ahash::{AHashMap, AHashSet};
 use bytes::Bytes;

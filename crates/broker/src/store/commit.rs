@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use tracing::error;
+use tracing::{debug, error, info};
 
 use super::files::SyncFile;
 use crate::consumer::{ConnectionEvent, EventSender};
@@ -43,6 +43,9 @@ pub type FailureHook = Box<dyn Fn(&io::Error) + Send + Sync>;
 pub struct DirtyFile {
     pub file: Arc<SyncFile>,
     queued: AtomicBool,
+    /// The last sync failed: a retry that fails again (every commit, while
+    /// a disk stays full) is logged at debug, not once more as an error.
+    failing: AtomicBool,
 }
 
 impl DirtyFile {
@@ -50,6 +53,7 @@ impl DirtyFile {
         Arc::new(DirtyFile {
             file,
             queued: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
         })
     }
 }
@@ -125,12 +129,18 @@ impl Committer {
         for f in files {
             f.queued.store(false, Ordering::Release);
             if let Err(e) = f.file.sync() {
-                error!("sync of {} failed: {e}", f.file.path.display());
+                if f.failing.swap(true, Ordering::AcqRel) {
+                    debug!("sync of {} failed again: {e}", f.file.path.display());
+                } else {
+                    error!("sync of {} failed: {e}", f.file.path.display());
+                }
                 self.report_failure(&e);
                 if !f.file.is_poisoned() && !f.queued.swap(true, Ordering::AcqRel) {
                     retry.lock().push(f.clone());
                 }
                 first.get_or_insert(e);
+            } else if f.failing.swap(false, Ordering::AcqRel) {
+                info!("sync of {} succeeded again", f.file.path.display());
             }
         }
         first
