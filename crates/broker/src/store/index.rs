@@ -252,8 +252,12 @@ impl QueueIndex {
             let mut marks_len = 0u64;
             let mut bad_marks = 0;
             for (k, m) in marks_raw.chunks(MARK_SIZE).enumerate() {
+                // An entry number past the file's capacity can only be
+                // damage that kept its checksum: skipped, so a bad mark
+                // can't make the bitmaps grow.
                 let ok = m.len() == MARK_SIZE
-                    && crc32fast::hash(&m[..8]) == u32::from_be_bytes([m[8], m[9], m[10], m[11]]);
+                    && crc32fast::hash(&m[..8]) == u32::from_be_bytes([m[8], m[9], m[10], m[11]])
+                    && u32::from_be_bytes([m[0], m[1], m[2], m[3]]) < SEGMENT_ENTRIES;
                 if !ok {
                     bad_marks += 1;
                     continue;

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -123,7 +123,21 @@ impl TestBroker {
 
     /// Stops the broker (SIGKILL when `crash`, else SIGTERM and a clean
     /// shutdown) and starts it again on the same port and data directory.
-    pub fn restart(mut self, crash: bool) -> TestBroker {
+    pub fn restart(self, crash: bool) -> TestBroker {
+        self.restart_after(crash, |_| {})
+    }
+
+    /// [`restart`](Self::restart), calling `between` with the data
+    /// directory while the broker is down (to damage its files).
+    pub fn restart_after(self, crash: bool, between: impl FnOnce(&Path)) -> TestBroker {
+        let stopped = self.stop(crash);
+        between(&stopped.data_dir);
+        stopped.start()
+    }
+
+    /// Stops the broker (SIGKILL when `crash`, else SIGTERM and a clean
+    /// shutdown), keeping its data directory and port for a new start.
+    pub fn stop(mut self, crash: bool) -> Stopped {
         if crash {
             let _ = self.child.kill();
         } else {
@@ -138,23 +152,14 @@ impl TestBroker {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (port, data_dir) = (self.port, self.data_dir.clone());
-        let launch = std::mem::take(&mut self.launch);
-        // Keep the data: this TestBroker must not clean up on drop.
-        self.data_dir = PathBuf::new();
+        let stopped = Stopped {
+            port: self.port,
+            data_dir: std::mem::take(&mut self.data_dir),
+            launch: std::mem::take(&mut self.launch),
+        };
+        // The data is the Stopped's now: this TestBroker cleans up nothing.
         drop(self);
-        let mut last = String::new();
-        for _ in 0..50 {
-            match Self::spawn(port, data_dir.clone(), launch.clone()) {
-                Ok(b) => return b,
-                // The old socket may linger briefly; retry the same port.
-                Err(e) => {
-                    last = e;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-        panic!("could not restart warren: {last}");
+        stopped
     }
 
     fn spawn(port: u16, data_dir: PathBuf, launch: Launch) -> Result<TestBroker, String> {
@@ -290,11 +295,64 @@ impl TestBroker {
 
     /// What the broker logged so far.
     pub fn log(&self) -> String {
+        self.log_at(&self.data_dir)
+    }
+
+    fn log_at(&self, data_dir: &Path) -> String {
         let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.data_dir.join("broker.log")) {
+        if let Ok(mut f) = std::fs::File::open(data_dir.join("broker.log")) {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+}
+
+/// A stopped broker's data directory and port (removed on drop unless
+/// started again).
+pub struct Stopped {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    launch: Launch,
+}
+
+impl Stopped {
+    /// Starts a broker on the same port and data directory.
+    pub fn start(mut self) -> TestBroker {
+        let mut last = String::new();
+        for _ in 0..50 {
+            match TestBroker::spawn(self.port, self.data_dir.clone(), self.launch.clone()) {
+                Ok(b) => {
+                    self.data_dir = PathBuf::new();
+                    return b;
+                }
+                // The old socket may linger briefly; retry the same port.
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        panic!("could not restart warren: {last}");
+    }
+
+    /// One start that is expected to fail: the broker's output, once it
+    /// has exited (panics if it starts).
+    pub fn start_fails(&self) -> String {
+        match TestBroker::spawn(self.port, self.data_dir.clone(), self.launch.clone()) {
+            Ok(mut b) => {
+                b.data_dir = PathBuf::new();
+                panic!("warren started; log:\n{}", b.log_at(&self.data_dir));
+            }
+            Err(e) => e,
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
