@@ -1,0 +1,337 @@
+//! Warren's server: the AMQP, management HTTP and control-socket front-ends
+//! over the broker core, and [`main`], which the `warren` binary runs.
+
+mod channel;
+mod config;
+mod connection;
+mod consumers;
+mod control;
+mod handshake;
+mod http;
+mod listeners;
+mod outbound;
+mod session;
+mod stream;
+mod tls;
+mod unacked;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+use warren_broker::alarms;
+use warren_broker::broker::BrokerSetup;
+use warren_broker::Broker;
+
+use crate::config::{Args, Config};
+
+/// How often message rates are sampled (RabbitMQ's collect_statistics_interval).
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The `warren` binary: parses the command line, then runs the broker
+/// until a shutdown signal.
+pub fn main() -> anyhow::Result<()> {
+    // Everything the broker creates (data files, the control socket) is
+    // for its own user only, whatever umask it was started with.
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let cfg = Config::load(Args::parse())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.worker_threads > 0 {
+        builder.worker_threads(cfg.worker_threads);
+    }
+    let runtime = builder.enable_all().build()?;
+    runtime.block_on(run(Arc::new(cfg)))
+}
+
+async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+    let setup = BrokerSetup {
+        default_user: cfg.default_user.clone(),
+        default_pass: cfg.default_pass.clone(),
+        default_vhost: cfg.default_vhost.clone(),
+        memory_high_watermark: cfg.vm_memory_high_watermark,
+        disk_free_limit: cfg.disk_free_limit,
+        loopback_users: cfg.loopback_users.clone(),
+    };
+    let started = std::time::Instant::now();
+    let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    info!("recovered in {:.3}s", started.elapsed().as_secs_f64());
+    if let Some(path) = &cfg.definitions {
+        import_definitions_file(&broker, path)?;
+    }
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let control = control::bind(&cfg.data_dir).await?;
+    // Resource alarms: memory and disk, checked twice a second.
+    let monitor = broker.clone();
+    let data_dir = cfg.data_dir.clone();
+    tokio::spawn(async move {
+        let total = alarms::total_memory();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if monitor.alarms.storage_failure_pending() {
+                let dir = data_dir.clone();
+                let probe = tokio::task::spawn_blocking(move || alarms::probe_disk(&dir)).await;
+                if matches!(probe, Ok(Ok(()))) {
+                    monitor.alarms.storage_recovered();
+                }
+            }
+            let free = alarms::disk_free(&data_dir).unwrap_or(u64::MAX);
+            monitor.alarms.check(alarms::process_rss(), total, free);
+        }
+    });
+    // Memory back to the OS after a burst: glibc keeps freed memory in its
+    // arenas; trimming every 10 s returns it (measured: bench/rss_after_burst.py).
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            // Walks the heap: off the async workers.
+            let _ = tokio::task::spawn_blocking(alarms::release_free_memory).await;
+        }
+    });
+    // Delayed exchanges: held messages routed when due.
+    tokio::spawn(broker.clone().run_delays());
+    // Housekeeping: message TTLs and x-expires.
+    let sweeper = broker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            sweeper.sweep();
+        }
+    });
+    // Message rates: every counter read once per interval.
+    let sampled = broker.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+        loop {
+            tick.tick().await;
+            warren_broker::sampler::sample(&sampled);
+        }
+    });
+    let stop = Arc::new(tokio::sync::Notify::new());
+    // TLS: read the files now (a bad file stops the start with its error),
+    // again on SIGHUP.
+    let tls = if cfg.ssl.is_set() {
+        let t = tls::Reloadable::new(cfg.ssl.clone())?;
+        tokio::spawn(reload_on_sighup(t.clone()));
+        Some(t)
+    } else {
+        None
+    };
+    if cfg.management_ssl && tls.is_none() {
+        anyhow::bail!("--management-ssl needs --ssl-certfile and --ssl-keyfile");
+    }
+    let http_tls = if cfg.management_ssl {
+        tls.clone()
+    } else {
+        None
+    };
+    let api = http::Api::new(broker.clone(), cfg.clone());
+    if let Some(port) = cfg.management_port {
+        let addr = SocketAddr::new(cfg.management_bind(), port);
+        let l = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (management): {e}"))?;
+        info!("management API and web UI on http://{}", l.local_addr()?);
+        tokio::spawn(http::serve(l, http::router(api.clone()), http_tls.clone()));
+    }
+    if let Some(port) = cfg.prometheus_port {
+        let addr = SocketAddr::new(cfg.management_bind(), port);
+        let l = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (prometheus): {e}"))?;
+        info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
+        tokio::spawn(http::serve(
+            l,
+            http::metrics::router(api.clone()),
+            http_tls.clone(),
+        ));
+    }
+    tokio::spawn(control::serve(
+        control,
+        broker.clone(),
+        cfg.data_dir.clone(),
+        stop.clone(),
+    ));
+    let mut accepting = Vec::new();
+    for addr in &cfg.listeners {
+        let listener =
+            listeners::bind(*addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        info!(
+            "Warren {} listening for AMQP 0-9-1 on {}",
+            env!("CARGO_PKG_VERSION"),
+            listener.local_addr()?
+        );
+        accepting.push(tokio::spawn(accept(listener, broker.clone(), cfg.clone())));
+    }
+    if let Some(t) = &tls {
+        let addr = SocketAddr::new(cfg.bind, cfg.ssl_port);
+        let listener = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (AMQPS): {e}"))?;
+        info!(
+            "listening for AMQP 0-9-1 over TLS on {}",
+            listener.local_addr()?
+        );
+        accepting.push(tokio::spawn(accept_tls(
+            listener,
+            t.clone(),
+            broker.clone(),
+            cfg.clone(),
+        )));
+    }
+    info!("data directory {}", cfg.data_dir.display());
+    info!("Server startup complete");
+    tokio::select! {
+        _ = shutdown_signal() => info!("shutting down"),
+        _ = stop.notified() => info!("shutting down (warrenctl stop)"),
+    }
+    // Graceful: no new connections; every client told 320 (RabbitMQ's
+    // text) and given a bounded time to go; then buffers to disk.
+    for a in &accepting {
+        a.abort();
+    }
+    let open = broker.connections.close_where(
+        |_| true,
+        "broker forced connection closure with reason 'shutdown'",
+    );
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while !broker.connections.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !broker.connections.is_empty() {
+        tracing::warn!(
+            "{} connection(s) still open after {:?}; closing anyway",
+            broker.connections.len(),
+            SHUTDOWN_GRACE
+        );
+    }
+    let _ = std::fs::remove_file(control::socket_path(&cfg.data_dir));
+    // Acks, delivery marks and anything else in buffers go to disk, then
+    // the clean-shutdown marker.
+    broker.shutdown_clean();
+    info!("stopped ({open} connection(s) closed)");
+    Ok(())
+}
+
+/// Accepts AMQPS connections: the TLS handshake within the AMQP
+/// handshake's time limit, then the same connection handling.
+async fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<tls::Reloadable>,
+    broker: Arc<Broker>,
+    cfg: Arc<config::Config>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let acceptor = tls.acceptor();
+                let (broker, cfg) = (broker.clone(), cfg.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => connection::serve_tls(s, peer, broker, cfg).await,
+                        Ok(Err(e)) => tracing::info!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::info!("TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+            Err(e) => {
+                error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Reads the TLS files again on SIGHUP (new connections use them).
+async fn reload_on_sighup(tls: Arc<tls::Reloadable>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => info!("TLS certificate and key reloaded"),
+                Err(e) => error!("TLS reload failed, the old certificate stays: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
+}
+
+/// How long clients get to leave at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Accepts AMQP connections on one listener until aborted.
+async fn accept(listener: TcpListener, broker: Arc<Broker>, cfg: Arc<config::Config>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(connection::serve(stream, peer, broker.clone(), cfg.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, go on.
+                error!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// RabbitMQ's `load_definitions`: imported at every start; a broken file
+/// stops the start with a clear message.
+fn import_definitions_file(broker: &Arc<Broker>, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read definitions file {}: {e}", path.display()))?;
+    let defs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("definitions file {} is not valid JSON: {e}", path.display())
+    })?;
+    warren_broker::admin::Admin::new(broker.clone())
+        .import_definitions(&defs, None)
+        .map_err(|e| anyhow::anyhow!("cannot import definitions from {}: {e}", path.display()))?;
+    info!("imported definitions from {}", path.display());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
