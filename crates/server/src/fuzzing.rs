@@ -46,7 +46,7 @@ impl Management {
             default_user: cfg.default_user.clone(),
             default_pass: cfg.default_pass.clone(),
             default_vhost: cfg.default_vhost.clone(),
-            memory_high_watermark: cfg.vm_memory_high_watermark.clone(),
+            memory_high_watermark: cfg.vm_memory_high_watermark,
             disk_free_limit: 0,
             loopback_users: Vec::new(),
         };
