@@ -138,6 +138,237 @@ async fn failed_writes_and_fsyncs_are_nacked_and_every_ack_survives_a_crash() {
     .await;
 }
 
+/// Waits until the log says the disk alarm cleared `times` times.
+async fn wait_alarm_cleared(b: &TestBroker, times: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.log().matches("disk resource limit alarm cleared").count() < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk alarm did not clear:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Collects confirms: acked and nacked message numbers.
+async fn settle(
+    pending: Vec<(u32, PublisherConfirm)>,
+    acked: &mut BTreeSet<u32>,
+    nacked: &mut BTreeSet<u32>,
+) {
+    for (i, c) in pending {
+        match bounded(Duration::from_secs(10), "a confirm", c)
+            .await
+            .expect("confirm")
+        {
+            Confirmation::Ack(_) => acked.insert(i),
+            Confirmation::Nack(_) => nacked.insert(i),
+            Confirmation::NotRequested => panic!("confirms were requested"),
+        };
+    }
+}
+
+/// Priority lanes (lane p > 0 keeps its own index under `p<p>/`): writes
+/// and fsyncs failing in lanes 3 and 5 and in the message store are
+/// nacked; after a SIGKILL every acked message is there, in priority
+/// order, byte for byte.
+#[tokio::test]
+async fn failed_writes_in_priority_lanes_are_nacked_and_every_ack_survives() {
+    let broker = injecting();
+    let q = unique("prio");
+    let len = 1024;
+    let (acked, nacked) = run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-priority".into(),
+            lapin::types::AMQPValue::ShortShortUInt(5),
+        );
+        ch.queue_declare(&q, durable(), args)
+            .await
+            .expect("declare");
+        let mut acked = BTreeSet::new();
+        let mut nacked = BTreeSet::new();
+        let faults = [
+            ("write", "/p3/", "enospc"),
+            ("fsync", "/p5/", "eio"),
+            ("fsync", "/msgs/", "eio"),
+            ("write", "/p5/", "eio"),
+            ("fsync", "/p3/", "enospc"),
+        ];
+        for (round, (op, path, err)) in faults.into_iter().enumerate() {
+            inject(&broker, op, path, 0, 1, err);
+            let mut pending = Vec::new();
+            for k in 0..60u32 {
+                let i = round as u32 * 60 + k;
+                let c = ch
+                    .basic_publish(
+                        "",
+                        &q,
+                        BasicPublishOptions::default(),
+                        &body(i, len),
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_priority((i % 6) as u8),
+                    )
+                    .await
+                    .expect("publish");
+                pending.push((i, c));
+            }
+            let before = nacked.len();
+            settle(pending, &mut acked, &mut nacked).await;
+            assert!(
+                nacked.len() > before,
+                "the {op} fault on {path} was not nacked"
+            );
+            // Let the retries of what failed and the disk alarm settle, so
+            // the next fault meets the next round's writes.
+            wait_alarm_cleared(&broker, round + 1).await;
+        }
+        (acked, nacked)
+    })
+    .await;
+    assert_eq!(acked.len() + nacked.len(), 300);
+    assert!(!nacked.is_empty(), "no fault fired:\n{}", broker.log());
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let mut got = Vec::new();
+        while let Some(m) = ch
+            .basic_get(&q, BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            got.push(id_of(&m.delivery.data, len));
+        }
+        let set: BTreeSet<u32> = got.iter().copied().collect();
+        assert_eq!(set.len(), got.len(), "duplicates");
+        let lost: Vec<_> = acked.difference(&set).collect();
+        assert!(lost.is_empty(), "confirmed messages lost: {lost:?}");
+        assert!(set.iter().all(|i| *i < 300));
+        let prios: Vec<u32> = got.iter().map(|i| i % 6).collect();
+        assert!(
+            prios.windows(2).all(|w| w[0] >= w[1]),
+            "not in priority order: {prios:?}"
+        );
+    })
+    .await;
+}
+
+/// The delayed-message exchange holds messages in its own store
+/// (`delayed/`): holds whose write or fsync fails are nacked; after a
+/// SIGKILL before they are due, every acked one is delivered when due.
+#[tokio::test]
+async fn failed_writes_in_the_delay_store_are_nacked_and_every_ack_is_delivered() {
+    let broker = injecting();
+    let (x, q) = (unique("delayx"), unique("delayq"));
+    let len = 512;
+    let (acked, nacked) = run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm.select");
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-delayed-type".into(),
+            lapin::types::AMQPValue::LongString("direct".into()),
+        );
+        ch.exchange_declare(
+            &x,
+            lapin::ExchangeKind::Custom("x-delayed-message".into()),
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .expect("exchange.declare");
+        ch.queue_declare(&q, durable(), FieldTable::default())
+            .await
+            .expect("declare");
+        ch.queue_bind(&q, &x, "k", Default::default(), FieldTable::default())
+            .await
+            .expect("bind");
+        let mut acked = BTreeSet::new();
+        let mut nacked = BTreeSet::new();
+        let faults = [
+            ("write", "/delayed/", "enospc"),
+            ("fsync", "/delayed/", "eio"),
+            ("fsync", "/msgs/", "eio"),
+        ];
+        for (round, (op, path, err)) in faults.into_iter().enumerate() {
+            inject(&broker, op, path, 0, 1, err);
+            let mut pending = Vec::new();
+            for k in 0..40u32 {
+                let i = round as u32 * 40 + k;
+                let mut headers = FieldTable::default();
+                headers.insert("x-delay".into(), lapin::types::AMQPValue::LongInt(2000));
+                let c = ch
+                    .basic_publish(
+                        &x,
+                        "k",
+                        BasicPublishOptions::default(),
+                        &body(i, len),
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_headers(headers),
+                    )
+                    .await
+                    .expect("publish");
+                pending.push((i, c));
+            }
+            let before = nacked.len();
+            settle(pending, &mut acked, &mut nacked).await;
+            assert!(
+                nacked.len() > before,
+                "the {op} fault on {path} was not nacked"
+            );
+            // Let the retries of what failed and the disk alarm settle, so
+            // the next fault meets the next round's writes.
+            wait_alarm_cleared(&broker, round + 1).await;
+        }
+        // None is due yet.
+        let early = ch
+            .basic_get(&q, BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        assert!(early.is_none(), "delivered before its delay");
+        (acked, nacked)
+    })
+    .await;
+    assert_eq!(acked.len() + nacked.len(), 120);
+    assert!(!nacked.is_empty(), "no fault fired:\n{}", broker.log());
+    let broker = broker.restart(true);
+    run_test(async {
+        let conn = broker.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        let mut got = BTreeSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !acked.is_subset(&got) && std::time::Instant::now() < deadline {
+            match ch
+                .basic_get(&q, BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic.get")
+            {
+                Some(m) => assert!(got.insert(id_of(&m.delivery.data, len)), "duplicate"),
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let lost: Vec<_> = acked.difference(&got).collect();
+        assert!(lost.is_empty(), "confirmed delayed messages lost: {lost:?}");
+        assert!(got.iter().all(|i| *i < 120));
+    })
+    .await;
+}
+
 /// A transaction whose messages can't be made durable never gets
 /// commit-ok: the connection ends with 541.
 #[tokio::test]
