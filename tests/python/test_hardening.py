@@ -290,3 +290,77 @@ def struct_close():
     import struct
     raw = _raw()
     return struct.pack("!H", 200) + raw.shortstr("bye") + struct.pack("!HH", 0, 0)
+
+
+def test_ten_thousand_connections_in_a_burst(warren):
+    """10,000 connection attempts at once (as many as the file-descriptor limit allows), all
+    held open together: every one gets connection.start, the broker stays responsive to a
+    real client meanwhile, and once they hang up its descriptors and threads go back down."""
+    import resource
+    import selectors
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # This process and the broker (which inherits the limit) each hold one per connection.
+    n = min(10000, soft - 500)
+    assert n >= 1000, f"RLIMIT_NOFILE {soft} is too low for a burst"
+    w = warren()
+
+    def count(what):
+        if what == "fds":
+            return len(os.listdir(f"/proc/{w.proc.pid}/fd"))
+        with open(f"/proc/{w.proc.pid}/status") as f:
+            return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+    fds_before, threads_before = count("fds"), count("threads")
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex(("127.0.0.1", w.port))
+        assert err in (0, 115), os.strerror(err)  # EINPROGRESS
+        socks.append(s)
+        sel.register(s, selectors.EVENT_WRITE, "connecting")
+    answered = 0
+    failed = []
+    deadline = time.monotonic() + 90
+    while answered + len(failed) < n and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            s = key.fileobj
+            if key.data == "connecting":
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    failed.append(os.strerror(err))
+                    sel.unregister(s)
+                    continue
+                s.send(b"AMQP\x00\x00\x09\x01")
+                sel.modify(s, selectors.EVENT_READ, "waiting")
+            else:
+                try:
+                    data = s.recv(7)
+                except OSError as e:
+                    data = b""
+                    failed.append(str(e))
+                sel.unregister(s)
+                if len(data) == 7 and data[0] == 1:  # a method frame: connection.start
+                    answered += 1
+                elif data:
+                    failed.append(f"answer {data!r}")
+    # All held at once: the broker serves a real client meanwhile.
+    assert roundtrip("127.0.0.1", w.port, b"during the burst") == b"during the burst"
+    peak = count("fds")
+    for s in socks:
+        s.close()
+    sel.close()
+    assert failed == [], f"{len(failed)} failed, e.g. {failed[:5]}"
+    assert answered == n
+    assert peak >= fds_before + n // 2, f"only {peak} descriptors at the peak: not held together"
+    # Hung up: descriptors back near the start, threads flat.
+    for _ in range(100):
+        if count("fds") <= fds_before + 10:
+            break
+        time.sleep(0.1)
+    assert count("fds") <= fds_before + 10, f"{count('fds')} descriptors left (started with {fds_before})"
+    assert count("threads") <= threads_before + 4
+    assert roundtrip("127.0.0.1", w.port, b"after") == b"after"
+    assert "panicked" not in w.log()
