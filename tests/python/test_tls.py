@@ -170,3 +170,40 @@ def test_certificate_reload_on_sighup(tls_broker, tmp_path):
     time.sleep(0.3)
     assert served_cn() == "warren-2"
     assert w.proc.poll() is None
+
+
+def test_certificate_reload_with_warrenctl(tls_broker, tmp_path):
+    """`warrenctl reload_tls` does what SIGHUP does, and says when it could not."""
+    own = tmp_path / "own-pki"
+    own.mkdir()
+    w = tls_broker(pki=make_pki(own))
+
+    def served_cn():
+        ctx = ssl.create_default_context(cafile=f"{w.pki}/ca.pem")
+        import socket
+        with socket.create_connection(("127.0.0.1", w.ssl_port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                return dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
+
+    assert served_cn() == "warren-1"
+    make_pki(own, server_cn="warren-3")
+    r = w.ctl("reload_tls")
+    assert r.returncode == 0, r.stderr
+    assert "Reloading TLS certificates on node" in r.stdout
+    assert served_cn() == "warren-3"  # in place when the command returns
+    with open(f"{w.pki}/server.key", "w") as f:
+        f.write("garbage")
+    r = w.ctl("reload_tls")
+    assert r.returncode == 70, (r.returncode, r.stdout, r.stderr)
+    assert "TLS reload failed, the old certificate stays" in r.stderr
+    assert served_cn() == "warren-3"
+
+
+def test_reload_tls_without_tls_is_refused(tmp_path):
+    w = WarrenProcess(os.environ["WARREN_BIN"], tmp_path / "plain").start()
+    try:
+        r = w.ctl("reload_tls")
+        assert r.returncode == 70
+        assert "TLS is not configured" in r.stderr
+    finally:
+        w.kill9()

@@ -81,6 +81,7 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
     Command { name: "stop", usage: "[--idempotent] [<pidfile>]", min: 0, max: 1, help: "Stops RabbitMQ and its runtime (Erlang VM). Requires a local node pid file path to monitor progress.", run: stop },
     Command { name: "await_startup", usage: "", min: 0, max: 0, help: "Waits for the RabbitMQ application to start on the target node", run: await_startup },
+    Command { name: "reload_tls", usage: "", min: 0, max: 0, help: "Reads the TLS certificate, key and CA files again (Warren's own; as SIGHUP). New connections use them; on an error the old certificate stays", run: reload_tls },
     Command { name: "set_vm_memory_high_watermark", usage: "<fraction> | absolute <value>", min: 1, max: 2, help: "Sets the vm_memory_high_watermark setting", run: set_vm_memory_high_watermark },
     Command { name: "set_disk_free_limit", usage: "<disk_limit> | mem_relative <fraction>", min: 1, max: 2, help: "Sets the disk_free_limit setting", run: set_disk_free_limit },
 ];
@@ -798,6 +799,15 @@ fn stop(c: &Ctx) -> Result<(), Failure> {
         "Stopping and halting node {} ...",
         c.client.node()
     ));
+    Ok(())
+}
+
+fn reload_tls(c: &Ctx) -> Result<(), Failure> {
+    c.out.info(&format!(
+        "Reloading TLS certificates on node {} ...",
+        c.client.node()
+    ));
+    c.call(json!({"op": "reload_tls"}), |_| None)?;
     Ok(())
 }
 

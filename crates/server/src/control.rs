@@ -5,7 +5,7 @@
 //! Protocol: one JSON request line, one JSON response line, then close.
 //! A request is an administration request (`warren_broker::admin::Request`,
 //! e.g. `{"op": "list_queues", "vhost": "/"}`), or one of the server's own:
-//! `await_startup`, `stop`, `inject_fault` (tests).
+//! `await_startup`, `stop`, `reload_tls`, `inject_fault` (tests).
 //! Response: `{"ok": true, "result": …}` or `{"ok": false, "error": {"kind":
 //! …, "message": …}}`. Rows carry every field; the CLI picks and formats
 //! the columns.
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 use warren_broker::admin::{Admin, AdminError, Request};
 use warren_broker::connections::node_name;
 use warren_broker::Broker;
@@ -51,20 +51,24 @@ pub async fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(
-    listener: UnixListener,
-    broker: Arc<Broker>,
-    data_dir: PathBuf,
-    stop: Arc<tokio::sync::Notify>,
-) {
+/// What the control socket's own operations reach besides the admin layer.
+pub(crate) struct Control {
+    pub data_dir: PathBuf,
+    /// Notified by `stop`.
+    pub stop: Arc<tokio::sync::Notify>,
+    /// The TLS files `reload_tls` reads again, if TLS is on.
+    pub tls: Option<Arc<crate::tls::Reloadable>>,
+}
+
+pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: Control) {
     let admin = Admin::new(broker);
+    let control = Arc::new(control);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let admin = admin.clone();
-        let data_dir = data_dir.clone();
-        let stop = stop.clone();
+        let control = control.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
@@ -75,8 +79,7 @@ pub async fn serve(
                 ),
                 Ok(_) => {
                     // Administration can fsync (journal): off the async workers.
-                    let stop = stop.clone();
-                    tokio::task::spawn_blocking(move || handle(&admin, &data_dir, &line, &stop))
+                    tokio::task::spawn_blocking(move || handle(&admin, &control, &line))
                         .await
                         .unwrap_or_else(|e| {
                             failure(AdminError::invalid(format!("internal error: {e}")))
@@ -111,7 +114,8 @@ fn recheck(broker: &Broker, data_dir: &Path) {
     );
 }
 
-fn handle(admin: &Admin, data_dir: &Path, line: &str, stop: &tokio::sync::Notify) -> Value {
+fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
+    let data_dir = control.data_dir.as_path();
     let raw: Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => return failure(AdminError::invalid(format!("bad request: {e}"))),
@@ -125,9 +129,10 @@ fn handle(admin: &Admin, data_dir: &Path, line: &str, stop: &tokio::sync::Notify
     match op.as_str() {
         "await_startup" => return json!({"ok": true, "result": null, "node": node_name()}),
         "stop" => {
-            stop.notify_one();
+            control.stop.notify_one();
             return json!({"ok": true, "result": null, "node": node_name()});
         }
+        "reload_tls" => return reload_tls(control),
         "inject_fault" => return inject_fault(&raw),
         _ => {}
     }
@@ -152,6 +157,29 @@ fn handle(admin: &Admin, data_dir: &Path, line: &str, stop: &tokio::sync::Notify
 
 /// Test support: makes chosen storage writes or fsyncs fail. Refused
 /// unless the broker was started with `WARREN_FAULT_INJECTION=1`.
+/// Reads the TLS certificate, key and CA files again (as SIGHUP does):
+/// new connections use them, open ones keep theirs. A file that fails to
+/// load leaves the old certificate in place and is reported.
+fn reload_tls(control: &Control) -> Value {
+    let Some(tls) = &control.tls else {
+        return failure(AdminError::invalid(
+            "TLS is not configured (no ssl_options.certfile and keyfile)",
+        ));
+    };
+    match tls.reload() {
+        Ok(()) => {
+            info!("TLS certificate and key reloaded (warrenctl reload_tls)");
+            json!({"ok": true, "result": null, "node": node_name()})
+        }
+        Err(e) => {
+            error!("TLS reload failed, the old certificate stays: {e}");
+            failure(AdminError::invalid(format!(
+                "TLS reload failed, the old certificate stays: {e}"
+            )))
+        }
+    }
+}
+
 /// `{"op": "inject_fault", "args": ["write|fsync", PATH-SUBSTRING, SKIP,
 /// COUNT, "enospc|eio|stall"]}`.
 fn inject_fault(raw: &Value) -> Value {

@@ -170,8 +170,11 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     tokio::spawn(control::serve(
         control,
         broker.clone(),
-        cfg.data_dir.clone(),
-        stop.clone(),
+        control::Control {
+            data_dir: cfg.data_dir.clone(),
+            stop: stop.clone(),
+            tls: tls.clone(),
+        },
     ));
     let mut accepting = Vec::new();
     for addr in &cfg.listeners {

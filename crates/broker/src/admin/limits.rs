@@ -17,12 +17,7 @@ impl Admin {
         self.vhost(vhost)?;
         let mut all = self.broker.vhost_limits(vhost);
         all.extend(parsed);
-        self.set_parameter(ParameterDef {
-            vhost: vhost.to_string(),
-            component: VHOST_COMPONENT.to_string(),
-            name: "limits".to_string(),
-            value: Value::Object(all),
-        })?;
+        self.set_parameter(limits_parameter(vhost, all))?;
         self.limits_changed(vhost);
         Ok(())
     }
@@ -49,12 +44,7 @@ impl Admin {
                 "limits".to_string(),
             ));
         } else {
-            self.set_parameter(ParameterDef {
-                vhost: vhost.to_string(),
-                component: VHOST_COMPONENT.to_string(),
-                name: "limits".to_string(),
-                value: Value::Object(all),
-            })?;
+            self.set_parameter(limits_parameter(vhost, all))?;
         }
         self.limits_changed(vhost);
         Ok(())
@@ -83,5 +73,15 @@ impl Admin {
             v.set_max_queues(limits::get(&self.broker.vhost_limits(vhost), "max-queues"));
         }
         self.broker.limits_reported.reset();
+    }
+}
+
+/// The `vhost-limits` parameter holding `limits` for `vhost`.
+fn limits_parameter(vhost: &str, limits: Map<String, Value>) -> ParameterDef {
+    ParameterDef {
+        vhost: vhost.to_string(),
+        component: VHOST_COMPONENT.to_string(),
+        name: "limits".to_string(),
+        value: Value::Object(limits),
     }
 }
