@@ -1,5 +1,6 @@
 //! Entry points for the cargo-fuzz targets (`fuzz/`): the management API
-//! in process, without sockets. Not part of Warren's interface.
+//! in process without sockets, and the AMQP connection state machine over
+//! loopback after a valid handshake. Not part of Warren's interface.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,4 +126,153 @@ impl Drop for Management {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A broker serving AMQP on a loopback port, for byte streams after a
+/// valid handshake. A panic anywhere in it aborts the process, so the
+/// fuzzer sees it even when it happens in a connection's task.
+pub struct Amqp {
+    _runtime: tokio::runtime::Runtime,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Amqp {
+    pub fn new() -> anyhow::Result<Amqp> {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default_hook(info);
+            std::process::abort();
+        }));
+        let dir = std::env::temp_dir().join(format!("warren-fuzz-amqp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Arc::new(Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        });
+        let setup = BrokerSetup {
+            default_user: cfg.default_user.clone(),
+            default_pass: cfg.default_pass.clone(),
+            default_vhost: cfg.default_vhost.clone(),
+            memory_high_watermark: cfg.vm_memory_high_watermark,
+            disk_free_limit: 0,
+            loopback_users: Vec::new(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let port = runtime.block_on(async {
+            let broker = Broker::open(&setup, &dir).map_err(|e| anyhow::anyhow!(e))?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+            let port = listener.local_addr()?.port();
+            tokio::spawn(crate::accept(listener, broker, cfg));
+            anyhow::Ok(port)
+        })?;
+        Ok(Amqp {
+            _runtime: runtime,
+            port,
+            dir,
+        })
+    }
+
+    /// Opens a connection (guest on `/`, frame_max 131072, no
+    /// heartbeats), sends `bytes` after the handshake and reads whatever
+    /// comes back until the broker hangs up or goes quiet. Then checks
+    /// that a new connection is still answered. Returns how many bytes the
+    /// broker answered after connection.open-ok.
+    pub fn feed(&self, bytes: &[u8]) -> usize {
+        use std::io::{Read, Write};
+        use std::time::Duration;
+        let mut out = b"AMQP\x00\x00\x09\x01".to_vec();
+        let mut start_ok = vec![0, 0, 0, 0];
+        shortstr(&mut start_ok, b"PLAIN");
+        start_ok.extend_from_slice(&12u32.to_be_bytes());
+        start_ok.extend_from_slice(b"\0guest\0guest");
+        shortstr(&mut start_ok, b"en_US");
+        method(&mut out, 10, 11, &start_ok);
+        let mut tune_ok = 2047u16.to_be_bytes().to_vec();
+        tune_ok.extend_from_slice(&131_072u32.to_be_bytes());
+        tune_ok.extend_from_slice(&0u16.to_be_bytes());
+        method(&mut out, 10, 31, &tune_ok);
+        let mut open = Vec::new();
+        shortstr(&mut open, b"/");
+        shortstr(&mut open, b"");
+        open.push(0);
+        method(&mut out, 10, 40, &open);
+        out.extend_from_slice(bytes);
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            panic!("the broker refuses connections");
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+        // The broker may close before reading everything: write errors
+        // are an answer too.
+        let _ = s.write_all(&out);
+        let mut buf = [0u8; 65_536];
+        let mut total = 0usize;
+        // The first 64 KiB of answers, where the handshake's are.
+        let mut head = Vec::new();
+        // Bounded: at most 64 MiB or 2 s of answers.
+        let started = std::time::Instant::now();
+        while total < 64 << 20 && started.elapsed() < Duration::from_secs(2) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    total += n;
+                    let room = 65_536usize.saturating_sub(head.len()).min(n);
+                    head.extend_from_slice(&buf[..room]);
+                }
+            }
+        }
+        drop(s);
+        let mut probe = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .expect("the broker stopped accepting");
+        let _ = probe.set_read_timeout(Some(Duration::from_secs(5)));
+        probe
+            .write_all(b"AMQP\x00\x00\x09\x01")
+            .expect("write to a new connection");
+        let mut start = [0u8; 7];
+        probe
+            .read_exact(&mut start)
+            .expect("a new connection gets connection.start");
+        assert_eq!(start[0], 1, "connection.start is a method frame");
+        total.saturating_sub(handshake_answer_len(&head))
+    }
+}
+
+impl Drop for Amqp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How many bytes of the broker's handshake answers (start, tune,
+/// open-ok) lead a buffer: their frames, read off by their sizes.
+fn handshake_answer_len(buf: &[u8]) -> usize {
+    let mut at = 0;
+    for _ in 0..3 {
+        let Some(size) = buf.get(at + 3..at + 7) else {
+            return at;
+        };
+        let size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+        at += 7 + size + 1;
+    }
+    at.min(buf.len())
+}
+
+fn shortstr(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(s.len() as u8);
+    out.extend_from_slice(s);
+}
+
+/// A method frame on channel 0.
+fn method(out: &mut Vec<u8>, class: u16, id: u16, args: &[u8]) {
+    out.push(1);
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(4 + args.len() as u32).to_be_bytes());
+    out.extend_from_slice(&class.to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(args);
+    out.push(0xce);
 }

@@ -33,3 +33,20 @@ fn the_fuzz_harness_reaches_the_real_api() {
     assert_eq!(api.request("GET", "/api/overview", b""), 401);
     assert_eq!(api.request("GET", "/api/overview", b""), 200);
 }
+
+/// The `connection` target's harness: a real broker on loopback that
+/// answers what follows the handshake, and survives garbage.
+#[test]
+fn the_connection_harness_reaches_a_real_broker() {
+    use warren_server::fuzzing::Amqp;
+    let broker = Amqp::new().expect("scratch broker");
+    // After the handshake, nothing sent: nothing more answered.
+    assert_eq!(broker.feed(b""), 0);
+    // channel.open on channel 1: channel.open-ok (16 bytes: a 7-byte
+    // header, class and method, an empty long string, the frame end).
+    let open = [1, 0, 1, 0, 0, 0, 5, 0, 20, 0, 10, 0, 0xce];
+    assert_eq!(broker.feed(&open), 7 + 8 + 1);
+    // Garbage: a connection.close with 501 (and then nothing), and the
+    // broker still takes new connections (feed checks).
+    assert!(broker.feed(b"\x09garbage\xce") > 0);
+}
