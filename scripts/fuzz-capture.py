@@ -1,7 +1,16 @@
-"""Captures real client traffic as fuzz seeds: a loopback proxy between pika and a broker
+"""Captures real client traffic as fuzz seeds: a loopback proxy between a client and a broker
 records what the client sends (frames, field tables in properties and arguments).
-Writes fuzz/corpus/frames/pika-*.bin (each prefixed by the two frame_max bytes the
-frames target reads). Usage: scripts/fuzz-capture.py BROKER_PORT"""
+
+    scripts/fuzz-capture.py BROKER_PORT                  pika sessions (pika-*.bin)
+    scripts/fuzz-capture.py BROKER_PORT NAME CMD ...     any client: CMD runs with AMQP_URL
+                                                         set to the proxy (e.g. NAME amqplib,
+                                                         CMD node scripts/fuzz-capture-amqplib.cjs)
+
+Writes fuzz/corpus/frames/NAME.bin (prefixed by the two frame_max bytes the frames target
+reads) and fuzz/corpus/connection/NAME.bin (what follows connection.open, for the
+connection target)."""
+import struct
+import subprocess
 import decimal
 import os
 import socket
@@ -12,6 +21,7 @@ import pika
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "fuzz", "corpus", "frames")
+CONNECTION_OUT = os.path.join(HERE, "..", "fuzz", "corpus", "connection")
 
 
 def proxy(listener, upstream_port, sink):
@@ -40,26 +50,60 @@ def proxy(listener, upstream_port, sink):
     pump(client, up, True)
 
 
-def session(port, name, work):
+def after_open(frames):
+    """The frames after the client's connection.open (class 10, method 40)."""
+    i = 0
+    while i + 7 <= len(frames):
+        kind, _, size = struct.unpack("!BHI", frames[i:i + 7])
+        end = i + 7 + size + 1
+        if end > len(frames):
+            break
+        if kind == 1 and frames[i + 7:i + 11] == b"\x00\x0a\x00\x28":
+            return frames[end:]
+        i = end
+    return b""
+
+
+def record(port, name, run):
+    """Runs run(proxy_port) with a recording proxy to the broker; writes the seeds."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     sink = []
     t = threading.Thread(target=proxy, args=(listener, port, sink), daemon=True)
     t.start()
-    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", listener.getsockname()[1]))
-    work(c.channel())
-    c.close()
+    run(listener.getsockname()[1])
     t.join(5)
-    data = b"".join(sink)
-    # Skip the 8-byte protocol header: the frames target parses frames.
-    with open(os.path.join(OUT, f"pika-{name}.bin"), "wb") as f:
-        f.write(b"\xff\xff" + data[8:])
+    # Skip the 8-byte protocol header: the targets parse frames.
+    frames = b"".join(sink)[8:]
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(CONNECTION_OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"{name}.bin"), "wb") as f:
+        f.write(b"\xff\xff" + frames)
+    rest = after_open(frames)
+    if rest:
+        with open(os.path.join(CONNECTION_OUT, f"{name}.bin"), "wb") as f:
+            f.write(rest)
+
+
+def session(port, name, work):
+    def run(proxy_port):
+        c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", proxy_port))
+        work(c.channel())
+        c.close()
+    record(port, f"pika-{name}", run)
 
 
 def main():
     port = int(sys.argv[1])
-    os.makedirs(OUT, exist_ok=True)
+    if len(sys.argv) > 3:
+        name, cmd = sys.argv[2], sys.argv[3:]
+
+        def run(proxy_port):
+            env = dict(os.environ, AMQP_URL=f"amqp://guest:guest@127.0.0.1:{proxy_port}/%2f")
+            subprocess.run(cmd, env=env, check=True, timeout=60)
+        record(port, name, run)
+        return
 
     def publish(ch):
         ch.queue_declare("fuzz-seed", arguments={"x-max-priority": 5, "x-message-ttl": 60000,
