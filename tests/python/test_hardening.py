@@ -364,3 +364,41 @@ def test_ten_thousand_connections_in_a_burst(warren):
     assert count("threads") <= threads_before + 4
     assert roundtrip("127.0.0.1", w.port, b"after") == b"after"
     assert "panicked" not in w.log()
+
+
+def test_slowloris_handshake_is_cut_at_the_handshake_timeout(warren):
+    """A client that trickles a valid handshake a byte at a time (each byte well within any
+    read timeout) is disconnected when the handshake deadline passes, not kept forever;
+    a normal client is served meanwhile."""
+    raw = _raw()
+    w = warren(["--handshake-timeout", "1500"])
+    start_ok = raw.table({}) + raw.shortstr("PLAIN") + raw.longstr(b"\0guest\0guest") + raw.shortstr("en_US")
+    stream = b"AMQP\x00\x00\x09\x01" + raw.method(0, 10, 11, start_ok)
+    s = socket.create_connection(("127.0.0.1", w.port), timeout=10)
+    started = time.monotonic()
+    closed_at = None
+    for b in stream:
+        try:
+            s.send(bytes([b]))
+        except OSError:
+            closed_at = time.monotonic()
+            break
+        s.settimeout(0.15)
+        try:
+            while True:
+                got = s.recv(4096)
+                if got == b"":
+                    closed_at = time.monotonic()
+                    break
+        except socket.timeout:
+            pass
+        except OSError:
+            closed_at = time.monotonic()
+        if closed_at:
+            break
+        assert time.monotonic() - started < 8, "still connected long past the handshake timeout"
+    s.close()
+    assert closed_at is not None, "the trickled handshake completed: make the stream longer"
+    assert 1.3 < closed_at - started < 4, closed_at - started
+    assert roundtrip("127.0.0.1", w.port, b"served") == b"served"
+    assert "handshake timeout" in w.log()

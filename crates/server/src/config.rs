@@ -89,6 +89,16 @@ pub struct Args {
     #[arg(long, env = "WARREN_CONSUMER_TIMEOUT")]
     pub consumer_timeout: Option<u64>,
 
+    /// Time a client has for the AMQP handshake (header to connection.open),
+    /// ms (RabbitMQ's handshake_timeout) [default: 10000]
+    #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Time a client has for the TLS handshake, ms (RabbitMQ's
+    /// ssl_handshake_timeout) [default: 5000]
+    #[arg(long, env = "WARREN_SSL_HANDSHAKE_TIMEOUT")]
+    pub ssl_handshake_timeout: Option<u64>,
+
     /// Heartbeat interval proposed to clients, seconds; 0 disables [default: 60]
     #[arg(long, env = "WARREN_HEARTBEAT")]
     pub heartbeat: Option<u16>,
@@ -189,6 +199,10 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     /// Milliseconds; 0 disables.
     pub consumer_timeout: Option<u64>,
+    /// Milliseconds.
+    pub handshake_timeout: Option<u64>,
+    /// Milliseconds.
+    pub ssl_handshake_timeout: Option<u64>,
     pub ssl_port: Option<u16>,
     pub connection_max: Option<u64>,
     pub consumer_max_per_channel: Option<u64>,
@@ -230,6 +244,10 @@ pub struct Config {
     pub channel_max: u16,
     /// RabbitMQ's `consumer_timeout`; `None`: off.
     pub consumer_timeout: Option<std::time::Duration>,
+    /// RabbitMQ's `handshake_timeout`: header to connection.open.
+    pub handshake_timeout: std::time::Duration,
+    /// RabbitMQ's `ssl_handshake_timeout`.
+    pub ssl_handshake_timeout: std::time::Duration,
     /// TLS files; AMQPS is served on `ssl_port` when a certificate and key
     /// are set.
     pub ssl: crate::tls::SslOptions,
@@ -283,6 +301,9 @@ impl Default for Config {
             heartbeat: 60,
             // RabbitMQ 3.10's default: 30 minutes.
             consumer_timeout: Some(std::time::Duration::from_millis(1_800_000)),
+            // RabbitMQ's defaults: 10 s and 5 s.
+            handshake_timeout: std::time::Duration::from_secs(10),
+            ssl_handshake_timeout: std::time::Duration::from_secs(5),
             ssl: crate::tls::SslOptions::default(),
             ssl_port: 5671,
             management_ssl: false,
@@ -404,6 +425,14 @@ impl Config {
                 Some(ms) => Some(std::time::Duration::from_millis(ms)),
                 None => d.consumer_timeout,
             },
+            handshake_timeout: args
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .map_or(d.handshake_timeout, std::time::Duration::from_millis),
+            ssl_handshake_timeout: args
+                .ssl_handshake_timeout
+                .or(file.ssl_handshake_timeout)
+                .map_or(d.ssl_handshake_timeout, std::time::Duration::from_millis),
             frame_max,
             channel_max: args
                 .channel_max

@@ -31,8 +31,6 @@ use crate::handshake::{self, Negotiated};
 use crate::outbound::{Outbound, HIGH_WATER};
 use crate::session::Session;
 
-/// RabbitMQ's handshake_timeout.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Stop reading from a client that doesn't read its own socket.
@@ -174,7 +172,7 @@ async fn serve_io(
     };
     let mut out = Outbound::new();
     let negotiated = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
+        cfg.handshake_timeout,
         handshake::run(&mut io, &mut out, &broker, &cfg, peer, cert_user.as_deref()),
     )
     .await

@@ -250,7 +250,7 @@ async fn accept_tls(
                 let acceptor = tls.acceptor();
                 let (broker, cfg) = (broker.clone(), cfg.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                    match tokio::time::timeout(cfg.ssl_handshake_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(s)) => connection::serve_tls(s, peer, broker, cfg).await,
