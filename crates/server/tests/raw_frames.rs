@@ -6,69 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::bystander::Bystander;
 use common::raw::*;
 use common::{bounded, run_test, unique, TestBroker, STEP};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
 use tokio::time::Instant;
-
-// ---- the well-behaved bystander -------------------------------------------
-
-/// A lapin connection opened before the misbehaving one.
-struct Bystander {
-    conn: Connection,
-    ch: Channel,
-    queue: String,
-}
-
-impl Bystander {
-    async fn open(broker: &TestBroker) -> Bystander {
-        let conn = broker.connect().await;
-        let ch = conn.create_channel().await.expect("create_channel");
-        let queue = unique("bystander");
-        ch.queue_declare(
-            &queue,
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-        Bystander { conn, ch, queue }
-    }
-
-    async fn assert_works(&self) {
-        bounded(STEP, "the bystander's round trip", async {
-            self.ch
-                .basic_publish(
-                    "",
-                    &self.queue,
-                    BasicPublishOptions::default(),
-                    b"ping",
-                    BasicProperties::default(),
-                )
-                .await
-                .expect("publish");
-            // basic.get right after the publish may race it: retry.
-            loop {
-                let got = self
-                    .ch
-                    .basic_get(&self.queue, BasicGetOptions { no_ack: true })
-                    .await
-                    .expect("basic.get on the bystander connection");
-                if let Some(m) = got {
-                    assert_eq!(m.delivery.data, b"ping");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-    }
-}
 
 // ---- tests ----------------------------------------------------------------
 

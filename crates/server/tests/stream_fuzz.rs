@@ -10,11 +10,9 @@ mod common;
 
 use std::time::Duration;
 
+use common::bystander::Bystander;
 use common::raw::*;
-use common::{bounded, unique, TestBroker};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use common::{bounded, TestBroker};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -107,19 +105,7 @@ async fn arbitrary_frame_streams_never_hurt_the_broker() {
             .collect()
     };
     bounded(Duration::from_secs(120), "250 streams", async {
-        let bystander = broker.connect().await;
-        let ch = bystander.create_channel().await.expect("channel");
-        let q = unique("bystander");
-        ch.queue_declare(
-            &q,
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
+        let bystander = Bystander::open(&broker).await;
         for (i, stream) in cases.iter().enumerate() {
             let mut raw = Raw::open(&broker).await;
             let bytes: Vec<u8> = stream.iter().flat_map(encode).collect();
@@ -129,24 +115,7 @@ async fn arbitrary_frame_streams_never_hurt_the_broker() {
             let _ = raw.drain_for(Duration::from_millis(60)).await;
             drop(raw);
             if i % 20 == 0 {
-                // The bystander still publishes and gets its message back.
-                let body = format!("check {i}");
-                ch.basic_publish(
-                    "",
-                    &q,
-                    BasicPublishOptions::default(),
-                    body.as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await
-                .expect("publish")
-                .await
-                .expect("confirm");
-                let got = ch
-                    .basic_get(&q, BasicGetOptions { no_ack: true })
-                    .await
-                    .expect("get");
-                assert_eq!(got.map(|m| m.delivery.data), Some(body.into_bytes()));
+                bystander.assert_works().await;
             }
         }
     })

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::{Connection, ConnectionProperties};
 
+pub mod bystander;
 pub mod raw;
 
 /// How long the broker gets to start listening.
