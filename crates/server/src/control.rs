@@ -155,8 +155,6 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
     }
 }
 
-/// Test support: makes chosen storage writes or fsyncs fail. Refused
-/// unless the broker was started with `WARREN_FAULT_INJECTION=1`.
 /// Reads the TLS certificate, key and CA files again (as SIGHUP does):
 /// new connections use them, open ones keep theirs. A file that fails to
 /// load leaves the old certificate in place and is reported.
@@ -180,6 +178,8 @@ fn reload_tls(control: &Control) -> Value {
     }
 }
 
+/// Test support: makes chosen storage writes or fsyncs fail. Refused
+/// unless the broker was started with `WARREN_FAULT_INJECTION=1`.
 /// `{"op": "inject_fault", "args": ["write|fsync", PATH-SUBSTRING, SKIP,
 /// COUNT, "enospc|eio|stall"]}`.
 fn inject_fault(raw: &Value) -> Value {
