@@ -285,3 +285,26 @@ def test_queue_argument_errors_other_forms(conn):
                  {"x-queue-version": 2}, {"x-max-priority": 0}, {"x-overflow": "reject-publish-dlx"}]:
         q = ch.queue_declare("", exclusive=True, arguments=args).method.queue
         ch.queue_delete(q)
+
+
+def test_delayed_exchange_counts_a_message_out_once_when_it_fires(conn):
+    """publish_in when published, publish_out once, when the held message fires (not also when
+    it is held)."""
+    from mgmt import get_json, q as quote, wait_for
+    ch = conn.channel()
+    x = uniq("dxstats")
+    delayed(ch, x)
+    qn = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(qn, x, "k")
+    for _ in range(3):
+        ch.basic_publish(x, "k", b"later", pika.BasicProperties(headers={"x-delay": 300}))
+    got = get_all(ch, qn, 3)
+    assert [b for b, _, _ in got] == [b"later"] * 3
+    ch.close()  # the channel's tally reaches the exchange
+
+    def stats():
+        s = get_json("/api/exchanges/%s/%s" % (quote("/"), quote(x))).get("message_stats") or {}
+        return s if s.get("publish_in") == 3 and s.get("publish_out") is not None else None
+    s = wait_for(stats, what="the delayed exchange's message_stats")
+    assert s["publish_in"] == 3
+    assert s["publish_out"] == 3

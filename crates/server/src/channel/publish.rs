@@ -202,6 +202,9 @@ impl Channel {
         durability: Durability,
     ) -> bool {
         let mut out = Enqueued::default();
+        // Held by a delayed exchange: it goes out (publish_out) when it
+        // fires, not now.
+        let mut held_back = false;
         let routed =
             if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
                 s.broker
@@ -224,6 +227,7 @@ impl Channel {
                     HoldOutcome::Held { needs_sync } => out.needs_sync |= needs_sync,
                     HoldOutcome::Failed => out.failed = true,
                 }
+                held_back = true;
                 true
             } else {
                 let mut queues = std::mem::take(&mut self.route_buf);
@@ -236,7 +240,7 @@ impl Channel {
                 routed
             };
         self.count(Metric::Publish);
-        self.tally.count(exchange, routed);
+        self.tally.count(exchange, routed && !held_back);
         if !routed {
             self.count(if mandatory {
                 Metric::ReturnUnroutable
