@@ -204,11 +204,14 @@ impl Amqp {
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             panic!("the broker refuses connections");
         };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        // Loopback answers in microseconds; the input ends with a
+        // half-close, so the broker hangs up at once once it has read it.
+        let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
         let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
         // The broker may close before reading everything: write errors
         // are an answer too.
         let _ = s.write_all(&out);
+        let _ = s.shutdown(std::net::Shutdown::Write);
         let mut buf = [0u8; 65_536];
         let mut total = 0usize;
         // The first 64 KiB of answers, where the handshake's are.
