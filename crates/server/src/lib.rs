@@ -102,6 +102,8 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     });
     // Memory back to the OS after a burst: glibc keeps freed memory in its
     // arenas; trimming every 10 s returns it (measured: bench/rss_after_burst.py).
+    // jemalloc (the default) and mimalloc purge by themselves.
+    #[cfg(not(any(feature = "jemalloc", feature = "mimalloc")))]
     tokio::spawn(async {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
