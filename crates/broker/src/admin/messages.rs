@@ -93,6 +93,16 @@ impl Admin {
         if routing_key.len() > ShortStr::MAX_LEN {
             return Err(AdminError::invalid("routing_key is longer than 255 bytes"));
         }
+        // Refused as basic.publish refuses it; the HTTP API shows the
+        // AMQP error (RabbitMQ 3.10.8: 400 with this reason).
+        if let Some(exp) = &properties.expiration {
+            if crate::message::parse_expiration(exp.as_bytes()).is_none() {
+                return Err(AdminError::invalid(format!(
+                    "406 PRECONDITION_FAILED - invalid expiration '{exp}': {}",
+                    crate::message::expiration_error(exp.as_bytes())
+                )));
+            }
+        }
         let routing_key = ShortStr::from(routing_key);
         let mut raw = BytesMut::new();
         properties.encode(&mut raw);
@@ -116,9 +126,12 @@ impl Admin {
                 !targets.is_empty()
             }
         };
+        let mut rejected = false;
         for q in &targets {
-            if let PublishOutcome::Failed = q.publish(message.clone(), Durability::Required) {
-                failed = true;
+            match q.publish(message.clone(), Durability::Required) {
+                PublishOutcome::Failed => failed = true,
+                PublishOutcome::Rejected => rejected = true,
+                PublishOutcome::Enqueued { .. } => {}
             }
         }
         x.counters.add(Metric::PublishIn, 1);
@@ -135,6 +148,13 @@ impl Admin {
             return Err(storage_failed());
         }
         wait_durable(&v, v.issue_ticket()).await?;
+        if rejected {
+            // A queue refused it (`x-overflow: reject-publish`): RabbitMQ's
+            // internal channel gets a nack, and the API says so.
+            return Err(AdminError::invalid(
+                "rejected Unable to publish message. Check queue limits.",
+            ));
+        }
         Ok(routed)
     }
 

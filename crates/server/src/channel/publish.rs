@@ -149,7 +149,8 @@ impl Channel {
         if let Some(exp) = &properties.expiration {
             if parse_expiration(exp.as_bytes()).is_none() {
                 return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': no_integer"
+                    "invalid expiration '{exp}': {}",
+                    warren_broker::message::expiration_error(exp.as_bytes())
                 )));
             }
         }
