@@ -142,33 +142,34 @@ def test_fail_if_no_peer_cert_refuses_clients_without_one(tls_broker):
     pika.BlockingConnection(tls_params(w, client_cert=True)).close()
 
 
+def served_cn(w):
+    """The common name of the certificate the AMQPS port serves now."""
+    import socket
+    ctx = ssl.create_default_context(cafile=f"{w.pki}/ca.pem")
+    with socket.create_connection(("127.0.0.1", w.ssl_port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            return dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
+
+
 def test_certificate_reload_on_sighup(tls_broker, tmp_path):
     own = tmp_path / "own-pki"
     own.mkdir()
     w = tls_broker(pki=make_pki(own))
 
-    def served_cn():
-        ctx = ssl.create_default_context(cafile=f"{w.pki}/ca.pem")
-        import socket
-        with socket.create_connection(("127.0.0.1", w.ssl_port), timeout=5) as s:
-            with ctx.wrap_socket(s, server_hostname="localhost") as t:
-                subject = dict(x[0] for x in t.getpeercert()["subject"])
-                return subject["commonName"]
-
-    assert served_cn() == "warren-1"
+    assert served_cn(w) == "warren-1"
     make_pki(own, server_cn="warren-2")  # new server certificate, same paths
     w.proc.send_signal(signal.SIGHUP)
     for _ in range(50):
-        if served_cn() == "warren-2":
+        if served_cn(w) == "warren-2":
             break
         time.sleep(0.1)
-    assert served_cn() == "warren-2"
+    assert served_cn(w) == "warren-2"
     # A broken file on reload keeps the old certificate.
     with open(f"{w.pki}/server.key", "w") as f:
         f.write("garbage")
     w.proc.send_signal(signal.SIGHUP)
     time.sleep(0.3)
-    assert served_cn() == "warren-2"
+    assert served_cn(w) == "warren-2"
     assert w.proc.poll() is None
 
 
@@ -178,25 +179,18 @@ def test_certificate_reload_with_warrenctl(tls_broker, tmp_path):
     own.mkdir()
     w = tls_broker(pki=make_pki(own))
 
-    def served_cn():
-        ctx = ssl.create_default_context(cafile=f"{w.pki}/ca.pem")
-        import socket
-        with socket.create_connection(("127.0.0.1", w.ssl_port), timeout=5) as s:
-            with ctx.wrap_socket(s, server_hostname="localhost") as t:
-                return dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
-
-    assert served_cn() == "warren-1"
+    assert served_cn(w) == "warren-1"
     make_pki(own, server_cn="warren-3")
     r = w.ctl("reload_tls")
     assert r.returncode == 0, r.stderr
     assert "Reloading TLS certificates on node" in r.stdout
-    assert served_cn() == "warren-3"  # in place when the command returns
+    assert served_cn(w) == "warren-3"  # in place when the command returns
     with open(f"{w.pki}/server.key", "w") as f:
         f.write("garbage")
     r = w.ctl("reload_tls")
     assert r.returncode == 70, (r.returncode, r.stdout, r.stderr)
     assert "TLS reload failed, the old certificate stays" in r.stderr
-    assert served_cn() == "warren-3"
+    assert served_cn(w) == "warren-3"
 
 
 def test_reload_tls_without_tls_is_refused(tmp_path):

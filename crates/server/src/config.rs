@@ -283,6 +283,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the broker core needs from this configuration to open.
+    pub fn broker_setup(&self) -> warren_broker::broker::BrokerSetup {
+        warren_broker::broker::BrokerSetup {
+            default_user: self.default_user.clone(),
+            default_pass: self.default_pass.clone(),
+            default_vhost: self.default_vhost.clone(),
+            memory_high_watermark: self.vm_memory_high_watermark,
+            disk_free_limit: self.disk_free_limit,
+            loopback_users: self.loopback_users.clone(),
+        }
+    }
+
     /// The address the HTTP listeners bind.
     pub fn management_bind(&self) -> IpAddr {
         self.management_bind.unwrap_or(self.bind)

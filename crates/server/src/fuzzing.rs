@@ -12,7 +12,6 @@ use axum::http::{Method, Request};
 use tower::ServiceExt;
 use warren_broker::admin::users::Credentials;
 use warren_broker::admin::Admin;
-use warren_broker::broker::BrokerSetup;
 use warren_broker::definitions::VhostDef;
 use warren_broker::Broker;
 
@@ -41,16 +40,11 @@ impl Management {
         let cfg = Config {
             data_dir: dir.clone(),
             management_login_failures: 0,
-            ..Config::default()
-        };
-        let setup = BrokerSetup {
-            default_user: cfg.default_user.clone(),
-            default_pass: cfg.default_pass.clone(),
-            default_vhost: cfg.default_vhost.clone(),
-            memory_high_watermark: cfg.vm_memory_high_watermark,
             disk_free_limit: 0,
             loopback_users: Vec::new(),
+            ..Config::default()
         };
+        let setup = cfg.broker_setup();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -148,16 +142,11 @@ impl Amqp {
         let _ = std::fs::remove_dir_all(&dir);
         let cfg = Arc::new(Config {
             data_dir: dir.clone(),
-            ..Config::default()
-        });
-        let setup = BrokerSetup {
-            default_user: cfg.default_user.clone(),
-            default_pass: cfg.default_pass.clone(),
-            default_vhost: cfg.default_vhost.clone(),
-            memory_high_watermark: cfg.vm_memory_high_watermark,
             disk_free_limit: 0,
             loopback_users: Vec::new(),
-        };
+            ..Config::default()
+        });
+        let setup = cfg.broker_setup();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()

@@ -26,7 +26,6 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 use warren_broker::alarms;
-use warren_broker::broker::BrokerSetup;
 use warren_broker::Broker;
 
 use crate::config::{Args, Config};
@@ -60,14 +59,7 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
-    let setup = BrokerSetup {
-        default_user: cfg.default_user.clone(),
-        default_pass: cfg.default_pass.clone(),
-        default_vhost: cfg.default_vhost.clone(),
-        memory_high_watermark: cfg.vm_memory_high_watermark,
-        disk_free_limit: cfg.disk_free_limit,
-        loopback_users: cfg.loopback_users.clone(),
-    };
+    let setup = cfg.broker_setup();
     let started = std::time::Instant::now();
     let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
     info!("recovered in {:.3}s", started.elapsed().as_secs_f64());
