@@ -21,6 +21,19 @@ fn join(words: Vec<&str>) -> String {
     words.join(".")
 }
 
+/// The destination every test binding points at.
+fn fanout_dest() -> Arc<Exchange> {
+    Arc::new(Exchange::new(
+        "d".into(),
+        "/".into(),
+        ExchangeKind::Fanout,
+        false,
+        false,
+        false,
+        FieldTable::new(),
+    ))
+}
+
 fn binding(pattern: &str, dest: &Arc<Exchange>) -> Binding {
     Binding {
         destination: Destination::Exchange(dest.clone()),
@@ -98,15 +111,7 @@ fn rabbitmq_edge_cases() {
 #[test]
 fn many_hashes_stay_fast() {
     // Without memoisation this pattern/key pair is exponential.
-    let dest = Arc::new(Exchange::new(
-        "d".into(),
-        "/".into(),
-        ExchangeKind::Fanout,
-        false,
-        false,
-        false,
-        FieldTable::new(),
-    ));
+    let dest = fanout_dest();
     let mut index = TopicIndex::default();
     let pattern = vec!["#.a"; 20].join(".") + ".b";
     index.insert(binding(&pattern, &dest));
@@ -121,15 +126,7 @@ fn many_hashes_stay_fast() {
 /// memo list). The work is now bounded by 3 × trie nodes × (words + 1).
 #[test]
 fn adversarial_hashes_cost_linear_work() {
-    let dest = Arc::new(Exchange::new(
-        "d".into(),
-        "/".into(),
-        ExchangeKind::Fanout,
-        false,
-        false,
-        false,
-        FieldTable::new(),
-    ));
+    let dest = fanout_dest();
     let mut index = TopicIndex::default();
     let pattern = vec!["#"; 128].join(".");
     assert_eq!(pattern.len(), 255);
@@ -154,15 +151,7 @@ fn adversarial_hashes_cost_linear_work() {
 /// exact here: 9 nodes (root + 8 `#`), 6 positions.
 #[test]
 fn hash_chain_work_within_bound() {
-    let dest = Arc::new(Exchange::new(
-        "d".into(),
-        "/".into(),
-        ExchangeKind::Fanout,
-        false,
-        false,
-        false,
-        FieldTable::new(),
-    ));
+    let dest = fanout_dest();
     let mut index = TopicIndex::default();
     let pattern = ["#"; 8].join(".");
     index.insert(binding(&pattern, &dest));
