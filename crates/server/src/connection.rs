@@ -424,7 +424,7 @@ impl Connection {
                                 Err(_) => break,
                             }
                         }
-                        self.s.consumers.flush();
+                        self.s.consumers.flush(&self.s.vhost);
                         if let Some(end) = end {
                             return end;
                         }
@@ -836,7 +836,7 @@ impl Connection {
         match ev {
             ConnectionEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
                 Some(c) => c.deliver(&mut self.s, d),
-                None => self.s.consumers.return_delivery(d),
+                None => self.s.consumers.return_delivery(d, &self.s.vhost),
             },
             ConnectionEvent::ConsumerCancelled {
                 channel,
@@ -874,10 +874,10 @@ impl Connection {
         events.close();
         while let Ok(ev) = events.try_recv() {
             if let ConnectionEvent::Deliver(d) = ev {
-                self.s.consumers.return_delivery(d);
+                self.s.consumers.return_delivery(d, &self.s.vhost);
             }
         }
-        self.s.consumers.flush();
+        self.s.consumers.flush(&self.s.vhost);
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 use warren_broker::consumer::{ConsumerFlow, Delivery};
-use warren_broker::Queue;
+use warren_broker::{Queue, VirtualHost};
 use warren_protocol::ShortStr;
 
 #[derive(Debug)]
@@ -30,12 +30,12 @@ pub struct ConsumerEntry {
 impl ConsumerEntry {
     /// Hands an undeliverable message back to its queue, in place. The
     /// delivery must already be counted with [`Consumers::handled`].
-    pub fn give_back(&self, d: Delivery) {
+    pub fn give_back(&self, d: Delivery, vhost: &VirtualHost) {
         if !self.no_ack {
             self.flow.on_settled(1);
         }
         if let Some(q) = &self.queue {
-            q.put_back(vec![(d.seq, d.message, d.disk)], !self.no_ack);
+            vhost.dead_letter(q.put_back(vec![(d.seq, d.message, d.disk)], !self.no_ack));
         }
     }
 }
@@ -109,16 +109,16 @@ impl Consumers {
     }
 
     /// Puts a delivery that can't reach its consumer back in its queue.
-    pub fn return_delivery(&mut self, d: Delivery) {
+    pub fn return_delivery(&mut self, d: Delivery, vhost: &VirtualHost) {
         if let Some(e) = self.handled(d.consumer) {
-            e.give_back(d);
+            e.give_back(d, vhost);
         }
     }
 
     /// After a batch of deliveries: tells each consumer's flow how many it
     /// handled, wakes queues waiting for that credit, and drops retired
     /// consumers with nothing left in flight.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, vhost: &VirtualHost) {
         for key in std::mem::take(&mut self.touched) {
             let Some(e) = self.entries.get_mut(&key) else {
                 continue;
@@ -126,7 +126,7 @@ impl Consumers {
             let n = std::mem::take(&mut e.written);
             if n > 0 && e.flow.written(n) && !e.retired {
                 if let Some(q) = &e.queue {
-                    q.dispatch();
+                    vhost.dead_letter(q.dispatch());
                 }
             }
             self.collect(key);
@@ -197,6 +197,9 @@ mod tests {
         #[test]
         fn no_delivery_is_lost_across_cancels(ops in proptest::collection::vec(op(), 1..100)) {
             let q = queue();
+            // Its queue has no dead-letter exchange: the vhost only takes
+            // what the calls hand back.
+            let vhost = warren_broker::VirtualHost::new("/");
             let (tx, mut rx): (_, EventReceiver) = tokio::sync::mpsc::unbounded_channel();
             let mut reg = Consumers::default();
             let channel_flow = Arc::new(ChannelFlow::default());
@@ -215,7 +218,8 @@ mod tests {
                                 Bytes::new(),
                                 Bytes::from(published.to_be_bytes().to_vec()),
                             ));
-                            q.publish(m, Durability::BestEffort);
+                            let (_, dead) = q.publish(m, Durability::BestEffort);
+                            vhost.dead_letter(dead);
                             published += 1;
                         }
                     }
@@ -223,7 +227,7 @@ mod tests {
                         let tag = ShortStr::from(format!("c{}", consumers.len()));
                         let flow = Arc::new(ConsumerFlow::new(prefetch, channel_flow.clone()));
                         let key = reg.next_key();
-                        q.add_consumer(Consumer {
+                        let dead = q.add_consumer(Consumer {
                             tag: tag.clone(),
                             channel: 1,
                             key,
@@ -235,6 +239,7 @@ mod tests {
                             sink: tx.clone(),
                         })
                         .unwrap();
+                        vhost.dead_letter(dead);
                         prop_assert_eq!(reg.add(tag.clone(), Some(q.clone()), flow, false), key);
                         consumers.push((key, tag, true, Vec::new()));
                     }
@@ -248,12 +253,12 @@ mod tests {
                             let id = u64::from_be_bytes(d.message.body[..8].try_into().unwrap());
                             prop_assert_eq!(id, d.seq);
                             if e.retired {
-                                e.give_back(d);
+                                e.give_back(d, &vhost);
                             } else if let Some(c) = consumers.iter_mut().find(|c| c.0 == d.consumer) {
                                 c.3.push(d.seq);
                             }
                         }
-                        reg.flush();
+                        reg.flush(&vhost);
                     }
                     Op::Cancel(i) => {
                         if consumers.is_empty() { continue; }
@@ -261,7 +266,8 @@ mod tests {
                         let (key, tag, live, _) = &mut consumers[k];
                         if !*live { continue; }
                         // As the channel does: stop the queue, then retire.
-                        q.remove_consumer(1, 1, tag);
+                        let (_, dead) = q.remove_consumer(1, 1, tag);
+                        vhost.dead_letter(dead);
                         reg.retire(*key);
                         *live = false;
                     }
@@ -273,7 +279,7 @@ mod tests {
                         if let Some(e) = reg.get(consumers[k].0) {
                             e.flow.on_settled(held.len() as u32);
                         }
-                        q.settle(&vec![None; held.len()], 8 * held.len() as u64);
+                        vhost.dead_letter(q.settle(&vec![None; held.len()], 8 * held.len() as u64));
                         acked.extend(held);
                     }
                 }

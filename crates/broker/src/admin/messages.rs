@@ -19,10 +19,10 @@ use warren_protocol::{BasicProperties, ShortStr};
 use super::{Admin, AdminError, AdminResult};
 use crate::consumer::ConnectionEvent;
 use crate::message::Message;
-use crate::queue::{Durability, PublishOutcome, Queue, QueuedMessage};
+use crate::queue::{Durability, Queue, QueuedMessage};
 use crate::stats::Metric;
 use crate::store::Ticket;
-use crate::vhost::VirtualHost;
+use crate::vhost::{Origin, RouteCache, Routed, VirtualHost};
 
 /// What `get` does with the messages it takes, RabbitMQ's `ackmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,42 +113,30 @@ impl Admin {
             raw.freeze(),
             body,
         ));
-        let mut targets = Vec::new();
-        let mut failed = false;
-        let routed = match v.hold_delayed(&x, &message, Durability::Required) {
-            // Held by a delayed exchange: routed when due.
-            Some(held) => {
-                failed = held == crate::delayed::HoldOutcome::Failed;
-                true
-            }
-            None => {
-                v.route(&x, &message, &mut targets);
-                !targets.is_empty()
-            }
-        };
-        let mut rejected = false;
-        for q in &targets {
-            match q.publish(message.clone(), Durability::Required) {
-                PublishOutcome::Failed => failed = true,
-                PublishOutcome::Rejected => rejected = true,
-                PublishOutcome::Enqueued { .. } => {}
-            }
-        }
+        let out = v.publish(
+            &x,
+            &message,
+            Origin::Client,
+            Durability::Required,
+            &mut RouteCache::default(),
+        );
+        let routed = out.is_routed();
         x.counters.add(Metric::PublishIn, 1);
         // Counted as RabbitMQ counts its internal channel: a publish with
         // a confirm.
         self.broker.count_direct(vhost, Metric::Publish, 1);
         self.broker.count_direct(vhost, Metric::Confirm, 1);
-        if routed {
+        // A held message goes out when it fires.
+        if out.routed == Routed::Queues {
             x.counters.add(Metric::PublishOut, 1);
         } else {
             self.broker.count_direct(vhost, Metric::DropUnroutable, 1);
         }
-        if failed {
+        if out.failed {
             return Err(storage_failed());
         }
         wait_durable(&v, v.issue_ticket()).await?;
-        if rejected {
+        if out.rejected {
             // A queue refused it (`x-overflow: reject-publish`): RabbitMQ's
             // internal channel gets a nack, and the API says so.
             return Err(AdminError::invalid(
@@ -175,7 +163,9 @@ impl Admin {
         // the others are gets to be settled after.
         let auto_ack = mode == GetMode::Ack;
         while taken.len() < count {
-            let Some((qm, remaining)) = q.get(auto_ack) else {
+            let (got, dead) = q.get(auto_ack);
+            v.dead_letter(dead);
+            let Some((qm, remaining)) = got else {
                 self.broker.count_direct(vhost, Metric::GetEmpty, 1);
                 break;
             };
@@ -200,12 +190,7 @@ impl Admin {
         }
         match mode {
             GetMode::Requeue => {
-                q.requeue(
-                    taken
-                        .into_iter()
-                        .map(|m| (m.seq, m.message, m.disk))
-                        .collect(),
-                );
+                v.dead_letter(q.requeue(returned(taken)));
             }
             GetMode::Ack => {
                 // Taken with auto-ack: their removal is flushed with the
@@ -214,7 +199,7 @@ impl Admin {
                 wait_durable(&v, v.issue_ticket()).await?;
             }
             GetMode::Reject => {
-                q.discard(taken.into_iter().map(|m| (m.message, m.disk)).collect());
+                v.dead_letter(q.discard(taken.into_iter().map(|m| (m.message, m.disk)).collect()));
                 wait_durable(&v, v.issue_ticket()).await?;
             }
         }
@@ -247,7 +232,9 @@ impl Admin {
             let want = usize::try_from(left).unwrap_or(usize::MAX).min(MOVE_BATCH);
             let mut batch = Vec::with_capacity(want);
             while batch.len() < want {
-                match src.get(false) {
+                let (got, dead) = src.get(false);
+                v.dead_letter(dead);
+                match got {
                     Some((qm, _)) => batch.push(qm),
                     None => break,
                 }
@@ -258,12 +245,10 @@ impl Admin {
             left = left.saturating_sub(batch.len() as u64);
             let mut accepted = batch.len();
             for (i, qm) in batch.iter().enumerate() {
-                match dst.publish(qm.message.clone(), Durability::Required) {
-                    PublishOutcome::Enqueued { .. } => {}
-                    PublishOutcome::Rejected | PublishOutcome::Failed => {
-                        accepted = i;
-                        break;
-                    }
+                let out = v.enqueue(&dst, &qm.message, Durability::Required);
+                if out.rejected || out.failed {
+                    accepted = i;
+                    break;
                 }
             }
             let durable = wait_durable(&v, v.issue_ticket()).await;
@@ -272,23 +257,14 @@ impl Admin {
                 // Not known to be in the destination: everything stays in
                 // the source (the destination may then hold copies).
                 batch.extend(rest);
-                src.requeue(
-                    batch
-                        .into_iter()
-                        .map(|m| (m.seq, m.message, m.disk))
-                        .collect(),
-                );
+                v.dead_letter(src.requeue(returned(batch)));
                 return durable.map(|_| moved);
             }
             let disks: Vec<_> = batch.iter().map(|m| m.disk).collect();
-            src.settle(&disks, body_bytes(&batch));
+            v.dead_letter(src.settle(&disks, body_bytes(&batch)));
             moved += batch.len() as u64;
             if !rest.is_empty() {
-                src.requeue(
-                    rest.into_iter()
-                        .map(|m| (m.seq, m.message, m.disk))
-                        .collect(),
-                );
+                v.dead_letter(src.requeue(returned(rest)));
                 break;
             }
         }
@@ -296,6 +272,14 @@ impl Admin {
         wait_durable(&v, v.issue_ticket()).await?;
         Ok(moved)
     }
+}
+
+/// Taken messages as handed back to their queue.
+fn returned(taken: Vec<QueuedMessage>) -> Vec<crate::queue::Returned> {
+    taken
+        .into_iter()
+        .map(|m| (m.seq, m.message, m.disk))
+        .collect()
 }
 
 fn body_bytes(messages: &[QueuedMessage]) -> u64 {

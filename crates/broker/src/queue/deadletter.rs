@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
-use super::{DeathReason, Durability, Queue};
+use super::{DeathReason, Queue};
 use crate::message::Message;
 
 /// Where a queue's dead letters go, as its limits said when they died.
@@ -18,45 +18,67 @@ pub(super) struct Target {
     pub(super) routing_key: Option<ShortStr>,
 }
 
+/// Messages a queue removed (rejected, expired, over its length limit)
+/// while it has a dead-letter exchange, already rewritten with their
+/// `x-death` history. A queue never routes them itself: it hands them
+/// back to its caller, who passes them to
+/// [`VirtualHost::dead_letter`](crate::VirtualHost::dead_letter).
+/// Empty (no allocation) when nothing died, the common case.
+#[must_use = "dead letters are lost unless passed to VirtualHost::dead_letter"]
+#[derive(Debug, Default)]
+pub struct DeadLetters(Option<Box<DeadBatch>>);
+
+#[derive(Debug)]
+pub(crate) struct DeadBatch {
+    /// The dead-letter exchange.
+    pub(crate) exchange: ShortStr,
+    pub(crate) items: Vec<(Arc<Message>, DeathReason)>,
+}
+
+impl DeadLetters {
+    /// Nothing died.
+    pub fn none() -> Self {
+        DeadLetters(None)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// How many messages died.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.items.len())
+    }
+
+    /// The batch, for the vhost to route.
+    pub(crate) fn into_batch(self) -> Option<Box<DeadBatch>> {
+        self.0
+    }
+}
+
+/// The cycle guard (RabbitMQ's rule): a message that already died in
+/// `target` with no rejection on the way is dropped instead of going
+/// round forever. `reason` is why it died last.
+pub(crate) fn is_cycle(message: &Message, reason: DeathReason, target: &ShortStr) -> bool {
+    reason != DeathReason::Rejected && died_in(message, target) && !was_rejected(message)
+}
+
 impl Queue {
-    /// Republishes removed messages to the dead-letter exchange with an
-    /// updated `x-death` history.
-    pub(super) fn dead_letter(
-        self: &Arc<Self>,
+    /// Rewrites removed messages for the dead-letter exchange (with an
+    /// updated `x-death` history), outside the queue's lock.
+    pub(super) fn dead_letters(
+        &self,
         target: &Target,
         dead: Vec<(Arc<Message>, DeathReason)>,
-    ) {
-        let dlx = &target.exchange;
-        let Some(vhost) = self.vhost_ref.upgrade() else {
-            return;
-        };
-        // A missing dead-letter exchange drops the messages, as RabbitMQ.
-        let Ok(exchange) = vhost.exchange(dlx) else {
-            return;
-        };
-        let mut targets = Vec::new();
-        for (message, reason) in dead {
-            let dl = Arc::new(self.dead_lettered(&message, reason, target));
-            targets.clear();
-            if vhost
-                .hold_delayed(&exchange, &dl, Durability::BestEffort)
-                .is_some()
-            {
-                continue;
-            }
-            vhost.route(&exchange, &dl, &mut targets);
-            for q in targets.drain(..) {
-                // Cycle guard (RabbitMQ's rule): a message that already died
-                // in the target queue, with no rejection on the way, is
-                // dropped instead of going round forever.
-                if reason != DeathReason::Rejected && died_in(&dl, &q.name) && !was_rejected(&dl) {
-                    continue;
-                }
-                // Nobody is told of a dead-lettered message: if it can't be
-                // written it stays in memory rather than vanish.
-                q.publish(dl.clone(), Durability::BestEffort);
-            }
-        }
+    ) -> DeadLetters {
+        let items = dead
+            .into_iter()
+            .map(|(m, reason)| (Arc::new(self.dead_lettered(&m, reason, target)), reason))
+            .collect();
+        DeadLetters(Some(Box::new(DeadBatch {
+            exchange: target.exchange.clone(),
+            items,
+        })))
     }
 
     fn dead_lettered(&self, m: &Message, reason: DeathReason, target: &Target) -> Message {

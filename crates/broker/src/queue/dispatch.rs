@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use warren_protocol::ShortStr;
 
-use super::{ConsumerSummary, Queue, QueueState, QueuedMessage};
+use super::{ConsumerSummary, DeadLetters, Queue, QueueState, QueuedMessage};
 use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
 
@@ -52,10 +52,10 @@ impl Queue {
     }
 
     /// Pushes ready messages to consumers that have credit.
-    pub fn dispatch(self: &Arc<Self>) {
+    pub fn dispatch(self: &Arc<Self>) -> DeadLetters {
         let mut st = self.state.lock();
         self.dispatch_locked(&mut st);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// The consumer that should get the next message: the highest
@@ -160,7 +160,7 @@ impl Queue {
         }
     }
 
-    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> Result<()> {
+    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> Result<DeadLetters> {
         let mut st = self.state.lock();
         if self.is_deleted() {
             return Err(AmqpError::not_found(format!(
@@ -180,8 +180,7 @@ impl Queue {
         st.last_used = Instant::now();
         st.consumers.push(consumer);
         self.dispatch_locked(&mut st);
-        self.finish(st);
-        Ok(())
+        Ok(self.finish(st))
     }
 
     /// Removes one consumer. Returns true when an auto-delete queue has
@@ -191,7 +190,7 @@ impl Queue {
         connection_id: u64,
         channel: u16,
         tag: &ShortStr,
-    ) -> bool {
+    ) -> (bool, DeadLetters) {
         let mut st = self.state.lock();
         if let Some(i) = st
             .consumers
@@ -207,7 +206,6 @@ impl Queue {
             }
         }
         let gone = self.options.auto_delete && st.had_consumer && st.consumers.is_empty();
-        self.finish(st);
-        gone
+        (gone, self.finish(st))
     }
 }

@@ -13,7 +13,7 @@
 //! change replaces them at runtime ([`Queue::set_limits`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -29,6 +29,8 @@ mod setup;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use deadletter::{is_cycle, DeadBatch};
+pub use deadletter::DeadLetters;
 pub(crate) use ready::lane_dir;
 pub use ready::{MAX_LANES, WINDOW_BYTES, WINDOW_COUNT};
 pub use setup::*;
@@ -73,7 +75,6 @@ pub struct Queue {
     pub owner: Option<u64>,
     /// The limits the queue's arguments set (policies add to them).
     arg_limits: QueueLimits,
-    vhost_ref: Weak<VirtualHost>,
     /// `None` when the broker runs without a data directory.
     storage: Option<StorageHandle>,
     state: Mutex<QueueState>,
@@ -91,8 +92,6 @@ pub struct Queue {
     pub rates: QueueRates,
 }
 
-use crate::vhost::VirtualHost;
-
 pub use crate::message::parse_expiration;
 
 impl Queue {
@@ -103,7 +102,6 @@ impl Queue {
             options,
             owner,
             limits,
-            vhost_ref,
             storage,
             recovered,
         } = setup;
@@ -125,7 +123,6 @@ impl Queue {
             options,
             owner,
             arg_limits: limits.clone(),
-            vhost_ref,
             storage,
             state: Mutex::new(QueueState {
                 ready,
@@ -220,10 +217,11 @@ impl Queue {
             && now.saturating_duration_since(st.last_used).as_millis() >= u128::from(ms)
     }
 
-    /// Releases the lock, then dead-letters what the locked section removed.
-    fn finish(self: &Arc<Self>, mut st: MutexGuard<'_, QueueState>) {
+    /// Releases the lock and hands back what the locked section removed
+    /// for the dead-letter exchange (without one, the removed are dropped).
+    fn finish(&self, mut st: MutexGuard<'_, QueueState>) -> DeadLetters {
         if st.dead.is_empty() {
-            return;
+            return DeadLetters::none();
         }
         let dead = std::mem::take(&mut st.dead);
         let target = st
@@ -235,8 +233,9 @@ impl Queue {
                 routing_key: st.limits.dead_letter_routing_key.clone(),
             });
         drop(st);
-        if let Some(target) = target {
-            self.dead_letter(&target, dead);
+        match target {
+            Some(target) => self.dead_letters(&target, dead),
+            None => DeadLetters::none(),
         }
     }
 
@@ -255,18 +254,21 @@ impl Queue {
         self: &Arc<Self>,
         message: Arc<Message>,
         durability: Durability,
-    ) -> PublishOutcome {
+    ) -> (PublishOutcome, DeadLetters) {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return PublishOutcome::Enqueued {
+            let outcome = PublishOutcome::Enqueued {
                 needs_sync: false,
                 congested: false,
             };
+            return (outcome, DeadLetters::none());
         }
         let size = message.size() as u64;
         if self.over_limit(&st, 1, size) {
             match st.limits.overflow {
-                Overflow::RejectPublish => return PublishOutcome::Rejected,
+                Overflow::RejectPublish => {
+                    return (PublishOutcome::Rejected, DeadLetters::none())
+                }
                 Overflow::DropHead => self.drop_head_while(&mut st, 1, size),
             }
         }
@@ -282,8 +284,7 @@ impl Queue {
                     }
                 }
             };
-            self.finish(st);
-            return outcome;
+            return (outcome, self.finish(st));
         }
         // Reading the clock costs; only TTL'd messages need it.
         let now = (self.has_ttl.load(Ordering::Relaxed)
@@ -306,8 +307,7 @@ impl Queue {
         let write_failed = (persist || to_tail) && self.storage.is_some() && disk.is_none();
         if write_failed && persist && durability == Durability::Required {
             // Nothing was enqueued: the sequence number is not used.
-            self.finish(st);
-            return PublishOutcome::Failed;
+            return (PublishOutcome::Failed, self.finish(st));
         }
         st.next_seq += 1;
         st.counters.publish += 1;
@@ -353,11 +353,11 @@ impl Queue {
         if congested {
             self.congested.store(true, Ordering::Release);
         }
-        self.finish(st);
-        PublishOutcome::Enqueued {
+        let outcome = PublishOutcome::Enqueued {
             needs_sync,
             congested,
-        }
+        };
+        (outcome, self.finish(st))
     }
 
     /// Whether `incoming` more messages of `incoming_bytes` would break a
@@ -440,17 +440,17 @@ impl Queue {
     }
 
     /// Called periodically: expires messages nobody is consuming.
-    pub fn expire(self: &Arc<Self>, now: Instant) {
+    pub fn expire(&self, now: Instant) -> DeadLetters {
         if !self.has_ttl.load(Ordering::Relaxed) {
-            return;
+            return DeadLetters::none();
         }
         let mut st = self.state.lock();
         self.expire_locked(&mut st, now);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// basic.get: the next ready message and how many remain after it.
-    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> (Option<(QueuedMessage, u32)>, DeadLetters) {
         let mut st = self.state.lock();
         st.last_used = Instant::now();
         self.expire_locked(&mut st, Instant::now());
@@ -473,13 +473,12 @@ impl Queue {
         if got.is_none() {
             st.counters.get_empty += 1;
         }
-        self.finish(st);
-        got
+        (got, self.finish(st))
     }
 
     /// Delivered messages were acked: `disks` are their index entries
     /// (`None` for messages that had none), `bytes` their body sizes.
-    pub fn settle(self: &Arc<Self>, disks: &[Option<DiskRef>], bytes: u64) {
+    pub fn settle(self: &Arc<Self>, disks: &[Option<DiskRef>], bytes: u64) -> DeadLetters {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(disks.len() as u64);
         st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
@@ -489,12 +488,12 @@ impl Queue {
         }
         // Acks free prefetch credit: messages may now flow.
         self.dispatch_locked(&mut st);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// Delivered messages rejected without requeue: settled, and
     /// dead-lettered if the queue has a dead-letter exchange.
-    pub fn discard(self: &Arc<Self>, messages: Vec<(Arc<Message>, Option<DiskRef>)>) {
+    pub fn discard(self: &Arc<Self>, messages: Vec<(Arc<Message>, Option<DiskRef>)>) -> DeadLetters {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(messages.len() as u64);
         let bytes: u64 = messages.iter().map(|(m, _)| m.size() as u64).sum();
@@ -504,12 +503,12 @@ impl Queue {
             st.dead.push((m, DeathReason::Rejected));
         }
         self.dispatch_locked(&mut st);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// Puts delivered messages back in their original places, marked
     /// redelivered, and dispatches them again.
-    pub fn requeue(self: &Arc<Self>, items: Vec<Returned>) {
+    pub fn requeue(self: &Arc<Self>, items: Vec<Returned>) -> DeadLetters {
         self.put_back(items, true)
     }
 
@@ -517,7 +516,7 @@ impl Queue {
     /// the client (its consumer or channel went away first). `counted`
     /// says whether they were counted as unacked (ack-mode deliveries).
     /// Each goes back to its place by `seq` in its priority's lane.
-    pub fn put_back(self: &Arc<Self>, mut items: Vec<Returned>, counted: bool) {
+    pub fn put_back(self: &Arc<Self>, mut items: Vec<Returned>, counted: bool) -> DeadLetters {
         let mut st = self.state.lock();
         if counted {
             st.unacked = st.unacked.saturating_sub(items.len() as u64);
@@ -525,7 +524,7 @@ impl Queue {
             st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
         }
         if self.is_deleted() {
-            return;
+            return DeadLetters::none();
         }
         items.sort_unstable_by_key(|(seq, _, _)| *seq);
         let now = Instant::now();
@@ -543,7 +542,7 @@ impl Queue {
             st.ready.insert(lane, qm);
         }
         self.dispatch_locked(&mut st);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// Drops every ready message; returns how many.
@@ -572,20 +571,20 @@ impl Queue {
 
     /// Puts policies in force: the limits become the arguments' merged
     /// with theirs, at once.
-    pub fn apply_policies(self: &Arc<Self>, applied: Applied) {
+    pub fn apply_policies(self: &Arc<Self>, applied: Applied) -> DeadLetters {
         let limits = applied.queue_limits(&self.arg_limits, &self.options.arguments);
         self.state.lock().applied = applied;
-        self.set_limits(limits);
+        self.set_limits(limits)
     }
 
     /// Replaces the limits in force (a policy changed) and applies them
     /// at once: a lower length limit drops (or dead-letters) the excess
     /// from the head (drop-head only), a new TTL applies to messages arriving from now on
     /// and to those read back from disk, as RabbitMQ's.
-    pub fn set_limits(self: &Arc<Self>, limits: QueueLimits) {
+    pub fn set_limits(self: &Arc<Self>, limits: QueueLimits) -> DeadLetters {
         let mut st = self.state.lock();
         if st.limits == limits {
-            return;
+            return DeadLetters::none();
         }
         if limits.message_ttl.is_some() {
             self.has_ttl.store(true, Ordering::Relaxed);
@@ -603,7 +602,7 @@ impl Queue {
             self.drop_head_while(&mut st, 0, 0);
         }
         self.dispatch_locked(&mut st);
-        self.finish(st);
+        self.finish(st)
     }
 
     /// Marks the queue deleted and takes its consumers (to be told) and its

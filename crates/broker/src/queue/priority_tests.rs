@@ -37,7 +37,7 @@ fn limits(max: u8) -> QueueLimits {
 }
 
 fn bodies(q: &Arc<Queue>) -> Vec<String> {
-    std::iter::from_fn(|| q.get(true))
+    std::iter::from_fn(|| q.get(true).0)
         .map(|(m, _)| String::from_utf8_lossy(&m.message.body).into_owned())
         .collect()
 }
@@ -55,7 +55,7 @@ fn highest_first_fifo_within_and_capped() {
         (Some(0), "g0"),
         (Some(255), "h5"),
     ] {
-        q.publish(msg(p, b.into(), false), Durability::BestEffort);
+        let _ = q.publish(msg(p, b.into(), false), Durability::BestEffort);
     }
     assert_eq!(q.stats().ready, 8);
     assert_eq!(bodies(&q), ["c5", "e5", "h5", "d3", "b1", "f1", "a0", "g0"]);
@@ -72,15 +72,15 @@ fn requeued_messages_go_back_to_their_place_in_their_priority() {
         (3, "x3"),
         (9, "y2"),
     ] {
-        q.publish(msg(Some(p), b.into(), false), Durability::BestEffort);
+        let _ = q.publish(msg(Some(p), b.into(), false), Durability::BestEffort);
     }
-    let (y1, _) = q.get(false).unwrap();
-    let (y2, _) = q.get(false).unwrap();
-    let (x1, _) = q.get(false).unwrap();
+    let (y1, _) = q.get(false).0.unwrap();
+    let (y2, _) = q.get(false).0.unwrap();
+    let (x1, _) = q.get(false).0.unwrap();
     assert_eq!(&x1.message.body[..], b"x1");
-    q.requeue(vec![(x1.seq, x1.message, None), (y2.seq, y2.message, None)]);
+    let _ = q.requeue(vec![(x1.seq, x1.message, None), (y2.seq, y2.message, None)]);
     assert_eq!(bodies(&q), ["y2", "x1", "x2", "x3", "z1"]);
-    q.requeue(vec![(y1.seq, y1.message, None)]);
+    let _ = q.requeue(vec![(y1.seq, y1.message, None)]);
     assert_eq!(bodies(&q), ["y1"]);
 }
 
@@ -91,7 +91,7 @@ fn no_priority_argument_is_fifo() {
         QueueLimits::default(),
     )));
     for (p, b) in [(Some(9), "1"), (None, "2"), (Some(200), "3")] {
-        q.publish(msg(p, b.into(), false), Durability::BestEffort);
+        let _ = q.publish(msg(p, b.into(), false), Durability::BestEffort);
     }
     assert_eq!(bodies(&q), ["1", "2", "3"]);
 }
@@ -106,7 +106,7 @@ fn drop_head_takes_the_highest_priority_first_as_rabbitmq() {
         },
     )));
     for (p, b) in [(1, "a"), (5, "b"), (2, "c"), (0, "d")] {
-        q.publish(msg(Some(p), b.into(), false), Durability::BestEffort);
+        let _ = q.publish(msg(Some(p), b.into(), false), Durability::BestEffort);
     }
     assert_eq!(bodies(&q), ["c", "a", "d"]);
 }
@@ -146,7 +146,7 @@ fn a_paged_backlog_keeps_priority_order_across_a_restart() {
         for i in 0..12_000usize {
             let p = prios[(i * 7 + i / 13) % 4];
             let body = format!("{p}-{i}-{}", "x".repeat(i % 50));
-            q.publish(msg(Some(p), body.clone(), true), Durability::Required);
+            let _ = q.publish(msg(Some(p), body.clone(), true), Durability::Required);
             expected.push((p, i, body));
         }
         assert_eq!(q.stats().ready, 12_000);
@@ -156,17 +156,17 @@ fn a_paged_backlog_keeps_priority_order_across_a_restart() {
         expected.sort_by_key(|(p, i, _)| (std::cmp::Reverse(*p), *i));
         let mut acked = Vec::new();
         for _ in 0..10 {
-            let (m, _) = q.get(false).unwrap();
+            let (m, _) = q.get(false).0.unwrap();
             acked.push(m.disk);
         }
-        q.settle(&acked, 0);
+        let _ = q.settle(&acked, 0);
         let held: Vec<Returned> = (0..5)
             .map(|_| {
-                let (m, _) = q.get(false).unwrap();
+                let (m, _) = q.get(false).0.unwrap();
                 (m.seq, m.message, m.disk)
             })
             .collect();
-        q.requeue(held);
+        let _ = q.requeue(held);
         expected.drain(..10);
         committer.sync_once().unwrap();
     }
@@ -192,7 +192,7 @@ fn deleting_a_priority_queue_removes_every_lane() {
     let committer = Arc::new(Committer::default());
     let q = durable_queue(&dir, 10, &committer);
     for p in [0u8, 4, 10] {
-        q.publish(msg(Some(p), format!("{p}"), true), Durability::Required);
+        let _ = q.publish(msg(Some(p), format!("{p}"), true), Durability::Required);
     }
     assert!(dir.join("queue").join("p10").is_dir());
     q.mark_deleted();

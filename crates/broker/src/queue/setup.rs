@@ -1,7 +1,7 @@
 //! What a queue is made from and what it reports: its setup, options and
 //! limits, the messages it holds, and its listings.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use warren_protocol::{FieldTable, ShortStr};
@@ -10,7 +10,6 @@ use crate::message::Message;
 use crate::stats::{GaugeRate, Rates};
 use crate::store::index::{DiskRef, QueueIndex, Recovered};
 use crate::store::MessageStore;
-use crate::vhost::VirtualHost;
 
 /// A message handed back to a queue: its position, the message, and its
 /// index entry if it has one.
@@ -25,7 +24,6 @@ pub struct QueueSetup {
     /// The connection an exclusive queue belongs to.
     pub owner: Option<u64>,
     pub limits: QueueLimits,
-    pub vhost_ref: Weak<VirtualHost>,
     pub storage: Option<StorageHandle>,
     /// The indexes (one per priority lane that has one) and the next
     /// sequence number of a queue recovered from disk.
@@ -47,7 +45,6 @@ impl QueueSetup {
             },
             owner: None,
             limits,
-            vhost_ref: Weak::new(),
             storage: None,
             recovered: None,
         }

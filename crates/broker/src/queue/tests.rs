@@ -51,10 +51,10 @@ fn round_robin_and_prefetch() {
     let q = queue(QueueLimits::default());
     let (a, mut ra) = consumer("a", 1);
     let (b, mut rb) = consumer("b", 0);
-    q.add_consumer(a).unwrap();
-    q.add_consumer(b).unwrap();
+    let _ = q.add_consumer(a).unwrap();
+    let _ = q.add_consumer(b).unwrap();
     for _ in 0..5 {
-        q.publish(msg("m"), Durability::BestEffort);
+        let _ = q.publish(msg("m"), Durability::BestEffort);
     }
     // a has prefetch 1: one message, b takes the rest.
     assert_eq!(drain(&mut ra).len(), 1);
@@ -66,12 +66,12 @@ fn round_robin_and_prefetch() {
 fn requeued_messages_keep_their_place() {
     let q = queue(QueueLimits::default());
     for b in ["1", "2", "3", "4"] {
-        q.publish(msg(b), Durability::BestEffort);
+        let _ = q.publish(msg(b), Durability::BestEffort);
     }
-    let (m1, _) = q.get(false).unwrap();
-    let (m2, _) = q.get(false).unwrap();
-    q.requeue(vec![(m2.seq, m2.message, None), (m1.seq, m1.message, None)]);
-    let order: Vec<_> = std::iter::from_fn(|| q.get(true))
+    let (m1, _) = q.get(false).0.unwrap();
+    let (m2, _) = q.get(false).0.unwrap();
+    let _ = q.requeue(vec![(m2.seq, m2.message, None), (m1.seq, m1.message, None)]);
+    let order: Vec<_> = std::iter::from_fn(|| q.get(true).0)
         .map(|(m, _)| (m.message.body.clone(), m.redelivered))
         .collect();
     assert_eq!(
@@ -92,10 +92,10 @@ fn max_length_drop_head_and_reject_publish() {
         ..Default::default()
     });
     for b in ["1", "2", "3"] {
-        q.publish(msg(b), Durability::BestEffort);
+        let _ = q.publish(msg(b), Durability::BestEffort);
     }
     assert_eq!(
-        q.get(true).unwrap().0.message.body,
+        q.get(true).0.unwrap().0.message.body,
         Bytes::from_static(b"2")
     );
     let q = queue(QueueLimits {
@@ -104,14 +104,14 @@ fn max_length_drop_head_and_reject_publish() {
         ..Default::default()
     });
     assert_eq!(
-        q.publish(msg("1"), Durability::BestEffort),
+        q.publish(msg("1"), Durability::BestEffort).0,
         PublishOutcome::Enqueued {
             needs_sync: false,
             congested: false,
         }
     );
     assert_eq!(
-        q.publish(msg("2"), Durability::BestEffort),
+        q.publish(msg("2"), Durability::BestEffort).0,
         PublishOutcome::Rejected
     );
 }
@@ -121,7 +121,7 @@ fn exclusive_consumer_locks_out_others() {
     let q = queue(QueueLimits::default());
     let (mut a, _ra) = consumer("a", 0);
     a.exclusive = true;
-    q.add_consumer(a).unwrap();
+    let _ = q.add_consumer(a).unwrap();
     let (b, _rb) = consumer("b", 0);
     assert_eq!(q.add_consumer(b).unwrap_err().code, 403);
 }
@@ -278,7 +278,7 @@ mod model {
                                 Bytes::from_static(&[0, 0]),
                                 body_of(seq),
                             ));
-                            w.q.publish(m, Durability::BestEffort);
+                            let _ = w.q.publish(m, Durability::BestEffort);
                             w.ready.insert(seq);
                             w.published += 1;
                             w.collect()?;
@@ -288,7 +288,7 @@ mod model {
                         let (mut consumer, rx) = consumer(&format!("c{}", w.clients.len()), prefetch);
                         consumer.no_ack = no_ack;
                         consumer.key = w.clients.len() as u64;
-                        w.q.add_consumer(consumer.clone()).unwrap();
+                        let _ = w.q.add_consumer(consumer.clone()).unwrap();
                         w.clients.push(Client { consumer, rx, in_transit: Vec::new(), unacked: Vec::new(), cancelled: false });
                         w.collect()?;
                     }
@@ -305,7 +305,7 @@ mod model {
                             }
                         }
                         if n > 0 && c.consumer.flow.written(n) {
-                            w.q.dispatch();
+                            let _ = w.q.dispatch();
                         }
                         w.collect()?;
                     }
@@ -324,7 +324,7 @@ mod model {
                         let taken: Vec<_> = if multiple { list.drain(..=at).collect() } else { vec![list.remove(at)] };
                         if let Some(f) = flow { f.on_settled(taken.len() as u32); }
                         for (s, _) in &taken { w.settled.insert(*s); }
-                        w.q.settle(&vec![None; taken.len()], taken.iter().map(|(_, m)| m.size() as u64).sum());
+                        let _ = w.q.settle(&vec![None; taken.len()], taken.iter().map(|(_, m)| m.size() as u64).sum());
                         w.collect()?;
                     }
                     Op::Nack(ci, mi, requeue) => {
@@ -338,16 +338,16 @@ mod model {
                         if let Some(f) = flow { f.on_settled(1); }
                         if requeue {
                             w.ready.insert(s);
-                            w.q.requeue(vec![(s, m, None)]);
+                            let _ = w.q.requeue(vec![(s, m, None)]);
                         } else {
                             w.settled.insert(s);
-                            w.q.discard(vec![(m, None)]);
+                            let _ = w.q.discard(vec![(m, None)]);
                         }
                         w.collect()?;
                     }
                     Op::Get(no_ack) => {
                         let expect = w.ready.iter().next().copied();
-                        let got = w.q.get(no_ack);
+                        let got = w.q.get(no_ack).0;
                         prop_assert_eq!(got.as_ref().map(|(m, _)| m.seq), expect);
                         if let Some((m, remaining)) = got {
                             prop_assert_eq!(&m.message.body, &body_of(m.seq));
@@ -364,7 +364,7 @@ mod model {
                         let k = i.index(w.clients.len());
                         let c = &mut w.clients[k];
                         if c.cancelled { continue; }
-                        w.q.remove_consumer(c.consumer.connection_id, c.consumer.channel, &c.consumer.tag);
+                        let _ = w.q.remove_consumer(c.consumer.connection_id, c.consumer.channel, &c.consumer.tag);
                         c.cancelled = true;
                         // What was dispatched but not written goes back, in
                         // place (the connection's consumer registry does it).
@@ -372,7 +372,7 @@ mod model {
                         let counted = !c.consumer.no_ack;
                         if counted { c.consumer.flow.on_settled(back.len() as u32); }
                         for (s, _, _) in &back { w.ready.insert(*s); }
-                        if !back.is_empty() { w.q.put_back(back, counted); }
+                        if !back.is_empty() { let _ = w.q.put_back(back, counted); }
                         w.collect()?;
                     }
                 }
@@ -380,4 +380,101 @@ mod model {
             }
         }
     }
+}
+
+/// What a queue handed back: (x-death reason header, body) per message,
+/// and the exchange they are for.
+fn dead(d: DeadLetters) -> (String, Vec<(String, String)>) {
+    let Some(batch) = d.into_batch() else {
+        return (String::new(), Vec::new());
+    };
+    let items = batch
+        .items
+        .iter()
+        .map(|(m, reason)| {
+            let first = m
+                .headers
+                .as_deref()
+                .and_then(|h| h.get("x-first-death-reason"))
+                .and_then(|v| v.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            assert_eq!(first, reason.as_str(), "x-death written for this death");
+            assert_eq!(m.exchange.as_str(), batch.exchange.as_str());
+            (first, String::from_utf8_lossy(&m.body).into_owned())
+        })
+        .collect();
+    (batch.exchange.to_string(), items)
+}
+
+fn with_dlx(limits: QueueLimits) -> QueueLimits {
+    QueueLimits {
+        dead_letter_exchange: Some("dlx".into()),
+        ..limits
+    }
+}
+
+#[test]
+fn queues_hand_back_their_dead_letters() {
+    let pair = |r: &str, b: &str| (r.to_string(), b.to_string());
+    // Rejected without requeue.
+    let q = queue(with_dlx(QueueLimits::default()));
+    let _ = q.publish(msg("a"), Durability::BestEffort);
+    let (m, _) = q.get(false).0.unwrap();
+    assert_eq!(
+        dead(q.discard(vec![(m.message, None)])),
+        ("dlx".into(), vec![pair("rejected", "a")])
+    );
+    // Over the length limit with drop-head: the oldest goes.
+    let q = queue(with_dlx(QueueLimits {
+        max_length: Some(1),
+        ..Default::default()
+    }));
+    assert!(q.publish(msg("1"), Durability::BestEffort).1.is_empty());
+    let (_, d) = q.publish(msg("2"), Durability::BestEffort);
+    assert_eq!(dead(d).1, vec![pair("maxlen", "1")]);
+    // x-max-length 0 keeps nothing: the new message dies at once.
+    let q = queue(with_dlx(QueueLimits {
+        max_length: Some(0),
+        ..Default::default()
+    }));
+    let (outcome, d) = q.publish(msg("z"), Durability::BestEffort);
+    assert!(matches!(outcome, PublishOutcome::Enqueued { .. }));
+    assert_eq!(dead(d).1, vec![pair("maxlen", "z")]);
+    // Expired at the head.
+    let q = queue(with_dlx(QueueLimits {
+        message_ttl: Some(1),
+        ..Default::default()
+    }));
+    let _ = q.publish(msg("e1"), Durability::BestEffort);
+    let _ = q.publish(msg("e2"), Durability::BestEffort);
+    let later = Instant::now() + std::time::Duration::from_millis(50);
+    assert_eq!(
+        dead(q.expire(later)).1,
+        vec![pair("expired", "e1"), pair("expired", "e2")]
+    );
+    assert_eq!(q.stats().ready, 0);
+    // A lowered limit (a policy) drops the excess at once.
+    let q = queue(with_dlx(QueueLimits::default()));
+    for b in ["p1", "p2", "p3"] {
+        let _ = q.publish(msg(b), Durability::BestEffort);
+    }
+    let d = q.set_limits(with_dlx(QueueLimits {
+        max_length: Some(1),
+        ..Default::default()
+    }));
+    assert_eq!(dead(d).1, vec![pair("maxlen", "p1"), pair("maxlen", "p2")]);
+}
+
+#[test]
+fn without_a_dead_letter_exchange_nothing_is_handed_back() {
+    let q = queue(QueueLimits {
+        max_length: Some(1),
+        ..Default::default()
+    });
+    let _ = q.publish(msg("1"), Durability::BestEffort);
+    let (_, d) = q.publish(msg("2"), Durability::BestEffort);
+    assert!(d.is_empty());
+    let (m, _) = q.get(false).0.unwrap();
+    assert!(q.discard(vec![(m.message, None)]).is_empty());
 }

@@ -7,7 +7,7 @@ use super::VirtualHost;
 use crate::delayed::{delay_of, DelayStore, HoldOutcome};
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::message::Message;
-use crate::queue::{Durability, PublishOutcome};
+use crate::queue::Durability;
 
 /// Held messages routed per exchange per pass (the rest wait a pass).
 const FIRE_BATCH: usize = 1024;
@@ -55,7 +55,7 @@ impl VirtualHost {
             .cloned()
             .collect();
         let mut next: Option<u64> = None;
-        let mut queues = Vec::new();
+        let mut cache = super::RouteCache::default();
         for ex in delayed {
             let Some(store) = ex.delay_store() else {
                 continue;
@@ -66,18 +66,17 @@ impl VirtualHost {
                 let mut needs_sync = false;
                 let mut disks = Vec::new();
                 for (message, disk) in due {
-                    queues.clear();
-                    self.route(&ex, &message, &mut queues);
-                    if !queues.is_empty() {
+                    let out = self.publish(
+                        &ex,
+                        &message,
+                        super::Origin::Fired,
+                        Durability::BestEffort,
+                        &mut cache,
+                    );
+                    if out.is_routed() {
                         ex.counters.bump(crate::stats::Metric::PublishOut);
                     }
-                    for q in queues.drain(..) {
-                        if let PublishOutcome::Enqueued { needs_sync: s, .. } =
-                            q.publish(message.clone(), Durability::BestEffort)
-                        {
-                            needs_sync |= s;
-                        }
-                    }
+                    needs_sync |= out.needs_sync;
                     disks.extend(disk);
                 }
                 let ticket = if needs_sync { self.issue_ticket() } else { 0 };

@@ -9,6 +9,7 @@
 
 mod args;
 mod delayed;
+mod publish;
 mod recover;
 mod topology;
 
@@ -28,6 +29,7 @@ use crate::exchange::{Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::persistence::VhostStorage;
 use crate::queue::Queue;
+pub use publish::{Origin, Published, RouteCache, Routed};
 use crate::routing::{Binding, Destination};
 
 /// Exchanges every vhost has, as RabbitMQ creates them.
@@ -75,8 +77,6 @@ pub struct DeclaredQueue {
 #[derive(Debug)]
 pub struct VirtualHost {
     pub name: String,
-    /// Handed to queues so they can dead-letter through this vhost.
-    self_ref: std::sync::Weak<VirtualHost>,
     /// Where durable definitions and messages go; `None` runs in memory.
     storage: Option<VhostStorage>,
     exchanges: RwLock<AHashMap<ShortStr, Arc<Exchange>>>,
@@ -124,9 +124,8 @@ impl VirtualHost {
             );
             exchanges.insert(ShortStr::from(*x), Arc::new(ex));
         }
-        Arc::new_cyclic(|self_ref| VirtualHost {
+        Arc::new(VirtualHost {
             name,
-            self_ref: self_ref.clone(),
             storage,
             exchanges: RwLock::new(exchanges),
             queues: RwLock::new(AHashMap::new()),
@@ -163,14 +162,19 @@ impl VirtualHost {
         // and routing takes the queue map's read lock (a second read would
         // wait behind a queued writer: a deadlock).
         let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
-        for q in queues {
-            q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
-        }
+        let dead: Vec<_> = queues
+            .iter()
+            .map(|q| q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target())))
+            .collect();
         let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
         for x in exchanges {
             if !x.is_default() {
                 x.apply_policies(g.applied(x.name.as_bytes(), crate::policy::Target::Exchange));
             }
+        }
+        drop(g);
+        for d in dead {
+            self.dead_letter(d);
         }
     }
 
@@ -178,8 +182,11 @@ impl VirtualHost {
     /// policies' read lock, so a concurrent change sees the queue).
     pub(crate) fn insert_queue(&self, q: Arc<Queue>) {
         let g = self.policies.read();
-        q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
+        let dead = q.apply_policies(g.applied(q.name.as_bytes(), q.policy_target()));
         self.queues.write().insert(q.name.clone(), q);
+        drop(g);
+        // A recovered queue over a policy's length limit.
+        self.dead_letter(dead);
     }
 
     /// Adds a new exchange with the matching policy in force (and a
@@ -342,7 +349,7 @@ impl VirtualHost {
             .cloned()
             .collect();
         for q in due {
-            q.expire(now);
+            self.dead_letter(q.expire(now));
             if q.is_expired_unused(now) {
                 if let Err(e) = self.remove_queue(&q) {
                     tracing::error!("cannot expire {}: {e}", q.describe());

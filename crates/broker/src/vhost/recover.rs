@@ -80,8 +80,7 @@ impl VirtualHost {
                 },
                 owner: None,
                 limits,
-                vhost_ref: self.self_ref.clone(),
-                storage: Some(handle),
+                    storage: Some(handle),
                 recovered: Some(recovered),
             });
             self.queues.write().insert(name, Arc::new(q));

@@ -231,7 +231,6 @@ impl VirtualHost {
             },
             owner: d.exclusive.then_some(connection_id),
             limits,
-            vhost_ref: self.self_ref.clone(),
             storage: handle,
             recovered: None,
         }));

@@ -57,7 +57,7 @@ impl Channel {
         }
         let q = self.readable_queue(s, m.queue)?;
         let key = s.consumers.next_key();
-        q.add_consumer(Consumer {
+        let dead = q.add_consumer(Consumer {
             tag: tag.clone(),
             channel: self.id,
             key,
@@ -73,6 +73,7 @@ impl Channel {
             flow: flow.clone(),
             sink: s.events.clone(),
         })?;
+        s.vhost.dead_letter(dead);
         // Deliveries go through the event queue, so consume-ok written now
         // still precedes the first basic.deliver.
         self.consume_ok(s, m.nowait, &tag);
@@ -140,7 +141,9 @@ impl Channel {
         let mut delete = None;
         match &queue {
             Some(q) => {
-                if q.remove_consumer(s.id, self.id, tag) {
+                let (gone, dead) = q.remove_consumer(s.id, self.id, tag);
+                s.vhost.dead_letter(dead);
+                if gone {
                     delete = Some(q.clone());
                 }
             }
@@ -184,7 +187,9 @@ impl Channel {
     pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
         let q = self.readable_queue(s, m.queue)?;
         q.check_get()?;
-        let Some((qm, remaining)) = q.get(m.no_ack) else {
+        let (got, dead) = q.get(m.no_ack);
+        s.vhost.dead_letter(dead);
+        let Some((qm, remaining)) = got else {
             self.count(Metric::GetEmpty);
             s.out.method(
                 self.id,
@@ -256,7 +261,7 @@ impl Channel {
         for (q, group) in group_by_queue(items) {
             let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
             let bytes = group.iter().map(|u| u.message.size() as u64).sum();
-            q.settle(&disks, bytes);
+            s.vhost.dead_letter(q.settle(&disks, bytes));
         }
         self.kick_if_global(s);
     }
@@ -281,7 +286,8 @@ impl Channel {
             }
         }
         for (q, group) in group_by_queue(items) {
-            q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect());
+            s.vhost
+                .dead_letter(q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect()));
         }
         self.kick_if_global(s);
     }
@@ -293,11 +299,13 @@ impl Channel {
             }
         }
         for (q, group) in group_by_queue(items) {
-            q.requeue(
-                group
-                    .into_iter()
-                    .map(|u| (u.seq, u.message, u.disk))
-                    .collect(),
+            s.vhost.dead_letter(
+                q.requeue(
+                    group
+                        .into_iter()
+                        .map(|u| (u.seq, u.message, u.disk))
+                        .collect(),
+                ),
             );
         }
         self.kick_if_global(s);
@@ -329,7 +337,7 @@ impl Channel {
     pub(super) fn kick_queues(&self, s: &Session) {
         for key in self.consumers.values() {
             if let Some(q) = s.consumers.get(*key).and_then(|e| e.queue.as_ref()) {
-                q.dispatch();
+                s.vhost.dead_letter(q.dispatch());
             }
         }
     }
@@ -342,7 +350,7 @@ impl Channel {
             return;
         };
         if !open || e.retired {
-            e.give_back(d);
+            e.give_back(d, &s.vhost);
             return;
         }
         self.count(if e.no_ack {

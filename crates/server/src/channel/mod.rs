@@ -27,9 +27,11 @@ use warren_broker::consumer::{ChannelFlow, Consumer, ConsumerFlow, Delivery};
 use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
-use warren_broker::queue::{parse_expiration, Durability, PublishOutcome};
+use warren_broker::queue::{parse_expiration, Durability};
 use warren_broker::store::Ticket;
-use warren_broker::vhost::{check_name, default_exchange_refused, ExchangeSpec, QueueSpec};
+use warren_broker::vhost::{
+    check_name, default_exchange_refused, ExchangeSpec, QueueSpec, RouteCache,
+};
 use warren_broker::{broker::ReplyRoute, Message, Queue};
 use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
@@ -105,9 +107,8 @@ pub struct Channel {
     /// A queue this channel published to that asked publishers to pause.
     pub congested: Option<Arc<Queue>>,
     exchanges: AHashMap<ShortStr, Arc<Exchange>>,
-    /// Queues by name, for publishes to the default exchange.
-    default_routes: AHashMap<ShortStr, Arc<Queue>>,
-    route_buf: Vec<Arc<Queue>>,
+    /// Default-exchange routes and the routing buffer.
+    routes: RouteCache,
     /// Exchanges this channel may publish to, as checked under the
     /// permissions of epoch `write_epoch` (dropped when they change).
     write_ok: ahash::AHashSet<ShortStr>,
@@ -183,8 +184,7 @@ impl Channel {
             pending_ticket: 0,
             congested: None,
             exchanges: AHashMap::new(),
-            default_routes: AHashMap::new(),
-            route_buf: Vec::new(),
+            routes: RouteCache::default(),
             write_ok: ahash::AHashSet::new(),
             write_epoch: u64::MAX,
             stats,

@@ -2,7 +2,7 @@
 
 use super::content::{compact, encode_properties};
 use super::*;
-use warren_broker::delayed::HoldOutcome;
+use warren_broker::vhost::{Origin, Published, Routed};
 use warren_broker::stats::Metric;
 
 impl Channel {
@@ -69,23 +69,6 @@ impl Channel {
             s.out.method(self.id, &ack_multiple(upto));
         }
         Ok(())
-    }
-
-    /// The queue named `name` (default-exchange routing), cached.
-    pub(super) fn default_route<'a>(
-        routes: &'a mut AHashMap<ShortStr, Arc<Queue>>,
-        s: &Session,
-        name: &ShortStr,
-    ) -> Option<&'a Arc<Queue>> {
-        let fresh = routes.get(name).is_some_and(|q| !q.is_deleted());
-        if !fresh {
-            let q = s.vhost.queue(name).ok()?;
-            if routes.len() >= EXCHANGE_CACHE_MAX {
-                routes.clear();
-            }
-            routes.insert(name.clone(), q);
-        }
-        routes.get(name)
     }
 
     pub(super) fn exchange(&mut self, s: &Session, name: &ShortStr) -> Result<Arc<Exchange>> {
@@ -202,44 +185,38 @@ impl Channel {
         mandatory: bool,
         durability: Durability,
     ) -> bool {
-        let mut out = Enqueued::default();
+        let mut out = if exchange.is_default()
+            && message.routing_key.starts_with("amq.rabbitmq.reply-to.")
+        {
+            // Direct reply-to: straight to the requester's connection.
+            let routed = s
+                .broker
+                .deliver_reply(&message.routing_key, message.clone());
+            Published {
+                routed: if routed {
+                    Routed::Queues
+                } else {
+                    Routed::Unroutable
+                },
+                ..Published::default()
+            }
+        } else {
+            s.vhost.publish(
+                exchange,
+                &message,
+                Origin::Client,
+                durability,
+                &mut self.routes,
+            )
+        };
+        if let Some(q) = out.congested.take() {
+            self.congested = Some(q);
+        }
+        let routed = out.is_routed();
         // Held by a delayed exchange: it goes out (publish_out) when it
-        // fires, not now.
-        let mut held_back = false;
-        let routed =
-            if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
-                s.broker
-                    .deliver_reply(&message.routing_key, message.clone())
-            } else if exchange.is_default() {
-                // The default exchange routes by queue name: resolved from
-                // this channel's cache, not the vhost's shared map.
-                match Self::default_route(&mut self.default_routes, s, &message.routing_key) {
-                    Some(q) => {
-                        out.enqueue(q, &message, durability, &mut self.congested);
-                        true
-                    }
-                    None => false,
-                }
-            } else if let Some(held) = s.vhost.hold_delayed(exchange, &message, durability) {
-                // A delayed exchange holds it: routed later, when due (a
-                // mandatory message is not returned, as nothing is known
-                // of its route yet).
-                match held {
-                    HoldOutcome::Held { needs_sync } => out.needs_sync |= needs_sync,
-                    HoldOutcome::Failed => out.failed = true,
-                }
-                held_back = true;
-                true
-            } else {
-                let mut queues = std::mem::take(&mut self.route_buf);
-                s.vhost.route(exchange, &message, &mut queues);
-                let routed = !queues.is_empty();
-                for q in queues.drain(..) {
-                    out.enqueue(&q, &message, durability, &mut self.congested);
-                }
-                self.route_buf = queues;
-                routed
-            };
+        // fires, not now; a mandatory one is not returned, as nothing is
+        // known of its route yet.
+        let held_back = out.routed == Routed::Held;
         self.count(Metric::Publish);
         self.tally.count(exchange, routed && !held_back);
         if !routed {
@@ -318,42 +295,6 @@ impl Channel {
         self.defer(ticket, Deferred::TxCommitOk);
         let _ = s;
         Ok(())
-    }
-}
-
-/// What happened to one message across the queues it was routed to.
-#[derive(Default)]
-pub(super) struct Enqueued {
-    /// Some queue refused it (`x-overflow: reject-publish`).
-    rejected: bool,
-    /// Some queue wrote it for durability: a confirm waits for the commit.
-    needs_sync: bool,
-    /// Some queue could not write it (the store failed).
-    failed: bool,
-}
-
-impl Enqueued {
-    /// Publishes to one queue and folds in its outcome.
-    pub(super) fn enqueue(
-        &mut self,
-        q: &Arc<Queue>,
-        message: &Arc<Message>,
-        durability: Durability,
-        congested: &mut Option<Arc<Queue>>,
-    ) {
-        match q.publish(message.clone(), durability) {
-            PublishOutcome::Rejected => self.rejected = true,
-            PublishOutcome::Failed => self.failed = true,
-            PublishOutcome::Enqueued {
-                needs_sync,
-                congested: c,
-            } => {
-                self.needs_sync |= needs_sync;
-                if c {
-                    *congested = Some(q.clone());
-                }
-            }
-        }
     }
 }
 
