@@ -17,7 +17,7 @@ def start(binary):
     port = s.getsockname()[1]
     s.close()
     p = subprocess.Popen([binary, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir",
-                          tempfile.mkdtemp(), "--disable-management", "--disable-prometheus",
+                          tempfile.mkdtemp(), "--disable-management", "--disable-prometheus", "--disable-mqtt",
                           "--log-level", "warn"])
     for _ in range(100):
         try:

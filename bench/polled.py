@@ -61,7 +61,7 @@ def run(polled):
     port, mport, pport = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_DISABLE_")}
     proc = subprocess.Popen([WARREN, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir", data,
-                             "--management-port", str(mport), "--prometheus-port", str(pport),
+                             "--management-port", str(mport), "--prometheus-port", str(pport), "--disable-mqtt",
                              "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env)
     stop, counter = threading.Event(), [0]

@@ -19,11 +19,14 @@ cargo build --workspace --bins
 step "cargo test (unit, property, lapin integration)"
 cargo test --workspace
 
-step "python environment (pika, pytest, requests)"
+step "python environment (pika, paho-mqtt, pytest, requests)"
 scripts/python-env.sh
 
 step "rabbitmqadmin (extracted from Debian's rabbitmq-server package)"
 rabbitmqadmin="$(scripts/rabbitmqadmin-env.sh)"
+
+step "MQTT test environment (Debian's mosquitto-clients)"
+scripts/mqtt-test-env.sh
 
 step "browser test environment (Debian's chromium, playwright-core)"
 scripts/browser-test-env.sh
@@ -34,8 +37,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 port="$(free_port)"
 mgmt_port="$(free_port)"
 prom_port="$(free_port)"
+mqtt_port="$(free_port)"
 ./target/debug/warren --bind 127.0.0.1 --amqp-port "$port" --data-dir "$data_dir" \
-    --management-port "$mgmt_port" --prometheus-port "$prom_port" --management-login-failures 0 \
+    --management-port "$mgmt_port" --prometheus-port "$prom_port" --mqtt-port "$mqtt_port" \
+    --management-login-failures 0 \
     --log-level warn >"$data_dir/warren.log" 2>&1 &
 broker_pid=$!
 cleanup() {
@@ -50,7 +55,7 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
-AMQP_PORT="$port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
+AMQP_PORT="$port" MQTT_PORT="$mqtt_port" WARRENCTL="$PWD/target/debug/warrenctl --data-dir $data_dir" \
     WARREN_BIN="$PWD/target/debug/warren" \
     MGMT_URL="http://127.0.0.1:$mgmt_port" METRICS_URL="http://127.0.0.1:$prom_port" \
     RABBITMQADMIN="$rabbitmqadmin" \

@@ -39,6 +39,8 @@ class WarrenProcess:
             out.append("--disable-management")
         if "--prometheus-port" not in self.extra_args:
             out.append("--disable-prometheus")
+        if "--mqtt-port" not in self.extra_args:
+            out.append("--disable-mqtt")
         return out
 
     def start(self, timeout=15.0):

@@ -1,4 +1,5 @@
-//! The AMQP 0-9-1 wire format, as RabbitMQ speaks it.
+//! The AMQP 0-9-1 wire format, as RabbitMQ speaks it, and MQTT's
+//! ([`mqtt`]: 3.1, 3.1.1 and 5.0 control packets).
 //!
 //! This crate does no I/O: it turns bytes into frames, methods, content
 //! headers and field tables and back. Everything peer-controlled is bounded
@@ -11,6 +12,7 @@
 pub mod constants;
 pub mod frame;
 pub mod methods;
+pub mod mqtt;
 pub mod properties;
 pub mod table;
 pub mod wire;

@@ -152,6 +152,19 @@ pub struct Args {
     /// Don't serve Prometheus metrics
     #[arg(long, env = "WARREN_DISABLE_PROMETHEUS")]
     pub disable_prometheus: bool,
+
+    /// MQTT 3.1.1/5.0 port [default: 1883]
+    #[arg(long, env = "WARREN_MQTT_PORT")]
+    pub mqtt_port: Option<u16>,
+
+    /// The vhost MQTT clients get when their user name names none
+    /// (RabbitMQ's mqtt.vhost) [default: the default vhost]
+    #[arg(long, env = "WARREN_MQTT_VHOST")]
+    pub mqtt_vhost: Option<String>,
+
+    /// Don't accept MQTT connections
+    #[arg(long, env = "WARREN_DISABLE_MQTT")]
+    pub disable_mqtt: bool,
 }
 
 /// A TOML value that may be written as a number or a string.
@@ -227,6 +240,10 @@ pub struct FileConfig {
     pub management: Option<bool>,
     /// `false` turns the Prometheus endpoint off.
     pub prometheus: Option<bool>,
+    pub mqtt_port: Option<u16>,
+    pub mqtt_vhost: Option<String>,
+    /// `false` turns MQTT off.
+    pub mqtt: Option<bool>,
     /// Largest HTTP request body, bytes (RabbitMQ's max_http_body_size).
     pub management_max_body_size: Option<usize>,
 }
@@ -280,6 +297,11 @@ pub struct Config {
     pub management_bind: Option<IpAddr>,
     /// Largest HTTP request body accepted.
     pub management_max_body: usize,
+    /// The MQTT port; `None` when MQTT is turned off.
+    pub mqtt_port: Option<u16>,
+    /// The vhost of MQTT clients whose user name names none (`None`:
+    /// the default vhost).
+    pub mqtt_vhost: Option<String>,
 }
 
 impl Config {
@@ -338,6 +360,8 @@ impl Default for Config {
             management_bind: None,
             // RabbitMQ 3.10's default max_http_body_size.
             management_max_body: 10_000_000,
+            mqtt_port: Some(1883),
+            mqtt_vhost: None,
         }
     }
 }
@@ -486,6 +510,10 @@ impl Config {
             management_max_body: file
                 .management_max_body_size
                 .unwrap_or(d.management_max_body),
+            mqtt_port: (!args.disable_mqtt && file.mqtt != Some(false))
+                .then(|| args.mqtt_port.or(file.mqtt_port).or(d.mqtt_port))
+                .flatten(),
+            mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
         })
     }
 }

@@ -9,6 +9,7 @@ mod control;
 mod handshake;
 mod http;
 mod listeners;
+mod mqtt;
 mod outbound;
 mod session;
 mod stream;
@@ -180,6 +181,14 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             listener.local_addr()?
         );
         accepting.push(tokio::spawn(accept(listener, broker.clone(), cfg.clone())));
+    }
+    if let Some(port) = cfg.mqtt_port {
+        let addr = SocketAddr::new(cfg.bind, port);
+        let listener = listeners::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MQTT): {e}"))?;
+        info!("listening for MQTT 3.1.1/5.0 on {}", listener.local_addr()?);
+        let front = mqtt::Mqtt::new(broker.clone(), cfg.clone());
+        accepting.push(tokio::spawn(mqtt::accept(listener, front)));
     }
     if let Some(t) = &tls {
         let addr = SocketAddr::new(cfg.bind, cfg.ssl_port);

@@ -29,8 +29,8 @@ mod setup;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use deadletter::{is_cycle, DeadBatch};
 pub use deadletter::DeadLetters;
+pub(crate) use deadletter::{is_cycle, DeadBatch};
 pub(crate) use ready::lane_dir;
 pub use ready::{MAX_LANES, WINDOW_BYTES, WINDOW_COUNT};
 pub use setup::*;
@@ -266,9 +266,7 @@ impl Queue {
         let size = message.size() as u64;
         if self.over_limit(&st, 1, size) {
             match st.limits.overflow {
-                Overflow::RejectPublish => {
-                    return (PublishOutcome::Rejected, DeadLetters::none())
-                }
+                Overflow::RejectPublish => return (PublishOutcome::Rejected, DeadLetters::none()),
                 Overflow::DropHead => self.drop_head_while(&mut st, 1, size),
             }
         }
@@ -493,7 +491,10 @@ impl Queue {
 
     /// Delivered messages rejected without requeue: settled, and
     /// dead-lettered if the queue has a dead-letter exchange.
-    pub fn discard(self: &Arc<Self>, messages: Vec<(Arc<Message>, Option<DiskRef>)>) -> DeadLetters {
+    pub fn discard(
+        self: &Arc<Self>,
+        messages: Vec<(Arc<Message>, Option<DiskRef>)>,
+    ) -> DeadLetters {
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(messages.len() as u64);
         let bytes: u64 = messages.iter().map(|(m, _)| m.size() as u64).sum();

@@ -29,8 +29,8 @@ use crate::exchange::{Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::persistence::VhostStorage;
 use crate::queue::Queue;
-pub use publish::{Origin, Published, RouteCache, Routed};
 use crate::routing::{Binding, Destination};
+pub use publish::{Origin, Published, RouteCache, Routed};
 
 /// Exchanges every vhost has, as RabbitMQ creates them.
 const PREDECLARED: &[(&str, ExchangeKind, bool)] = &[

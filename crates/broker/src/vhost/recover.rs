@@ -80,7 +80,7 @@ impl VirtualHost {
                 },
                 owner: None,
                 limits,
-                    storage: Some(handle),
+                storage: Some(handle),
                 recovered: Some(recovered),
             });
             self.queues.write().insert(name, Arc::new(q));

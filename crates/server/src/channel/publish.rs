@@ -2,8 +2,8 @@
 
 use super::content::{compact, encode_properties};
 use super::*;
-use warren_broker::vhost::{Origin, Published, Routed};
 use warren_broker::stats::Metric;
+use warren_broker::vhost::{Origin, Published, Routed};
 
 impl Channel {
     /// Queues a reply behind everything already waiting.
@@ -185,30 +185,29 @@ impl Channel {
         mandatory: bool,
         durability: Durability,
     ) -> bool {
-        let mut out = if exchange.is_default()
-            && message.routing_key.starts_with("amq.rabbitmq.reply-to.")
-        {
-            // Direct reply-to: straight to the requester's connection.
-            let routed = s
-                .broker
-                .deliver_reply(&message.routing_key, message.clone());
-            Published {
-                routed: if routed {
-                    Routed::Queues
-                } else {
-                    Routed::Unroutable
-                },
-                ..Published::default()
-            }
-        } else {
-            s.vhost.publish(
-                exchange,
-                &message,
-                Origin::Client,
-                durability,
-                &mut self.routes,
-            )
-        };
+        let mut out =
+            if exchange.is_default() && message.routing_key.starts_with("amq.rabbitmq.reply-to.") {
+                // Direct reply-to: straight to the requester's connection.
+                let routed = s
+                    .broker
+                    .deliver_reply(&message.routing_key, message.clone());
+                Published {
+                    routed: if routed {
+                        Routed::Queues
+                    } else {
+                        Routed::Unroutable
+                    },
+                    ..Published::default()
+                }
+            } else {
+                s.vhost.publish(
+                    exchange,
+                    &message,
+                    Origin::Client,
+                    durability,
+                    &mut self.routes,
+                )
+            };
         if let Some(q) = out.congested.take() {
             self.congested = Some(q);
         }

@@ -195,6 +195,9 @@ impl TestBroker {
         if !launch.args.iter().any(|a| a == "--management-port") {
             cmd.arg("--disable-management");
         }
+        if !launch.args.iter().any(|a| a == "--mqtt-port") {
+            cmd.arg("--disable-mqtt");
+        }
         if !launch.args.iter().any(|a| a == "--prometheus-port") {
             cmd.arg("--disable-prometheus");
         }

@@ -1,0 +1,379 @@
+//! One MQTT connection: CONNECT and login, then a loop over the socket,
+//! the broker's events and the keepalive deadline. What packets do is
+//! in [`super::session`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use warren_broker::access::Access;
+use warren_broker::connections::ConnectionMeta;
+use warren_broker::consumer::{ConnectionEvent, EventReceiver};
+use warren_protocol::mqtt::{
+    self, ConnAck, Connect, Disconnect, MqttError, Packet, Properties, LEVEL_5,
+};
+use warren_protocol::FieldTable;
+
+use super::session::{Session, SessionSetup};
+use super::Mqtt;
+
+/// Largest packet before login (RabbitMQ's
+/// `mqtt.max_packet_size_unauthenticated`).
+const UNAUTHENTICATED_MAX: usize = 65_536;
+/// Events handled per turn before the output is written.
+const EVENT_BATCH: usize = 256;
+/// Output buffered before it must be written.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// Why a connection ended.
+pub(super) enum End {
+    /// DISCONNECT from the client (no will unless it asked for one).
+    Disconnected { with_will: bool },
+    /// The client vanished, broke the protocol or timed out: the will goes.
+    Lost(String),
+    /// The broker closed it (operator, shutdown, takeover).
+    Closed(String),
+}
+
+pub(super) async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mqtt: Arc<Mqtt>,
+) {
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let connect = match tokio::time::timeout(
+        mqtt.cfg.handshake_timeout,
+        read_connect(&mut stream, &mut inbuf),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            debug!("MQTT connection from {peer}: {e}");
+            if let Some(MqttError::UnsupportedLevel(_)) = e.downcast_ref::<MqttError>() {
+                // 3.1.1's "unacceptable protocol version".
+                let mut out = BytesMut::new();
+                Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    code: 1,
+                    properties: Properties::default(),
+                })
+                .encode(mqtt::LEVEL_311, &mut out);
+                let _ = stream.write_all(&out).await;
+            }
+            return;
+        }
+        Err(_) => {
+            warn!("closing MQTT connection from {peer}: no CONNECT in time");
+            return;
+        }
+    };
+    let level = connect.level;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let login = match login(&mqtt, &connect, peer) {
+        Ok(l) => l,
+        Err(code) => {
+            let mut out = BytesMut::new();
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code,
+                properties: Properties::default(),
+            })
+            .encode(level, &mut out);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+    };
+    let (user, vhost) = login;
+    let id = mqtt.broker.next_connection_id();
+    let mut client_id = connect.client_id.clone();
+    let mut assigned = None;
+    if client_id.is_empty() {
+        if level != LEVEL_5 && !connect.clean_start {
+            // 3.1.1: a persistent session needs a client id (0x02).
+            let mut out = BytesMut::new();
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code: 2,
+                properties: Properties::default(),
+            })
+            .encode(level, &mut out);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+        client_id = format!("warren-{id}-{:x}", rand_suffix());
+        assigned = Some(client_id.clone());
+    }
+    mqtt.take_over(&vhost.name, &client_id, id, events_tx.clone())
+        .await;
+    let entry = mqtt.broker.connections.register(
+        id,
+        ConnectionMeta {
+            user: user.name.clone(),
+            vhost: vhost.name.clone(),
+            peer,
+            local,
+            client_properties: FieldTable::new(),
+            auth_mechanism: "PLAIN".into(),
+            protocol: if level == LEVEL_5 {
+                "MQTT 5.0"
+            } else {
+                "MQTT 3.1.1"
+            },
+            frame_max: 0,
+            channel_max: 0,
+            heartbeat: connect.keep_alive,
+        },
+        events_tx.clone(),
+    );
+    info!(
+        "MQTT connection {id} from {peer} opened: client '{client_id}' user '{}' vhost '{}'",
+        user.name, vhost.name
+    );
+    let access = Access::new(mqtt.broker.auth.clone(), &user.name, &vhost.name);
+    let retained = mqtt.retained(&vhost.name);
+    let mut session = match retained {
+        Ok(retained) => Session::start(SessionSetup {
+            id,
+            level,
+            client_id: client_id.clone(),
+            connect: &connect,
+            vhost: vhost.clone(),
+            access,
+            events: events_tx,
+            retained,
+            max_message_size: mqtt.cfg.max_message_size,
+        }),
+        Err(e) => Err(format!("retained store: {e}")),
+    };
+    let end = match &mut session {
+        Ok(s) => {
+            let mut ack = ConnAck {
+                session_present: s.session_present,
+                code: 0,
+                properties: Properties::default(),
+            };
+            if level == LEVEL_5 {
+                ack.properties = s.connack_properties(assigned);
+            }
+            s.out(Packet::ConnAck(ack));
+            run(&mut stream, &mut inbuf, s, &mut events, connect.keep_alive).await
+        }
+        Err(e) => {
+            warn!("MQTT connection {id}: cannot start the session: {e}");
+            let mut out = BytesMut::new();
+            let code = if level == LEVEL_5 { 0x80 } else { 3 };
+            Packet::ConnAck(ConnAck {
+                session_present: false,
+                code,
+                properties: Properties::default(),
+            })
+            .encode(level, &mut out);
+            let _ = stream.write_all(&out).await;
+            End::Closed(e.clone())
+        }
+    };
+    let reason = match &end {
+        End::Disconnected { .. } => "client disconnected".to_string(),
+        End::Lost(why) | End::Closed(why) => why.clone(),
+    };
+    if let Ok(mut s) = session {
+        if let End::Closed(why) = &end {
+            if level == LEVEL_5 {
+                // 0x8B server shutting down, 0x8E session taken over, 0x98 administrative action.
+                let reason = if why.contains("took over") {
+                    0x8e
+                } else if why.contains("shutdown") {
+                    0x8b
+                } else {
+                    0x98
+                };
+                s.out(Packet::Disconnect(Disconnect {
+                    reason,
+                    properties: Properties::default(),
+                }));
+                let _ = s.write_to(&mut stream).await;
+            }
+        }
+        let will = matches!(
+            end,
+            End::Lost(_) | End::Closed(_) | End::Disconnected { with_will: true }
+        );
+        s.finish(&mut events, will);
+    }
+    mqtt.release(&entry.meta.vhost, &client_id, id);
+    mqtt.broker.connections.unregister(id);
+    info!("MQTT connection {id} closed: {reason}");
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+async fn read_connect(stream: &mut TcpStream, inbuf: &mut BytesMut) -> anyhow::Result<Connect> {
+    loop {
+        match mqtt::decode(inbuf, None, UNAUTHENTICATED_MAX)? {
+            Some(Packet::Connect(c)) => return Ok(*c),
+            Some(_) => anyhow::bail!("the first packet must be CONNECT"),
+            None => {}
+        }
+        if stream.read_buf(inbuf).await? == 0 {
+            anyhow::bail!("closed before CONNECT");
+        }
+    }
+}
+
+/// Checks the credentials and the vhost; the CONNACK code on refusal.
+fn login(
+    mqtt: &Mqtt,
+    c: &Connect,
+    peer: SocketAddr,
+) -> Result<
+    (
+        Arc<warren_broker::auth::User>,
+        Arc<warren_broker::VirtualHost>,
+    ),
+    u8,
+> {
+    let v5 = c.level == LEVEL_5;
+    let (bad_credentials, not_authorized) = if v5 { (0x86, 0x87) } else { (4, 5) };
+    let default_vhost = mqtt
+        .cfg
+        .mqtt_vhost
+        .clone()
+        .unwrap_or_else(|| mqtt.cfg.default_vhost.clone());
+    let (vhost_name, name, pass) = match (&c.username, &c.password) {
+        (Some(u), p) => {
+            let (v, n) = match u.split_once(':') {
+                Some((v, n)) if !v.is_empty() => (v.to_string(), n.to_string()),
+                _ => (default_vhost, u.clone()),
+            };
+            let p = p
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            (v, n, p)
+        }
+        // Anonymous: RabbitMQ's default mqtt.default_user/default_pass.
+        (None, _) => (default_vhost, "guest".to_string(), "guest".to_string()),
+    };
+    let Some(user) = mqtt.broker.auth.authenticate(&name, &pass) else {
+        warn!("MQTT {peer}: invalid credentials for user '{name}'");
+        return Err(bad_credentials);
+    };
+    if !mqtt.broker.login_allowed_from(&user.name, peer.ip()) {
+        warn!("MQTT {peer}: user '{name}' can only connect via localhost");
+        return Err(not_authorized);
+    }
+    let Some(vhost) = mqtt.broker.vhost(&vhost_name) else {
+        warn!("MQTT {peer}: vhost '{vhost_name}' not found");
+        return Err(not_authorized);
+    };
+    if mqtt
+        .broker
+        .auth
+        .permission(&vhost_name, &user.name)
+        .is_none()
+    {
+        warn!("MQTT {peer}: access to vhost '{vhost_name}' refused for user '{name}'");
+        return Err(not_authorized);
+    }
+    if let Err(e) = mqtt.broker.check_connection_limits(&user, &vhost_name) {
+        warn!("MQTT {peer}: {}", e.reply_text());
+        return Err(if v5 { 0x97 } else { 3 });
+    }
+    Ok((user, vhost))
+}
+
+async fn run(
+    stream: &mut TcpStream,
+    inbuf: &mut BytesMut,
+    s: &mut Session,
+    events: &mut EventReceiver,
+    keep_alive: u16,
+) -> End {
+    // MQTT-3.1.2-24: one and a half keepalive periods without a packet.
+    let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut last_packet = Instant::now();
+    let max = s.max_packet();
+    loop {
+        if let Err(e) = s.write_to(stream).await {
+            return End::Lost(format!("socket error: {e}"));
+        }
+        let deadline = grace.map(|g| last_packet + g);
+        tokio::select! {
+            read = stream.read_buf(inbuf) => {
+                match read {
+                    Ok(0) => return End::Lost("client went away without DISCONNECT".into()),
+                    Err(e) => return End::Lost(format!("socket error: {e}")),
+                    Ok(_) => {}
+                }
+                last_packet = Instant::now();
+                loop {
+                    let packet = match mqtt::decode(inbuf, Some(s.level), max) {
+                        Ok(Some(p)) => p,
+                        Ok(None) => break,
+                        Err(e) => {
+                            s.protocol_error(&e);
+                            let _ = s.write_to(stream).await;
+                            return End::Lost(e.to_string());
+                        }
+                    };
+                    match s.handle(packet).await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => return end,
+                        Err(why) => {
+                            let _ = s.write_to(stream).await;
+                            return End::Lost(why);
+                        }
+                    }
+                    if s.pending_out() > OUT_HIGH_WATER {
+                        if let Err(e) = s.write_to(stream).await {
+                            return End::Lost(format!("socket error: {e}"));
+                        }
+                    }
+                }
+            }
+            ev = events.recv() => {
+                let Some(ev) = ev else {
+                    return End::Closed("event channel closed".into());
+                };
+                let mut next = Some(ev);
+                let mut n = 0;
+                while let Some(ev) = next.take() {
+                    if let ConnectionEvent::Close(e) = ev {
+                        return End::Closed(e.reply_text());
+                    }
+                    if let Err(why) = s.event(ev) {
+                        return End::Closed(why);
+                    }
+                    n += 1;
+                    if n >= EVENT_BATCH || s.pending_out() > OUT_HIGH_WATER {
+                        break;
+                    }
+                    next = events.try_recv().ok();
+                }
+                s.flush_consumers();
+            }
+            _ = sleep_until(deadline) => {
+                return End::Lost("keepalive timeout".into());
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,125 @@
+//! MQTT 3.1, 3.1.1 and 5.0, the broker's second front-end (port 1883),
+//! as RabbitMQ's MQTT plugin builds it: every MQTT publish is an AMQP
+//! message published to `amq.topic` (topic `a/b` is routing key `a.b`),
+//! and every subscription is a binding from `amq.topic` to the client's
+//! queue, `mqtt-subscription-<client id>qos0` or `…qos1`. So MQTT and AMQP
+//! clients reach each other, under the same users, vhosts and
+//! permissions (topic permissions included).
+//!
+//! A client reaches the broker core only through the same calls the
+//! AMQP channel makes: `VirtualHost::publish` (the one publish
+//! pipeline), queue declare/bind, and consumers whose deliveries arrive
+//! as connection events.
+//!
+//! Decisions (see docs/compatibility.md):
+//! - the vhost comes from a `vhost:user` user name, else `--mqtt-vhost`;
+//! - no user name logs in as `guest`/`guest` (RabbitMQ's default
+//!   `mqtt.allow_anonymous` with `mqtt.default_user`), which loopback
+//!   rules then hold to localhost;
+//! - QoS 2 subscriptions are granted QoS 1, as RabbitMQ grants them; a
+//!   QoS 2 PUBLISH gets the full PUBREC/PUBREL/PUBCOMP exchange;
+//! - a clean session's queues are exclusive (gone with the connection);
+//!   a persistent one's are durable, and an MQTT 5 session expiry becomes
+//!   the queues' `x-expires`.
+
+mod connection;
+mod retained;
+mod session;
+pub(crate) mod topic;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use warren_broker::consumer::{ConnectionEvent, EventSender};
+use warren_broker::error::AmqpError;
+use warren_broker::Broker;
+
+use crate::config::Config;
+use retained::RetainedStore;
+
+/// The front-end's shared state: which client ids are connected (one
+/// connection per id per vhost: a new one takes over) and each vhost's
+/// retained messages.
+pub(crate) struct Mqtt {
+    broker: Arc<Broker>,
+    cfg: Arc<Config>,
+    clients: Mutex<HashMap<(String, String), (u64, EventSender)>>,
+    retained: Mutex<HashMap<String, Arc<RetainedStore>>>,
+    dir: PathBuf,
+}
+
+impl Mqtt {
+    pub(crate) fn new(broker: Arc<Broker>, cfg: Arc<Config>) -> Arc<Mqtt> {
+        let dir = cfg.data_dir.join("mqtt");
+        Arc::new(Mqtt {
+            broker,
+            cfg,
+            clients: Mutex::new(HashMap::new()),
+            retained: Mutex::new(HashMap::new()),
+            dir,
+        })
+    }
+
+    fn retained(&self, vhost: &str) -> std::io::Result<Arc<RetainedStore>> {
+        let mut g = self.retained.lock();
+        if let Some(s) = g.get(vhost) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(RetainedStore::open(&self.dir, vhost)?);
+        g.insert(vhost.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Registers `client_id` in `vhost` for connection `id`, first closing
+    /// the connection that holds it (MQTT's session takeover) and waiting
+    /// a bounded time for it to go.
+    async fn take_over(&self, vhost: &str, client_id: &str, id: u64, sink: EventSender) {
+        let key = (vhost.to_string(), client_id.to_string());
+        let old = self.clients.lock().insert(key.clone(), (id, sink));
+        let Some((old_id, old_sink)) = old else {
+            return;
+        };
+        let _ = old_sink.send(ConnectionEvent::Close(AmqpError::internal(
+            "another connection took over the client id",
+        )));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.broker.connections.get(old_id).is_some()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Forgets `client_id` if connection `id` still holds it.
+    fn release(&self, vhost: &str, client_id: &str, id: u64) {
+        let key = (vhost.to_string(), client_id.to_string());
+        let mut g = self.clients.lock();
+        if g.get(&key).is_some_and(|(holder, _)| *holder == id) {
+            g.remove(&key);
+        }
+    }
+}
+
+/// Accepts MQTT connections until aborted.
+pub(crate) async fn accept(listener: TcpListener, mqtt: Arc<Mqtt>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let local = stream
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection::serve(stream, peer, local, mqtt.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("MQTT accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

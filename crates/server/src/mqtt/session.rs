@@ -1,0 +1,493 @@
+//! An MQTT client's session: its subscriptions (bindings to its queues),
+//! its consumers, the QoS 1 messages in flight both ways, topic aliases,
+//! and its will. Publishes go through `VirtualHost::publish` as AMQP's do.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use warren_broker::access::{Access, Operation, Resource};
+use warren_broker::consumer::{ChannelFlow, ConsumerFlow, EventSender};
+use warren_broker::exchange::Exchange;
+use warren_broker::queue::{Durability, Queue};
+use warren_broker::stats::Metric;
+use warren_broker::store::Ticket;
+use warren_broker::vhost::{Origin, RouteCache};
+use warren_broker::{Message, VirtualHost};
+use warren_protocol::mqtt::{
+    Ack, Connect, Disconnect, MqttError, Packet, Properties, Publish, Will, LEVEL_5,
+};
+use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
+
+use super::connection::End;
+use super::retained::RetainedStore;
+use super::topic;
+use crate::consumers::Consumers;
+
+/// QoS 1 messages a client may have unacknowledged per subscription
+/// queue unless it asks for fewer (MQTT 5's receive maximum).
+const PREFETCH: u32 = 64;
+/// Topic aliases a client may set (MQTT 5).
+const TOPIC_ALIAS_MAX: u16 = 64;
+/// Payloads larger than this are written from the message, not copied.
+const COPY_MAX: usize = 2048;
+
+pub(super) struct SessionSetup<'a> {
+    pub id: u64,
+    pub level: u8,
+    pub client_id: String,
+    pub connect: &'a Connect,
+    pub vhost: Arc<VirtualHost>,
+    pub access: Access,
+    pub events: EventSender,
+    pub retained: Arc<RetainedStore>,
+    pub max_message_size: u64,
+}
+
+/// Where a delivered message came from: its queue, its consumer's
+/// credit, its position and its index entry (to settle or requeue it).
+struct Source {
+    queue: Arc<Queue>,
+    flow: Arc<ConsumerFlow>,
+    seq: u64,
+    disk: Option<warren_broker::store::index::DiskRef>,
+    message: Arc<Message>,
+}
+
+/// A message sent to the client at QoS 1, waiting for its PUBACK;
+/// `None` for a retained message (nothing to settle).
+type Inflight = Option<Source>;
+
+pub(super) struct Session {
+    pub level: u8,
+    id: u64,
+    client_id: String,
+    vhost: Arc<VirtualHost>,
+    access: Access,
+    events: EventSender,
+    retained: Arc<RetainedStore>,
+    exchange: Arc<Exchange>,
+    routes: RouteCache,
+    /// Write permission on amq.topic, as checked at this epoch.
+    write_ok: Option<u64>,
+    persistent: bool,
+    /// MQTT 5 session expiry as the queues' `x-expires` (ms).
+    expires_ms: Option<u64>,
+    pub session_present: bool,
+    /// Subscription queues, by granted QoS, and their consumer keys.
+    queues: [Option<(Arc<Queue>, u64)>; 2],
+    consumers: Consumers,
+    flow: Arc<ChannelFlow>,
+    prefetch: u32,
+    /// Topic filter → granted QoS.
+    subs: BTreeMap<String, u8>,
+    inflight: HashMap<u16, Inflight>,
+    next_id: u16,
+    /// Acks waiting for a commit ticket, in order.
+    acks: VecDeque<(Ticket, Packet)>,
+    watching: Ticket,
+    /// QoS 2 packet ids received and not yet released.
+    qos2: HashSet<u16>,
+    aliases: HashMap<u16, String>,
+    will: Option<Will>,
+    max_message_size: u64,
+    out: BytesMut,
+    chunks: Vec<Bytes>,
+}
+
+fn queue_name(client_id: &str, qos: u8) -> ShortStr {
+    // RabbitMQ's names; a client id long enough to overflow a queue name
+    // is refused at CONNECT by the declare.
+    ShortStr::from(format!("mqtt-subscription-{client_id}qos{qos}"))
+}
+
+impl Session {
+    pub(super) fn start(s: SessionSetup) -> Result<Session, String> {
+        let v5 = s.level == LEVEL_5;
+        let expiry = s.connect.properties.session_expiry_interval.unwrap_or(0);
+        let persistent = if v5 {
+            expiry > 0
+        } else {
+            !s.connect.clean_start
+        };
+        let exchange = s
+            .vhost
+            .exchange(&ShortStr::from_static("amq.topic"))
+            .map_err(|e| e.reply_text())?;
+        let prefetch = s
+            .connect
+            .properties
+            .receive_maximum
+            .map_or(PREFETCH, |m| u32::from(m).min(PREFETCH));
+        let mut session = Session {
+            level: s.level,
+            id: s.id,
+            client_id: s.client_id,
+            vhost: s.vhost,
+            access: s.access,
+            events: s.events,
+            retained: s.retained,
+            exchange,
+            routes: RouteCache::default(),
+            write_ok: None,
+            persistent,
+            expires_ms: (v5 && expiry != u32::MAX && expiry > 0).then(|| u64::from(expiry) * 1000),
+            session_present: false,
+            queues: [None, None],
+            consumers: Consumers::default(),
+            flow: Arc::new(ChannelFlow::default()),
+            prefetch,
+            subs: BTreeMap::new(),
+            inflight: HashMap::new(),
+            next_id: 0,
+            acks: VecDeque::new(),
+            watching: 0,
+            qos2: HashSet::new(),
+            aliases: HashMap::new(),
+            will: s.connect.will.clone(),
+            max_message_size: s.max_message_size,
+            out: BytesMut::with_capacity(4096),
+            chunks: Vec::new(),
+        };
+        for qos in 0..2u8 {
+            let name = queue_name(&session.client_id, qos);
+            let Ok(q) = session.vhost.queue(&name) else {
+                continue;
+            };
+            if s.connect.clean_start || !persistent {
+                // A clean start discards the old session.
+                session
+                    .vhost
+                    .delete_queue(&name, false, false, session.id)
+                    .map_err(|e| e.reply_text())?;
+                continue;
+            }
+            session.session_present = true;
+            for b in session.exchange.bindings() {
+                if b.destination.name() == &q.name {
+                    session
+                        .subs
+                        .insert(topic::from_amqp(&b.routing_key.as_str()), qos);
+                }
+            }
+            session.consume(qos, q)?;
+        }
+        Ok(session)
+    }
+
+    /// CONNACK's MQTT 5 properties: what this server supports.
+    pub(super) fn connack_properties(&self, assigned: Option<String>) -> Properties {
+        Properties {
+            assigned_client_identifier: assigned,
+            topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
+            maximum_qos: Some(1),
+            retain_available: Some(1),
+            wildcard_subscription_available: Some(1),
+            subscription_identifier_available: Some(0),
+            shared_subscription_available: Some(0),
+            maximum_packet_size: u32::try_from(self.max_packet()).ok(),
+            ..Properties::default()
+        }
+    }
+
+    pub(super) fn max_packet(&self) -> usize {
+        usize::try_from(self.max_message_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(65_536)
+    }
+
+    pub(super) fn out(&mut self, p: Packet) {
+        p.encode(self.level, &mut self.out);
+    }
+
+    fn out_publish(&mut self, p: &Publish) {
+        if p.payload.len() <= COPY_MAX {
+            p.encode_head(self.level, &mut self.out);
+            self.out.extend_from_slice(&p.payload);
+        } else {
+            p.encode_head(self.level, &mut self.out);
+            self.chunks.push(self.out.split().freeze());
+            self.chunks.push(p.payload.clone());
+        }
+    }
+
+    pub(super) fn pending_out(&self) -> usize {
+        self.out.len() + self.chunks.iter().map(|c| c.len()).sum::<usize>()
+    }
+
+    pub(super) async fn write_to(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        for c in self.chunks.drain(..) {
+            stream.write_all(&c).await?;
+        }
+        if !self.out.is_empty() {
+            stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Tells an MQTT 5 client why it is being disconnected.
+    pub(super) fn protocol_error(&mut self, e: &MqttError) {
+        if self.level == LEVEL_5 {
+            let reason = match e {
+                MqttError::TooLarge { .. } => 0x95,
+                MqttError::Protocol(_) => 0x82,
+                _ => 0x81,
+            };
+            self.disconnect(reason, e.to_string());
+        }
+    }
+
+    fn disconnect(&mut self, reason: u8, why: String) {
+        if self.level == LEVEL_5 {
+            let properties = Properties {
+                reason_string: Some(why),
+                ..Properties::default()
+            };
+            self.out(Packet::Disconnect(Disconnect { reason, properties }));
+        }
+    }
+
+    /// Handles one packet; `Some(end)` ends the connection cleanly,
+    /// `Err` ends it as lost (the will goes).
+    pub(super) async fn handle(&mut self, p: Packet) -> Result<Option<End>, String> {
+        match p {
+            Packet::Publish(p) => self.publish(p)?,
+            Packet::PubAck(a) | Packet::PubComp(a) => self.acked(a.packet_id),
+            Packet::PubRec(a) => {
+                // We never send QoS 2, but answer as the protocol says.
+                self.out(Packet::PubRel(Ack::new(a.packet_id, 0)));
+            }
+            Packet::PubRel(a) => {
+                let known = self.qos2.remove(&a.packet_id);
+                let reason = if known || self.level != LEVEL_5 {
+                    0
+                } else {
+                    0x92
+                };
+                self.out(Packet::PubComp(Ack::new(a.packet_id, reason)));
+            }
+            Packet::Subscribe(s) => self.subscribe(s)?,
+            Packet::Unsubscribe(u) => self.unsubscribe(u)?,
+            Packet::PingReq => self.out(Packet::PingResp),
+            Packet::Disconnect(d) => {
+                return Ok(Some(End::Disconnected {
+                    with_will: d.reason == 0x04,
+                }))
+            }
+            Packet::Auth(_) => {
+                self.disconnect(0x8c, "extended authentication is not supported".into());
+                return Err("AUTH is not supported".into());
+            }
+            other => {
+                self.disconnect(0x82, "unexpected packet".into());
+                return Err(format!("unexpected packet from a client: {other:?}"));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A publish refused by a check: MQTT 5 gets `reason` in its
+    /// acknowledgement; QoS 0, and 3.1.1 (which cannot say no), are
+    /// disconnected so nothing unstored is ever acknowledged.
+    fn refuse(&mut self, p: &Publish, reason: u8, why: String) -> Result<(), String> {
+        match (self.level == LEVEL_5, p.qos, p.packet_id) {
+            (true, 1, Some(id)) => {
+                let mut a = Ack::new(id, reason);
+                a.properties.reason_string = Some(why);
+                self.out(Packet::PubAck(a));
+                Ok(())
+            }
+            (true, 2, Some(id)) => {
+                let mut a = Ack::new(id, reason);
+                a.properties.reason_string = Some(why);
+                self.out(Packet::PubRec(a));
+                Ok(())
+            }
+            _ => {
+                self.disconnect(reason, why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    fn publish(&mut self, mut p: Publish) -> Result<(), String> {
+        if let Some(alias) = p.properties.topic_alias.take() {
+            if alias == 0 || alias > TOPIC_ALIAS_MAX {
+                self.disconnect(0x94, format!("topic alias {alias} is out of range"));
+                return Err("topic alias out of range".into());
+            }
+            if p.topic.is_empty() {
+                match self.aliases.get(&alias) {
+                    Some(t) => p.topic = t.clone(),
+                    None => {
+                        self.disconnect(0x82, format!("unknown topic alias {alias}"));
+                        return Err("unknown topic alias".into());
+                    }
+                }
+            } else {
+                self.aliases.insert(alias, p.topic.clone());
+            }
+        }
+        if let Err(why) = topic::check_name(&p.topic) {
+            self.disconnect(0x90, why.to_string());
+            return Err(format!("topic name '{}': {why}", p.topic));
+        }
+        if p.qos == 2 {
+            if let Some(id) = p.packet_id {
+                if !self.qos2.insert(id) {
+                    // A resend of one we have: acknowledge, don't publish twice.
+                    self.out(Packet::PubRec(Ack::new(id, 0)));
+                    return Ok(());
+                }
+            }
+        }
+        let key = topic::to_amqp(&p.topic);
+        if let Err(e) = self.check_write(&key) {
+            return self.refuse(&p, 0x87, e);
+        }
+        if p.retain {
+            if let Err(e) = self.retained.retain(p.clone()) {
+                return self.refuse(&p, 0x80, format!("cannot retain: {e}"));
+            }
+        }
+        let message = Arc::new(self.to_amqp(&p, key));
+        let routed = self.route(&message, p.qos)?;
+        let Some(id) = p.packet_id else {
+            return Ok(());
+        };
+        let ticket = match routed {
+            Ok(ticket) => ticket,
+            Err(why) => return self.refuse(&p, 0x97, why),
+        };
+        let ack = if p.qos == 2 {
+            Packet::PubRec(Ack::new(id, 0))
+        } else {
+            Packet::PubAck(Ack::new(id, 0))
+        };
+        self.ack_after(ticket, ack);
+        Ok(())
+    }
+
+    /// Publishes to amq.topic: the commit ticket to wait for (0: none),
+    /// or why a queue refused it; `Err` ends the connection.
+    fn route(&mut self, message: &Arc<Message>, qos: u8) -> Result<Result<Ticket, String>, String> {
+        let durability = if qos > 0 {
+            Durability::Required
+        } else {
+            Durability::BestEffort
+        };
+        let out = self.vhost.publish(
+            &self.exchange,
+            message,
+            Origin::Client,
+            durability,
+            &mut self.routes,
+        );
+        self.exchange.counters.add(Metric::PublishIn, 1);
+        if out.is_routed() {
+            self.exchange.counters.add(Metric::PublishOut, 1);
+        }
+        if out.failed {
+            // Never acknowledge what is not on disk.
+            self.disconnect(0x80, "the message store failed".into());
+            return Err("the message store failed to write a QoS 1 message".into());
+        }
+        if out.rejected {
+            return Ok(Err("a queue refused the message (its length limit)".into()));
+        }
+        Ok(Ok(if out.needs_sync {
+            self.vhost.issue_ticket()
+        } else {
+            0
+        }))
+    }
+
+    /// Sends `ack` once `ticket` and everything acknowledged before it
+    /// are durable (acks leave in order).
+    fn ack_after(&mut self, ticket: Ticket, ack: Packet) {
+        let ticket = self.acks.back().map_or(ticket, |(t, _)| ticket.max(*t));
+        if ticket == 0 {
+            self.out(ack);
+            return;
+        }
+        self.acks.push_back((ticket, ack));
+        if ticket > self.watching {
+            self.watching = ticket;
+            self.vhost.notify_commit(ticket, self.events.clone());
+        }
+    }
+
+    fn committed(&mut self, upto: Ticket) -> Result<(), String> {
+        while let Some((t, _)) = self.acks.front() {
+            if *t > upto {
+                break;
+            }
+            let Some((t, ack)) = self.acks.pop_front() else {
+                break;
+            };
+            if self.vhost.ticket_failed(t) {
+                self.disconnect(0x80, "the message store failed".into());
+                return Err("the message store failed to commit".into());
+            }
+            self.out(ack);
+        }
+        Ok(())
+    }
+
+    fn check_write(&mut self, key: &str) -> Result<(), String> {
+        let epoch = self.access.epoch();
+        if self.access.refresh() || self.write_ok != Some(epoch) {
+            self.access
+                .check(Operation::Write, Resource::Exchange, "amq.topic")
+                .map_err(|e| e.reply_text())?;
+            self.write_ok = Some(self.access.epoch());
+        }
+        self.access
+            .check_topic(Operation::Write, &self.exchange, key)
+            .map_err(|e| e.reply_text())
+    }
+
+    /// The AMQP message an MQTT publish becomes (RabbitMQ's mapping).
+    fn to_amqp(&self, p: &Publish, key: String) -> Message {
+        let mut headers = FieldTable::new();
+        headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(1)));
+        headers.insert("x-mqtt-dup", FieldValue::Bool(p.dup));
+        let pr = &p.properties;
+        for (k, v) in &pr.user_properties {
+            headers.insert(k.as_str(), FieldValue::LongStr(Bytes::from(v.clone())));
+        }
+        let props = BasicProperties {
+            delivery_mode: Some(if p.qos > 0 { 2 } else { 1 }),
+            headers: Some(headers),
+            content_type: pr.content_type.as_ref().map(|c| ShortStr::from(c.as_str())),
+            correlation_id: pr
+                .correlation_data
+                .as_ref()
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .map(ShortStr::from),
+            reply_to: pr
+                .response_topic
+                .as_ref()
+                .map(|t| ShortStr::from(topic::to_amqp(t))),
+            expiration: pr
+                .message_expiry_interval
+                .map(|s| ShortStr::from((u64::from(s) * 1000).to_string())),
+            ..BasicProperties::default()
+        };
+        let mut raw = BytesMut::new();
+        props.encode(&mut raw);
+        Message::new(
+            self.exchange.name.clone(),
+            ShortStr::from(key),
+            props,
+            raw.freeze(),
+            p.payload.clone(),
+        )
+    }
+}
+
+mod deliver;
+mod subscribe;

@@ -1,0 +1,231 @@
+//! The consuming side: deliveries from the subscription queues become
+//! PUBLISH packets; PUBACKs settle them; what is left at the end goes
+//! back to its queue (a persistent session gets it again, as DUP).
+
+use std::sync::Arc;
+
+use warren_broker::consumer::{ConnectionEvent, Delivery, EventReceiver};
+use warren_broker::vhost::Origin;
+use warren_broker::Message;
+use warren_protocol::mqtt::{Properties, Publish, LEVEL_5};
+use warren_protocol::{FieldValue, ShortStr};
+
+use super::{topic, Session, Source};
+
+/// The QoS a message was published with: MQTT's header, else AMQP's
+/// delivery mode (persistent is QoS 1), as RabbitMQ maps them.
+fn published_qos(m: &Message) -> u8 {
+    match m
+        .headers
+        .as_deref()
+        .and_then(|h| h.get("x-mqtt-publish-qos"))
+    {
+        Some(v) => u8::try_from(v.as_i64().unwrap_or(0).clamp(0, 1)).unwrap_or(0),
+        None => u8::from(m.is_persistent()),
+    }
+}
+
+impl Session {
+    /// One broker event (deliveries, commits, a deleted queue).
+    pub(in crate::mqtt) fn event(&mut self, ev: ConnectionEvent) -> Result<(), String> {
+        match ev {
+            ConnectionEvent::Deliver(d) => self.deliver(d),
+            ConnectionEvent::Committed(t) => self.committed(t),
+            ConnectionEvent::ConsumerCancelled { .. } => {
+                self.disconnect(0x98, "a subscription queue was deleted".into());
+                Err("a subscription queue was deleted".into())
+            }
+            ConnectionEvent::Close(e) => Err(e.reply_text()),
+        }
+    }
+
+    /// After a batch of events: returns transit credit to the queues.
+    pub(in crate::mqtt) fn flush_consumers(&mut self) {
+        self.consumers.flush(&self.vhost);
+    }
+
+    fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            if self.next_id != 0 && !self.inflight.contains_key(&self.next_id) {
+                return self.next_id;
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) -> Result<(), String> {
+        let Some(e) = self.consumers.handled(d.consumer) else {
+            return Ok(());
+        };
+        if e.retired {
+            e.give_back(d, &self.vhost);
+            return Ok(());
+        }
+        let (queue, flow, no_ack) = (e.queue.clone(), e.flow.clone(), e.no_ack);
+        let topic = topic::from_amqp(&d.message.routing_key.as_str());
+        // Section 4.7.2: a wildcard at the start of a filter matches no
+        // `$` topic; AMQP's `#` would.
+        let wanted = !topic.starts_with('$') || self.subs.keys().any(|f| topic::matches(f, &topic));
+        let qos = if no_ack { 0 } else { published_qos(&d.message) };
+        if !wanted || (!no_ack && qos == 0) {
+            // Settled here: not for the client, or sent at QoS 0 from a QoS 1 queue.
+            if !no_ack {
+                flow.on_settled(1);
+                if let Some(q) = &queue {
+                    let size = d.message.size() as u64;
+                    self.vhost.dead_letter(q.settle(&[d.disk], size));
+                }
+            }
+            if !wanted {
+                return Ok(());
+            }
+        }
+        let packet_id = if qos > 0 {
+            let id = self.next_packet_id();
+            let source = queue.map(|queue| Source {
+                queue,
+                flow,
+                seq: d.seq,
+                disk: d.disk,
+                message: d.message.clone(),
+            });
+            self.inflight.insert(id, source);
+            Some(id)
+        } else {
+            None
+        };
+        let p = self.to_mqtt(&d.message, topic, qos, packet_id, d.redelivered);
+        self.out_publish(&p);
+        Ok(())
+    }
+
+    /// The PUBLISH a stored message becomes (for MQTT 5, its properties
+    /// mapped back from AMQP's).
+    pub(super) fn to_mqtt(
+        &self,
+        m: &Message,
+        topic: String,
+        qos: u8,
+        packet_id: Option<u16>,
+        dup: bool,
+    ) -> Publish {
+        let mut properties = Properties::default();
+        if self.level == LEVEL_5 {
+            let p = m.properties();
+            properties.content_type = p.content_type.map(|c| c.to_string());
+            properties.correlation_data = p
+                .correlation_id
+                .map(|c| bytes::Bytes::copy_from_slice(c.as_bytes()));
+            properties.response_topic = p.reply_to.map(|r| topic::from_amqp(&r.as_str()));
+            if let Some(h) = p.headers {
+                for (k, v) in h.iter() {
+                    if k.starts_with("x-") {
+                        continue;
+                    }
+                    if let FieldValue::LongStr(b) = v {
+                        if let Ok(s) = std::str::from_utf8(b) {
+                            properties
+                                .user_properties
+                                .push((k.to_string(), s.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Publish {
+            dup: dup && qos > 0,
+            qos,
+            retain: false,
+            topic,
+            packet_id,
+            properties,
+            payload: m.body.clone(),
+        }
+    }
+
+    /// PUBACK (or PUBCOMP): the message is settled in its queue.
+    pub(super) fn acked(&mut self, id: u16) {
+        if let Some(Some(s)) = self.inflight.remove(&id) {
+            s.flow.on_settled(1);
+            let size = s.message.size() as u64;
+            self.vhost.dead_letter(s.queue.settle(&[s.disk], size));
+        }
+    }
+
+    /// Publishes `m` for a retained match at `qos`.
+    pub(super) fn send_retained(&mut self, p: &Publish, qos: u8) {
+        let packet_id = (qos > 0).then(|| self.next_packet_id());
+        if let Some(id) = packet_id {
+            self.inflight.insert(id, None);
+        }
+        let mut out = p.clone();
+        out.qos = qos;
+        out.packet_id = packet_id;
+        out.retain = true;
+        out.dup = false;
+        if self.level != LEVEL_5 {
+            out.properties = Properties::default();
+        }
+        self.out_publish(&out);
+    }
+
+    /// The connection is over: consumers stop, unacknowledged messages go
+    /// back to their queues, a non-persistent session's queues go, and
+    /// the will is published if the client left uncleanly.
+    pub(in crate::mqtt) fn finish(&mut self, events: &mut EventReceiver, will: bool) {
+        for (qos, slot) in self.queues.iter_mut().enumerate() {
+            if let Some((q, key)) = slot.take() {
+                let tag = ShortStr::from(format!("mqtt-qos{qos}"));
+                let (_, dead) = q.remove_consumer(self.id, 0, &tag);
+                self.vhost.dead_letter(dead);
+                self.consumers.retire(key);
+            }
+        }
+        while let Ok(ev) = events.try_recv() {
+            if let ConnectionEvent::Deliver(d) = ev {
+                self.consumers.return_delivery(d, &self.vhost);
+            }
+        }
+        self.consumers.flush(&self.vhost);
+        for s in self.inflight.drain().filter_map(|(_, s)| s) {
+            s.flow.on_settled(1);
+            let dead = s.queue.requeue(vec![(s.seq, s.message, s.disk)]);
+            self.vhost.dead_letter(dead);
+        }
+        if !self.persistent {
+            for qos in 0..2 {
+                let name = super::queue_name(&self.client_id, qos);
+                if let Err(e) = self.vhost.delete_queue(&name, false, false, self.id) {
+                    tracing::warn!("cannot delete {name}: {}", e.reply_text());
+                }
+            }
+        }
+        if let (true, Some(w)) = (will, self.will.take()) {
+            let key = topic::to_amqp(&w.topic);
+            if topic::check_name(&w.topic).is_ok() && self.check_write(&key).is_ok() {
+                let p = Publish {
+                    dup: false,
+                    qos: w.qos,
+                    retain: w.retain,
+                    topic: w.topic.clone(),
+                    packet_id: None,
+                    properties: w.properties.clone(),
+                    payload: w.payload.clone(),
+                };
+                if w.retain {
+                    if let Err(e) = self.retained.retain(p.clone()) {
+                        tracing::warn!("cannot retain the will of '{}': {e}", self.client_id);
+                    }
+                }
+                let m = Arc::new(self.to_amqp(&p, key));
+                let _ = self.vhost.publish(
+                    &self.exchange,
+                    &m,
+                    Origin::Client,
+                    warren_broker::queue::Durability::BestEffort,
+                    &mut self.routes,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+# -*- coding: utf-8 -*-
+"""MQTT 3.1.1 and 5.0 with real clients: paho-mqtt, Debian's mosquitto_pub/mosquitto_sub, and
+pika on the AMQP side (MQTT topic a/b is AMQP routing key a.b on amq.topic, as RabbitMQ's MQTT
+plugin maps it). Every payload is compared byte for byte.
+
+MQTT_PORT names the shared broker's MQTT port; the restart tests start their own broker."""
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pika
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from conftest import connect, uniq
+from warren_process import free_port, warren  # noqa: F401  (fixture)
+
+HOST = "127.0.0.1"
+PORT = int(os.environ.get("MQTT_PORT", "1883"))
+WAIT = 10
+
+
+class Client:
+    """A paho client whose received messages land in a queue; connect() waits for CONNACK."""
+
+    def __init__(self, client_id="", v5=False, port=PORT, clean=True, user="guest", password="guest",
+                 will=None, expiry=None):
+        self.v5 = v5
+        self.port = port
+        self.msgs = queue.Queue()
+        self.connected = threading.Event()
+        self.rc = None
+        proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        kw = {} if v5 else {"clean_session": clean}
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kw)
+        if user is not None:
+            self.c.username_pw_set(user, password)
+        if will:
+            self.c.will_set(*will)
+        self.clean = clean
+        self.expiry = expiry
+        self.c.on_connect = self._on_connect
+        self.c.on_message = lambda c, u, m: self.msgs.put(m)
+        self.subacks = queue.Queue()
+        self.c.on_subscribe = lambda c, u, mid, codes, props: self.subacks.put(codes)
+        self.session_present = None
+
+    def _on_connect(self, c, u, flags, rc, props):
+        self.rc = rc
+        self.session_present = flags.session_present
+        self.connected.set()
+
+    def connect(self, expect_ok=True):
+        kw = {}
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            if self.expiry is not None:
+                props.SessionExpiryInterval = self.expiry
+            kw = {"clean_start": self.clean, "properties": props}
+        self.c.connect(HOST, self.port, keepalive=30, **kw)
+        self.c.loop_start()
+        assert self.connected.wait(WAIT), "no CONNACK"
+        if expect_ok:
+            assert not self.rc.is_failure, self.rc
+        return self
+
+    def subscribe(self, topic, qos=1, **kw):
+        self.c.subscribe(topic, qos, **kw)
+        codes = self.subacks.get(timeout=WAIT)
+        return [c.value for c in codes]
+
+    def publish(self, topic, payload, qos=1, retain=False, properties=None):
+        info = self.c.publish(topic, payload, qos, retain, properties)
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+        return info
+
+    def get(self, timeout=WAIT):
+        return self.msgs.get(timeout=timeout)
+
+    def nothing(self, wait=0.5):
+        try:
+            m = self.msgs.get(timeout=wait)
+        except queue.Empty:
+            return True
+        raise AssertionError("unexpected message on %s: %r" % (m.topic, m.payload))
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def body(i, size):
+    return (b"%d:" % i + bytes((i + k) % 251 for k in range(size)))[:max(size, 1)]
+
+
+@pytest.fixture
+def clients():
+    made = []
+
+    def make(*a, **kw):
+        c = Client(*a, **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+@pytest.mark.parametrize("v5", [False, True], ids=["3.1.1", "5.0"])
+def test_publish_subscribe_qos0_and_qos1_every_byte(clients, v5):
+    t = uniq("m")
+    sub = clients(uniq("sub"), v5=v5).connect()
+    assert sub.subscribe(f"{t}/+/x", qos=1) == [1]
+    assert sub.subscribe(f"{t}/all/#", qos=0) == [0]
+    pub = clients(uniq("pub"), v5=v5).connect()
+    sizes = [0, 1, 100, 4096, 65_536, 300_000]
+    for i, size in enumerate(sizes):
+        pub.publish(f"{t}/{i}/x", body(i, size), qos=i % 2)
+    got = [sub.get() for _ in sizes]
+    assert [(m.topic, m.payload) for m in got] == [(f"{t}/{i}/x", body(i, s)) for i, s in enumerate(sizes)]
+    # Delivered QoS = min(published, granted).
+    assert [m.qos for m in got] == [i % 2 for i in range(len(sizes))]
+    pub.publish(f"{t}/all/deep/er", b"deep", qos=1)
+    m = sub.get()
+    assert (m.topic, m.payload, m.qos) == (f"{t}/all/deep/er", b"deep", 0)
+    pub.publish(f"{t}/a/b/x", b"no match: + is one level", qos=1)
+    sub.nothing()
+
+
+def test_qos2_is_granted_as_qos1_and_qos2_publish_completes(clients):
+    t = uniq("q2")
+    sub = clients(uniq("sub")).connect()
+    assert sub.subscribe(t, qos=2) == [1]  # RabbitMQ grants QoS 2 as 1
+    pub = clients(uniq("pub")).connect()
+    pub.publish(t, b"exactly", qos=2)  # PUBREC/PUBREL/PUBCOMP
+    m = sub.get()
+    assert (m.payload, m.qos) == (b"exactly", 1)
+
+
+def test_amqp_and_mqtt_reach_each_other(clients):
+    t = uniq("x")
+    sub = clients(uniq("sub")).connect()
+    sub.subscribe(f"{t}/sensors/+", qos=1)
+    c = connect()
+    ch = c.channel()
+    ch.confirm_delivery()
+    # AMQP -> MQTT: routing key a.b.c on amq.topic is MQTT topic a/b/c.
+    ch.basic_publish("amq.topic", f"{t}.sensors.temp", b"21.5",
+                     pika.BasicProperties(delivery_mode=2))
+    m = sub.get()
+    assert (m.topic, m.payload, m.qos) == (f"{t}/sensors/temp", b"21.5", 1)
+    # MQTT -> AMQP: a queue bound to amq.topic with an AMQP pattern.
+    qn = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(qn, "amq.topic", f"{t}.cmd.*")
+    pub = clients(uniq("pub")).connect()
+    pub.publish(f"{t}/cmd/lamp", b"on", qos=1)
+    pub.publish(f"{t}/cmd/fan", b"", qos=0)
+    got = []
+    deadline = time.time() + WAIT
+    while len(got) < 2 and time.time() < deadline:
+        meth, props, b = ch.basic_get(qn, auto_ack=True)
+        if meth:
+            got.append((meth.routing_key, b, props.delivery_mode))
+        else:
+            time.sleep(0.05)
+    assert got == [(f"{t}.cmd.lamp", b"on", 2), (f"{t}.cmd.fan", b"", 1)]
+    c.close()
+
+
+def test_mqtt5_properties_map_to_amqp_and_back(clients):
+    t = uniq("p")
+    sub = clients(uniq("sub"), v5=True).connect()
+    sub.subscribe(f"{t}/req", qos=1)
+    pub = clients(uniq("pub"), v5=True).connect()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("site", "north"), ("unit", "°C")]
+    props.ContentType = "text/plain"
+    props.ResponseTopic = f"{t}/reply"
+    props.CorrelationData = b"corr-42"
+    pub.publish(f"{t}/req", b"payload", qos=1, properties=props)
+    m = sub.get()
+    assert m.payload == b"payload"
+    assert m.properties.ContentType == "text/plain"
+    assert m.properties.ResponseTopic == f"{t}/reply"
+    assert m.properties.CorrelationData == b"corr-42"
+    assert sorted(m.properties.UserProperty) == [("site", "north"), ("unit", "°C")]
+    # Topic alias: the first publish sets it, the second uses it with an empty topic.
+    a = Properties(PacketTypes.PUBLISH)
+    a.TopicAlias = 3
+    pub.publish(f"{t}/req", b"with alias", qos=1, properties=a)
+    pub.publish("", b"alias only", qos=1, properties=a)
+    assert [sub.get().payload for _ in range(2)] == [b"with alias", b"alias only"]
+
+
+def test_subscribe_reason_codes_mqtt5(clients):
+    sub = clients(uniq("sub"), v5=True).connect()
+    assert sub.subscribe("$share/g/topic", qos=1) == [0x9E]  # shared subscriptions not supported
+    assert sub.subscribe("a/*", qos=1) == [0x8F]  # '*' would be AMQP's wildcard once mapped
+
+
+def test_retained_messages(clients):
+    t = uniq("r")
+    pub = clients(uniq("pub")).connect()
+    pub.publish(f"{t}/state", b"on", qos=1, retain=True)
+    pub.publish(f"{t}/other", b"x" * 70_000, qos=0, retain=True)
+    time.sleep(0.2)
+    sub = clients(uniq("sub")).connect()
+    sub.subscribe(f"{t}/#", qos=1)
+    got = sorted((m.topic, m.payload, m.retain) for m in (sub.get(), sub.get()))
+    assert got == [(f"{t}/other", b"x" * 70_000, True), (f"{t}/state", b"on", True)]
+    # An empty retained payload clears the topic.
+    pub.publish(f"{t}/state", b"", qos=1, retain=True)
+    m = sub.get()
+    assert (m.topic, m.payload) == (f"{t}/state", b"")
+    late = clients(uniq("late")).connect()
+    late.subscribe(f"{t}/state", qos=1)
+    late.nothing()
+
+
+def test_dollar_topics_are_not_matched_by_leading_wildcards(clients):
+    t = uniq("d")
+    everything = clients(uniq("all")).connect()
+    everything.subscribe("#", qos=0)
+    dollar = clients(uniq("dollar")).connect()
+    dollar.subscribe(f"$X{t}/#", qos=0)
+    pub = clients(uniq("pub")).connect()
+    pub.publish(f"$X{t}/a", b"sys", qos=1)
+    assert dollar.get().payload == b"sys"
+    deadline = time.time() + 1
+    while time.time() < deadline:
+        try:
+            m = everything.msgs.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        assert not m.topic.startswith("$"), m.topic
+
+
+def test_last_will_on_unclean_disconnect_only(clients):
+    t = uniq("w")
+    sub = clients(uniq("sub")).connect()
+    sub.subscribe(f"{t}/will", qos=1)
+    # A clean DISCONNECT: no will.
+    polite = clients(uniq("polite"), will=(f"{t}/will", b"polite", 1, False)).connect()
+    polite.close()
+    sub.nothing(0.5)
+    # The socket just goes: the will is published.
+    rude = clients(uniq("rude"), will=(f"{t}/will", b"gone", 1, False)).connect()
+    rude.c.loop_stop()
+    rude.c.socket().close()
+    m = sub.get()
+    assert (m.topic, m.payload) == (f"{t}/will", b"gone")
+
+
+def raw_connect(keepalive, client_id, port=PORT):
+    cid = client_id.encode()
+    var = b"\x00\x04MQTT\x04\xc2" + keepalive.to_bytes(2, "big")
+    payload = len(cid).to_bytes(2, "big") + cid + b"\x00\x05guest\x00\x05guest"
+    pkt = bytes([0x10, len(var) + len(payload)]) + var + payload
+    s = socket.create_connection((HOST, port), timeout=10)
+    s.sendall(pkt)
+    assert s.recv(4) == b"\x20\x02\x00\x00"  # CONNACK accepted
+    return s
+
+
+def test_keepalive_closes_a_silent_client():
+    s = raw_connect(1, uniq("ka"))
+    start = time.time()
+    assert s.recv(1) == b""  # closed by the broker
+    took = time.time() - start
+    assert 1.0 <= took < 5, took
+    # A client that pings stays.
+    s = raw_connect(1, uniq("ka2"))
+    for _ in range(4):
+        time.sleep(0.5)
+        s.sendall(b"\xc0\x00")
+        assert s.recv(2) == b"\xd0\x00"
+    s.close()
+
+
+def test_bad_credentials_and_vhost_user_names(clients):
+    bad = clients(uniq("bad"), password="wrong").connect(expect_ok=False)
+    assert bad.rc.value == 0x86  # paho reports 3.1.1's code 4 (bad user name or password) so
+    bad5 = clients(uniq("bad5"), v5=True, password="wrong").connect(expect_ok=False)
+    assert bad5.rc.value == 0x86
+    nov = clients(uniq("nov"), user="no-such-vhost:guest").connect(expect_ok=False)
+    assert nov.rc.value == 0x87  # 3.1.1's 5, not authorized
+    ok = clients(uniq("ok"), user="/:guest").connect()
+    assert ok.subscribe(uniq("v") + "/t", qos=1) == [1]
+
+
+def test_persistent_session_keeps_subscriptions_and_qos1_messages(clients):
+    t = uniq("ps")
+    cid = uniq("persist")
+    a = clients(cid, clean=False).connect()
+    assert a.session_present is False
+    a.subscribe(f"{t}/#", qos=1)
+    a.close()
+    pub = clients(uniq("pub")).connect()
+    for i in range(50):
+        pub.publish(f"{t}/{i}", body(i, 1000), qos=1)
+    b = clients(cid, clean=False).connect()
+    assert b.session_present is True
+    got = [b.get() for _ in range(50)]
+    assert [(m.topic, m.payload) for m in got] == [(f"{t}/{i}", body(i, 1000)) for i in range(50)]
+    b.close()
+    # A clean session discards it.
+    c = clients(cid, clean=True).connect()
+    assert c.session_present is False
+    c.close()
+    pub.publish(f"{t}/after", b"nobody", qos=1)
+    d = clients(cid, clean=False).connect()
+    assert d.session_present is False
+    d.nothing()
+
+
+def test_mosquitto_clients_round_trip(clients):
+    sub_bin = shutil.which("mosquitto_sub")
+    assert sub_bin, "mosquitto-clients is not installed (scripts/mqtt-test-env.sh)"
+    t = uniq("mosq")
+    proc = subprocess.Popen([sub_bin, "-h", HOST, "-p", str(PORT), "-u", "guest", "-P", "guest",
+                             "-t", f"{t}/#", "-q", "1", "-C", "3", "-v", "-W", "20"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.8)
+        for i, (v, q) in enumerate([("mqttv311", "1"), ("mqttv5", "0"), ("mqttv311", "0")]):
+            subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(PORT), "-u", "guest", "-P", "guest",
+                            "-V", v, "-q", q, "-t", f"{t}/{i}", "-m", f"hello {i} é"],
+                           check=True, timeout=20)
+        out, _ = proc.communicate(timeout=25)
+    finally:
+        proc.kill()
+    assert out.splitlines() == [f"{t}/{i} hello {i} é" for i in range(3)]
+    assert proc.returncode == 0
+
+
+def test_topic_permissions_apply_to_mqtt(clients):
+    user, pw = uniq("mq-user"), "pw"
+    c = connect()
+    c.close()
+    import requests
+    from mgmt import api, expect
+    expect(api("PUT", "/api/users/%s" % user, json={"password": pw, "tags": ""}), (201, 204))
+    try:
+        expect(api("PUT", "/api/permissions/%%2F/%s" % user,
+                   json={"configure": ".*", "write": ".*", "read": ".*"}), (201, 204))
+        expect(api("PUT", "/api/topic-permissions/%%2F/%s" % user,
+                   json={"exchange": "amq.topic", "write": "^allowed\\.", "read": ".*"}), (201, 204))
+        t = uniq("tp")
+        sub = clients(uniq("sub")).connect()
+        sub.subscribe("allowed/#", qos=1)
+        sub.subscribe(f"{t}/#", qos=1)
+        p5 = clients(uniq("p5"), v5=True, user=user, password=pw).connect()
+        info = p5.c.publish(f"{t}/x", b"refused", 1)
+        info.wait_for_publish(WAIT)
+        p5.publish("allowed/x", b"fine", qos=1)
+        assert sub.get().payload == b"fine"
+        sub.nothing()
+    finally:
+        requests.delete  # keep the import used
+        api("DELETE", "/api/users/%s" % user)
+
+
+def test_retained_and_persistent_sessions_survive_a_restart(warren):
+    port = free_port()
+    w = warren(["--mqtt-port", str(port)])
+    t = uniq("rs")
+    cid = uniq("durable")
+    a = Client(cid, clean=False, port=port).connect()
+    a.subscribe(f"{t}/#", qos=1)
+    a.close()
+    p = Client(uniq("pub"), port=port).connect()
+    p.publish(f"{t}/keep", b"retained across restarts", qos=1, retain=True)
+    for i in range(20):
+        p.publish(f"{t}/q/{i}", body(i, 5000), qos=1)
+    p.close()
+    w.restart(crash=True)  # SIGKILL: acknowledged QoS 1 messages are on disk
+    b = Client(cid, clean=False, port=port).connect()
+    try:
+        assert b.session_present is True
+        got = []
+        for _ in range(21):
+            got.append(b.get())
+        by_topic = {m.topic: m.payload for m in got}
+        assert by_topic[f"{t}/keep"] == b"retained across restarts"
+        assert [m.payload for m in got if "/q/" in m.topic] == [body(i, 5000) for i in range(20)]
+    finally:
+        b.close()
+    late = Client(uniq("late"), port=port).connect()
+    try:
+        late.subscribe(f"{t}/keep", qos=0)
+        m = late.get()
+        assert (m.payload, m.retain) == (b"retained across restarts", True)
+    finally:
+        late.close()
