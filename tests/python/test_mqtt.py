@@ -205,8 +205,72 @@ def test_mqtt5_properties_map_to_amqp_and_back(clients):
 
 def test_subscribe_reason_codes_mqtt5(clients):
     sub = clients(uniq("sub"), v5=True).connect()
-    assert sub.subscribe("$share/g/topic", qos=1) == [0x9E]  # shared subscriptions not supported
     assert sub.subscribe("a/*", qos=1) == [0x8F]  # '*' would be AMQP's wildcard once mapped
+    assert sub.subscribe("$share/g/a/#", qos=2) == [1]
+
+
+def test_shared_subscription_spreads_messages_over_the_group(clients):
+    t = uniq("sh")
+    group = uniq("g")
+    members = [clients(uniq("m"), v5=v5).connect() for v5 in (True, False, True)]
+    for m in members:
+        assert m.subscribe(f"$share/{group}/{t}/#", qos=1) == [1]
+    plain = clients(uniq("plain")).connect()
+    plain.subscribe(f"{t}/#", qos=1)
+    pub = clients(uniq("pub")).connect()
+    n = 60
+    for i in range(n):
+        pub.publish(f"{t}/{i}", body(i, 100), qos=1)
+    # Every message reaches the group exactly once, and the plain subscriber too.
+    assert sorted(plain.get().payload for _ in range(n)) == sorted(body(i, 100) for i in range(n))
+    got = []
+    deadline = time.time() + WAIT
+    while len(got) < n and time.time() < deadline:
+        for m in members:
+            try:
+                got.append((m, m.msgs.get(timeout=0.05).payload))
+            except queue.Empty:
+                pass
+    assert sorted(p for _, p in got) == sorted(body(i, 100) for i in range(n))
+    assert all(any(who is m for who, _ in got) for m in members), "round robin over the group"
+    # One member leaving keeps the group's subscription for the others.
+    members[0].c.unsubscribe(f"$share/{group}/{t}/#")
+    time.sleep(0.3)
+    pub.publish(f"{t}/after", b"after", qos=1)
+    seen = []
+    deadline = time.time() + WAIT
+    while not seen and time.time() < deadline:
+        for m in members[1:]:
+            try:
+                seen.append(m.msgs.get(timeout=0.05).payload)
+            except queue.Empty:
+                pass
+    assert seen == [b"after"]
+    members[0].nothing(0.3)
+
+
+def test_subscription_identifiers_and_no_local(clients):
+    t = uniq("sid")
+    c = clients(uniq("me"), v5=True).connect()
+    p1 = Properties(PacketTypes.SUBSCRIBE)
+    p1.SubscriptionIdentifier = 7
+    c.c.subscribe(f"{t}/+", options=mqtt.SubscribeOptions(qos=1), properties=p1)
+    c.subacks.get(timeout=WAIT)
+    p2 = Properties(PacketTypes.SUBSCRIBE)
+    p2.SubscriptionIdentifier = 9
+    c.c.subscribe(f"{t}/#", options=mqtt.SubscribeOptions(qos=1, noLocal=True), properties=p2)
+    c.subacks.get(timeout=WAIT)
+    other = clients(uniq("other"), v5=True).connect()
+    other.publish(f"{t}/a", b"from other", qos=1)
+    m = c.get()
+    assert m.payload == b"from other"
+    assert sorted(m.properties.SubscriptionIdentifier) == [7, 9]
+    # Its own message matches {t}/+ (id 7) but not the no-local {t}/# (id 9).
+    c.publish(f"{t}/b", b"from me", qos=1)
+    m = c.get()
+    assert m.payload == b"from me" and m.properties.SubscriptionIdentifier == [7]
+    c.publish(f"{t}/deep/er", b"only no-local matches", qos=1)
+    c.nothing()
 
 
 def test_retained_messages(clients):

@@ -56,6 +56,45 @@ struct Source {
     message: Arc<Message>,
 }
 
+/// One subscription: its MQTT 5 options and the queue its binding leads
+/// to (whose name says the granted QoS). Identifier and no-local are kept in the
+/// binding's arguments, so a persistent session finds them again.
+#[derive(Debug, Clone)]
+pub(super) struct Sub {
+    no_local: bool,
+    id: Option<u32>,
+    queue: ShortStr,
+}
+
+impl Sub {
+    fn has_extras(&self) -> bool {
+        self.no_local || self.id.is_some()
+    }
+
+    /// The binding's arguments (ignored by topic routing).
+    fn arguments(&self) -> FieldTable {
+        let mut t = FieldTable::new();
+        if let Some(id) = self.id {
+            t.insert("x-mqtt-subscription-id", FieldValue::I64(i64::from(id)));
+        }
+        if self.no_local {
+            t.insert("x-mqtt-no-local", FieldValue::Bool(true));
+        }
+        t
+    }
+
+    fn from_binding(queue: ShortStr, args: &FieldTable) -> Sub {
+        Sub {
+            no_local: matches!(args.get("x-mqtt-no-local"), Some(FieldValue::Bool(true))),
+            id: args
+                .get("x-mqtt-subscription-id")
+                .and_then(|v| v.as_i64())
+                .and_then(|v| u32::try_from(v).ok()),
+            queue,
+        }
+    }
+}
+
 /// A message sent to the client at QoS 1, waiting for its PUBACK;
 /// `None` for a retained message (nothing to settle).
 type Inflight = Option<Source>;
@@ -76,13 +115,17 @@ pub(super) struct Session {
     /// MQTT 5 session expiry as the queues' `x-expires` (ms).
     expires_ms: Option<u64>,
     pub session_present: bool,
-    /// Subscription queues, by granted QoS, and their consumer keys.
-    queues: [Option<(Arc<Queue>, u64)>; 2],
+    /// The queues this session consumes from (its own two, and shared
+    /// subscriptions'), with their consumer keys.
+    queues: HashMap<ShortStr, (Arc<Queue>, u64)>,
     consumers: Consumers,
     flow: Arc<ChannelFlow>,
     prefetch: u32,
-    /// Topic filter → granted QoS.
-    subs: BTreeMap<String, u8>,
+    /// Topic filter (as subscribed, `$share/…` included) → subscription.
+    subs: BTreeMap<String, Sub>,
+    /// Some subscription has an identifier or no-local: deliveries must
+    /// look at which subscriptions match.
+    sub_extras: bool,
     inflight: HashMap<u16, Inflight>,
     next_id: u16,
     /// Acks waiting for a commit ticket, in order.
@@ -95,6 +138,12 @@ pub(super) struct Session {
     max_message_size: u64,
     out: BytesMut,
     chunks: Vec<Bytes>,
+}
+
+/// A shared subscription's queue (`$share/<group>/<filter>`), consumed by
+/// every member of the group in turn.
+fn shared_queue_name(group: &str, filter: &str) -> ShortStr {
+    ShortStr::from(format!("mqtt-shared-{group}-{filter}"))
 }
 
 fn queue_name(client_id: &str, qos: u8) -> ShortStr {
@@ -135,11 +184,12 @@ impl Session {
             persistent,
             expires_ms: (v5 && expiry != u32::MAX && expiry > 0).then(|| u64::from(expiry) * 1000),
             session_present: false,
-            queues: [None, None],
+            queues: HashMap::new(),
             consumers: Consumers::default(),
             flow: Arc::new(ChannelFlow::default()),
             prefetch,
             subs: BTreeMap::new(),
+            sub_extras: false,
             inflight: HashMap::new(),
             next_id: 0,
             acks: VecDeque::new(),
@@ -167,9 +217,11 @@ impl Session {
             session.session_present = true;
             for b in session.exchange.bindings() {
                 if b.destination.name() == &q.name {
+                    let sub = Sub::from_binding(q.name.clone(), &b.arguments);
+                    session.sub_extras |= sub.has_extras();
                     session
                         .subs
-                        .insert(topic::from_amqp(&b.routing_key.as_str()), qos);
+                        .insert(topic::from_amqp(&b.routing_key.as_str()), sub);
                 }
             }
             session.consume(qos, q)?;
@@ -185,8 +237,8 @@ impl Session {
             maximum_qos: Some(1),
             retain_available: Some(1),
             wildcard_subscription_available: Some(1),
-            subscription_identifier_available: Some(0),
-            shared_subscription_available: Some(0),
+            subscription_identifier_available: Some(1),
+            shared_subscription_available: Some(1),
             maximum_packet_size: u32::try_from(self.max_packet()).ok(),
             ..Properties::default()
         }
@@ -455,6 +507,11 @@ impl Session {
         let mut headers = FieldTable::new();
         headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(1)));
         headers.insert("x-mqtt-dup", FieldValue::Bool(p.dup));
+        // For subscribers' no-local option.
+        headers.insert(
+            "x-mqtt-client-id",
+            FieldValue::LongStr(Bytes::from(self.client_id.clone())),
+        );
         let pr = &p.properties;
         for (k, v) in &pr.user_properties {
             headers.insert(k.as_str(), FieldValue::LongStr(Bytes::from(v.clone())));

@@ -14,6 +14,14 @@ use super::{topic, Session, Source};
 
 /// The QoS a message was published with: MQTT's header, else AMQP's
 /// delivery mode (persistent is QoS 1), as RabbitMQ maps them.
+/// Whether `client_id` published `m` (for no-local).
+fn published_by(m: &Message, client_id: &str) -> bool {
+    matches!(
+        m.headers.as_deref().and_then(|h| h.get("x-mqtt-client-id")),
+        Some(FieldValue::LongStr(b)) if b.as_ref() == client_id.as_bytes()
+    )
+}
+
 fn published_qos(m: &Message) -> u8 {
     match m
         .headers
@@ -63,9 +71,28 @@ impl Session {
         }
         let (queue, flow, no_ack) = (e.queue.clone(), e.flow.clone(), e.no_ack);
         let topic = topic::from_amqp(&d.message.routing_key.as_str());
+        let mut ids = Vec::new();
         // Section 4.7.2: a wildcard at the start of a filter matches no
-        // `$` topic; AMQP's `#` would.
-        let wanted = !topic.starts_with('$') || self.subs.keys().any(|f| topic::matches(f, &topic));
+        // `$` topic (AMQP's `#` would); MQTT 5 options need the matching
+        // subscriptions too.
+        let wanted = if topic.starts_with('$') || self.sub_extras {
+            let from_self = self.sub_extras && published_by(&d.message, &self.client_id);
+            let mut wanted = false;
+            for (filter, sub) in &self.subs {
+                let on_queue = queue.as_ref().is_some_and(|q| q.name == sub.queue);
+                let plain = filter
+                    .strip_prefix("$share/")
+                    .and_then(|r| r.split_once('/'))
+                    .map_or(filter.as_str(), |(_, f)| f);
+                if on_queue && topic::matches(plain, &topic) && !(sub.no_local && from_self) {
+                    wanted = true;
+                    ids.extend(sub.id);
+                }
+            }
+            wanted
+        } else {
+            true
+        };
         let qos = if no_ack { 0 } else { published_qos(&d.message) };
         if !wanted || (!no_ack && qos == 0) {
             // Settled here: not for the client, or sent at QoS 0 from a QoS 1 queue.
@@ -94,7 +121,12 @@ impl Session {
         } else {
             None
         };
-        let p = self.to_mqtt(&d.message, topic, qos, packet_id, d.redelivered);
+        let mut p = self.to_mqtt(&d.message, topic, qos, packet_id, d.redelivered);
+        if self.level == LEVEL_5 {
+            ids.sort_unstable();
+            ids.dedup();
+            p.properties.subscription_identifiers = ids;
+        }
         self.out_publish(&p);
         Ok(())
     }
@@ -153,7 +185,7 @@ impl Session {
     }
 
     /// Publishes `m` for a retained match at `qos`.
-    pub(super) fn send_retained(&mut self, p: &Publish, qos: u8) {
+    pub(super) fn send_retained(&mut self, p: &Publish, qos: u8, id: Option<u32>) {
         let packet_id = (qos > 0).then(|| self.next_packet_id());
         if let Some(id) = packet_id {
             self.inflight.insert(id, None);
@@ -163,7 +195,9 @@ impl Session {
         out.packet_id = packet_id;
         out.retain = true;
         out.dup = false;
-        if self.level != LEVEL_5 {
+        if self.level == LEVEL_5 {
+            out.properties.subscription_identifiers = id.into_iter().collect();
+        } else {
             out.properties = Properties::default();
         }
         self.out_publish(&out);
@@ -173,13 +207,9 @@ impl Session {
     /// back to their queues, a non-persistent session's queues go, and
     /// the will is published if the client left uncleanly.
     pub(in crate::mqtt) fn finish(&mut self, events: &mut EventReceiver, will: bool) {
-        for (qos, slot) in self.queues.iter_mut().enumerate() {
-            if let Some((q, key)) = slot.take() {
-                let tag = ShortStr::from(format!("mqtt-qos{qos}"));
-                let (_, dead) = q.remove_consumer(self.id, 0, &tag);
-                self.vhost.dead_letter(dead);
-                self.consumers.retire(key);
-            }
+        let queues: Vec<ShortStr> = self.queues.keys().cloned().collect();
+        for q in queues {
+            self.stop_consuming(&q);
         }
         while let Ok(ev) = events.try_recv() {
             if let ConnectionEvent::Deliver(d) = ev {

@@ -11,15 +11,45 @@ use warren_broker::Queue;
 use warren_protocol::mqtt::{Packet, SubAck, Subscribe, Unsubscribe, LEVEL_5};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
-use super::{queue_name, topic, Session};
+use super::{queue_name, shared_queue_name, topic, Session, Sub};
+
+/// Where a subscription's messages go: the session's own queue for its
+/// QoS, or a shared group's queue.
+struct Target {
+    queue: ShortStr,
+    filter: String,
+    shared: bool,
+}
 
 impl Session {
-    /// Declares (or finds) the queue for `qos` and consumes from it.
-    fn queue_for(&mut self, qos: u8) -> Result<Arc<Queue>, String> {
-        if let Some((q, _)) = &self.queues[usize::from(qos)] {
+    fn target(&self, filter: &str, qos: u8) -> Result<Target, &'static str> {
+        if let Some(rest) = filter.strip_prefix("$share/") {
+            let Some((group, f)) = rest.split_once('/') else {
+                return Err("shared subscription without a filter");
+            };
+            if group.is_empty() || group.contains(['+', '#']) {
+                return Err("bad share name");
+            }
+            topic::check_filter(f)?;
+            return Ok(Target {
+                queue: shared_queue_name(group, f),
+                filter: f.to_string(),
+                shared: true,
+            });
+        }
+        topic::check_filter(filter)?;
+        Ok(Target {
+            queue: queue_name(&self.client_id, qos),
+            filter: filter.to_string(),
+            shared: false,
+        })
+    }
+
+    /// Declares (or finds) a subscription queue and consumes from it.
+    fn queue_for(&mut self, t: &Target, qos: u8) -> Result<Arc<Queue>, String> {
+        if let Some((q, _)) = self.queues.get(&t.queue) {
             return Ok(q.clone());
         }
-        let name = queue_name(&self.client_id, qos);
         let mut arguments = FieldTable::new();
         if let Some(ms) = self.expires_ms {
             arguments.insert(
@@ -28,19 +58,23 @@ impl Session {
             );
         }
         let spec = QueueSpec {
-            name: name.clone(),
+            name: t.queue.clone(),
             server_named: false,
             passive: false,
             durable: self.persistent,
-            exclusive: !self.persistent,
-            auto_delete: false,
+            // A shared group's queue outlives any one member, and goes
+            // with the last (unless a persistent session keeps it).
+            exclusive: !self.persistent && !t.shared,
+            auto_delete: t.shared && !self.persistent,
             arguments,
         };
         let q = match self.vhost.declare_queue(&spec, self.id) {
             Ok((q, _)) => q,
-            // A persistent session's queue from an earlier connection with
-            // other arguments: use it as it is.
-            Err(_) if self.persistent => self.vhost.queue(&name).map_err(|e| e.reply_text())?,
+            // Made by an earlier connection (or another group member)
+            // with other arguments: use it as it is.
+            Err(_) if self.persistent || t.shared => {
+                self.vhost.queue(&t.queue).map_err(|e| e.reply_text())?
+            }
             Err(e) => return Err(e.reply_text()),
         };
         self.consume(qos, q.clone())?;
@@ -49,7 +83,7 @@ impl Session {
 
     pub(super) fn consume(&mut self, qos: u8, q: Arc<Queue>) -> Result<(), String> {
         let no_ack = qos == 0;
-        let tag = ShortStr::from(format!("mqtt-qos{qos}"));
+        let tag = ShortStr::from(format!("mqtt-{}", q.name));
         let flow = Arc::new(ConsumerFlow::new(
             if no_ack { 0 } else { self.prefetch },
             self.flow.clone(),
@@ -71,8 +105,24 @@ impl Session {
         self.vhost.dead_letter(dead);
         let added = self.consumers.add(tag, Some(q.clone()), flow, no_ack);
         debug_assert_eq!(added, key);
-        self.queues[usize::from(qos)] = Some((q, key));
+        self.queues.insert(q.name.clone(), (q, key));
         Ok(())
+    }
+
+    /// Cancels this session's consumer on `queue`; what was sent to it
+    /// and not acknowledged goes back when the session ends.
+    pub(super) fn stop_consuming(&mut self, queue: &ShortStr) {
+        if let Some((q, key)) = self.queues.remove(queue) {
+            let tag = ShortStr::from(format!("mqtt-{}", q.name));
+            let (gone, dead) = q.remove_consumer(self.id, 0, &tag);
+            self.vhost.dead_letter(dead);
+            self.consumers.retire(key);
+            if gone {
+                if let Err(e) = self.vhost.remove_queue(&q) {
+                    tracing::warn!("cannot auto-delete {}: {e}", q.describe());
+                }
+            }
+        }
     }
 
     /// Permission to declare, bind to and consume from the queue, and to
@@ -89,22 +139,26 @@ impl Session {
 
     pub(super) fn subscribe(&mut self, s: Subscribe) -> Result<(), String> {
         let v5 = self.level == LEVEL_5;
+        let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, opts) in &s.filters {
-            if filter.starts_with("$share/") {
-                codes.push(if v5 { 0x9e } else { 0x80 });
-                continue;
-            }
-            if let Err(why) = topic::check_filter(filter) {
-                tracing::debug!("MQTT {}: filter '{filter}': {why}", self.client_id);
-                codes.push(if v5 { 0x8f } else { 0x80 });
-                continue;
-            }
             let qos = opts.qos.min(1);
-            let key = topic::to_amqp(filter);
-            let name = queue_name(&self.client_id, qos);
-            if let Err(e) = self.check_subscribe(&name.as_str(), &key) {
+            let t = match self.target(filter, qos) {
+                Ok(t) => t,
+                Err(why) => {
+                    tracing::debug!("MQTT {}: filter '{filter}': {why}", self.client_id);
+                    codes.push(if v5 { 0x8f } else { 0x80 });
+                    continue;
+                }
+            };
+            if t.shared && opts.no_local {
+                // MQTT-3.8.3-4: a protocol error.
+                self.disconnect(0x82, "no local on a shared subscription".into());
+                return Err("no local on a shared subscription".into());
+            }
+            let key = topic::to_amqp(&t.filter);
+            if let Err(e) = self.check_subscribe(&t.queue.as_str(), &key) {
                 tracing::warn!(
                     "MQTT {}: subscribe to '{filter}' refused: {e}",
                     self.client_id
@@ -112,14 +166,19 @@ impl Session {
                 codes.push(if v5 { 0x87 } else { 0x80 });
                 continue;
             }
-            let bound = self.queue_for(qos).and_then(|q| {
+            let sub = Sub {
+                no_local: opts.no_local,
+                id,
+                queue: t.queue.clone(),
+            };
+            let bound = self.queue_for(&t, qos).and_then(|q| {
                 self.vhost
                     .bind(
                         &self.exchange.name,
                         &q.name,
                         true,
                         ShortStr::from(key.as_str()),
-                        FieldTable::new(),
+                        sub.arguments(),
                         self.id,
                     )
                     .map_err(|e| e.reply_text())
@@ -132,19 +191,23 @@ impl Session {
                 codes.push(0x80);
                 continue;
             }
-            let existed = self.subs.insert(filter.clone(), qos);
-            if let Some(old) = existed.filter(|old| *old != qos) {
-                // The same filter at another QoS replaces the old binding.
-                self.unbind(filter, old);
+            self.sub_extras |= sub.has_extras();
+            let existed = self.subs.insert(filter.clone(), sub.clone());
+            if let Some(old) = existed.as_ref() {
+                if old.queue != sub.queue || old.arguments() != sub.arguments() {
+                    // The same filter with other options replaces the old binding.
+                    self.unbind(&t.filter, old);
+                }
             }
             codes.push(qos);
-            let send = match opts.retain_handling {
-                0 => true,
-                1 => existed.is_none(),
-                _ => false,
-            };
+            let send = !t.shared
+                && match opts.retain_handling {
+                    0 => true,
+                    1 => existed.is_none(),
+                    _ => false,
+                };
             if send {
-                retained.push((filter.clone(), qos));
+                retained.push((t.filter, qos, id));
             }
         }
         self.out(Packet::SubAck(SubAck {
@@ -152,24 +215,23 @@ impl Session {
             properties: Default::default(),
             codes,
         }));
-        for (filter, qos) in retained {
+        for (filter, qos, id) in retained {
             for p in self.retained.matching(&filter) {
                 let q = p.qos.min(qos);
-                self.send_retained(&p, q);
+                self.send_retained(&p, q, id);
             }
         }
         Ok(())
     }
 
-    fn unbind(&mut self, filter: &str, qos: u8) {
-        let name = queue_name(&self.client_id, qos);
+    fn unbind(&mut self, filter: &str, sub: &Sub) {
         let key = ShortStr::from(topic::to_amqp(filter));
         if let Err(e) = self.vhost.unbind(
             &self.exchange.name,
-            &name,
+            &sub.queue,
             true,
             key,
-            FieldTable::new(),
+            sub.arguments(),
             self.id,
         ) {
             tracing::warn!(
@@ -184,8 +246,17 @@ impl Session {
         let mut codes = Vec::with_capacity(u.filters.len());
         for f in &u.filters {
             match self.subs.remove(f) {
-                Some(qos) => {
-                    self.unbind(f, qos);
+                Some(sub) => {
+                    match f.strip_prefix("$share/").and_then(|r| r.split_once('/')) {
+                        // The group's binding stays for the other members:
+                        // this member only stops consuming.
+                        Some(_) => {
+                            if !self.subs.values().any(|s| s.queue == sub.queue) {
+                                self.stop_consuming(&sub.queue);
+                            }
+                        }
+                        None => self.unbind(f, &sub),
+                    }
                     codes.push(0x00);
                 }
                 None => codes.push(0x11),
