@@ -18,7 +18,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frames table topic definitions management connection)
+    targets=(frames table topic definitions management connection mqtt)
 fi
 cd fuzz
 for t in "${targets[@]}"; do

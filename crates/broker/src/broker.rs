@@ -15,13 +15,13 @@ use warren_protocol::ShortStr;
 use crate::alarms::{Alarms, Watermark};
 use crate::auth::{hash_password, AuthStore, HashAlgorithm, Permission, TopicPermission, User};
 use crate::connections::ConnectionRegistry;
-use crate::consumer::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
 use crate::definitions::{
     Change, DefinitionsLog, DefinitionsState, GlobalParameterDef, ParameterDef, PermissionDef,
     PolicyDef, UserDef, VhostDef,
 };
 use crate::message::Message;
 use crate::persistence::{Persistence, VhostStorage, STORAGE_VERSION};
+use crate::session::{ConnectionEvent, ConsumerFlow, Delivery, EventSender};
 use crate::store::files::{create_dir_private, write_atomic, DIR_MODE};
 use crate::store::Committer;
 use crate::vhost::VirtualHost;
@@ -30,7 +30,6 @@ use crate::vhost::VirtualHost;
 #[derive(Debug, Clone)]
 pub struct ReplyRoute {
     pub sink: EventSender,
-    pub channel: u16,
     /// The reply consumer's key in its connection.
     pub consumer: u64,
     pub flow: Arc<ConsumerFlow>,
@@ -81,7 +80,7 @@ pub struct BrokerSetup {
 /// Replies in flight to one direct reply-to requester at most (32 times a
 /// consumer's transit credit: bursts of concurrent calls pass, a requester
 /// that never reads can't grow the broker).
-const REPLY_TRANSIT_MAX: u32 = 32 * crate::consumer::MAX_IN_TRANSIT;
+const REPLY_TRANSIT_MAX: u32 = 32 * crate::session::MAX_IN_TRANSIT;
 
 /// Takes an exclusive lock on the data directory for the life of the
 /// process, so two brokers never write the same files.
@@ -416,7 +415,6 @@ impl Broker {
         route
             .sink
             .send(ConnectionEvent::Deliver(Delivery {
-                channel: route.channel,
                 consumer: route.consumer,
                 message,
                 redelivered: false,

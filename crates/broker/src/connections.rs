@@ -17,8 +17,8 @@ use parking_lot::{Mutex, RwLock};
 use warren_protocol::constants::reply;
 use warren_protocol::FieldTable;
 
-use crate::consumer::{ConnectionEvent, EventSender};
 use crate::error::AmqpError;
+use crate::session::{ConnectionEvent, EventSender};
 use crate::stats::{Churn, Counters, GaugeRate, Rates};
 
 /// The node name in pids and listings, as RabbitMQ's `rabbit@host`.

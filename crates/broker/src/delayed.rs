@@ -25,8 +25,8 @@ use parking_lot::Mutex;
 use warren_protocol::FieldValue;
 
 use crate::message::Message;
-use crate::queue::StorageHandle;
 use crate::store::index::{now_ms, DiskRef, QueueIndex};
+use crate::store::StorageHandle;
 use crate::store::Ticket;
 
 /// Wakes the delay scheduler: a message was held that may be due before

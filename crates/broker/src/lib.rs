@@ -10,7 +10,7 @@
 //!   to consumers round-robin within their credit.
 //!
 //! This crate does no socket I/O. Deliveries leave through a channel
-//! ([`consumer::EventSender`]) that the server's connection task drains.
+//! ([`session::EventSender`]) that the server's connection task drains.
 //! Locks are per queue and per exchange; nothing takes a broker-wide lock
 //! per message.
 
@@ -21,7 +21,6 @@ pub mod auth;
 pub mod blocking;
 pub mod broker;
 pub mod connections;
-pub mod consumer;
 pub mod definitions;
 pub mod delayed;
 pub mod error;
@@ -34,6 +33,7 @@ pub mod policy;
 pub mod queue;
 pub mod routing;
 pub mod sampler;
+pub mod session;
 pub mod stats;
 pub mod store;
 pub mod vhost;

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::definitions::DefinitionsLog;
-use crate::queue::StorageHandle;
 use crate::store::files::{create_dir_private, write_atomic};
+use crate::store::StorageHandle;
 use crate::store::{Committer, MessageStore};
 
 pub const STORAGE_VERSION: &str = "1";

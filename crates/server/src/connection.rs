@@ -18,8 +18,8 @@ use tracing::{debug, info, warn};
 use warren_broker::access::Access;
 use warren_broker::alarms::AlarmState;
 use warren_broker::connections::{ChannelStats, ConnectionMeta};
-use warren_broker::consumer::{ConnectionEvent, EventReceiver};
 use warren_broker::error::AmqpError;
+use warren_broker::session::{ConnectionEvent, EventReceiver};
 use warren_broker::Broker;
 use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
@@ -834,16 +834,24 @@ impl Connection {
 
     fn handle_event(&mut self, ev: ConnectionEvent) -> Option<End> {
         match ev {
-            ConnectionEvent::Deliver(d) => match self.channels.get_mut(&d.channel) {
-                Some(c) => c.deliver(&mut self.s, d),
-                None => self.s.consumers.return_delivery(d, &self.s.vhost),
-            },
-            ConnectionEvent::ConsumerCancelled {
-                channel,
-                consumer_tag,
-            } => {
-                if let Some(c) = self.channels.get_mut(&channel) {
-                    c.consumer_cancelled_by_server(&mut self.s, consumer_tag);
+            ConnectionEvent::Deliver(d) => {
+                // The consumer's key finds its session (channel).
+                let channel = self.s.consumers.get(d.consumer).map(|e| e.session);
+                match channel.and_then(|n| self.channels.get_mut(&n)) {
+                    Some(c) => c.deliver(&mut self.s, d),
+                    None => self.s.consumers.return_delivery(d, &self.s.vhost),
+                }
+            }
+            ConnectionEvent::ConsumerCancelled { consumer } => {
+                let found = self
+                    .s
+                    .consumers
+                    .get(consumer)
+                    .map(|e| (e.session, e.tag.clone()));
+                if let Some((channel, tag)) = found {
+                    if let Some(c) = self.channels.get_mut(&channel) {
+                        c.consumer_cancelled_by_server(&mut self.s, tag);
+                    }
                 }
             }
             ConnectionEvent::Committed(_) => {

@@ -4,7 +4,6 @@
 mod channel;
 mod config;
 mod connection;
-mod consumers;
 mod control;
 mod handshake;
 mod http;
@@ -14,7 +13,6 @@ mod outbound;
 mod session;
 mod stream;
 mod tls;
-mod unacked;
 
 #[doc(hidden)]
 pub mod fuzzing;

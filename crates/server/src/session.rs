@@ -6,11 +6,11 @@ use std::sync::Arc;
 use warren_broker::access::Access;
 use warren_broker::auth::User;
 use warren_broker::connections::ConnectionEntry;
-use warren_broker::consumer::EventSender;
+use warren_broker::session::EventSender;
 use warren_broker::{Broker, VirtualHost};
 
-use crate::consumers::Consumers;
 use crate::outbound::Outbound;
+use warren_broker::session::Consumers;
 
 /// Capabilities the client announced in connection.start-ok.
 #[derive(Debug, Clone, Copy, Default)]

@@ -17,7 +17,6 @@ use bytes::{Bytes, BytesMut};
 use warren_protocol::{BasicProperties, ShortStr};
 
 use super::{Admin, AdminError, AdminResult};
-use crate::consumer::ConnectionEvent;
 use crate::message::Message;
 use crate::queue::{Durability, Queue, QueuedMessage};
 use crate::stats::Metric;
@@ -298,17 +297,25 @@ async fn wait_durable(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
     if ticket == 0 {
         return Ok(());
     }
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    v.notify_commit(ticket, tx);
-    loop {
-        match rx.recv().await {
-            Some(ConnectionEvent::Committed(t)) if t >= ticket => break,
-            Some(_) => continue,
-            None => return Err(storage_failed()),
-        }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    v.notify_commit(ticket, Once(parking_lot::Mutex::new(Some(tx))));
+    if rx.await.is_err() {
+        return Err(storage_failed());
     }
     if v.ticket_failed(ticket) {
         return Err(storage_failed());
     }
     Ok(())
+}
+
+/// Hears of one commit.
+struct Once(parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<Ticket>>>);
+
+impl crate::store::CommitSink for Once {
+    fn committed(&self, ticket: Ticket) -> bool {
+        self.0
+            .lock()
+            .take()
+            .is_some_and(|tx| tx.send(ticket).is_ok())
+    }
 }

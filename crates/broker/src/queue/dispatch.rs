@@ -6,11 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warren_protocol::ShortStr;
-
 use super::{ConsumerSummary, DeadLetters, Queue, QueueState, QueuedMessage};
-use crate::consumer::{ConnectionEvent, Consumer, Delivery};
 use crate::error::{AmqpError, Result};
+use crate::session::{ConnectionEvent, Consumer, Delivery};
 
 impl Queue {
     /// The consumers as listings show them, in registration order.
@@ -21,7 +19,7 @@ impl Queue {
             .enumerate()
             .map(|(i, c)| ConsumerSummary {
                 tag: c.tag.clone(),
-                channel: c.channel,
+                channel: c.session,
                 connection_id: c.connection_id,
                 ack_required: !c.no_ack,
                 exclusive: c.exclusive,
@@ -117,7 +115,6 @@ impl Queue {
             // The message moves into the delivery (no reference count
             // touched); a failed send hands it back.
             let sent = consumer.sink.send(ConnectionEvent::Deliver(Delivery {
-                channel: consumer.channel,
                 consumer: consumer.key,
                 message,
                 redelivered,
@@ -185,17 +182,12 @@ impl Queue {
 
     /// Removes one consumer. Returns true when an auto-delete queue has
     /// just lost its last consumer and should be deleted.
-    pub fn remove_consumer(
-        self: &Arc<Self>,
-        connection_id: u64,
-        channel: u16,
-        tag: &ShortStr,
-    ) -> (bool, DeadLetters) {
+    pub fn remove_consumer(self: &Arc<Self>, connection_id: u64, key: u64) -> (bool, DeadLetters) {
         let mut st = self.state.lock();
         if let Some(i) = st
             .consumers
             .iter()
-            .position(|c| c.connection_id == connection_id && c.channel == channel && c.tag == *tag)
+            .position(|c| c.connection_id == connection_id && c.key == key)
         {
             let c = st.consumers.remove(i);
             c.flow.cancelled.store(true, Ordering::Relaxed);

@@ -35,11 +35,12 @@ pub(crate) use ready::lane_dir;
 pub use ready::{MAX_LANES, WINDOW_BYTES, WINDOW_COUNT};
 pub use setup::*;
 
-use crate::consumer::Consumer;
 use crate::message::Message;
 use crate::policy::{Applied, Target};
+use crate::session::Consumer;
 use crate::stats::QueueCounters;
 use crate::store::index::DiskRef;
+use crate::store::StorageHandle;
 use ready::Ready;
 
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use warren_protocol::{FieldTable, ShortStr};
 use crate::message::Message;
 use crate::stats::{GaugeRate, Rates};
 use crate::store::index::{DiskRef, QueueIndex, Recovered};
-use crate::store::MessageStore;
+use crate::store::StorageHandle;
 
 /// A message handed back to a queue: its position, the message, and its
 /// index entry if it has one.
@@ -89,14 +89,6 @@ impl RecoveredQueue {
     pub fn live(&self) -> u64 {
         self.lanes.iter().map(|(_, _, r)| r.live).sum()
     }
-}
-
-/// How a queue reaches the message store, and where its index goes.
-#[derive(Debug, Clone)]
-pub struct StorageHandle {
-    pub store: Arc<MessageStore>,
-    /// The index directory for this queue (created on first use).
-    pub dir: std::path::PathBuf,
 }
 
 /// Properties fixed at declaration; a redeclare must match them.

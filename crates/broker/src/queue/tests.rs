@@ -1,7 +1,7 @@
 //! Queue behaviour: dispatch, requeue order, limits, exclusivity.
 
 use super::*;
-use crate::consumer::{ChannelFlow, ConnectionEvent, ConsumerFlow, Delivery, EventReceiver};
+use crate::session::{ChannelFlow, ConnectionEvent, ConsumerFlow, Delivery, EventReceiver};
 use bytes::Bytes;
 use warren_protocol::BasicProperties;
 
@@ -23,7 +23,7 @@ fn consumer(tag: &str, prefetch: u32) -> (Consumer, EventReceiver) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let c = Consumer {
         tag: tag.into(),
-        channel: 1,
+        session: 1,
         key: 1,
         connection_id: 1,
         no_ack: false,
@@ -364,7 +364,7 @@ mod model {
                         let k = i.index(w.clients.len());
                         let c = &mut w.clients[k];
                         if c.cancelled { continue; }
-                        let _ = w.q.remove_consumer(c.consumer.connection_id, c.consumer.channel, &c.consumer.tag);
+                        let _ = w.q.remove_consumer(c.consumer.connection_id, c.consumer.key);
                         c.cancelled = true;
                         // What was dispatched but not written goes back, in
                         // place (the connection's consumer registry does it).

@@ -21,10 +21,18 @@ use parking_lot::{Condvar, Mutex};
 use tracing::{debug, error, info};
 
 use super::files::SyncFile;
-use crate::consumer::{ConnectionEvent, EventSender};
 
 /// A position in the commit sequence; committed once `committed() >= t`.
 pub type Ticket = u64;
+
+/// Who is told that a ticket is durable. The store knows nothing of
+/// connections: a connection's event channel implements this
+/// (`consumer.rs`), as does anything else that waits for a commit.
+pub trait CommitSink: Send + Sync + 'static {
+    /// Everything up to `ticket` is durable. Returns false when nobody
+    /// listens any more.
+    fn committed(&self, ticket: Ticket) -> bool;
+}
 
 /// Acks and delivery marks need no client reply, so they are synced on
 /// this period even when no confirm waits.
@@ -64,7 +72,7 @@ pub struct Committer {
     committed: AtomicU64,
     dirty: Mutex<Vec<Arc<DirtyFile>>>,
     wake: Condvar,
-    waiters: Mutex<Vec<(Ticket, EventSender)>>,
+    waiters: Mutex<Vec<(Ticket, Box<dyn CommitSink>)>>,
     /// The thread is (about to be) asleep on `wake`; set under `dirty`'s
     /// lock, so `issue` only locks when a wakeup is actually needed.
     sleeping: AtomicBool,
@@ -199,14 +207,14 @@ impl Committer {
         self.committed.load(Ordering::Acquire)
     }
 
-    /// Sends `ConnectionEvent::Committed` to `sink` once `ticket` is durable.
-    pub fn notify(&self, ticket: Ticket, sink: EventSender) {
+    /// Tells `sink` once `ticket` is durable.
+    pub fn notify(&self, ticket: Ticket, sink: Box<dyn CommitSink>) {
         let mut w = self.waiters.lock();
         // Checked under the lock the committer takes to notify, so a commit
         // can't slip between the check and the push.
         if self.committed() >= ticket {
             drop(w);
-            let _ = sink.send(ConnectionEvent::Committed(self.committed()));
+            sink.committed(self.committed());
             return;
         }
         w.push((ticket, sink));
@@ -292,7 +300,7 @@ impl Committer {
                 let mut w = self.waiters.lock();
                 w.retain(|(t, sink)| {
                     if *t <= target {
-                        let _ = sink.send(ConnectionEvent::Committed(target));
+                        sink.committed(target);
                         false
                     } else {
                         true

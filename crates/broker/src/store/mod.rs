@@ -25,6 +25,15 @@ pub mod files;
 pub mod index;
 pub mod msgstore;
 
-pub use commit::{Committer, Ticket};
+pub use commit::{CommitSink, Committer, Ticket};
 pub use index::QueueIndex;
 pub use msgstore::{Location, MessageStore};
+
+/// How a queue (or a delayed exchange) reaches the message store, and
+/// where its index goes.
+#[derive(Debug, Clone)]
+pub struct StorageHandle {
+    pub store: std::sync::Arc<MessageStore>,
+    /// The index directory (created on first use).
+    pub dir: std::path::PathBuf,
+}

@@ -22,7 +22,6 @@ use ahash::AHashMap;
 use parking_lot::{Mutex, RwLock};
 use warren_protocol::{FieldTable, ShortStr};
 
-use crate::consumer::ConnectionEvent;
 use crate::definitions::{self, BindingDef, Change, ExchangeDef};
 use crate::error::{AmqpError, Result};
 use crate::exchange::{Exchange, ExchangeKind};
@@ -30,6 +29,7 @@ use crate::message::Message;
 use crate::persistence::VhostStorage;
 use crate::queue::Queue;
 use crate::routing::{Binding, Destination};
+use crate::session::ConnectionEvent;
 pub use publish::{Origin, Published, RouteCache, Routed};
 
 /// Exchanges every vhost has, as RabbitMQ creates them.
@@ -232,12 +232,12 @@ impl VirtualHost {
             .map_or(0, |s| s.persistence.committer.issue())
     }
 
-    /// Sends `Committed` to `sink` once `ticket` is durable.
-    pub fn notify_commit(&self, ticket: crate::store::Ticket, sink: crate::consumer::EventSender) {
+    /// Tells `sink` once `ticket` is durable (at once without storage).
+    pub fn notify_commit(&self, ticket: crate::store::Ticket, sink: impl crate::store::CommitSink) {
         match &self.storage {
-            Some(s) => s.persistence.committer.notify(ticket, sink),
+            Some(s) => s.persistence.committer.notify(ticket, Box::new(sink)),
             None => {
-                let _ = sink.send(ConnectionEvent::Committed(ticket));
+                sink.committed(ticket);
             }
         }
     }
@@ -367,10 +367,9 @@ impl VirtualHost {
         for q in queues {
             let (consumers, _) = q.mark_deleted();
             for c in consumers {
-                let _ = c.sink.send(ConnectionEvent::ConsumerCancelled {
-                    channel: c.channel,
-                    consumer_tag: c.tag.clone(),
-                });
+                let _ = c
+                    .sink
+                    .send(ConnectionEvent::ConsumerCancelled { consumer: c.key });
             }
         }
         for ex in self.exchanges.write().drain().map(|(_, x)| x) {

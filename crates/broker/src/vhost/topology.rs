@@ -17,13 +17,13 @@ use super::args::{
     Checks, EQUIVALENCE_ARGS,
 };
 use super::{DeclaredQueue, ExchangeSpec, QueueSpec, VirtualHost};
-use crate::consumer::ConnectionEvent;
 use crate::definitions::{self, Change, QueueDef};
 use crate::error::{AmqpError, Result};
 use crate::exchange::{Exchange, ExchangeKind};
 use crate::names;
 use crate::queue::{Queue, QueueOptions, QueueSetup};
 use crate::routing::{Binding, Destination};
+use crate::session::ConnectionEvent;
 
 impl VirtualHost {
     pub fn declare_exchange(&self, d: &ExchangeSpec) -> Result<Arc<Exchange>> {
@@ -351,10 +351,9 @@ impl VirtualHost {
         self.queue_churn.deleted.fetch_add(1, Ordering::Relaxed);
         let (consumers, count) = q.mark_deleted();
         for c in consumers {
-            let _ = c.sink.send(ConnectionEvent::ConsumerCancelled {
-                channel: c.channel,
-                consumer_tag: c.tag.clone(),
-            });
+            let _ = c
+                .sink
+                .send(ConnectionEvent::ConsumerCancelled { consumer: c.key });
         }
         let dest = Destination::Queue(q.clone());
         for ex in self.exchanges() {

@@ -12,7 +12,7 @@ impl Channel {
             )));
         }
         if m.global {
-            self.flow.prefetch.store(
+            self.delivery.flow().prefetch.store(
                 u32::from(m.prefetch_count),
                 std::sync::atomic::Ordering::Relaxed,
             );
@@ -38,20 +38,23 @@ impl Channel {
         } else {
             m.consumer_tag.clone()
         };
-        if self.consumers.contains_key(&tag) {
+        if self.delivery.has_consumer(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
         // RabbitMQ's (3.12+) `consumer_max_per_channel`.
         if let Some(max) = s.consumer_max_per_channel {
-            if self.consumers.len() as u64 >= max {
+            if self.delivery.consumer_count() as u64 >= max {
                 return Err(AmqpError::not_allowed(format!(
                     "reached maximum ({max}) of consumers per channel"
                 )));
             }
         }
-        let flow = Arc::new(ConsumerFlow::new(self.consumer_prefetch, self.flow.clone()));
+        let flow = Arc::new(ConsumerFlow::new(
+            self.consumer_prefetch,
+            self.delivery.flow().clone(),
+        ));
         if m.queue == DIRECT_REPLY_TO {
             return self.consume_direct_reply(s, m, tag, flow);
         }
@@ -59,7 +62,7 @@ impl Channel {
         let key = s.consumers.next_key();
         let dead = q.add_consumer(Consumer {
             tag: tag.clone(),
-            channel: self.id,
+            session: self.id,
             key,
             connection_id: s.id,
             no_ack: m.no_ack,
@@ -77,9 +80,11 @@ impl Channel {
         // Deliveries go through the event queue, so consume-ok written now
         // still precedes the first basic.deliver.
         self.consume_ok(s, m.nowait, &tag);
-        let added = s.consumers.add(tag.clone(), Some(q), flow, m.no_ack);
+        let added = s
+            .consumers
+            .add(self.id, tag.clone(), Some(q), flow, m.no_ack);
         debug_assert_eq!(added, key);
-        self.consumers.insert(tag, key);
+        self.delivery.add_consumer(tag, key);
         self.note_consumers();
         Ok(())
     }
@@ -112,26 +117,27 @@ impl Channel {
             return Err(AmqpError::precondition_failed("reply consumer already set"));
         }
         let address = ShortStr::from(names::reply_to_address());
-        let key = s.consumers.add(tag.clone(), None, flow.clone(), true);
+        let key = s
+            .consumers
+            .add(self.id, tag.clone(), None, flow.clone(), true);
         s.broker.add_reply_route(
             address.clone(),
             ReplyRoute {
                 sink: s.events.clone(),
-                channel: self.id,
                 consumer: key,
                 flow,
             },
         );
         self.consume_ok(s, m.nowait, &tag);
         self.reply_to = Some(DirectReply { address });
-        self.consumers.insert(tag, key);
+        self.delivery.add_consumer(tag, key);
         self.note_consumers();
         Ok(())
     }
 
     /// Removes a consumer (client cancel or channel close).
     pub(super) fn cancel_consumer(&mut self, s: &mut Session, tag: &ShortStr) {
-        let Some(key) = self.consumers.remove(tag) else {
+        let Some(key) = self.delivery.remove_consumer(tag) else {
             return;
         };
         self.note_consumers();
@@ -141,7 +147,7 @@ impl Channel {
         let mut delete = None;
         match &queue {
             Some(q) => {
-                let (gone, dead) = q.remove_consumer(s.id, self.id, tag);
+                let (gone, dead) = q.remove_consumer(s.id, key);
                 s.vhost.dead_letter(dead);
                 if gone {
                     delete = Some(q.clone());
@@ -167,7 +173,7 @@ impl Channel {
 
     /// The queue went away: forget the consumer and tell the client.
     pub fn consumer_cancelled_by_server(&mut self, s: &mut Session, tag: ShortStr) {
-        let Some(key) = self.consumers.remove(&tag) else {
+        let Some(key) = self.delivery.remove_consumer(&tag) else {
             return;
         };
         self.note_consumers();
@@ -208,8 +214,7 @@ impl Channel {
         if qm.redelivered {
             self.count(Metric::Redeliver);
         }
-        let tag = self.next_delivery_tag;
-        self.next_delivery_tag += 1;
+        let tag = self.delivery.got(q.clone(), &qm, m.no_ack);
         s.out.method(
             self.id,
             &BasicGetOk {
@@ -228,14 +233,6 @@ impl Channel {
             s.frame_max,
         );
         if !m.no_ack {
-            self.unacked.push(Unacked {
-                tag,
-                queue: q,
-                seq: qm.seq,
-                message: qm.message,
-                flow: None,
-                disk: qm.disk,
-            });
             self.note_unacked();
         }
         Ok(())
@@ -243,7 +240,7 @@ impl Channel {
 
     pub(super) fn take_unacked(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>> {
         let taken = self
-            .unacked
+            .delivery
             .take(tag, multiple)
             .ok_or_else(|| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")));
         self.note_unacked();
@@ -253,17 +250,7 @@ impl Channel {
     /// Acked (or dropped) deliveries: tell their queues, free credit.
     pub(super) fn settle(&mut self, s: &Session, items: Vec<Unacked>) {
         self.stats.counters.bump_by(Metric::Ack, items.len() as u64);
-        for u in &items {
-            if let Some(f) = &u.flow {
-                f.on_settled(1);
-            }
-        }
-        for (q, group) in group_by_queue(items) {
-            let disks: Vec<_> = group.iter().map(|u| u.disk).collect();
-            let bytes = group.iter().map(|u| u.message.size() as u64).sum();
-            s.vhost.dead_letter(q.settle(&disks, bytes));
-        }
-        self.kick_if_global(s);
+        self.delivery.ack(&s.consumers, &s.vhost, items);
     }
 
     pub(super) fn reject(&mut self, s: &Session, items: Vec<Unacked>, requeue: bool) {
@@ -280,80 +267,35 @@ impl Channel {
 
     /// Rejected without requeue: settled and, where configured, dead-lettered.
     pub(super) fn discard(&mut self, s: &Session, items: Vec<Unacked>) {
-        for u in &items {
-            if let Some(f) = &u.flow {
-                f.on_settled(1);
-            }
-        }
-        for (q, group) in group_by_queue(items) {
-            s.vhost
-                .dead_letter(q.discard(group.into_iter().map(|u| (u.message, u.disk)).collect()));
-        }
-        self.kick_if_global(s);
+        self.delivery.discard(&s.consumers, &s.vhost, items);
     }
 
     pub(super) fn requeue(&mut self, s: &Session, items: Vec<Unacked>) {
-        for u in &items {
-            if let Some(f) = &u.flow {
-                f.on_settled(1);
-            }
-        }
-        for (q, group) in group_by_queue(items) {
-            s.vhost.dead_letter(
-                q.requeue(
-                    group
-                        .into_iter()
-                        .map(|u| (u.seq, u.message, u.disk))
-                        .collect(),
-                ),
-            );
-        }
-        self.kick_if_global(s);
+        self.delivery.requeue(&s.consumers, &s.vhost, items);
     }
 
     pub(super) fn recover(&mut self, s: &Session, requeue: bool) -> Result<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let all = self.unacked.take_all();
+        let all = self.delivery.take_all();
         self.note_unacked();
         self.requeue(s, all);
         Ok(())
     }
 
-    /// With a channel-wide prefetch, credit freed by one queue's ack may
-    /// let another queue deliver.
-    pub(super) fn kick_if_global(&self, s: &Session) {
-        if self
-            .flow
-            .prefetch
-            .load(std::sync::atomic::Ordering::Relaxed)
-            != 0
-        {
-            self.kick_queues(s);
-        }
-    }
-
     pub(super) fn kick_queues(&self, s: &Session) {
-        for key in self.consumers.values() {
-            if let Some(q) = s.consumers.get(*key).and_then(|e| e.queue.as_ref()) {
-                s.vhost.dead_letter(q.dispatch());
-            }
-        }
+        self.delivery.kick_queues(&s.consumers, &s.vhost);
     }
 
     /// Writes a delivery pushed by a queue, or hands it back if its consumer
     /// is gone or the channel is closing.
     pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
         let open = self.state == ChannelState::Open;
-        let Some(e) = s.consumers.handled(d.consumer) else {
+        let Some((out, d)) = self.delivery.deliver(&mut s.consumers, &s.vhost, d, open) else {
             return;
         };
-        if !open || e.retired {
-            e.give_back(d, &s.vhost);
-            return;
-        }
-        self.count(if e.no_ack {
+        self.count(if out.no_ack {
             Metric::DeliverNoAck
         } else {
             Metric::Deliver
@@ -361,28 +303,16 @@ impl Channel {
         if d.redelivered {
             self.count(Metric::Redeliver);
         }
-        let tag = self.next_delivery_tag;
-        self.next_delivery_tag += 1;
         s.out.deliver(
             self.id,
-            e.tag.as_bytes(),
-            tag,
+            out.consumer_tag.as_bytes(),
+            out.tag,
             d.redelivered,
             d.message.exchange.as_bytes(),
             d.message.routing_key.as_bytes(),
         );
-        if !e.no_ack {
-            if let Some(q) = &e.queue {
-                self.unacked.push(Unacked {
-                    tag,
-                    queue: q.clone(),
-                    seq: d.seq,
-                    message: d.message.clone(),
-                    flow: Some(e.flow.clone()),
-                    disk: d.disk,
-                });
-                self.note_unacked();
-            }
+        if !out.no_ack {
+            self.note_unacked();
         }
         s.out.content(
             self.id,
@@ -391,15 +321,4 @@ impl Channel {
             s.frame_max,
         );
     }
-}
-
-pub(super) fn group_by_queue(items: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Unacked>)> {
-    let mut groups: Vec<(Arc<Queue>, Vec<Unacked>)> = Vec::new();
-    for u in items {
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, g)) => g.push(u),
-            None => groups.push((u.queue.clone(), vec![u])),
-        }
-    }
-    groups
 }

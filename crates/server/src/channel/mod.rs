@@ -23,11 +23,11 @@ use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use warren_broker::access::{Operation, Resource};
 use warren_broker::connections::ChannelStats;
-use warren_broker::consumer::{ChannelFlow, Consumer, ConsumerFlow, Delivery};
 use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
 use warren_broker::queue::{parse_expiration, Durability};
+use warren_broker::session::{Consumer, ConsumerFlow, Delivery};
 use warren_broker::store::Ticket;
 use warren_broker::vhost::{
     check_name, default_exchange_refused, ExchangeSpec, QueueSpec, RouteCache,
@@ -38,9 +38,9 @@ use warren_protocol::methods::*;
 use warren_protocol::{BasicProperties, ContentHeader, Decoder, FieldTable, Method, ShortStr};
 
 use crate::session::Session;
-use crate::unacked::{Unacked, UnackedList};
 use content::BodyParts;
 use publish::Deferred;
+use warren_broker::session::Unacked;
 
 /// Exchanges (and default-exchange queues) looked up by name are remembered
 /// per channel so publishing doesn't touch the vhost's maps; bounded so a
@@ -85,13 +85,11 @@ pub struct Channel {
     pub id: u16,
     pub state: ChannelState,
     content: Content,
-    /// Consumer tag → key in the connection's consumer registry.
-    consumers: AHashMap<ShortStr, u64>,
-    unacked: UnackedList,
-    next_delivery_tag: u64,
+    /// The protocol-neutral session: consumers (tag → key), delivery
+    /// tags, unacknowledged deliveries, settlement, channel-wide prefetch.
+    delivery: warren_broker::session::Session,
     /// basic.qos global=false: the limit for consumers created from now on.
     consumer_prefetch: u32,
-    flow: Arc<ChannelFlow>,
     /// Publisher confirms: the next publish sequence number.
     confirm_seq: Option<u64>,
     /// Replies that wait for a commit ticket (confirms, tx.commit-ok), in
@@ -163,7 +161,7 @@ impl Channel {
         now: std::time::Instant,
         timeout: std::time::Duration,
     ) -> bool {
-        self.unacked.overdue(now, timeout)
+        self.delivery.unacked_overdue(now, timeout)
     }
 
     pub fn new(id: u16, stats: Arc<ChannelStats>) -> Self {
@@ -171,11 +169,8 @@ impl Channel {
             id,
             state: ChannelState::Open,
             content: Content::Idle,
-            consumers: AHashMap::new(),
-            unacked: UnackedList::default(),
-            next_delivery_tag: 1,
+            delivery: warren_broker::session::Session::default(),
             consumer_prefetch: 0,
-            flow: Arc::new(ChannelFlow::default()),
             confirm_seq: None,
             deferred: VecDeque::new(),
             tx: None,
@@ -206,7 +201,7 @@ impl Channel {
     /// Keeps the listed consumer count current.
     fn note_consumers(&self) {
         self.stats.consumers.store(
-            self.consumers.len() as u32,
+            self.delivery.consumer_count() as u32,
             std::sync::atomic::Ordering::Relaxed,
         );
     }
@@ -214,7 +209,7 @@ impl Channel {
     /// Keeps the listed unacked count current.
     fn note_unacked(&self) {
         self.stats.unacked.store(
-            self.unacked.len() as u32,
+            self.delivery.unacked_len() as u32,
             std::sync::atomic::Ordering::Relaxed,
         );
     }
@@ -387,7 +382,7 @@ impl Channel {
                 let tx = std::mem::take(tx);
                 let mut back = tx.acks;
                 back.extend(tx.rejects.into_iter().map(|(u, _)| u));
-                self.unacked.restore(back);
+                self.delivery.restore(back);
                 self.note_unacked();
                 s.out.method(self.id, &TxRollbackOk {}.into());
             }
@@ -459,16 +454,16 @@ impl Channel {
     /// Releases everything the channel holds: consumers are cancelled and
     /// unacked messages go back to their queues.
     pub fn cleanup(&mut self, s: &mut Session) {
-        let tags: Vec<ShortStr> = self.consumers.keys().cloned().collect();
+        let tags: Vec<ShortStr> = self.delivery.consumer_tags();
         for tag in tags {
             self.cancel_consumer(s, &tag);
         }
         if let Some(tx) = self.tx.take() {
             let mut back = tx.acks;
             back.extend(tx.rejects.into_iter().map(|(u, _)| u));
-            self.unacked.restore(back);
+            self.delivery.restore(back);
         }
-        let all = self.unacked.take_all();
+        let all = self.delivery.take_all();
         self.note_unacked();
         self.requeue(s, all);
         self.content = Content::Idle;

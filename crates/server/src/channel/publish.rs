@@ -281,7 +281,7 @@ impl Channel {
             // closes, and its cleanup requeues them with the rest.
             let mut back = tx.acks;
             back.extend(tx.rejects.into_iter().map(|(u, _)| u));
-            self.unacked.restore(back);
+            self.delivery.restore(back);
             self.note_unacked();
             return Err(store_failure());
         }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use warren_broker::access::Access;
 use warren_broker::connections::ConnectionMeta;
-use warren_broker::consumer::{ConnectionEvent, EventReceiver};
+use warren_broker::session::{ConnectionEvent, EventReceiver};
 use warren_protocol::mqtt::{
     self, ConnAck, Connect, Disconnect, MqttError, Packet, Properties, LEVEL_5,
 };

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
-use warren_broker::consumer::{ConnectionEvent, EventSender};
 use warren_broker::error::AmqpError;
+use warren_broker::session::{ConnectionEvent, EventSender};
 use warren_broker::Broker;
 
 use crate::config::Config;

@@ -9,9 +9,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use warren_broker::access::{Access, Operation, Resource};
-use warren_broker::consumer::{ChannelFlow, ConsumerFlow, EventSender};
 use warren_broker::exchange::Exchange;
 use warren_broker::queue::{Durability, Queue};
+use warren_broker::session::EventSender;
 use warren_broker::stats::Metric;
 use warren_broker::store::Ticket;
 use warren_broker::vhost::{Origin, RouteCache};
@@ -24,7 +24,7 @@ use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 use super::connection::End;
 use super::retained::RetainedStore;
 use super::topic;
-use crate::consumers::Consumers;
+use warren_broker::session::Consumers;
 
 /// QoS 1 messages a client may have unacknowledged per subscription
 /// queue unless it asks for fewer (MQTT 5's receive maximum).
@@ -44,16 +44,6 @@ pub(super) struct SessionSetup<'a> {
     pub events: EventSender,
     pub retained: Arc<RetainedStore>,
     pub max_message_size: u64,
-}
-
-/// Where a delivered message came from: its queue, its consumer's
-/// credit, its position and its index entry (to settle or requeue it).
-struct Source {
-    queue: Arc<Queue>,
-    flow: Arc<ConsumerFlow>,
-    seq: u64,
-    disk: Option<warren_broker::store::index::DiskRef>,
-    message: Arc<Message>,
 }
 
 /// One subscription: its MQTT 5 options and the queue its binding leads
@@ -95,9 +85,10 @@ impl Sub {
     }
 }
 
-/// A message sent to the client at QoS 1, waiting for its PUBACK;
-/// `None` for a retained message (nothing to settle).
-type Inflight = Option<Source>;
+/// A message sent to the client at QoS 1, waiting for its PUBACK: its
+/// delivery tag in the session, or `None` for a retained message
+/// (nothing to settle).
+type Inflight = Option<u64>;
 
 pub(super) struct Session {
     pub level: u8,
@@ -119,7 +110,9 @@ pub(super) struct Session {
     /// subscriptions'), with their consumer keys.
     queues: HashMap<ShortStr, (Arc<Queue>, u64)>,
     consumers: Consumers,
-    flow: Arc<ChannelFlow>,
+    /// Its consumers, delivery tags and unacknowledged deliveries (the
+    /// broker's protocol-neutral session).
+    delivery: warren_broker::session::Session,
     prefetch: u32,
     /// Topic filter (as subscribed, `$share/…` included) → subscription.
     subs: BTreeMap<String, Sub>,
@@ -186,7 +179,7 @@ impl Session {
             session_present: false,
             queues: HashMap::new(),
             consumers: Consumers::default(),
-            flow: Arc::new(ChannelFlow::default()),
+            delivery: warren_broker::session::Session::default(),
             prefetch,
             subs: BTreeMap::new(),
             sub_extras: false,

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use warren_broker::consumer::{ConnectionEvent, Delivery, EventReceiver};
+use warren_broker::session::{ConnectionEvent, Delivery, EventReceiver};
 use warren_broker::vhost::Origin;
 use warren_broker::Message;
 use warren_protocol::mqtt::{Properties, Publish, LEVEL_5};
 use warren_protocol::{FieldValue, ShortStr};
 
-use super::{topic, Session, Source};
+use super::{topic, Session};
 
 /// The QoS a message was published with: MQTT's header, else AMQP's
 /// delivery mode (persistent is QoS 1), as RabbitMQ maps them.
@@ -62,24 +62,20 @@ impl Session {
     }
 
     fn deliver(&mut self, d: Delivery) -> Result<(), String> {
-        let Some(e) = self.consumers.handled(d.consumer) else {
-            return Ok(());
-        };
-        if e.retired {
-            e.give_back(d, &self.vhost);
-            return Ok(());
-        }
-        let (queue, flow, no_ack) = (e.queue.clone(), e.flow.clone(), e.no_ack);
         let topic = topic::from_amqp(&d.message.routing_key.as_str());
         let mut ids = Vec::new();
         // Section 4.7.2: a wildcard at the start of a filter matches no
         // `$` topic (AMQP's `#` would); MQTT 5 options need the matching
         // subscriptions too.
         let wanted = if topic.starts_with('$') || self.sub_extras {
+            let queue = self
+                .consumers
+                .get(d.consumer)
+                .and_then(|e| e.queue.as_ref().map(|q| q.name.clone()));
             let from_self = self.sub_extras && published_by(&d.message, &self.client_id);
             let mut wanted = false;
             for (filter, sub) in &self.subs {
-                let on_queue = queue.as_ref().is_some_and(|q| q.name == sub.queue);
+                let on_queue = queue.as_ref() == Some(&sub.queue);
                 let plain = filter
                     .strip_prefix("$share/")
                     .and_then(|r| r.split_once('/'))
@@ -93,15 +89,21 @@ impl Session {
         } else {
             true
         };
-        let qos = if no_ack { 0 } else { published_qos(&d.message) };
-        if !wanted || (!no_ack && qos == 0) {
+        let Some((out, d)) = self
+            .delivery
+            .deliver(&mut self.consumers, &self.vhost, d, true)
+        else {
+            return Ok(());
+        };
+        let qos = if out.no_ack {
+            0
+        } else {
+            published_qos(&d.message)
+        };
+        if !wanted || (!out.no_ack && qos == 0) {
             // Settled here: not for the client, or sent at QoS 0 from a QoS 1 queue.
-            if !no_ack {
-                flow.on_settled(1);
-                if let Some(q) = &queue {
-                    let size = d.message.size() as u64;
-                    self.vhost.dead_letter(q.settle(&[d.disk], size));
-                }
+            if !out.no_ack {
+                self.settle(out.tag);
             }
             if !wanted {
                 return Ok(());
@@ -109,14 +111,7 @@ impl Session {
         }
         let packet_id = if qos > 0 {
             let id = self.next_packet_id();
-            let source = queue.map(|queue| Source {
-                queue,
-                flow,
-                seq: d.seq,
-                disk: d.disk,
-                message: d.message.clone(),
-            });
-            self.inflight.insert(id, source);
+            self.inflight.insert(id, Some(out.tag));
             Some(id)
         } else {
             None
@@ -177,10 +172,15 @@ impl Session {
 
     /// PUBACK (or PUBCOMP): the message is settled in its queue.
     pub(super) fn acked(&mut self, id: u16) {
-        if let Some(Some(s)) = self.inflight.remove(&id) {
-            s.flow.on_settled(1);
-            let size = s.message.size() as u64;
-            self.vhost.dead_letter(s.queue.settle(&[s.disk], size));
+        if let Some(Some(tag)) = self.inflight.remove(&id) {
+            self.settle(tag);
+        }
+    }
+
+    /// Acknowledges one delivery in its queue.
+    fn settle(&mut self, tag: u64) {
+        if let Some(items) = self.delivery.take(tag, false) {
+            self.delivery.ack(&self.consumers, &self.vhost, items);
         }
     }
 
@@ -217,11 +217,9 @@ impl Session {
             }
         }
         self.consumers.flush(&self.vhost);
-        for s in self.inflight.drain().filter_map(|(_, s)| s) {
-            s.flow.on_settled(1);
-            let dead = s.queue.requeue(vec![(s.seq, s.message, s.disk)]);
-            self.vhost.dead_letter(dead);
-        }
+        self.inflight.clear();
+        let all = self.delivery.take_all();
+        self.delivery.requeue(&self.consumers, &self.vhost, all);
         if !self.persistent {
             for qos in 0..2 {
                 let name = super::queue_name(&self.client_id, qos);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use warren_broker::access::{Operation, Resource};
-use warren_broker::consumer::{Consumer, ConsumerFlow};
+use warren_broker::session::{Consumer, ConsumerFlow};
 use warren_broker::vhost::QueueSpec;
 use warren_broker::Queue;
 use warren_protocol::mqtt::{Packet, SubAck, Subscribe, Unsubscribe, LEVEL_5};
@@ -86,13 +86,13 @@ impl Session {
         let tag = ShortStr::from(format!("mqtt-{}", q.name));
         let flow = Arc::new(ConsumerFlow::new(
             if no_ack { 0 } else { self.prefetch },
-            self.flow.clone(),
+            self.delivery.flow().clone(),
         ));
         let key = self.consumers.next_key();
         let dead = q
             .add_consumer(Consumer {
                 tag: tag.clone(),
-                channel: 0,
+                session: 0,
                 key,
                 connection_id: self.id,
                 no_ack,
@@ -103,8 +103,11 @@ impl Session {
             })
             .map_err(|e| e.reply_text())?;
         self.vhost.dead_letter(dead);
-        let added = self.consumers.add(tag, Some(q.clone()), flow, no_ack);
+        let added = self
+            .consumers
+            .add(0, tag.clone(), Some(q.clone()), flow, no_ack);
         debug_assert_eq!(added, key);
+        self.delivery.add_consumer(tag, key);
         self.queues.insert(q.name.clone(), (q, key));
         Ok(())
     }
@@ -113,8 +116,9 @@ impl Session {
     /// and not acknowledged goes back when the session ends.
     pub(super) fn stop_consuming(&mut self, queue: &ShortStr) {
         if let Some((q, key)) = self.queues.remove(queue) {
-            let tag = ShortStr::from(format!("mqtt-{}", q.name));
-            let (gone, dead) = q.remove_consumer(self.id, 0, &tag);
+            self.delivery
+                .remove_consumer(&ShortStr::from(format!("mqtt-{}", q.name)));
+            let (gone, dead) = q.remove_consumer(self.id, key);
             self.vhost.dead_letter(dead);
             self.consumers.retire(key);
             if gone {

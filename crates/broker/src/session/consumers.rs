@@ -10,13 +10,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::{ConsumerFlow, Delivery};
+use crate::{Queue, VirtualHost};
 use ahash::AHashMap;
-use warren_broker::consumer::{ConsumerFlow, Delivery};
-use warren_broker::{Queue, VirtualHost};
 use warren_protocol::ShortStr;
 
 #[derive(Debug)]
 pub struct ConsumerEntry {
+    /// The session it belongs to: an AMQP channel number (0 for MQTT).
+    pub session: u16,
     pub tag: ShortStr,
     /// `None` for the direct reply-to pseudo-consumer.
     pub queue: Option<Arc<Queue>>,
@@ -51,6 +53,7 @@ pub struct Consumers {
 impl Consumers {
     pub fn add(
         &mut self,
+        session: u16,
         tag: ShortStr,
         queue: Option<Arc<Queue>>,
         flow: Arc<ConsumerFlow>,
@@ -60,6 +63,7 @@ impl Consumers {
         self.entries.insert(
             self.next_key,
             ConsumerEntry {
+                session,
                 tag,
                 queue,
                 flow,
@@ -153,13 +157,11 @@ mod tests {
 
     use std::collections::BTreeSet;
 
+    use crate::queue::{Durability, QueueLimits, QueueSetup};
+    use crate::session::{ChannelFlow, ConnectionEvent, Consumer, ConsumerFlow, EventReceiver};
+    use crate::Message;
     use bytes::Bytes;
     use proptest::prelude::*;
-    use warren_broker::consumer::{
-        ChannelFlow, ConnectionEvent, Consumer, ConsumerFlow, EventReceiver,
-    };
-    use warren_broker::queue::{Durability, QueueLimits, QueueSetup};
-    use warren_broker::Message;
     use warren_protocol::BasicProperties;
 
     use super::*;
@@ -199,7 +201,7 @@ mod tests {
             let q = queue();
             // Its queue has no dead-letter exchange: the vhost only takes
             // what the calls hand back.
-            let vhost = warren_broker::VirtualHost::new("/");
+            let vhost = crate::VirtualHost::new("/");
             let (tx, mut rx): (_, EventReceiver) = tokio::sync::mpsc::unbounded_channel();
             let mut reg = Consumers::default();
             let channel_flow = Arc::new(ChannelFlow::default());
@@ -229,7 +231,7 @@ mod tests {
                         let key = reg.next_key();
                         let dead = q.add_consumer(Consumer {
                             tag: tag.clone(),
-                            channel: 1,
+                            session: 1,
                             key,
                             connection_id: 1,
                             no_ack: false,
@@ -240,7 +242,7 @@ mod tests {
                         })
                         .unwrap();
                         vhost.dead_letter(dead);
-                        prop_assert_eq!(reg.add(tag.clone(), Some(q.clone()), flow, false), key);
+                        prop_assert_eq!(reg.add(1, tag.clone(), Some(q.clone()), flow, false), key);
                         consumers.push((key, tag, true, Vec::new()));
                     }
                     Op::Handle(n) => {
@@ -263,10 +265,10 @@ mod tests {
                     Op::Cancel(i) => {
                         if consumers.is_empty() { continue; }
                         let k = i.index(consumers.len());
-                        let (key, tag, live, _) = &mut consumers[k];
+                        let (key, _, live, _) = &mut consumers[k];
                         if !*live { continue; }
                         // As the channel does: stop the queue, then retire.
-                        let (_, dead) = q.remove_consumer(1, 1, tag);
+                        let (_, dead) = q.remove_consumer(1, *key);
                         vhost.dead_letter(dead);
                         reg.retire(*key);
                         *live = false;

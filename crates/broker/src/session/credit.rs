@@ -1,5 +1,4 @@
-//! Consumers as a queue sees them, and the events a queue sends to the
-//! connection that owns a consumer.
+//! Consumers as a queue sees them, and their credit.
 //!
 //! Flow control is credit-based and lock-free: a queue delivers to a
 //! consumer only while it has prefetch credit (unacked below the limits)
@@ -12,47 +11,11 @@ use std::sync::Arc;
 
 use warren_protocol::ShortStr;
 
-use crate::message::Message;
+use super::events::EventSender;
 
 /// Deliveries a queue may hand to a connection that it has not yet
 /// written out. Bounds memory per consumer when a client reads slowly.
 pub const MAX_IN_TRANSIT: u32 = 2_000;
-
-/// What a queue (or the direct reply-to router) tells a connection.
-#[derive(Debug)]
-pub enum ConnectionEvent {
-    Deliver(Delivery),
-    /// The queue went away: tell the client with basic.cancel.
-    ConsumerCancelled {
-        channel: u16,
-        consumer_tag: ShortStr,
-    },
-    /// Everything up to this commit ticket is on disk: send the confirms
-    /// and tx.commit-oks that waited for it.
-    Committed(u64),
-    /// Close the connection with this error (an operator closed it, or
-    /// its user or vhost was deleted).
-    Close(crate::error::AmqpError),
-}
-
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<ConnectionEvent>;
-pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>;
-
-/// One message for one consumer. Deliberately small: the consumer is
-/// named by the key its connection gave it, so no reference counts (queue,
-/// flow, tag) are touched per message on two cores.
-#[derive(Debug)]
-pub struct Delivery {
-    pub channel: u16,
-    /// The consumer's key within its connection.
-    pub consumer: u64,
-    pub message: Arc<Message>,
-    pub redelivered: bool,
-    /// The message's position in its queue (for requeueing in place).
-    pub seq: u64,
-    /// Its index entry, to be acked on disk when the client acks.
-    pub disk: Option<crate::store::index::DiskRef>,
-}
 
 /// Prefetch shared by all consumers of a channel (basic.qos global=true),
 /// and the channel.flow switch.
@@ -157,7 +120,9 @@ impl ConsumerFlow {
 #[derive(Debug, Clone)]
 pub struct Consumer {
     pub tag: ShortStr,
-    pub channel: u16,
+    /// The client session it belongs to, for listings only (an AMQP
+    /// channel number; 0 for MQTT). Deliveries never carry it.
+    pub session: u16,
     /// Names the consumer in deliveries (unique within its connection).
     pub key: u64,
     pub connection_id: u64,

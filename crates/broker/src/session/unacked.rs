@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use warren_broker::consumer::ConsumerFlow;
-use warren_broker::store::index::DiskRef;
-use warren_broker::{Message, Queue};
+use super::ConsumerFlow;
+use crate::store::index::DiskRef;
+use crate::{Message, Queue};
 
 #[derive(Debug)]
 pub struct Unacked {
@@ -38,6 +38,10 @@ impl UnackedList {
     /// Outstanding entries.
     pub fn len(&self) -> usize {
         self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
     }
 
     /// Whether the oldest outstanding delivery has been outstanding for at
@@ -120,7 +124,7 @@ mod tests {
     #[test]
     fn overdue_counts_from_the_first_check_that_saw_the_oldest() {
         use std::time::{Duration, Instant};
-        let q = Arc::new(Queue::new(warren_broker::queue::QueueSetup::in_memory(
+        let q = Arc::new(Queue::new(crate::queue::QueueSetup::in_memory(
             "q",
             Default::default(),
         )));
@@ -140,9 +144,9 @@ mod tests {
         assert!(!l.overdue(t0 + 3 * s, s));
     }
 
+    use crate::queue::{QueueLimits, QueueSetup};
     use bytes::Bytes;
     use proptest::prelude::*;
-    use warren_broker::queue::{QueueLimits, QueueSetup};
     use warren_protocol::BasicProperties;
 
     use super::*;
