@@ -13,7 +13,8 @@ use warren_protocol::methods::*;
 use warren_protocol::{Decoder, FieldTable, FieldValue, Frame, FramePayload, Method, ShortStr};
 
 use crate::config::Config;
-use crate::connection::{close_with, Io};
+use crate::connection::close_with;
+use crate::io::Io;
 use crate::outbound::Outbound;
 use crate::session::ClientCapabilities;
 

@@ -7,6 +7,7 @@ mod connection;
 mod control;
 mod handshake;
 mod http;
+mod io;
 mod listeners;
 mod mqtt;
 mod outbound;
