@@ -467,3 +467,33 @@ def test_retained_and_persistent_sessions_survive_a_restart(warren):
         assert (m.payload, m.retain) == (b"retained across restarts", True)
     finally:
         late.close()
+
+
+def test_mqtt5_message_and_session_expiry(clients):
+    t = uniq("exp")
+    cid = uniq("exp-sess")
+    # A session that outlives the connection by 60 s keeps its messages...
+    a = clients(cid, v5=True, clean=True, expiry=60).connect()
+    a.subscribe(f"{t}/#", qos=1)
+    a.close()
+    pub = clients(uniq("pub"), v5=True).connect()
+    short = Properties(PacketTypes.PUBLISH)
+    short.MessageExpiryInterval = 1
+    pub.publish(f"{t}/short", b"expires", qos=1, properties=short)
+    pub.publish(f"{t}/long", b"stays", qos=1)
+    time.sleep(1.6)
+    # ...but not one whose message expiry has passed.
+    b = clients(cid, v5=True, clean=False, expiry=60).connect()
+    assert b.session_present is True
+    m = b.get()
+    assert (m.topic, m.payload) == (f"{t}/long", b"stays")
+    b.nothing()
+    b.close()
+    # A session expiry of 1 s: gone soon after the client is.
+    cid2 = uniq("exp-short")
+    c = clients(cid2, v5=True, clean=True, expiry=1).connect()
+    c.subscribe(f"{t}/x", qos=1)
+    c.close()
+    time.sleep(2.5)
+    d = clients(cid2, v5=True, clean=False, expiry=1).connect()
+    assert d.session_present is False

@@ -35,13 +35,14 @@ pub use unacked::{Unacked, UnackedList};
 use crate::queue::{Queue, QueuedMessage};
 use crate::vhost::VirtualHost;
 
-/// A delivery as the client will see it.
+/// A delivery as the client will see it (borrowing the consumer's tag
+/// from the registry: no reference count is touched per delivery).
 #[derive(Debug)]
-pub struct Delivered {
+pub struct Delivered<'a> {
     /// The session's delivery tag (AMQP's; MQTT maps packet ids onto it).
     pub tag: u64,
     /// The consumer it is for.
-    pub consumer_tag: ShortStr,
+    pub consumer_tag: &'a ShortStr,
     /// Sent without acknowledgement (settled already).
     pub no_ack: bool,
 }
@@ -118,13 +119,13 @@ impl Session {
     /// ack. `None` when it can't be delivered (its consumer was cancelled,
     /// or `open` is false because the session is closing): it has then
     /// gone back to its queue, in place.
-    pub fn deliver(
+    pub fn deliver<'c>(
         &mut self,
-        consumers: &mut Consumers,
+        consumers: &'c mut Consumers,
         vhost: &VirtualHost,
         d: Delivery,
         open: bool,
-    ) -> Option<(Delivered, Delivery)> {
+    ) -> Option<(Delivered<'c>, Delivery)> {
         let e = consumers.handled(d.consumer)?;
         if !open || e.retired {
             e.give_back(d, vhost);
@@ -146,7 +147,7 @@ impl Session {
         }
         let delivered = Delivered {
             tag,
-            consumer_tag: e.tag.clone(),
+            consumer_tag: &e.tag,
             no_ack: e.no_ack,
         };
         Some((delivered, d))

@@ -169,6 +169,9 @@ impl VirtualHost {
     /// A worklist, not recursion: dead letters that die again in their
     /// target queue join the list. It ends because of the cycle guard.
     fn dead_letter_all(&self, mut work: Vec<crate::queue::DeadBatch>) {
+        if work.is_empty() {
+            return;
+        }
         let mut cache = RouteCache::default();
         while let Some(batch) = work.pop() {
             let Ok(exchange) = self.exchange(&batch.exchange) else {

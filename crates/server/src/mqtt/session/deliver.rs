@@ -92,18 +92,16 @@ impl Session {
         let Some((out, d)) = self
             .delivery
             .deliver(&mut self.consumers, &self.vhost, d, true)
+            .map(|(out, d)| ((out.tag, out.no_ack), d))
         else {
             return Ok(());
         };
-        let qos = if out.no_ack {
-            0
-        } else {
-            published_qos(&d.message)
-        };
-        if !wanted || (!out.no_ack && qos == 0) {
+        let (tag, no_ack) = out;
+        let qos = if no_ack { 0 } else { published_qos(&d.message) };
+        if !wanted || (!no_ack && qos == 0) {
             // Settled here: not for the client, or sent at QoS 0 from a QoS 1 queue.
-            if !out.no_ack {
-                self.settle(out.tag);
+            if !no_ack {
+                self.settle(tag);
             }
             if !wanted {
                 return Ok(());
@@ -111,7 +109,7 @@ impl Session {
         }
         let packet_id = if qos > 0 {
             let id = self.next_packet_id();
-            self.inflight.insert(id, Some(out.tag));
+            self.inflight.insert(id, Some(tag));
             Some(id)
         } else {
             None
