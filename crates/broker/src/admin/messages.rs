@@ -83,24 +83,14 @@ impl Admin {
     ) -> AdminResult<bool> {
         let v = self.vhost(vhost)?;
         let x = v.exchange(&ShortStr::from(exchange))?;
-        if x.internal {
+        if let Err(e) = crate::session::PublishChecks::exchange(&x) {
             return Err(AdminError::Refused {
-                code: warren_protocol::constants::reply::ACCESS_REFUSED,
-                text: format!("cannot publish to internal {}", x.describe()),
+                code: e.code,
+                text: e.text,
             });
         }
         if routing_key.len() > ShortStr::MAX_LEN {
             return Err(AdminError::invalid("routing_key is longer than 255 bytes"));
-        }
-        // Refused as basic.publish refuses it; the HTTP API shows the
-        // AMQP error (RabbitMQ 3.10.8: 400 with this reason).
-        if let Some(exp) = &properties.expiration {
-            if crate::message::parse_expiration(exp.as_bytes()).is_none() {
-                return Err(AdminError::invalid(format!(
-                    "406 PRECONDITION_FAILED - invalid expiration '{exp}': {}",
-                    crate::message::expiration_error(exp.as_bytes())
-                )));
-            }
         }
         let routing_key = ShortStr::from(routing_key);
         let mut raw = BytesMut::new();

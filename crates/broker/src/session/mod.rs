@@ -10,12 +10,19 @@
 //!   (dead-lettering), requeue, recover;
 //! - [`credit`]: the lock-free credit a queue checks before it delivers;
 //! - [`events`]: what queues and the committer send to a connection,
-//!   naming consumers by key.
+//!   naming consumers by key;
+//! - [`PublishChecks`]: what every front-end checks before a message
+//!   enters `VirtualHost::publish` (write permission cached per epoch,
+//!   topic permission, internal exchange, `user_id`, `expiration`);
+//! - [`Deferred`]: replies that wait for the group commit (publisher
+//!   confirms, tx.commit-ok, MQTT's PUBACK), in order.
 //!
 //! A front-end maps its protocol onto these calls (basic.ack or PUBACK →
 //! [`Session::ack`]) and turns [`Delivered`] into its frames; it keeps no
 //! delivery bookkeeping of its own.
 
+mod checks;
+mod confirms;
 mod consumers;
 pub mod credit;
 pub mod events;
@@ -27,6 +34,8 @@ use std::sync::Arc;
 use ahash::AHashMap;
 use warren_protocol::ShortStr;
 
+pub use checks::PublishChecks;
+pub use confirms::Deferred;
 pub use consumers::{ConsumerEntry, Consumers};
 pub use credit::{ChannelFlow, Consumer, ConsumerFlow, MAX_IN_TRANSIT};
 pub use events::{ConnectionEvent, Delivery, EventReceiver, EventSender};

@@ -16,7 +16,6 @@ mod content;
 mod declare;
 mod publish;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use ahash::AHashMap;
@@ -26,7 +25,7 @@ use warren_broker::connections::ChannelStats;
 use warren_broker::error::{AmqpError, Result};
 use warren_broker::exchange::Exchange;
 use warren_broker::names::{self, DIRECT_REPLY_TO};
-use warren_broker::queue::{parse_expiration, Durability};
+use warren_broker::queue::Durability;
 use warren_broker::session::{Consumer, ConsumerFlow, Delivery};
 use warren_broker::store::Ticket;
 use warren_broker::vhost::{
@@ -39,7 +38,7 @@ use warren_protocol::{BasicProperties, ContentHeader, Decoder, FieldTable, Metho
 
 use crate::session::Session;
 use content::BodyParts;
-use publish::Deferred;
+use publish::Reply;
 use warren_broker::session::Unacked;
 
 /// Exchanges (and default-exchange queues) looked up by name are remembered
@@ -94,7 +93,7 @@ pub struct Channel {
     confirm_seq: Option<u64>,
     /// Replies that wait for a commit ticket (confirms, tx.commit-ok), in
     /// the order they must go out. Tickets never decrease along the queue.
-    deferred: VecDeque<(Ticket, Deferred)>,
+    deferred: warren_broker::session::Deferred<Reply>,
     tx: Option<Transaction>,
     /// RabbitMQ lets an empty queue name mean "the last one declared here".
     last_queue: Option<ShortStr>,
@@ -107,10 +106,9 @@ pub struct Channel {
     exchanges: AHashMap<ShortStr, Arc<Exchange>>,
     /// Default-exchange routes and the routing buffer.
     routes: RouteCache,
-    /// Exchanges this channel may publish to, as checked under the
-    /// permissions of epoch `write_epoch` (dropped when they change).
-    write_ok: ahash::AHashSet<ShortStr>,
-    write_epoch: u64,
+    /// Write permission (cached per permission epoch) and the message
+    /// checks every front-end makes.
+    checks: warren_broker::session::PublishChecks,
     /// Live counters for listings.
     stats: Arc<ChannelStats>,
     /// Publishes to the last exchange, not yet added to its shared
@@ -172,7 +170,7 @@ impl Channel {
             delivery: warren_broker::session::Session::default(),
             consumer_prefetch: 0,
             confirm_seq: None,
-            deferred: VecDeque::new(),
+            deferred: Default::default(),
             tx: None,
             last_queue: None,
             reply_to: None,
@@ -180,8 +178,7 @@ impl Channel {
             congested: None,
             exchanges: AHashMap::new(),
             routes: RouteCache::default(),
-            write_ok: ahash::AHashSet::new(),
-            write_epoch: u64::MAX,
+            checks: Default::default(),
             stats,
             tally: ExchangeTally::default(),
         }

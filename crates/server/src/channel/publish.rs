@@ -2,19 +2,19 @@
 
 use super::content::{compact, encode_properties};
 use super::*;
+use warren_broker::session::PublishChecks;
 use warren_broker::stats::Metric;
 use warren_broker::vhost::{Origin, Published, Routed};
 
 impl Channel {
     /// Queues a reply behind everything already waiting.
-    pub(super) fn defer(&mut self, ticket: Ticket, what: Deferred) {
-        let ticket = self.deferred.back().map_or(ticket, |(t, _)| ticket.max(*t));
-        self.deferred.push_back((ticket, what));
+    pub(super) fn defer(&mut self, ticket: Ticket, what: Reply) {
+        self.deferred.push(ticket, what);
     }
 
     /// The highest ticket a deferred reply waits for, if any.
     pub fn awaited_ticket(&self) -> Option<Ticket> {
-        self.deferred.back().map(|(t, _)| *t)
+        self.deferred.awaited()
     }
 
     /// Sends the deferred replies whose ticket is committed; consecutive
@@ -23,16 +23,10 @@ impl Channel {
     /// ends the connection with 541 (its commit-ok must never be sent).
     pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) -> Result<()> {
         let mut ack_upto = None;
-        while let Some((t, _)) = self.deferred.front() {
-            if *t > committed {
-                break;
-            }
-            let Some((t, what)) = self.deferred.pop_front() else {
-                break;
-            };
+        while let Some((t, what)) = self.deferred.pop_ready(committed) {
             let what = match what {
-                Deferred::Ack(tag) if s.vhost.ticket_failed(t) => Deferred::Nack(tag),
-                Deferred::TxCommitOk if s.vhost.ticket_failed(t) => {
+                Reply::Ack(tag) if s.vhost.ticket_failed(t) => Reply::Nack(tag),
+                Reply::TxCommitOk if s.vhost.ticket_failed(t) => {
                     if let Some(upto) = ack_upto.take() {
                         s.out.method(self.id, &ack_multiple(upto));
                     }
@@ -42,7 +36,7 @@ impl Channel {
                 other => other,
             };
             match what {
-                Deferred::Ack(tag) => {
+                Reply::Ack(tag) => {
                     self.count(Metric::Confirm);
                     ack_upto = Some(tag);
                 }
@@ -51,7 +45,7 @@ impl Channel {
                         s.out.method(self.id, &ack_multiple(upto));
                     }
                     match other {
-                        Deferred::Nack(tag) => s.out.method(
+                        Reply::Nack(tag) => s.out.method(
                             self.id,
                             &BasicNack {
                                 delivery_tag: tag,
@@ -85,24 +79,6 @@ impl Channel {
         Ok(x)
     }
 
-    /// Write permission on the exchange, remembered per channel until the
-    /// permissions change (one atomic load per publish on the hot path).
-    pub(super) fn check_publish(&mut self, s: &mut Session, exchange: &ShortStr) -> Result<()> {
-        if s.access.refresh() || self.write_epoch != s.access.epoch() {
-            self.write_ok.clear();
-            self.write_epoch = s.access.epoch();
-        }
-        if self.write_ok.contains(exchange) {
-            return Ok(());
-        }
-        check(s, Operation::Write, Resource::Exchange, exchange)?;
-        if self.write_ok.len() >= EXCHANGE_CACHE_MAX {
-            self.write_ok.clear();
-        }
-        self.write_ok.insert(exchange.clone());
-        Ok(())
-    }
-
     pub(super) fn publish(
         &mut self,
         s: &mut Session,
@@ -110,33 +86,13 @@ impl Channel {
         raw_properties: Bytes,
         body: Bytes,
     ) -> Result<()> {
-        self.check_publish(s, &publish.exchange)?;
+        self.checks.write(&mut s.access, &publish.exchange)?;
         let exchange = self.exchange(s, &publish.exchange)?;
-        if exchange.internal {
-            return Err(AmqpError::access_refused(format!(
-                "cannot publish to internal {}",
-                exchange.describe()
-            )));
-        }
+        PublishChecks::exchange(&exchange)?;
         let mut raw_properties = raw_properties;
         let mut properties = BasicProperties::decode(&mut Decoder::new(raw_properties.clone()))
             .map_err(|e| AmqpError::new(reply::FRAME_ERROR, format!("bad content header: {e}")))?;
-        if let Some(uid) = &properties.user_id {
-            if uid.as_bytes() != s.user.name.as_bytes() {
-                return Err(AmqpError::precondition_failed(format!(
-                    "user_id property set to '{uid}' but authenticated user was '{}'",
-                    s.user.name
-                )));
-            }
-        }
-        if let Some(exp) = &properties.expiration {
-            if parse_expiration(exp.as_bytes()).is_none() {
-                return Err(AmqpError::precondition_failed(format!(
-                    "invalid expiration '{exp}': {}",
-                    warren_broker::message::expiration_error(exp.as_bytes())
-                )));
-            }
-        }
+        PublishChecks::properties(&properties, &s.user.name)?;
         if properties
             .reply_to
             .as_ref()
@@ -150,8 +106,7 @@ impl Channel {
             properties.reply_to = Some(r.address.clone());
             raw_properties = encode_properties(&properties);
         }
-        s.access
-            .check_topic(Operation::Write, &exchange, &publish.routing_key.as_str())?;
+        PublishChecks::topic(&mut s.access, &exchange, &publish.routing_key.as_str())?;
         let (exchange_name, routing_key, raw_properties, body) =
             compact(publish.exchange, publish.routing_key, raw_properties, body);
         let message = Arc::new(Message::new(
@@ -251,9 +206,9 @@ impl Channel {
             let tag = *seq;
             *seq += 1;
             let what = if out.rejected || out.failed {
-                Deferred::Nack(tag)
+                Reply::Nack(tag)
             } else {
-                Deferred::Ack(tag)
+                Reply::Ack(tag)
             };
             self.defer(ticket, what);
         }
@@ -291,7 +246,7 @@ impl Channel {
         self.discard(s, drop.into_iter().map(|(u, _)| u).collect());
         // commit-ok once the transaction's persistent messages are on disk.
         let ticket = std::mem::take(&mut self.pending_ticket);
-        self.defer(ticket, Deferred::TxCommitOk);
+        self.defer(ticket, Reply::TxCommitOk);
         let _ = s;
         Ok(())
     }
@@ -311,7 +266,7 @@ pub(super) fn ack_multiple(upto: u64) -> Method {
 }
 
 /// A reply that waits for the group commit.
-pub(super) enum Deferred {
+pub(super) enum Reply {
     Ack(u64),
     Nack(u64),
     TxCommitOk,

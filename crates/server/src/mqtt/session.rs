@@ -2,16 +2,17 @@
 //! its consumers, the QoS 1 messages in flight both ways, topic aliases,
 //! and its will. Publishes go through `VirtualHost::publish` as AMQP's do.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use warren_broker::access::{Access, Operation, Resource};
+use warren_broker::access::Access;
 use warren_broker::exchange::Exchange;
 use warren_broker::queue::{Durability, Queue};
 use warren_broker::session::EventSender;
+use warren_broker::session::PublishChecks;
 use warren_broker::stats::Metric;
 use warren_broker::store::Ticket;
 use warren_broker::vhost::{Origin, RouteCache};
@@ -100,8 +101,8 @@ pub(super) struct Session {
     retained: Arc<RetainedStore>,
     exchange: Arc<Exchange>,
     routes: RouteCache,
-    /// Write permission on amq.topic, as checked at this epoch.
-    write_ok: Option<u64>,
+    /// Write permission on amq.topic (cached per permission epoch).
+    checks: warren_broker::session::PublishChecks,
     persistent: bool,
     /// MQTT 5 session expiry as the queues' `x-expires` (ms).
     expires_ms: Option<u64>,
@@ -122,7 +123,7 @@ pub(super) struct Session {
     inflight: HashMap<u16, Inflight>,
     next_id: u16,
     /// Acks waiting for a commit ticket, in order.
-    acks: VecDeque<(Ticket, Packet)>,
+    acks: warren_broker::session::Deferred<Packet>,
     watching: Ticket,
     /// QoS 2 packet ids received and not yet released.
     qos2: HashSet<u16>,
@@ -173,7 +174,7 @@ impl Session {
             retained: s.retained,
             exchange,
             routes: RouteCache::default(),
-            write_ok: None,
+            checks: Default::default(),
             persistent,
             expires_ms: (v5 && expiry != u32::MAX && expiry > 0).then(|| u64::from(expiry) * 1000),
             session_present: false,
@@ -185,7 +186,7 @@ impl Session {
             sub_extras: false,
             inflight: HashMap::new(),
             next_id: 0,
-            acks: VecDeque::new(),
+            acks: Default::default(),
             watching: 0,
             qos2: HashSet::new(),
             aliases: HashMap::new(),
@@ -453,27 +454,24 @@ impl Session {
     /// Sends `ack` once `ticket` and everything acknowledged before it
     /// are durable (acks leave in order).
     fn ack_after(&mut self, ticket: Ticket, ack: Packet) {
-        let ticket = self.acks.back().map_or(ticket, |(t, _)| ticket.max(*t));
-        if ticket == 0 {
+        if ticket == 0 && self.acks.is_empty() {
             self.out(ack);
             return;
         }
-        self.acks.push_back((ticket, ack));
+        let ticket = self.acks.push(ticket, ack);
         if ticket > self.watching {
             self.watching = ticket;
             self.vhost.notify_commit(ticket, self.events.clone());
+        } else if ticket <= self.vhost.committed() {
+            // Behind replies whose commit is already done (or nothing to
+            // wait for): out now, in order.
+            self.committed(self.vhost.committed()).ok();
         }
     }
 
     fn committed(&mut self, upto: Ticket) -> Result<(), String> {
-        while let Some((t, _)) = self.acks.front() {
-            if *t > upto {
-                break;
-            }
-            let Some((t, ack)) = self.acks.pop_front() else {
-                break;
-            };
-            if self.vhost.ticket_failed(t) {
+        while let Some((t, ack)) = self.acks.pop_ready(upto) {
+            if t > 0 && self.vhost.ticket_failed(t) {
                 self.disconnect(0x80, "the message store failed".into());
                 return Err("the message store failed to commit".into());
             }
@@ -483,15 +481,10 @@ impl Session {
     }
 
     fn check_write(&mut self, key: &str) -> Result<(), String> {
-        let epoch = self.access.epoch();
-        if self.access.refresh() || self.write_ok != Some(epoch) {
-            self.access
-                .check(Operation::Write, Resource::Exchange, "amq.topic")
-                .map_err(|e| e.reply_text())?;
-            self.write_ok = Some(self.access.epoch());
-        }
-        self.access
-            .check_topic(Operation::Write, &self.exchange, key)
+        let name = self.exchange.name.clone();
+        self.checks
+            .write(&mut self.access, &name)
+            .and_then(|_| PublishChecks::topic(&mut self.access, &self.exchange, key))
             .map_err(|e| e.reply_text())
     }
 
