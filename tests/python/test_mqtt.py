@@ -138,6 +138,19 @@ def test_publish_subscribe_qos0_and_qos1_every_byte(clients, v5):
     sub.nothing()
 
 
+def test_mqtt_connections_are_listed_with_their_client_id(clients):
+    from mgmt import api, expect
+    cid = uniq("listed")
+    clients(cid, v5=True).connect()
+    deadline = time.time() + WAIT
+    found = []
+    while not found and time.time() < deadline:
+        conns = expect(api("GET", "/api/connections"), 200).json()
+        found = [c for c in conns if (c.get("client_properties") or {}).get("client_id") == cid]
+        time.sleep(0.1)
+    assert found and found[0]["protocol"] == "MQTT 5.0" and found[0]["user"] == "guest"
+
+
 def test_qos2_is_granted_as_qos1_and_qos2_publish_completes(clients):
     t = uniq("q2")
     sub = clients(uniq("sub")).connect()

@@ -119,7 +119,16 @@ pub(super) async fn serve(
             vhost: vhost.name.clone(),
             peer,
             local,
-            client_properties: FieldTable::new(),
+            // Listings show who the client is (RabbitMQ's MQTT plugin
+            // shows the client id among the connection's properties).
+            client_properties: {
+                let mut t = FieldTable::new();
+                t.insert(
+                    "client_id",
+                    warren_protocol::FieldValue::LongStr(bytes::Bytes::from(client_id.clone())),
+                );
+                t
+            },
             auth_mechanism: "PLAIN".into(),
             protocol: if level == LEVEL_5 {
                 "MQTT 5.0"
