@@ -151,6 +151,21 @@ def test_mqtt_connections_are_listed_with_their_client_id(clients):
     assert found and found[0]["protocol"] == "MQTT 5.0" and found[0]["user"] == "guest"
 
 
+def test_names_longer_than_amqp_allows_are_refused_not_cut(clients):
+    # A client id whose queue name would pass 255 bytes: CONNACK "identifier rejected".
+    long_id = clients("c" * 240).connect(expect_ok=False)
+    assert long_id.rc.value == 0x85  # paho reports 3.1.1's code 2 so
+    sub = clients(uniq("sub"), v5=True).connect()
+    assert sub.subscribe("t/" + "x" * 260, qos=1) == [0x8F]
+    # A topic name longer than a routing key may be: the connection is refused, not misrouted.
+    pub = clients(uniq("pub")).connect()
+    info = pub.c.publish("t/" + "y" * 300, b"x", 0)
+    deadline = time.time() + WAIT
+    while pub.c.is_connected() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not pub.c.is_connected()
+
+
 def test_qos2_is_granted_as_qos1_and_qos2_publish_completes(clients):
     t = uniq("q2")
     sub = clients(uniq("sub")).connect()

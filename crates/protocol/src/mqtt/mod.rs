@@ -416,7 +416,13 @@ fn packet_body(kind: u8, flags: u8, r: &mut Reader, level: Level) -> Result<Pack
             flags_must_be(flags, 0, "SUBACK")?;
             let packet_id = packet_id(r)?;
             let properties = props(r, level)?;
-            let codes = r.rest().to_vec();
+            // 3.1.1's UNSUBACK has no payload: anything after the id is
+            // malformed (and would not survive a re-encode).
+            let codes = if kind == 11 && level != LEVEL_5 {
+                Vec::new()
+            } else {
+                r.rest().to_vec()
+            };
             let a = SubAck {
                 packet_id,
                 properties,

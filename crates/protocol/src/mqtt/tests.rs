@@ -258,6 +258,17 @@ fn limits_and_malformed_input_are_errors() {
             "{bytes:?}"
         );
     }
+    // 3.1.1's UNSUBACK has no reason codes (found by the fuzzer).
+    let mut buf = BytesMut::from(&b"\xb0\x04\x00\x07\x00\x11"[..]);
+    assert!(matches!(
+        decode(&mut buf, Some(LEVEL_311), 64),
+        Err(MqttError::Malformed(_))
+    ));
+    let mut buf = BytesMut::from(&b"\xb0\x04\x00\x07\x00\x11"[..]);
+    assert!(matches!(
+        decode(&mut buf, Some(LEVEL_5), 64),
+        Ok(Some(Packet::UnsubAck(_)))
+    ));
     // Protocol level 6.
     let mut buf = BytesMut::from(&b"\x10\x0c\x00\x04MQTT\x06\x02\x00\x3c\x00\x00"[..]);
     assert_eq!(

@@ -110,6 +110,21 @@ pub(super) async fn serve(
         client_id = format!("warren-{id}-{:x}", rand_suffix());
         assigned = Some(client_id.clone());
     }
+    // Its queues are named after it (`mqtt-subscription-<id>qos1`), and a
+    // queue name has at most 255 bytes: a longer id is refused, not cut
+    // (two ids cut alike would share a session).
+    if "mqtt-subscription-qos1".len() + client_id.len() > 255 {
+        let code = if level == LEVEL_5 { 0x85 } else { 2 };
+        let mut out = BytesMut::new();
+        Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+            properties: Properties::default(),
+        })
+        .encode(level, &mut out);
+        let _ = stream.write_all(&out).await;
+        return;
+    }
     mqtt.take_over(&vhost.name, &client_id, id, events_tx.clone())
         .await;
     let entry = mqtt.broker.connections.register(

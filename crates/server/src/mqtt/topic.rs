@@ -27,10 +27,17 @@ pub(crate) fn from_amqp(key: &str) -> String {
         .collect()
 }
 
+/// An AMQP routing key's limit: a longer MQTT topic has no AMQP name
+/// (RabbitMQ refuses it too), so it is refused rather than cut.
+pub(crate) const MAX_LEN: usize = 255;
+
 /// Why a topic name or filter is refused.
 pub(crate) fn check_name(topic: &str) -> Result<(), &'static str> {
     if topic.is_empty() {
         return Err("empty topic name");
+    }
+    if topic.len() > MAX_LEN {
+        return Err("topic name longer than 255 bytes");
     }
     if topic.contains(['+', '#']) {
         return Err("wildcard in a topic name");
@@ -46,6 +53,9 @@ pub(crate) fn check_name(topic: &str) -> Result<(), &'static str> {
 pub(crate) fn check_filter(filter: &str) -> Result<(), &'static str> {
     if filter.is_empty() {
         return Err("empty topic filter");
+    }
+    if filter.len() > MAX_LEN {
+        return Err("topic filter longer than 255 bytes");
     }
     if filter.contains('*') {
         return Err("'*' in a topic filter");
@@ -113,5 +123,8 @@ mod tests {
         assert!(check_filter("+/+/#").is_ok());
         assert!(check_name("a/+").is_err());
         assert!(check_name("a/b").is_ok());
+        assert!(check_name(&"x".repeat(255)).is_ok());
+        assert!(check_name(&"x".repeat(256)).is_err());
+        assert!(check_filter(&format!("{}/#", "x".repeat(254))).is_err());
     }
 }

@@ -31,6 +31,9 @@ impl Session {
                 return Err("bad share name");
             }
             topic::check_filter(f)?;
+            if "mqtt-shared--".len() + group.len() + f.len() > topic::MAX_LEN {
+                return Err("shared subscription's queue name would pass 255 bytes");
+            }
             return Ok(Target {
                 queue: shared_queue_name(group, f),
                 filter: f.to_string(),
