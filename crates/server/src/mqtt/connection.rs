@@ -58,14 +58,7 @@ pub(super) async fn serve(
             debug!("MQTT connection from {peer}: {e}");
             if let Some(MqttError::UnsupportedLevel(_)) = e.downcast_ref::<MqttError>() {
                 // 3.1.1's "unacceptable protocol version".
-                let mut out = BytesMut::new();
-                Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    code: 1,
-                    properties: Properties::default(),
-                })
-                .encode(mqtt::LEVEL_311, &mut out);
-                let _ = stream.write_all(&out).await;
+                refuse(&mut stream, mqtt::LEVEL_311, 1).await;
             }
             return;
         }
@@ -79,14 +72,7 @@ pub(super) async fn serve(
     let login = match login(&mqtt, &connect, peer) {
         Ok(l) => l,
         Err(code) => {
-            let mut out = BytesMut::new();
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-                properties: Properties::default(),
-            })
-            .encode(level, &mut out);
-            let _ = stream.write_all(&out).await;
+            refuse(&mut stream, level, code).await;
             return;
         }
     };
@@ -97,14 +83,7 @@ pub(super) async fn serve(
     if client_id.is_empty() {
         if level != LEVEL_5 && !connect.clean_start {
             // 3.1.1: a persistent session needs a client id (0x02).
-            let mut out = BytesMut::new();
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: 2,
-                properties: Properties::default(),
-            })
-            .encode(level, &mut out);
-            let _ = stream.write_all(&out).await;
+            refuse(&mut stream, level, 2).await;
             return;
         }
         client_id = format!("warren-{id}-{:x}", rand_suffix());
@@ -115,14 +94,7 @@ pub(super) async fn serve(
     // (two ids cut alike would share a session).
     if "mqtt-subscription-qos1".len() + client_id.len() > 255 {
         let code = if level == LEVEL_5 { 0x85 } else { 2 };
-        let mut out = BytesMut::new();
-        Packet::ConnAck(ConnAck {
-            session_present: false,
-            code,
-            properties: Properties::default(),
-        })
-        .encode(level, &mut out);
-        let _ = stream.write_all(&out).await;
+        refuse(&mut stream, level, code).await;
         return;
     }
     mqtt.take_over(&vhost.name, &client_id, id, events_tx.clone())
@@ -191,15 +163,7 @@ pub(super) async fn serve(
         }
         Err(e) => {
             warn!("MQTT connection {id}: cannot start the session: {e}");
-            let mut out = BytesMut::new();
-            let code = if level == LEVEL_5 { 0x80 } else { 3 };
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code,
-                properties: Properties::default(),
-            })
-            .encode(level, &mut out);
-            let _ = stream.write_all(&out).await;
+            refuse(&mut stream, level, if level == LEVEL_5 { 0x80 } else { 3 }).await;
             End::Closed(e.clone())
         }
     };
@@ -400,4 +364,16 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Refuses a CONNECT with `code` (3.1.1's return code or 5.0's reason).
+async fn refuse(stream: &mut TcpStream, level: mqtt::Level, code: u8) {
+    let mut out = BytesMut::new();
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        code,
+        properties: Properties::default(),
+    })
+    .encode(level, &mut out);
+    let _ = stream.write_all(&out).await;
 }
