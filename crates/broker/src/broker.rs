@@ -420,6 +420,7 @@ impl Broker {
                 redelivered: false,
                 seq: 0,
                 disk: None,
+                expires_at: None,
             }))
             .is_ok()
     }

@@ -120,6 +120,7 @@ impl Queue {
                 redelivered,
                 seq,
                 disk,
+                expires_at,
             }));
             if let Err(tokio::sync::mpsc::error::SendError(ConnectionEvent::Deliver(d))) = sent {
                 // The connection is gone but hasn't unregistered yet: put

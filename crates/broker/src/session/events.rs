@@ -48,4 +48,7 @@ pub struct Delivery {
     pub seq: u64,
     /// Its index entry, to be acked on disk when the client acks.
     pub disk: Option<crate::store::index::DiskRef>,
+    /// When it would have expired in its queue (MQTT 5 tells subscribers
+    /// the time left).
+    pub expires_at: Option<std::time::Instant>,
 }

@@ -193,7 +193,9 @@ pub(super) async fn serve(
             end,
             End::Lost(_) | End::Closed(_) | End::Disconnected { with_will: true }
         );
-        s.finish(&mut events, will);
+        if let Some(w) = s.finish(&mut events, will) {
+            mqtt.schedule_will(&entry.meta.vhost, &client_id, w);
+        }
     }
     mqtt.release(&entry.meta.vhost, &client_id, id);
     mqtt.broker.connections.unregister(id);

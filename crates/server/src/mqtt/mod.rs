@@ -41,6 +41,7 @@ use warren_broker::Broker;
 
 use crate::config::Config;
 use retained::RetainedStore;
+use session::will::PendingWill;
 
 /// The front-end's shared state: which client ids are connected (one
 /// connection per id per vhost: a new one takes over) and each vhost's
@@ -49,6 +50,9 @@ pub(crate) struct Mqtt {
     broker: Arc<Broker>,
     cfg: Arc<Config>,
     clients: Mutex<HashMap<(String, String), (u64, EventSender)>>,
+    /// Wills waiting out their delay, by (vhost, client id): a new
+    /// connection with that client id cancels its will.
+    wills: Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
     retained: Mutex<HashMap<String, Arc<RetainedStore>>>,
     dir: PathBuf,
 }
@@ -60,6 +64,7 @@ impl Mqtt {
             broker,
             cfg,
             clients: Mutex::new(HashMap::new()),
+            wills: Mutex::new(HashMap::new()),
             retained: Mutex::new(HashMap::new()),
             dir,
         })
@@ -82,6 +87,7 @@ impl Mqtt {
         let key = (vhost.to_string(), client_id.to_string());
         let old = self.clients.lock().insert(key.clone(), (id, sink));
         let Some((old_id, old_sink)) = old else {
+            self.cancel_will(&key);
             return;
         };
         let _ = old_sink.send(ConnectionEvent::Close(AmqpError::internal(
@@ -92,6 +98,41 @@ impl Mqtt {
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The old connection may have scheduled its will on the way out:
+        // the client is back, so it must not go (MQTT 5, 3.1.3.2.2).
+        self.cancel_will(&key);
+    }
+
+    fn cancel_will(&self, key: &(String, String)) {
+        if let Some(w) = self.wills.lock().remove(key) {
+            w.abort();
+            tracing::debug!("MQTT {}: delayed will cancelled by a reconnect", key.1);
+        }
+    }
+
+    /// Publishes `will` now, or after its delay unless the client id
+    /// connects again first. A delayed will lives in memory only: a broker
+    /// restart drops it (documented in docs/compatibility.md).
+    fn schedule_will(self: &Arc<Self>, vhost: &str, client_id: &str, will: PendingWill) {
+        if will.delay.is_zero() {
+            will.publish();
+            return;
+        }
+        let key = (vhost.to_string(), client_id.to_string());
+        let mut wills = self.wills.lock();
+        let me = Arc::downgrade(self);
+        let k = key.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(will.delay).await;
+            let Some(me) = me.upgrade() else { return };
+            // Only if not cancelled meanwhile: the entry is ours to remove.
+            if me.wills.lock().remove(&k).is_some() {
+                will.publish();
+            }
+        });
+        if let Some(old) = wills.insert(key, task.abort_handle()) {
+            old.abort();
         }
     }
 

@@ -2,9 +2,13 @@
 //! kept in memory and in an append-only log on disk
 //! (`<data dir>/mqtt/retained-<vhost hex>.log`) so they survive restarts.
 //!
-//! A record is `len: u32, crc32: u32, packet` where the packet is the
-//! PUBLISH in MQTT 5 form (properties kept, topic alias dropped); an
-//! empty payload deletes the topic's message, as in the protocol. Loading
+//! A record is `len: u32, crc32: u32, [deadline: u64,] packet` where the
+//! packet is the PUBLISH in MQTT 5 form (properties kept, topic alias
+//! dropped) and bit 31 of `len` says an expiry deadline (Unix ms, from
+//! MQTT 5's message expiry interval) precedes it; the CRC covers both. An
+//! empty payload deletes the topic's message, as in the protocol. An
+//! expired message is dropped when it is next looked at and is not
+//! loaded again; a subscriber gets the time it has left. Loading
 //! skips a damaged record alone and stops at a torn tail. The log is
 //! rewritten (to a temporary file, fsynced, renamed) once it holds more
 //! than twice what is live. A retain answers only once its record is
@@ -14,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -24,6 +29,21 @@ use warren_protocol::mqtt::{self, Packet, Publish, LEVEL_5};
 const RECORD_MAX: usize = 256 << 20;
 /// Retained topics one vhost may hold.
 pub(crate) const TOPICS_MAX: usize = 100_000;
+/// Bit 31 of a record's length: an expiry deadline precedes the packet.
+const HAS_DEADLINE: u32 = 1 << 31;
+
+/// One topic's retained message and when it expires (Unix ms).
+#[derive(Debug, Clone)]
+struct Retained {
+    publish: Publish,
+    deadline: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 #[derive(Debug)]
 pub(crate) struct RetainedStore {
@@ -33,18 +53,23 @@ pub(crate) struct RetainedStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    live: BTreeMap<String, Publish>,
+    live: BTreeMap<String, Retained>,
     file: Option<File>,
     /// Bytes in the log, and bytes of its live records.
     log_bytes: u64,
     live_bytes: u64,
 }
 
-fn record(p: &Publish) -> Vec<u8> {
+fn record(r: &Retained) -> Vec<u8> {
     let mut b = BytesMut::new();
-    Packet::Publish(p.clone()).encode(LEVEL_5, &mut b);
+    let mut flag = 0;
+    if let Some(d) = r.deadline {
+        b.extend_from_slice(&d.to_be_bytes());
+        flag = HAS_DEADLINE;
+    }
+    Packet::Publish(r.publish.clone()).encode(LEVEL_5, &mut b);
     let mut out = Vec::with_capacity(8 + b.len());
-    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(b.len() as u32 | flag).to_be_bytes());
     out.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
     out.extend_from_slice(&b);
     out
@@ -61,9 +86,10 @@ impl RetainedStore {
             let mut all = Vec::new();
             f.read_to_end(&mut all)?;
             let mut at = 0;
+            let now = now_ms();
             while at + 8 <= all.len() {
-                let len =
-                    u32::from_be_bytes([all[at], all[at + 1], all[at + 2], all[at + 3]]) as usize;
+                let field = u32::from_be_bytes([all[at], all[at + 1], all[at + 2], all[at + 3]]);
+                let len = (field & !HAS_DEADLINE) as usize;
                 let crc = u32::from_be_bytes([all[at + 4], all[at + 5], all[at + 6], all[at + 7]]);
                 if len > RECORD_MAX || at + 8 + len > all.len() {
                     tracing::warn!("{}: torn tail at byte {at} dropped", path.display());
@@ -75,13 +101,26 @@ impl RetainedStore {
                     tracing::warn!("{}: damaged record skipped", path.display());
                     continue;
                 }
-                let mut buf = BytesMut::from(body);
+                let (deadline, packet) = if field & HAS_DEADLINE == 0 {
+                    (None, body)
+                } else if let Some((d, rest)) = body.split_first_chunk::<8>() {
+                    (Some(u64::from_be_bytes(*d)), rest)
+                } else {
+                    tracing::warn!("{}: short record skipped", path.display());
+                    continue;
+                };
+                let mut buf = BytesMut::from(packet);
                 match mqtt::decode(&mut buf, Some(LEVEL_5), RECORD_MAX) {
                     Ok(Some(Packet::Publish(p))) => {
-                        if p.payload.is_empty() {
+                        if p.payload.is_empty() || deadline.is_some_and(|d| d <= now) {
                             inner.live.remove(&p.topic);
                         } else {
-                            inner.live.insert(p.topic.clone(), p);
+                            let topic = p.topic.clone();
+                            let r = Retained {
+                                publish: p,
+                                deadline,
+                            };
+                            inner.live.insert(topic, r);
                         }
                     }
                     _ => tracing::warn!("{}: unreadable record skipped", path.display()),
@@ -107,23 +146,31 @@ impl RetainedStore {
         // their own.
         p.packet_id = (p.qos > 0).then_some(1);
         p.retain = true;
+        let r = Retained {
+            deadline: p
+                .properties
+                .message_expiry_interval
+                .map(|s| now_ms().saturating_add(u64::from(s) * 1000)),
+            publish: p,
+        };
+        let p = &r.publish;
         let mut g = self.inner.lock();
         if !p.payload.is_empty() && !g.live.contains_key(&p.topic) && g.live.len() >= TOPICS_MAX {
             return Err(std::io::Error::other("too many retained topics"));
         }
+        let bytes = record(&r);
         if let Some(f) = g.file.as_mut() {
-            let r = record(&p);
-            f.write_all(&r)?;
+            f.write_all(&bytes)?;
             f.sync_data()?;
-            g.log_bytes += r.len() as u64;
+            g.log_bytes += bytes.len() as u64;
         }
         if p.payload.is_empty() {
             if let Some(old) = g.live.remove(&p.topic) {
                 g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
             }
         } else {
-            let size = record(&p).len() as u64;
-            if let Some(old) = g.live.insert(p.topic.clone(), p) {
+            let size = bytes.len() as u64;
+            if let Some(old) = g.live.insert(p.topic.clone(), r) {
                 g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
             }
             g.live_bytes += size;
@@ -134,15 +181,35 @@ impl RetainedStore {
         Ok(())
     }
 
-    /// The retained messages whose topic `filter` matches.
+    /// The retained messages whose topic `filter` matches, each with the
+    /// expiry interval it has left; expired ones are dropped on the way.
     pub(crate) fn matching(&self, filter: &str) -> Vec<Publish> {
-        self.inner
-            .lock()
-            .live
-            .iter()
-            .filter(|(t, _)| super::topic::matches(filter, t))
-            .map(|(_, p)| p.clone())
-            .collect()
+        let now = now_ms();
+        let mut g = self.inner.lock();
+        let mut expired = Vec::new();
+        let mut out = Vec::new();
+        for (t, r) in &g.live {
+            if !super::topic::matches(filter, t) {
+                continue;
+            }
+            let mut p = r.publish.clone();
+            if let Some(d) = r.deadline {
+                if d <= now {
+                    expired.push(t.clone());
+                    continue;
+                }
+                let left = (d - now).div_ceil(1000);
+                p.properties.message_expiry_interval =
+                    Some(u32::try_from(left).unwrap_or(u32::MAX));
+            }
+            out.push(p);
+        }
+        for t in expired {
+            if let Some(old) = g.live.remove(&t) {
+                g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
+            }
+        }
+        out
     }
 
     fn rewrite(&self, g: &mut Inner) -> std::io::Result<()> {
@@ -233,6 +300,48 @@ mod tests {
         std::fs::write(&path, &all).unwrap();
         let s = RetainedStore::open(&dir, "/").unwrap();
         assert_eq!(s.matching("#").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retained_messages_expire_and_report_the_time_left() {
+        let dir = std::env::temp_dir().join(format!("warren-retained-exp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let expiring = |topic: &str, payload: &'static [u8], secs: u32| {
+            let mut p = publish(topic, payload);
+            p.properties.message_expiry_interval = Some(secs);
+            p
+        };
+        {
+            let s = RetainedStore::open(&dir, "/").unwrap();
+            s.retain(expiring("long", b"stays", 100)).unwrap();
+            s.retain(expiring("short", b"goes", 1)).unwrap();
+            s.retain(publish("plain", b"no expiry")).unwrap();
+            let got = s.matching("long");
+            assert_eq!(got[0].payload, Bytes::from_static(b"stays"));
+            let left = got[0].properties.message_expiry_interval.unwrap();
+            assert!((99..=100).contains(&left), "{left}");
+            assert_eq!(
+                s.matching("plain")[0].properties.message_expiry_interval,
+                None
+            );
+        }
+        // The deadline is on disk: after a reopen the time left keeps running.
+        let s = RetainedStore::open(&dir, "/").unwrap();
+        assert_eq!(s.matching("short").len(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(s.matching("short").is_empty(), "expired but retained");
+        let mut topics: Vec<_> = s.matching("#").into_iter().map(|p| p.topic).collect();
+        topics.sort();
+        assert_eq!(topics, ["long", "plain"]);
+        drop(s);
+        let s = RetainedStore::open(&dir, "/").unwrap();
+        assert_eq!(s.matching("#").len(), 2);
+        let left = s.matching("long")[0]
+            .properties
+            .message_expiry_interval
+            .unwrap();
+        assert!((98..=100).contains(&left), "{left}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

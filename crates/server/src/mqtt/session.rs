@@ -55,6 +55,27 @@ pub(super) struct Sub {
     no_local: bool,
     id: Option<u32>,
     queue: ShortStr,
+    /// A shared subscription: its group and the QoS this member was
+    /// granted. Each member binds the group's queue with its own client id
+    /// in the arguments (one message still lands once, as routing dedupes
+    /// a queue), so a resumed persistent session finds its groups again.
+    shared: Option<Shared>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Shared {
+    group: String,
+    qos: u8,
+}
+
+const MEMBER: &str = "x-mqtt-shared-member";
+
+/// The client id a binding's arguments name as a shared group's member.
+fn member(args: &FieldTable) -> Option<&[u8]> {
+    match args.get(MEMBER) {
+        Some(FieldValue::LongStr(b)) => Some(b.as_ref()),
+        _ => None,
+    }
 }
 
 impl Sub {
@@ -63,7 +84,7 @@ impl Sub {
     }
 
     /// The binding's arguments (ignored by topic routing).
-    fn arguments(&self) -> FieldTable {
+    fn arguments(&self, client_id: &str) -> FieldTable {
         let mut t = FieldTable::new();
         if let Some(id) = self.id {
             t.insert("x-mqtt-subscription-id", FieldValue::I64(i64::from(id)));
@@ -71,10 +92,26 @@ impl Sub {
         if self.no_local {
             t.insert("x-mqtt-no-local", FieldValue::Bool(true));
         }
+        if let Some(s) = &self.shared {
+            let text = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
+            t.insert(MEMBER, text(client_id));
+            t.insert("x-mqtt-shared-group", text(&s.group));
+            t.insert("x-mqtt-shared-qos", FieldValue::U8(s.qos));
+        }
         t
     }
 
     fn from_binding(queue: ShortStr, args: &FieldTable) -> Sub {
+        let shared = match (
+            args.get("x-mqtt-shared-group"),
+            args.get("x-mqtt-shared-qos"),
+        ) {
+            (Some(FieldValue::LongStr(g)), Some(q)) => Some(Shared {
+                group: String::from_utf8_lossy(g).into_owned(),
+                qos: u8::from(q.as_i64() == Some(1)),
+            }),
+            _ => None,
+        };
         Sub {
             no_local: matches!(args.get("x-mqtt-no-local"), Some(FieldValue::Bool(true))),
             id: args
@@ -82,6 +119,16 @@ impl Sub {
                 .and_then(|v| v.as_i64())
                 .and_then(|v| u32::try_from(v).ok()),
             queue,
+            shared,
+        }
+    }
+
+    /// The filter as the client subscribed it (`$share/<group>/…` for a
+    /// shared one), given the binding's plain filter.
+    fn subscribed_as(&self, plain: &str) -> String {
+        match &self.shared {
+            Some(s) => format!("$share/{}/{plain}", s.group),
+            None => plain.to_string(),
         }
     }
 }
@@ -211,6 +258,9 @@ impl Session {
             session.session_present = true;
             for b in session.exchange.bindings() {
                 if b.destination.name() == &q.name {
+                    if member(&b.arguments).is_some() {
+                        continue;
+                    }
                     let sub = Sub::from_binding(q.name.clone(), &b.arguments);
                     session.sub_extras |= sub.has_extras();
                     session
@@ -220,7 +270,41 @@ impl Session {
             }
             session.consume(qos, q)?;
         }
+        session.rejoin_groups(s.connect.clean_start || !persistent)?;
         Ok(session)
+    }
+
+    /// A resumed persistent session consumes again from the shared groups
+    /// it is a member of; any other start leaves them (a clean start
+    /// discards the old session's memberships).
+    fn rejoin_groups(&mut self, leave: bool) -> Result<(), String> {
+        let mine = self.client_id.as_bytes();
+        let memberships: Vec<_> = self
+            .exchange
+            .bindings()
+            .into_iter()
+            .filter(|b| member(&b.arguments) == Some(mine))
+            .collect();
+        for b in memberships {
+            let queue = b.destination.name().clone();
+            let sub = Sub::from_binding(queue.clone(), &b.arguments);
+            let plain = topic::from_amqp(&b.routing_key.as_str());
+            let Some(shared) = sub.shared.clone().filter(|_| !leave) else {
+                self.unbind(&plain, &sub);
+                continue;
+            };
+            let Ok(q) = self.vhost.queue(&queue) else {
+                // The group's queue went; its bindings went with it.
+                continue;
+            };
+            self.session_present = true;
+            self.sub_extras |= sub.has_extras();
+            self.subs.insert(sub.subscribed_as(&plain), sub);
+            if !self.queues.contains_key(&queue) {
+                self.consume(shared.qos, q)?;
+            }
+        }
+        Ok(())
     }
 
     /// CONNACK's MQTT 5 properties: what this server supports.
@@ -534,3 +618,4 @@ impl Session {
 
 mod deliver;
 mod subscribe;
+pub(super) mod will;

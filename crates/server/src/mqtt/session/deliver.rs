@@ -2,10 +2,9 @@
 //! PUBLISH packets; PUBACKs settle them; what is left at the end goes
 //! back to its queue (a persistent session gets it again, as DUP).
 
-use std::sync::Arc;
+use std::time::Instant;
 
 use warren_broker::session::{ConnectionEvent, Delivery, EventReceiver};
-use warren_broker::vhost::Origin;
 use warren_broker::Message;
 use warren_protocol::mqtt::{Properties, Publish, LEVEL_5};
 use warren_protocol::{FieldValue, ShortStr};
@@ -115,6 +114,12 @@ impl Session {
             None
         };
         let mut p = self.to_mqtt(&d.message, topic, qos, packet_id, d.redelivered);
+        if let (LEVEL_5, Some(at)) = (self.level, d.expires_at) {
+            // MQTT 5 (3.3.2.3.3): the expiry interval less the time it waited.
+            let left = at.saturating_duration_since(Instant::now());
+            let secs = left.as_millis().div_ceil(1000).max(1);
+            p.properties.message_expiry_interval = Some(u32::try_from(secs).unwrap_or(u32::MAX));
+        }
         if self.level == LEVEL_5 {
             ids.sort_unstable();
             ids.dedup();
@@ -202,9 +207,29 @@ impl Session {
     }
 
     /// The connection is over: consumers stop, unacknowledged messages go
-    /// back to their queues, a non-persistent session's queues go, and
-    /// the will is published if the client left uncleanly.
-    pub(in crate::mqtt) fn finish(&mut self, events: &mut EventReceiver, will: bool) {
+    /// back to their queues, a non-persistent session's queues go; returns
+    /// the will to publish if the client left uncleanly.
+    pub(in crate::mqtt) fn finish(
+        &mut self,
+        events: &mut EventReceiver,
+        will: bool,
+    ) -> Option<super::will::PendingWill> {
+        if !self.persistent {
+            // The session ends here: it leaves its shared groups.
+            let shared: Vec<(String, super::Sub)> = self
+                .subs
+                .iter()
+                .filter(|(_, s)| s.shared.is_some())
+                .map(|(f, s)| (f.clone(), s.clone()))
+                .collect();
+            for (filter, sub) in shared {
+                let plain = filter
+                    .strip_prefix("$share/")
+                    .and_then(|r| r.split_once('/'))
+                    .map_or(filter.as_str(), |(_, f)| f);
+                self.unbind(plain, &sub);
+            }
+        }
         let queues: Vec<ShortStr> = self.queues.keys().cloned().collect();
         for q in queues {
             self.stop_consuming(&q);
@@ -226,32 +251,6 @@ impl Session {
                 }
             }
         }
-        if let (true, Some(w)) = (will, self.will.take()) {
-            let key = topic::to_amqp(&w.topic);
-            if topic::check_name(&w.topic).is_ok() && self.check_write(&key).is_ok() {
-                let p = Publish {
-                    dup: false,
-                    qos: w.qos,
-                    retain: w.retain,
-                    topic: w.topic.clone(),
-                    packet_id: None,
-                    properties: w.properties.clone(),
-                    payload: w.payload.clone(),
-                };
-                if w.retain {
-                    if let Err(e) = self.retained.retain(p.clone()) {
-                        tracing::warn!("cannot retain the will of '{}': {e}", self.client_id);
-                    }
-                }
-                let m = Arc::new(self.to_amqp(&p, key));
-                let _ = self.vhost.publish(
-                    &self.exchange,
-                    &m,
-                    Origin::Client,
-                    warren_broker::queue::Durability::BestEffort,
-                    &mut self.routes,
-                );
-            }
-        }
+        self.take_will(will)
     }
 }

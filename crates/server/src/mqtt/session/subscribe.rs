@@ -11,7 +11,7 @@ use warren_broker::Queue;
 use warren_protocol::mqtt::{Packet, SubAck, Subscribe, Unsubscribe, LEVEL_5};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
-use super::{queue_name, shared_queue_name, topic, Session, Sub};
+use super::{queue_name, shared_queue_name, topic, Session, Shared, Sub};
 
 /// Where a subscription's messages go: the session's own queue for its
 /// QoS, or a shared group's queue.
@@ -19,6 +19,8 @@ struct Target {
     queue: ShortStr,
     filter: String,
     shared: bool,
+    /// A shared subscription's group.
+    group: Option<String>,
 }
 
 impl Session {
@@ -38,6 +40,7 @@ impl Session {
                 queue: shared_queue_name(group, f),
                 filter: f.to_string(),
                 shared: true,
+                group: Some(group.to_string()),
             });
         }
         topic::check_filter(filter)?;
@@ -45,6 +48,7 @@ impl Session {
             queue: queue_name(&self.client_id, qos),
             filter: filter.to_string(),
             shared: false,
+            group: None,
         })
     }
 
@@ -177,6 +181,7 @@ impl Session {
                 no_local: opts.no_local,
                 id,
                 queue: t.queue.clone(),
+                shared: t.group.clone().map(|group| Shared { group, qos }),
             };
             let bound = self.queue_for(&t, qos).and_then(|q| {
                 self.vhost
@@ -185,7 +190,7 @@ impl Session {
                         &q.name,
                         true,
                         ShortStr::from(key.as_str()),
-                        sub.arguments(),
+                        sub.arguments(&self.client_id),
                         self.id,
                     )
                     .map_err(|e| e.reply_text())
@@ -201,7 +206,9 @@ impl Session {
             self.sub_extras |= sub.has_extras();
             let existed = self.subs.insert(filter.clone(), sub.clone());
             if let Some(old) = existed.as_ref() {
-                if old.queue != sub.queue || old.arguments() != sub.arguments() {
+                if old.queue != sub.queue
+                    || old.arguments(&self.client_id) != sub.arguments(&self.client_id)
+                {
                     // The same filter with other options replaces the old binding.
                     self.unbind(&t.filter, old);
                 }
@@ -231,14 +238,15 @@ impl Session {
         Ok(())
     }
 
-    fn unbind(&mut self, filter: &str, sub: &Sub) {
+    /// Removes the binding of `sub` (`filter` without any `$share/` part).
+    pub(super) fn unbind(&mut self, filter: &str, sub: &Sub) {
         let key = ShortStr::from(topic::to_amqp(filter));
         if let Err(e) = self.vhost.unbind(
             &self.exchange.name,
             &sub.queue,
             true,
             key,
-            sub.arguments(),
+            sub.arguments(&self.client_id),
             self.id,
         ) {
             tracing::warn!(
@@ -255,9 +263,10 @@ impl Session {
             match self.subs.remove(f) {
                 Some(sub) => {
                     match f.strip_prefix("$share/").and_then(|r| r.split_once('/')) {
-                        // The group's binding stays for the other members:
-                        // this member only stops consuming.
-                        Some(_) => {
+                        // Only this member's binding goes (the group's queue
+                        // keeps the others'), and its consumer.
+                        Some((_, plain)) => {
+                            self.unbind(plain, &sub);
                             if !self.subs.values().any(|s| s.queue == sub.queue) {
                                 self.stop_consuming(&sub.queue);
                             }
