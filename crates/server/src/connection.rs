@@ -44,11 +44,13 @@ const ALARM_PAUSE_WATER: usize = 64 * 1024;
 const EVENT_BATCH: usize = 1024;
 /// The longest a publisher pauses for a congested queue; after that the
 /// queue spills to disk rather than hold the publisher.
-const THROTTLE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
+pub(crate) const THROTTLE_MAX: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Waits until the throttling queue has drained (or the pause is over).
 /// Pending forever when not throttled, so it can sit in a `select!`.
-async fn wait_drained(throttle: Option<(Arc<warren_broker::Queue>, tokio::time::Instant)>) {
+pub(crate) async fn wait_drained(
+    throttle: Option<(Arc<warren_broker::Queue>, tokio::time::Instant)>,
+) {
     let Some((queue, deadline)) = throttle else {
         return std::future::pending().await;
     };

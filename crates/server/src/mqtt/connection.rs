@@ -21,6 +21,8 @@ use warren_protocol::FieldTable;
 
 use super::session::{Session, SessionSetup};
 use super::Mqtt;
+use crate::connection;
+use warren_broker::alarms::AlarmState;
 
 /// Largest packet before login (RabbitMQ's
 /// `mqtt.max_packet_size_unauthenticated`).
@@ -159,7 +161,16 @@ pub(super) async fn serve(
                 ack.properties = s.connack_properties(assigned);
             }
             s.out(Packet::ConnAck(ack));
-            run(&mut stream, &mut inbuf, s, &mut events, connect.keep_alive).await
+            let alarms = mqtt.broker.alarms.subscribe();
+            run(
+                &mut stream,
+                &mut inbuf,
+                s,
+                &mut events,
+                alarms,
+                connect.keep_alive,
+            )
+            .await
         }
         Err(e) => {
             warn!("MQTT connection {id}: cannot start the session: {e}");
@@ -289,19 +300,46 @@ async fn run(
     inbuf: &mut BytesMut,
     s: &mut Session,
     events: &mut EventReceiver,
+    mut alarms: tokio::sync::watch::Receiver<AlarmState>,
     keep_alive: u16,
 ) -> End {
     // MQTT-3.1.2-24: one and a half keepalive periods without a packet.
     let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut last_packet = Instant::now();
     let max = s.max_packet();
+    // A queue that can't keep up pauses this publisher (bounded, as AMQP's).
+    let mut throttle: Option<(Arc<warren_broker::Queue>, Instant)> = None;
+    let mut blocked = false;
     loop {
         if let Err(e) = s.write_to(stream).await {
             return End::Lost(format!("socket error: {e}"));
         }
+        // A resource alarm stops reading from publishers (as RabbitMQ's
+        // MQTT plugin does); consumers go on. A blocked client can't be
+        // heard, so its keepalive waits too.
+        let block = s.published && alarms.borrow_and_update().any();
+        if block != blocked {
+            blocked = block;
+            debug!(
+                "MQTT client {}blocked by a resource alarm",
+                if block { "" } else { "un" }
+            );
+        }
+        if blocked {
+            last_packet = Instant::now();
+        }
         let deadline = grace.map(|g| last_packet + g);
+        let want_read = !blocked && throttle.is_none();
         tokio::select! {
-            read = stream.read_buf(inbuf) => {
+            _ = connection::wait_drained(throttle.clone()) => {
+                throttle = None;
+            }
+            changed = alarms.changed() => {
+                if changed.is_err() {
+                    return End::Closed("shutdown".into());
+                }
+            }
+            read = stream.read_buf(inbuf), if want_read => {
                 match read {
                     Ok(0) => return End::Lost("client went away without DISCONNECT".into()),
                     Err(e) => return End::Lost(format!("socket error: {e}")),
@@ -331,6 +369,9 @@ async fn run(
                             return End::Lost(format!("socket error: {e}"));
                         }
                     }
+                }
+                if let (Some(q), None) = (s.congested.take(), &throttle) {
+                    throttle = Some((q, Instant::now() + connection::THROTTLE_MAX));
                 }
             }
             ev = events.recv() => {

@@ -179,6 +179,11 @@ pub(super) struct Session {
     max_message_size: u64,
     out: BytesMut,
     chunks: Vec<Bytes>,
+    /// Has published: resource alarms block only publishers.
+    pub published: bool,
+    /// A queue that asked this publisher to pause (credit flow), taken by
+    /// the connection loop.
+    pub congested: Option<Arc<Queue>>,
 }
 
 /// A shared subscription's queue (`$share/<group>/<filter>`), consumed by
@@ -241,6 +246,8 @@ impl Session {
             max_message_size: s.max_message_size,
             out: BytesMut::with_capacity(4096),
             chunks: Vec::new(),
+            published: false,
+            congested: None,
         };
         for qos in 0..2u8 {
             let name = queue_name(&session.client_id, qos);
@@ -517,6 +524,10 @@ impl Session {
             &mut self.routes,
         );
         self.exchange.counters.add(Metric::PublishIn, 1);
+        self.published = true;
+        if out.congested.is_some() {
+            self.congested = out.congested.clone();
+        }
         if out.is_routed() {
             self.exchange.counters.add(Metric::PublishOut, 1);
         }
