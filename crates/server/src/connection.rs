@@ -27,10 +27,10 @@ use warren_protocol::{DecodeError, Frame, FramePayload, Method, ShortStr};
 
 use crate::channel::{unexpected_content, Channel, ChannelState};
 use crate::config::Config;
+use crate::context::ConnContext;
 use crate::handshake::{self, Negotiated};
 use crate::io::{fill, Io, MIN_READ};
 use crate::outbound::{Outbound, HIGH_WATER};
-use crate::session::Session;
 
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,7 +189,7 @@ async fn serve_io(
     );
     let access = Access::new(broker.auth.clone(), &user.name, &vhost.name);
     let mut conn = Connection {
-        s: Session {
+        s: ConnContext {
             id,
             broker,
             vhost,
@@ -307,7 +307,7 @@ pub async fn await_close_ok(io: &mut Io, frame_max: u32) {
 }
 
 struct Connection {
-    s: Session,
+    s: ConnContext,
     channels: AHashMap<u16, Channel>,
     channel_max: u16,
     heartbeat: u16,

@@ -14,9 +14,9 @@ use warren_protocol::{Decoder, FieldTable, FieldValue, Frame, FramePayload, Meth
 
 use crate::config::Config;
 use crate::connection::close_with;
+use crate::context::ClientCapabilities;
 use crate::io::Io;
 use crate::outbound::Outbound;
-use crate::session::ClientCapabilities;
 
 pub struct Negotiated {
     pub user: Arc<User>,

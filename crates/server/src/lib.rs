@@ -4,6 +4,7 @@
 mod channel;
 mod config;
 mod connection;
+mod context;
 mod control;
 mod handshake;
 mod http;
@@ -11,7 +12,6 @@ mod io;
 mod listeners;
 mod mqtt;
 mod outbound;
-mod session;
 mod stream;
 mod tls;
 

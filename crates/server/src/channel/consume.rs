@@ -4,7 +4,7 @@ use super::*;
 use warren_broker::stats::Metric;
 
 impl Channel {
-    pub(super) fn basic_qos(&mut self, s: &mut Session, m: BasicQos) -> Result<()> {
+    pub(super) fn basic_qos(&mut self, s: &mut ConnContext, m: BasicQos) -> Result<()> {
         if m.prefetch_size != 0 {
             return Err(AmqpError::not_implemented(format!(
                 "prefetch_size!=0 ({})",
@@ -32,7 +32,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn basic_consume(&mut self, s: &mut Session, m: BasicConsume) -> Result<()> {
+    pub(super) fn basic_consume(&mut self, s: &mut ConnContext, m: BasicConsume) -> Result<()> {
         let tag = if m.consumer_tag.is_empty() {
             ShortStr::from(names::consumer_tag())
         } else {
@@ -89,7 +89,7 @@ impl Channel {
         Ok(())
     }
 
-    fn consume_ok(&self, s: &mut Session, nowait: bool, tag: &ShortStr) {
+    fn consume_ok(&self, s: &mut ConnContext, nowait: bool, tag: &ShortStr) {
         if !nowait {
             s.out.method(
                 self.id,
@@ -103,7 +103,7 @@ impl Channel {
 
     pub(super) fn consume_direct_reply(
         &mut self,
-        s: &mut Session,
+        s: &mut ConnContext,
         m: BasicConsume,
         tag: ShortStr,
         flow: Arc<ConsumerFlow>,
@@ -136,7 +136,7 @@ impl Channel {
     }
 
     /// Removes a consumer (client cancel or channel close).
-    pub(super) fn cancel_consumer(&mut self, s: &mut Session, tag: &ShortStr) {
+    pub(super) fn cancel_consumer(&mut self, s: &mut ConnContext, tag: &ShortStr) {
         let Some(key) = self.delivery.remove_consumer(tag) else {
             return;
         };
@@ -172,7 +172,7 @@ impl Channel {
     }
 
     /// The queue went away: forget the consumer and tell the client.
-    pub fn consumer_cancelled_by_server(&mut self, s: &mut Session, tag: ShortStr) {
+    pub fn consumer_cancelled_by_server(&mut self, s: &mut ConnContext, tag: ShortStr) {
         let Some(key) = self.delivery.remove_consumer(&tag) else {
             return;
         };
@@ -190,7 +190,7 @@ impl Channel {
         }
     }
 
-    pub(super) fn basic_get(&mut self, s: &mut Session, m: BasicGet) -> Result<()> {
+    pub(super) fn basic_get(&mut self, s: &mut ConnContext, m: BasicGet) -> Result<()> {
         let q = self.readable_queue(s, m.queue)?;
         q.check_get()?;
         let (got, dead) = q.get(m.no_ack);
@@ -248,12 +248,12 @@ impl Channel {
     }
 
     /// Acked (or dropped) deliveries: tell their queues, free credit.
-    pub(super) fn settle(&mut self, s: &Session, items: Vec<Unacked>) {
+    pub(super) fn settle(&mut self, s: &ConnContext, items: Vec<Unacked>) {
         self.stats.counters.bump_by(Metric::Ack, items.len() as u64);
         self.delivery.ack(&s.consumers, &s.vhost, items);
     }
 
-    pub(super) fn reject(&mut self, s: &Session, items: Vec<Unacked>, requeue: bool) {
+    pub(super) fn reject(&mut self, s: &ConnContext, items: Vec<Unacked>, requeue: bool) {
         if let Some(tx) = &mut self.tx {
             tx.rejects.extend(items.into_iter().map(|u| (u, requeue)));
             return;
@@ -266,15 +266,15 @@ impl Channel {
     }
 
     /// Rejected without requeue: settled and, where configured, dead-lettered.
-    pub(super) fn discard(&mut self, s: &Session, items: Vec<Unacked>) {
+    pub(super) fn discard(&mut self, s: &ConnContext, items: Vec<Unacked>) {
         self.delivery.discard(&s.consumers, &s.vhost, items);
     }
 
-    pub(super) fn requeue(&mut self, s: &Session, items: Vec<Unacked>) {
+    pub(super) fn requeue(&mut self, s: &ConnContext, items: Vec<Unacked>) {
         self.delivery.requeue(&s.consumers, &s.vhost, items);
     }
 
-    pub(super) fn recover(&mut self, s: &Session, requeue: bool) -> Result<()> {
+    pub(super) fn recover(&mut self, s: &ConnContext, requeue: bool) -> Result<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
@@ -284,13 +284,13 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn kick_queues(&self, s: &Session) {
+    pub(super) fn kick_queues(&self, s: &ConnContext) {
         self.delivery.kick_queues(&s.consumers, &s.vhost);
     }
 
     /// Writes a delivery pushed by a queue, or hands it back if its consumer
     /// is gone or the channel is closing.
-    pub fn deliver(&mut self, s: &mut Session, d: Delivery) {
+    pub fn deliver(&mut self, s: &mut ConnContext, d: Delivery) {
         let open = self.state == ChannelState::Open;
         let Some((out, d)) = self.delivery.deliver(&mut s.consumers, &s.vhost, d, open) else {
             return;

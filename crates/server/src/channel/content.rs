@@ -59,7 +59,7 @@ impl BodyParts {
 }
 
 impl Channel {
-    pub fn on_header(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
+    pub fn on_header(&mut self, s: &mut ConnContext, payload: Bytes) -> Result<()> {
         if !matches!(self.content, Content::Header(_)) {
             return Err(self.content_violation().unwrap_or_else(unexpected_content));
         }
@@ -95,7 +95,7 @@ impl Channel {
         Ok(())
     }
 
-    pub fn on_body(&mut self, s: &mut Session, payload: Bytes) -> Result<()> {
+    pub fn on_body(&mut self, s: &mut ConnContext, payload: Bytes) -> Result<()> {
         let Content::Body {
             body_size, body, ..
         } = &mut self.content

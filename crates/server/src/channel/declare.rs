@@ -3,7 +3,11 @@
 use super::*;
 
 impl Channel {
-    pub(super) fn exchange_declare(&mut self, s: &mut Session, m: ExchangeDeclare) -> Result<()> {
+    pub(super) fn exchange_declare(
+        &mut self,
+        s: &mut ConnContext,
+        m: ExchangeDeclare,
+    ) -> Result<()> {
         if !m.passive {
             if m.exchange.is_empty() {
                 return Err(default_exchange_refused());
@@ -40,7 +44,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn queue_declare(&mut self, s: &mut Session, m: QueueDeclare) -> Result<()> {
+    pub(super) fn queue_declare(&mut self, s: &mut ConnContext, m: QueueDeclare) -> Result<()> {
         if m.passive && m.queue == DIRECT_REPLY_TO {
             // RabbitMQ reports the pseudo-queue as existing, with a consumer.
             if !m.nowait {

@@ -36,7 +36,7 @@ use warren_protocol::constants::reply;
 use warren_protocol::methods::*;
 use warren_protocol::{BasicProperties, ContentHeader, Decoder, FieldTable, Method, ShortStr};
 
-use crate::session::Session;
+use crate::context::ConnContext;
 use content::BodyParts;
 use publish::Reply;
 use warren_broker::session::Unacked;
@@ -228,7 +228,7 @@ impl Channel {
         !matches!(self.content, Content::Idle)
     }
 
-    pub fn on_method(&mut self, s: &mut Session, method: Method) -> Result<()> {
+    pub fn on_method(&mut self, s: &mut ConnContext, method: Method) -> Result<()> {
         if let Some(e) = self.content_violation() {
             return Err(e);
         }
@@ -408,7 +408,7 @@ impl Channel {
     /// the reply (`None` with nowait).
     fn exchange_binding(
         &mut self,
-        s: &mut Session,
+        s: &mut ConnContext,
         (source, destination, key, arguments): (ShortStr, ShortStr, ShortStr, FieldTable),
         action: Binding,
         reply: Option<Method>,
@@ -440,7 +440,7 @@ impl Channel {
 
     /// A queue the client may read from (get, consume, purge): read
     /// permission first, then existence and exclusivity, as RabbitMQ.
-    fn readable_queue(&self, s: &mut Session, name: ShortStr) -> Result<Arc<Queue>> {
+    fn readable_queue(&self, s: &mut ConnContext, name: ShortStr) -> Result<Arc<Queue>> {
         let name = self.queue_name(name)?;
         check(s, Operation::Read, Resource::Queue, &name)?;
         let q = s.vhost.queue(&name)?;
@@ -450,7 +450,7 @@ impl Channel {
 
     /// Releases everything the channel holds: consumers are cancelled and
     /// unacked messages go back to their queues.
-    pub fn cleanup(&mut self, s: &mut Session) {
+    pub fn cleanup(&mut self, s: &mut ConnContext) {
         let tags: Vec<ShortStr> = self.delivery.consumer_tags();
         for tag in tags {
             self.cancel_consumer(s, &tag);
@@ -483,7 +483,7 @@ enum Binding {
 }
 
 /// One permission check on a named queue or exchange.
-fn check(s: &mut Session, op: Operation, kind: Resource, name: &ShortStr) -> Result<()> {
+fn check(s: &mut ConnContext, op: Operation, kind: Resource, name: &ShortStr) -> Result<()> {
     s.access.check(op, kind, &name.as_str())
 }
 
@@ -491,7 +491,7 @@ fn check(s: &mut Session, op: Operation, kind: Resource, name: &ShortStr) -> Res
 /// on the destination, the default exchange refused, read on the source,
 /// and the source's topic permission (read) on the routing key.
 fn check_binding(
-    s: &mut Session,
+    s: &mut ConnContext,
     source: &ShortStr,
     destination: &ShortStr,
     kind: Resource,

@@ -21,7 +21,7 @@ impl Channel {
     /// confirms collapse into one basic.ack(multiple). A reply whose
     /// commit failed turns into a nack; a transaction whose commit failed
     /// ends the connection with 541 (its commit-ok must never be sent).
-    pub fn flush_confirms(&mut self, s: &mut Session, committed: Ticket) -> Result<()> {
+    pub fn flush_confirms(&mut self, s: &mut ConnContext, committed: Ticket) -> Result<()> {
         let mut ack_upto = None;
         while let Some((t, what)) = self.deferred.pop_ready(committed) {
             let what = match what {
@@ -65,7 +65,7 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange(&mut self, s: &Session, name: &ShortStr) -> Result<Arc<Exchange>> {
+    pub(super) fn exchange(&mut self, s: &ConnContext, name: &ShortStr) -> Result<Arc<Exchange>> {
         if let Some(x) = self.exchanges.get(name) {
             if !x.is_deleted() {
                 return Ok(x.clone());
@@ -81,7 +81,7 @@ impl Channel {
 
     pub(super) fn publish(
         &mut self,
-        s: &mut Session,
+        s: &mut ConnContext,
         publish: BasicPublish,
         raw_properties: Bytes,
         body: Bytes,
@@ -134,7 +134,7 @@ impl Channel {
     /// write failed (the message is then not in the queues that failed).
     pub(super) fn route(
         &mut self,
-        s: &mut Session,
+        s: &mut ConnContext,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
@@ -215,7 +215,7 @@ impl Channel {
         !out.failed
     }
 
-    pub(super) fn tx_commit(&mut self, s: &mut Session) -> Result<()> {
+    pub(super) fn tx_commit(&mut self, s: &mut ConnContext) -> Result<()> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(AmqpError::precondition_failed(
                 "channel is not transactional",

@@ -20,7 +20,12 @@ pub struct ClientCapabilities {
     pub authentication_failure_close: bool,
 }
 
-pub struct Session {
+/// One AMQP connection's context, lent to its channels: who is connected
+/// to which vhost, the output buffer, the event sender its consumers get,
+/// the negotiated limits, the connection-wide consumer registry and the
+/// permission cache. It keeps no delivery or confirm bookkeeping: that is
+/// each channel's `warren_broker::session::Session` and `Deferred`.
+pub struct ConnContext {
     pub id: u64,
     pub broker: Arc<Broker>,
     pub vhost: Arc<VirtualHost>,
