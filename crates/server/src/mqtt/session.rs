@@ -142,6 +142,8 @@ pub(super) struct Session {
     pub level: u8,
     id: u64,
     client_id: String,
+    /// The client id as a header value (no-local), shared by every publish.
+    client_id_header: Bytes,
     vhost: Arc<VirtualHost>,
     access: Access,
     events: EventSender,
@@ -219,6 +221,7 @@ impl Session {
         let mut session = Session {
             level: s.level,
             id: s.id,
+            client_id_header: Bytes::from(s.client_id.clone()),
             client_id: s.client_id,
             vhost: s.vhost,
             access: s.access,
@@ -591,7 +594,7 @@ impl Session {
         // For subscribers' no-local option.
         headers.insert(
             "x-mqtt-client-id",
-            FieldValue::LongStr(Bytes::from(self.client_id.clone())),
+            FieldValue::LongStr(self.client_id_header.clone()),
         );
         let pr = &p.properties;
         for (k, v) in &pr.user_properties {
