@@ -424,12 +424,21 @@ impl QueueIndex {
     }
 
     fn write_mark(&mut self, pos: IndexPos, kind: u8) -> io::Result<()> {
-        let dir = self.dir.clone();
-        let committer = self.committer.clone();
-        let Some(seg) = self.segment_mut(pos.segment) else {
+        // Two marks per message (delivered, acked): no path or clone is
+        // built unless the marks file has to be opened or rewritten.
+        let Ok(i) = self.segments.binary_search_by_key(&pos.segment, |s| s.id) else {
             return Ok(());
         };
-        let path = Self::marks_path(&dir, seg.id);
+        let (dir, committer) = (&self.dir, &self.committer);
+        let Some(seg) = self.segments.get_mut(i) else {
+            return Ok(());
+        };
+        if let Some(m) = seg.marks.as_ref().filter(|m| !m.file.is_poisoned()) {
+            m.file.append(&mark_bytes(pos.entry, kind))?;
+            committer.mark_lazy(m);
+            return Ok(());
+        }
+        let path = Self::marks_path(dir, seg.id);
         if seg.marks.as_ref().is_some_and(|m| m.file.is_poisoned()) {
             // The bitmaps in memory are the truth: write them out afresh
             // (atomically) instead of trusting a file whose fsync failed.
