@@ -45,7 +45,8 @@ def test_publish_subscribe_qos0_and_qos1_every_byte(clients, v5):
 def test_mqtt_connections_are_listed_with_their_client_id(clients):
     from mgmt import api, expect
     cid = uniq("listed")
-    clients(cid, v5=True).connect()
+    c = clients(cid, v5=True).connect()
+    c.publish(uniq("listed") + "/t", b"x" * 2000, qos=1)
     deadline = time.time() + WAIT
     found = []
     while not found and time.time() < deadline:
@@ -53,6 +54,9 @@ def test_mqtt_connections_are_listed_with_their_client_id(clients):
         found = [c for c in conns if (c.get("client_properties") or {}).get("client_id") == cid]
         time.sleep(0.1)
     assert found and found[0]["protocol"] == "MQTT 5.0" and found[0]["user"] == "guest"
+    # Its traffic is counted: the 2,000-byte publish in, CONNACK and PUBACK out.
+    assert found[0]["recv_oct"] >= 2000 and found[0]["recv_cnt"] >= 1, found[0]
+    assert found[0]["send_oct"] >= 4 and found[0]["send_cnt"] >= 1, found[0]
 
 
 def test_names_longer_than_amqp_allows_are_refused_not_cut(clients):

@@ -147,6 +147,7 @@ pub(super) async fn serve(
             events: events_tx,
             retained,
             max_message_size: mqtt.cfg.max_message_size,
+            entry: entry.clone(),
         }),
         Err(e) => Err(format!("retained store: {e}")),
     };
@@ -343,7 +344,7 @@ async fn run(
                 match read {
                     Ok(0) => return End::Lost("client went away without DISCONNECT".into()),
                     Err(e) => return End::Lost(format!("socket error: {e}")),
-                    Ok(_) => {}
+                    Ok(n) => s.received(n),
                 }
                 last_packet = Instant::now();
                 loop {

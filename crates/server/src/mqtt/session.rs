@@ -3,12 +3,14 @@
 //! and its will. Publishes go through `VirtualHost::publish` as AMQP's do.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use warren_broker::access::Access;
+use warren_broker::connections::ConnectionEntry;
 use warren_broker::exchange::Exchange;
 use warren_broker::queue::{Durability, Queue};
 use warren_broker::session::EventSender;
@@ -45,6 +47,8 @@ pub(super) struct SessionSetup<'a> {
     pub events: EventSender,
     pub retained: Arc<RetainedStore>,
     pub max_message_size: u64,
+    /// This connection in the broker's registry (byte counters).
+    pub entry: Arc<ConnectionEntry>,
 }
 
 /// One subscription: its MQTT 5 options and the queue its binding leads
@@ -181,6 +185,7 @@ pub(super) struct Session {
     max_message_size: u64,
     out: BytesMut,
     chunks: Vec<Bytes>,
+    entry: Arc<ConnectionEntry>,
     /// Has published: resource alarms block only publishers.
     pub published: bool,
     /// A queue that asked this publisher to pause (credit flow), taken by
@@ -249,6 +254,7 @@ impl Session {
             max_message_size: s.max_message_size,
             out: BytesMut::with_capacity(4096),
             chunks: Vec::new(),
+            entry: s.entry,
             published: false,
             congested: None,
         };
@@ -358,6 +364,10 @@ impl Session {
     }
 
     pub(super) async fn write_to(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let n = self.pending_out();
+        if n == 0 {
+            return Ok(());
+        }
         for c in self.chunks.drain(..) {
             stream.write_all(&c).await?;
         }
@@ -365,7 +375,17 @@ impl Session {
             stream.write_all(&self.out).await?;
             self.out.clear();
         }
+        let st = &self.entry.stats;
+        st.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+        st.send_cnt.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts bytes read from the client (listings, rates).
+    pub(super) fn received(&self, n: usize) {
+        let st = &self.entry.stats;
+        st.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
+        st.recv_cnt.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Tells an MQTT 5 client why it is being disconnected.
