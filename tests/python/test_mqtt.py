@@ -17,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from conftest import connect, uniq
-from mqtt_client import HOST, PORT, WAIT, Client, body, clients  # noqa: F401  (clients: fixture)
+from mqtt_client import HOST, PORT, WAIT, Client, RawMqtt, body, clients  # noqa: F401  (clients: fixture)
 from warren_process import free_port, warren  # noqa: F401  (fixture)
 
 
@@ -137,6 +137,31 @@ def test_mqtt5_properties_map_to_amqp_and_back(clients):
     pub.publish(f"{t}/req", b"with alias", qos=1, properties=a)
     pub.publish("", b"alias only", qos=1, properties=a)
     assert [sub.get().payload for _ in range(2)] == [b"with alias", b"alias only"]
+
+
+def test_server_sends_topic_aliases_to_a_client_that_takes_them(clients):
+    t = uniq("al")
+    # MQTT 5 CONNECT property 0x22: this client takes up to 2 topic aliases.
+    sub = RawMqtt(PORT, uniq("raw"), v5_properties=b"\x22\x00\x02")
+    sub.subscribe(1, f"{t}/#", 0)
+    pub = clients(uniq("pub"), v5=True).connect()
+    sent = [("a", 0), ("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5), ("c", 6)]
+    for topic, i in sent:
+        pub.publish(f"{t}/{topic}", body(i, 700), qos=1)
+    got = [sub.next_publish() for _ in sent]
+    sub.close()
+    # a and b get aliases 1 and 2 as they first appear (named once, then alias only); c comes
+    # after the client's maximum and is always sent by name.
+    assert got == [
+        (f"{t}/a", 1, body(0, 700)), ("", 1, body(1, 700)), (f"{t}/b", 2, body(2, 700)),
+        ("", 1, body(3, 700)), (f"{t}/c", None, body(4, 700)), ("", 2, body(5, 700)),
+        (f"{t}/c", None, body(6, 700))]
+    # A client that takes none (paho's default) gets topics only.
+    plain = clients(uniq("plain"), v5=True).connect()
+    plain.subscribe(f"{t}/#", qos=0)
+    pub.publish(f"{t}/a", b"by name", qos=1)
+    m = plain.get()
+    assert (m.topic, m.payload) == (f"{t}/a", b"by name")
 
 
 def test_subscribe_reason_codes_mqtt5(clients):

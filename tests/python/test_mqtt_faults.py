@@ -13,79 +13,8 @@ import time
 import pika
 
 from conftest import uniq
-from mqtt_client import WAIT, Client, body
+from mqtt_client import WAIT, Client, RawMqtt, body
 from warren_process import free_port, warren  # noqa: F401  (fixture)
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _s(text):
-    b = text.encode()
-    return len(b).to_bytes(2, "big") + b
-
-
-def _packet(first, payload):
-    return bytes([first]) + _varint(len(payload)) + payload
-
-
-class RawMqtt:
-    """A minimal MQTT 3.1.1 client over a socket: it sends what it is told and reports each packet
-    the broker sends, so a test knows exactly which publishes were acknowledged."""
-
-    def __init__(self, port, client_id, clean=True, keepalive=60):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        flags = 0xC0 | (0x02 if clean else 0)
-        var = _s("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big")
-        self.sock.sendall(_packet(0x10, var + _s(client_id) + _s("guest") + _s("guest")))
-        kind, data = self.read()
-        assert (kind, data) == (0x20, b"\x00\x00"), (kind, data)
-
-    def _exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
-    def read(self):
-        """(packet type and flags, body), or None once the broker closed the connection."""
-        try:
-            head = self._exact(1)
-            if head is None:
-                return None
-            length, shift = 0, 0
-            while True:
-                b = self._exact(1)
-                if b is None:
-                    return None
-                length |= (b[0] & 0x7F) << shift
-                shift += 7
-                if not b[0] & 0x80:
-                    break
-            data = self._exact(length) if length else b""
-            return None if data is None else (head[0], data)
-        except OSError:  # reset by the broker, or a timeout
-            return None
-
-    def publish(self, topic, packet_id, payload):
-        self.sock.sendall(_packet(0x32, _s(topic) + packet_id.to_bytes(2, "big") + payload))
-
-    def subscribe(self, packet_id, filter_, qos):
-        self.sock.sendall(_packet(0x82, packet_id.to_bytes(2, "big") + _s(filter_) + bytes([qos])))
-        kind, data = self.read()
-        assert kind == 0x90 and data[2:] == bytes([qos]), (kind, data)
-
-    def close(self):
-        self.sock.close()
 
 
 def control(w, op, *args):

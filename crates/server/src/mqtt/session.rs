@@ -181,6 +181,12 @@ pub(super) struct Session {
     /// QoS 2 packet ids received and not yet released.
     qos2: HashSet<u16>,
     aliases: HashMap<u16, String>,
+    /// Topic aliases this server sends (MQTT 5): topic → alias, up to
+    /// what the client accepts (its CONNECT's topic alias maximum) and
+    /// never more than [`TOPIC_ALIAS_MAX`]; the first topics delivered
+    /// keep them for the connection.
+    out_aliases: HashMap<String, u16>,
+    out_alias_max: u16,
     will: Option<Will>,
     max_message_size: u64,
     out: BytesMut,
@@ -250,6 +256,16 @@ impl Session {
             watching: 0,
             qos2: HashSet::new(),
             aliases: HashMap::new(),
+            out_aliases: HashMap::new(),
+            out_alias_max: if v5 {
+                s.connect
+                    .properties
+                    .topic_alias_maximum
+                    .unwrap_or(0)
+                    .min(TOPIC_ALIAS_MAX)
+            } else {
+                0
+            },
             will: s.connect.will.clone(),
             max_message_size: s.max_message_size,
             out: BytesMut::with_capacity(4096),
@@ -346,6 +362,23 @@ impl Session {
 
     pub(super) fn out(&mut self, p: Packet) {
         p.encode(self.level, &mut self.out);
+    }
+
+    /// Replaces a delivered PUBLISH's topic by its alias when the client
+    /// takes aliases: the first PUBLISH of a topic names it and sets the
+    /// alias, later ones carry only the alias.
+    fn alias_out(&mut self, p: &mut Publish) {
+        if self.out_alias_max == 0 {
+            return;
+        }
+        if let Some(&a) = self.out_aliases.get(&p.topic) {
+            p.properties.topic_alias = Some(a);
+            p.topic.clear();
+        } else if self.out_aliases.len() < usize::from(self.out_alias_max) {
+            let a = u16::try_from(self.out_aliases.len() + 1).unwrap_or(u16::MAX);
+            self.out_aliases.insert(p.topic.clone(), a);
+            p.properties.topic_alias = Some(a);
+        }
     }
 
     fn out_publish(&mut self, p: &Publish) {

@@ -125,6 +125,7 @@ impl Session {
             ids.dedup();
             p.properties.subscription_identifiers = ids;
         }
+        self.alias_out(&mut p);
         self.out_publish(&p);
         Ok(())
     }
@@ -203,6 +204,7 @@ impl Session {
         } else {
             out.properties = Properties::default();
         }
+        self.alias_out(&mut out);
         self.out_publish(&out);
     }
 
