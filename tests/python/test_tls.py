@@ -201,3 +201,26 @@ def test_reload_tls_without_tls_is_refused(tmp_path):
         assert "TLS is not configured" in r.stderr
     finally:
         w.kill9()
+
+
+def test_mqtt_over_tls_with_paho(tls_broker):
+    from mqtt_client import Client, body
+    mqtt_port, mqtts_port = free_port(), free_port()
+    w = tls_broker("--mqtt-port", str(mqtt_port), "--mqtt-ssl-port", str(mqtts_port))
+    sub = Client("tls-sub", v5=True, port=mqtts_port)
+    sub.c.tls_set(ca_certs=f"{w.pki}/ca.pem")
+    sub.connect()
+    assert sub.subscribe("tls/#", qos=1) == [1]
+    pub = Client("tls-pub", port=mqtts_port)
+    pub.c.tls_set(ca_certs=f"{w.pki}/ca.pem")
+    pub.connect()
+    plain = Client("plain-pub", port=mqtt_port).connect()
+    sizes = [0, 1, 16_383, 16_385, 300_000]  # around and past one TLS record
+    for i, n in enumerate(sizes):
+        pub.publish(f"tls/{i}", body(i, n), qos=1)
+    plain.publish("tls/plain", b"from plain MQTT", qos=1)
+    got = [sub.get() for _ in range(len(sizes) + 1)]
+    assert [(m.topic, m.payload) for m in got] == (
+        [(f"tls/{i}", body(i, n)) for i, n in enumerate(sizes)] + [("tls/plain", b"from plain MQTT")])
+    for c in (sub, pub, plain):
+        c.close()

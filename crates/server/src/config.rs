@@ -157,6 +157,11 @@ pub struct Args {
     #[arg(long, env = "WARREN_MQTT_PORT")]
     pub mqtt_port: Option<u16>,
 
+    /// MQTT over TLS port, served when a certificate and key are given
+    /// (RabbitMQ's mqtt.listeners.ssl) [default: 8883]
+    #[arg(long, env = "WARREN_MQTT_SSL_PORT")]
+    pub mqtt_ssl_port: Option<u16>,
+
     /// The vhost MQTT clients get when their user name names none
     /// (RabbitMQ's mqtt.vhost) [default: the default vhost]
     #[arg(long, env = "WARREN_MQTT_VHOST")]
@@ -241,6 +246,7 @@ pub struct FileConfig {
     /// `false` turns the Prometheus endpoint off.
     pub prometheus: Option<bool>,
     pub mqtt_port: Option<u16>,
+    pub mqtt_ssl_port: Option<u16>,
     pub mqtt_vhost: Option<String>,
     /// `false` turns MQTT off.
     pub mqtt: Option<bool>,
@@ -299,6 +305,8 @@ pub struct Config {
     pub management_max_body: usize,
     /// The MQTT port; `None` when MQTT is turned off.
     pub mqtt_port: Option<u16>,
+    /// MQTT over TLS, served with the TLS files when MQTT is on.
+    pub mqtt_ssl_port: u16,
     /// The vhost of MQTT clients whose user name names none (`None`:
     /// the default vhost).
     pub mqtt_vhost: Option<String>,
@@ -361,6 +369,7 @@ impl Default for Config {
             // RabbitMQ 3.10's default max_http_body_size.
             management_max_body: 10_000_000,
             mqtt_port: Some(1883),
+            mqtt_ssl_port: 8883,
             mqtt_vhost: None,
         }
     }
@@ -513,6 +522,10 @@ impl Config {
             mqtt_port: (!args.disable_mqtt && file.mqtt != Some(false))
                 .then(|| args.mqtt_port.or(file.mqtt_port).or(d.mqtt_port))
                 .flatten(),
+            mqtt_ssl_port: args
+                .mqtt_ssl_port
+                .or(file.mqtt_ssl_port)
+                .unwrap_or(d.mqtt_ssl_port),
             mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
         })
     }

@@ -187,6 +187,13 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MQTT): {e}"))?;
         info!("listening for MQTT 3.1.1/5.0 on {}", listener.local_addr()?);
         let front = mqtt::Mqtt::new(broker.clone(), cfg.clone());
+        if let Some(t) = &tls {
+            let addr = SocketAddr::new(cfg.bind, cfg.mqtt_ssl_port);
+            let l = listeners::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MQTT over TLS): {e}"))?;
+            info!("listening for MQTT over TLS on {}", l.local_addr()?);
+            accepting.push(tokio::spawn(mqtt::accept_tls(l, t.clone(), front.clone())));
+        }
         accepting.push(tokio::spawn(mqtt::accept(listener, front)));
     }
     if let Some(t) = &tls {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use warren_broker::access::Access;
@@ -42,8 +41,12 @@ pub(super) enum End {
     Closed(String),
 }
 
-pub(super) async fn serve(
-    mut stream: TcpStream,
+/// A client's byte stream: TCP, or TLS over it.
+pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+pub(super) async fn serve<S: Stream>(
+    mut stream: S,
     peer: SocketAddr,
     local: SocketAddr,
     mqtt: Arc<Mqtt>,
@@ -221,7 +224,7 @@ fn rand_suffix() -> u64 {
     h.finish()
 }
 
-async fn read_connect(stream: &mut TcpStream, inbuf: &mut BytesMut) -> anyhow::Result<Connect> {
+async fn read_connect<S: Stream>(stream: &mut S, inbuf: &mut BytesMut) -> anyhow::Result<Connect> {
     loop {
         match mqtt::decode(inbuf, None, UNAUTHENTICATED_MAX)? {
             Some(Packet::Connect(c)) => return Ok(*c),
@@ -296,8 +299,8 @@ fn login(
     Ok((user, vhost))
 }
 
-async fn run(
-    stream: &mut TcpStream,
+async fn run<S: Stream>(
+    stream: &mut S,
     inbuf: &mut BytesMut,
     s: &mut Session,
     events: &mut EventReceiver,
@@ -411,7 +414,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Refuses a CONNECT with `code` (3.1.1's return code or 5.0's reason).
-async fn refuse(stream: &mut TcpStream, level: mqtt::Level, code: u8) {
+async fn refuse<S: Stream>(stream: &mut S, level: mqtt::Level, code: u8) {
     let mut out = BytesMut::new();
     Packet::ConnAck(ConnAck {
         session_present: false,
@@ -420,4 +423,5 @@ async fn refuse(stream: &mut TcpStream, level: mqtt::Level, code: u8) {
     })
     .encode(level, &mut out);
     let _ = stream.write_all(&out).await;
+    let _ = stream.flush().await;
 }

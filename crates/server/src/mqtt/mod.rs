@@ -151,10 +151,7 @@ pub(crate) async fn accept(listener: TcpListener, mqtt: Arc<Mqtt>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let local = stream
-                    .local_addr()
-                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                let _ = stream.set_nodelay(true);
+                let local = local_addr(&stream);
                 tokio::spawn(connection::serve(stream, peer, local, mqtt.clone()));
             }
             Err(e) => {
@@ -163,4 +160,41 @@ pub(crate) async fn accept(listener: TcpListener, mqtt: Arc<Mqtt>) {
             }
         }
     }
+}
+
+/// Accepts MQTT over TLS (the AMQPS certificate, key and handshake
+/// timeout) until aborted.
+pub(crate) async fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<crate::tls::Reloadable>,
+    mqtt: Arc<Mqtt>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let local = local_addr(&stream);
+                let acceptor = tls.acceptor();
+                let mqtt = mqtt.clone();
+                tokio::spawn(async move {
+                    let timeout = mqtt.cfg.ssl_handshake_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection::serve(s, peer, local, mqtt).await,
+                        Ok(Err(e)) => tracing::info!("MQTT TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::info!("MQTT TLS handshake with {peer} timed out"),
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("MQTT over TLS accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn local_addr(stream: &tokio::net::TcpStream) -> SocketAddr {
+    let _ = stream.set_nodelay(true);
+    stream
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }

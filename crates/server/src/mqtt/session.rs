@@ -7,8 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use warren_broker::access::Access;
 use warren_broker::connections::ConnectionEntry;
 use warren_broker::exchange::Exchange;
@@ -396,7 +395,10 @@ impl Session {
         self.out.len() + self.chunks.iter().map(|c| c.len()).sum::<usize>()
     }
 
-    pub(super) async fn write_to(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+    pub(super) async fn write_to<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> std::io::Result<()> {
         let n = self.pending_out();
         if n == 0 {
             return Ok(());
@@ -408,6 +410,8 @@ impl Session {
             stream.write_all(&self.out).await?;
             self.out.clear();
         }
+        // TLS holds records in its session until flushed (a no-op on TCP).
+        stream.flush().await?;
         let st = &self.entry.stats;
         st.send_oct.fetch_add(n as u64, Ordering::Relaxed);
         st.send_cnt.fetch_add(1, Ordering::Relaxed);
