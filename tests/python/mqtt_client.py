@@ -22,7 +22,7 @@ class Client:
     """A paho client whose received messages land in a queue; connect() waits for CONNACK."""
 
     def __init__(self, client_id="", v5=False, port=PORT, clean=True, user="guest", password="guest",
-                 will=None, expiry=None):
+                 will=None, expiry=None, transport="tcp"):
         self.v5 = v5
         self.port = port
         self.msgs = queue.Queue()
@@ -30,7 +30,10 @@ class Client:
         self.rc = None
         proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         kw = {} if v5 else {"clean_session": clean}
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto, **kw)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto,
+                             transport=transport, **kw)
+        if transport == "websockets":
+            self.c.ws_set_options(path="/ws")
         if user is not None:
             self.c.username_pw_set(user, password)
         if will:

@@ -458,3 +458,27 @@ def test_mqtt5_message_and_session_expiry(clients):
     time.sleep(2.5)
     d = clients(cid2, v5=True, clean=False, expiry=1).connect()
     assert d.session_present is False
+
+
+def test_mqtt_over_websockets(warren):
+    port, ws_port = free_port(), free_port()
+    warren(["--mqtt-port", str(port), "--web-mqtt-port", str(ws_port)])
+    t = uniq("ws")
+    ws_sub = Client(uniq("ws-sub"), v5=True, port=ws_port, transport="websockets").connect()
+    tcp_sub = Client(uniq("tcp-sub"), port=port).connect()
+    try:
+        assert ws_sub.subscribe(f"{t}/to-ws", qos=1) == [1]
+        assert tcp_sub.subscribe(f"{t}/to-tcp", qos=1) == [1]
+        tcp_pub = Client(uniq("tcp-pub"), port=port).connect()
+        ws_pub = Client(uniq("ws-pub"), port=ws_port, transport="websockets").connect()
+        sizes = [1, 1000, 70_000, 300_000]  # past one WebSocket frame and the bridge's pipe
+        for i, n in enumerate(sizes):
+            tcp_pub.publish(f"{t}/to-ws", body(i, n), qos=1)
+            ws_pub.publish(f"{t}/to-tcp", body(100 + i, n), qos=1)
+        assert [ws_sub.get().payload for _ in sizes] == [body(i, n) for i, n in enumerate(sizes)]
+        assert [tcp_sub.get().payload for _ in sizes] == [body(100 + i, n) for i, n in enumerate(sizes)]
+        tcp_pub.close()
+        ws_pub.close()
+    finally:
+        ws_sub.close()
+        tcp_sub.close()

@@ -157,6 +157,11 @@ pub struct Args {
     #[arg(long, env = "WARREN_MQTT_PORT")]
     pub mqtt_port: Option<u16>,
 
+    /// MQTT over WebSockets (`ws://…:PORT/ws`, RabbitMQ's web_mqtt
+    /// plugin, whose port is 15675); off unless given
+    #[arg(long, env = "WARREN_WEB_MQTT_PORT")]
+    pub web_mqtt_port: Option<u16>,
+
     /// MQTT over TLS port, served when a certificate and key are given
     /// (RabbitMQ's mqtt.listeners.ssl) [default: 8883]
     #[arg(long, env = "WARREN_MQTT_SSL_PORT")]
@@ -247,6 +252,7 @@ pub struct FileConfig {
     pub prometheus: Option<bool>,
     pub mqtt_port: Option<u16>,
     pub mqtt_ssl_port: Option<u16>,
+    pub web_mqtt_port: Option<u16>,
     pub mqtt_vhost: Option<String>,
     /// `false` turns MQTT off.
     pub mqtt: Option<bool>,
@@ -307,6 +313,8 @@ pub struct Config {
     pub mqtt_port: Option<u16>,
     /// MQTT over TLS, served with the TLS files when MQTT is on.
     pub mqtt_ssl_port: u16,
+    /// MQTT over WebSockets, when given and MQTT is on.
+    pub web_mqtt_port: Option<u16>,
     /// The vhost of MQTT clients whose user name names none (`None`:
     /// the default vhost).
     pub mqtt_vhost: Option<String>,
@@ -370,6 +378,7 @@ impl Default for Config {
             management_max_body: 10_000_000,
             mqtt_port: Some(1883),
             mqtt_ssl_port: 8883,
+            web_mqtt_port: None,
             mqtt_vhost: None,
         }
     }
@@ -526,6 +535,7 @@ impl Config {
                 .mqtt_ssl_port
                 .or(file.mqtt_ssl_port)
                 .unwrap_or(d.mqtt_ssl_port),
+            web_mqtt_port: args.web_mqtt_port.or(file.web_mqtt_port),
             mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
         })
     }

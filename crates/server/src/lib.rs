@@ -194,6 +194,15 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             info!("listening for MQTT over TLS on {}", l.local_addr()?);
             accepting.push(tokio::spawn(mqtt::accept_tls(l, t.clone(), front.clone())));
         }
+        if let Some(port) = cfg.web_mqtt_port {
+            let addr = SocketAddr::new(cfg.bind, port);
+            let l = listeners::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (web MQTT): {e}"))?;
+            let local = l.local_addr()?;
+            info!("listening for MQTT over WebSockets on ws://{local}/ws");
+            let router = mqtt::web::router(front.clone(), local);
+            accepting.push(tokio::spawn(http::serve(l, router, None)));
+        }
         accepting.push(tokio::spawn(mqtt::accept(listener, front)));
     }
     if let Some(t) = &tls {

@@ -62,9 +62,18 @@ pub(crate) async fn serve(
                 .max_buf_size(MAX_HEADER_BUFFER);
             let service = TowerToHyperService::new(service);
             let r = match acceptor {
-                None => http.serve_connection(TokioIo::new(stream), service).await,
+                // Upgrades: the web-MQTT listener's WebSockets.
+                None => {
+                    http.serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await
+                }
                 Some(a) => match tokio::time::timeout(HEADER_TIMEOUT, a.accept(stream)).await {
-                    Ok(Ok(tls)) => http.serve_connection(TokioIo::new(tls), service).await,
+                    Ok(Ok(tls)) => {
+                        http.serve_connection(TokioIo::new(tls), service)
+                            .with_upgrades()
+                            .await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!("HTTPS handshake with {peer} failed: {e}");
                         Ok(())

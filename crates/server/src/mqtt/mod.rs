@@ -26,6 +26,7 @@ mod connection;
 mod retained;
 mod session;
 pub(crate) mod topic;
+pub(crate) mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
