@@ -10,8 +10,6 @@ each side and the ratio (higher is better: (g) is messages per second of its pub
 and drain phases together, (l) is 1/p99 latency). Not a test: no thresholds.
 """
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -23,19 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 os.environ.setdefault("SECONDS_PER_RUN", "8")
+from common import free_port, stop  # noqa: E402
 from compare import SCENARIOS  # noqa: E402
 
 PERF = os.path.join(ROOT, "target", "release", "warren-perf")
 NEW = os.path.join(ROOT, "target", "release", "warren")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def run_once(binary, args):
@@ -59,12 +50,7 @@ def run_once(binary, args):
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else None
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(data, ignore_errors=True)
+        stop(proc, data)
 
 
 def main():

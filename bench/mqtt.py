@@ -12,14 +12,15 @@ receive rate of each. Not a test: no thresholds.
 """
 import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port, stop  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARREN = os.path.join(ROOT, "target", "release", "warren")
@@ -28,14 +29,6 @@ SECONDS = os.environ.get("SECONDS_PER_RUN", "8")
 CASES = [("QoS 0, 16 B", ["--qos", "0", "-s", "16"]),
          ("QoS 1, 16 B", ["--qos", "1", "-s", "16"]),
          ("QoS 1, 1 KiB", ["--qos", "1", "-s", "1024"])]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start(kind, port, scratch):
@@ -76,12 +69,7 @@ def run(kind, args):
             print("    %s: received %d of %d, %d corrupt" % (kind, r["received"], r["expected"], r["corrupt"]))
         return r["receive_rate"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(scratch, ignore_errors=True)
+        stop(proc, scratch)
 
 
 def main():

@@ -13,7 +13,6 @@ request count. Results go to bench/results/polled-<date>.json.
 """
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -27,20 +26,14 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
+from common import free_port  # noqa: E402
+from common import stop as stop_broker  # noqa: E402
 from compare import SCENARIOS  # noqa: E402
 
 PERF = os.path.join(ROOT, "target", "release", "warren-perf")
 # Seconds between the poller's rounds (POLL_PAUSE; RabbitMQ's UI: 5).
 PAUSE = float(os.environ.get("POLL_PAUSE", "0.1"))
 WARREN = os.path.join(ROOT, "target", "release", "warren")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def poll(base, prom, stop, counter):
@@ -89,8 +82,7 @@ def run(polled):
         return json.loads(lines[-1])["receive_rate"], counter[0]
     finally:
         stop.set()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        stop_broker(proc, timeout=30)
 
 
 def main():
