@@ -48,6 +48,10 @@ def run_once(binary, args):
                              capture_output=True, text=True, timeout=900)
         import json
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        if not lines:
+            # A run without a result is left out of the medians: say why.
+            print("    (a run of %s gave no result, exit %s: %s)" % (
+                binary, out.returncode, (out.stderr or out.stdout).strip()[-300:]), flush=True)
         return json.loads(lines[-1]) if lines else None
     finally:
         stop(proc, data)

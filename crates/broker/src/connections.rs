@@ -8,6 +8,7 @@
 //! syscall or per channel change, never per message under a lock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,14 +40,25 @@ pub struct ChannelStats {
     pub counters: Counters,
     pub rates: Rates,
     pub number: u16,
-    pub consumers: AtomicU32,
-    pub unacked: AtomicU32,
+    consumers: AtomicU32,
+    unacked: AtomicU32,
     /// basic.qos prefetch for new consumers (global=false).
-    pub prefetch: AtomicU32,
+    prefetch: AtomicU32,
     /// basic.qos global=true.
-    pub global_prefetch: AtomicU32,
-    pub confirm: AtomicBool,
-    pub transactional: AtomicBool,
+    global_prefetch: AtomicU32,
+    confirm: AtomicBool,
+    transactional: AtomicBool,
+}
+
+/// One channel's state as listings show it (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelState {
+    pub consumers: u32,
+    pub unacked: u32,
+    pub prefetch: u32,
+    pub global_prefetch: u32,
+    pub confirm: bool,
+    pub transactional: bool,
 }
 
 impl ChannelStats {
@@ -56,17 +68,97 @@ impl ChannelStats {
             ..Default::default()
         })
     }
+
+    /// The channel's owner publishes its state for listings (relaxed
+    /// stores; readers see each value on its own).
+    pub fn set_consumers(&self, n: u32) {
+        self.consumers.store(n, Relaxed);
+    }
+
+    pub fn set_unacked(&self, n: u32) {
+        self.unacked.store(n, Relaxed);
+    }
+
+    pub fn set_prefetch(&self, n: u32) {
+        self.prefetch.store(n, Relaxed);
+    }
+
+    pub fn set_global_prefetch(&self, n: u32) {
+        self.global_prefetch.store(n, Relaxed);
+    }
+
+    pub fn set_confirm(&self) {
+        self.confirm.store(true, Relaxed);
+    }
+
+    pub fn set_transactional(&self) {
+        self.transactional.store(true, Relaxed);
+    }
+
+    pub fn state(&self) -> ChannelState {
+        ChannelState {
+            consumers: self.consumers.load(Relaxed),
+            unacked: self.unacked.load(Relaxed),
+            prefetch: self.prefetch.load(Relaxed),
+            global_prefetch: self.global_prefetch.load(Relaxed),
+            confirm: self.confirm.load(Relaxed),
+            transactional: self.transactional.load(Relaxed),
+        }
+    }
 }
 
-/// Live counters of one connection.
+/// Live counters of one connection: bytes and socket reads/writes, and
+/// their rates (kept by the sampler).
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
-    pub recv_oct: AtomicU64,
-    pub recv_cnt: AtomicU64,
-    pub send_oct: AtomicU64,
-    pub send_cnt: AtomicU64,
-    pub recv_rate: GaugeRate,
-    pub send_rate: GaugeRate,
+    recv_oct: AtomicU64,
+    recv_cnt: AtomicU64,
+    send_oct: AtomicU64,
+    send_cnt: AtomicU64,
+    pub(crate) recv_rate: GaugeRate,
+    pub(crate) send_rate: GaugeRate,
+}
+
+/// A connection's traffic so far (a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub recv_oct: u64,
+    pub recv_cnt: u64,
+    pub send_oct: u64,
+    pub send_cnt: u64,
+}
+
+impl ConnectionStats {
+    /// One read of `bytes` from the client.
+    pub fn received(&self, bytes: usize) {
+        self.recv_oct.fetch_add(bytes as u64, Relaxed);
+        self.recv_cnt.fetch_add(1, Relaxed);
+    }
+
+    /// One write of `bytes` to the client.
+    pub fn sent(&self, bytes: usize) {
+        self.send_oct.fetch_add(bytes as u64, Relaxed);
+        self.send_cnt.fetch_add(1, Relaxed);
+    }
+
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            recv_oct: self.recv_oct.load(Relaxed),
+            recv_cnt: self.recv_cnt.load(Relaxed),
+            send_oct: self.send_oct.load(Relaxed),
+            send_cnt: self.send_cnt.load(Relaxed),
+        }
+    }
+
+    /// Bytes per second received, over the last sample.
+    pub fn recv_rate(&self) -> f64 {
+        self.recv_rate.rate()
+    }
+
+    /// Bytes per second sent, over the last sample.
+    pub fn send_rate(&self) -> f64 {
+        self.send_rate.rate()
+    }
 }
 
 /// What is known of a connection once it is open.

@@ -160,13 +160,9 @@ pub fn sample(broker: &Broker) {
     let mut per_vhost: HashMap<String, Snapshot> = HashMap::new();
     for c in broker.connections.list() {
         totals.connections += 1;
-        use std::sync::atomic::Ordering::Relaxed;
-        c.stats
-            .recv_rate
-            .sample(now, c.stats.recv_oct.load(Relaxed));
-        c.stats
-            .send_rate
-            .sample(now, c.stats.send_oct.load(Relaxed));
+        let t = c.stats.traffic();
+        c.stats.recv_rate.sample(now, t.recv_oct);
+        c.stats.send_rate.sample(now, t.send_oct);
         for ch in c.channels() {
             totals.channels += 1;
             let s = ch.counters.snapshot();

@@ -4,7 +4,6 @@
 //! vectored write sends everything pending).
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -604,15 +603,11 @@ impl Connection {
     }
 
     fn count_received(&self, n: usize) {
-        let st = &self.s.entry.stats;
-        st.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-        st.recv_cnt.fetch_add(1, Ordering::Relaxed);
+        self.s.entry.stats.received(n);
     }
 
     fn count_sent(&self, n: usize) {
-        let st = &self.s.entry.stats;
-        st.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-        st.send_cnt.fetch_add(1, Ordering::Relaxed);
+        self.s.entry.stats.sent(n);
     }
 
     fn check_channel_id(&self, ch: u16) -> Result<(), End> {

@@ -207,8 +207,8 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn of(c: &ConnectionEntry) -> ConnectionInfo {
-        use std::sync::atomic::Ordering::Relaxed;
         let m = &c.meta;
+        let t = c.stats.traffic();
         ConnectionInfo {
             pid: c.pid.clone(),
             name: c.name.clone(),
@@ -228,10 +228,10 @@ impl ConnectionInfo {
             frame_max: m.frame_max,
             channel_max: m.channel_max,
             timeout: m.heartbeat,
-            recv_oct: c.stats.recv_oct.load(Relaxed),
-            recv_cnt: c.stats.recv_cnt.load(Relaxed),
-            send_oct: c.stats.send_oct.load(Relaxed),
-            send_cnt: c.stats.send_cnt.load(Relaxed),
+            recv_oct: t.recv_oct,
+            recv_cnt: t.recv_cnt,
+            send_oct: t.send_oct,
+            send_cnt: t.send_cnt,
         }
     }
 }
@@ -257,7 +257,7 @@ pub struct ChannelInfo {
 
 impl ChannelInfo {
     pub fn of(c: &ConnectionEntry, ch: &ChannelStats) -> ChannelInfo {
-        use std::sync::atomic::Ordering::Relaxed;
+        let st = ch.state();
         ChannelInfo {
             pid: c.channel_pid(ch.number),
             name: c.channel_name(ch.number),
@@ -266,12 +266,12 @@ impl ChannelInfo {
             number: ch.number,
             user: c.meta.user.clone(),
             vhost: c.meta.vhost.clone(),
-            consumer_count: ch.consumers.load(Relaxed),
-            messages_unacknowledged: ch.unacked.load(Relaxed),
-            prefetch_count: ch.prefetch.load(Relaxed),
-            global_prefetch_count: ch.global_prefetch.load(Relaxed),
-            confirm: ch.confirm.load(Relaxed),
-            transactional: ch.transactional.load(Relaxed),
+            consumer_count: st.consumers,
+            messages_unacknowledged: st.unacked,
+            prefetch_count: st.prefetch,
+            global_prefetch_count: st.global_prefetch,
+            confirm: st.confirm,
+            transactional: st.transactional,
             state: "running",
         }
     }

@@ -21,10 +21,17 @@ pub const MAX_IN_TRANSIT: u32 = 2_000;
 /// and the channel.flow switch.
 #[derive(Debug, Default)]
 pub struct ChannelFlow {
-    pub prefetch: AtomicU32,
-    pub unacked: AtomicU32,
+    pub(crate) prefetch: AtomicU32,
+    pub(crate) unacked: AtomicU32,
     /// channel.flow(active=false) stops deliveries on the channel.
-    pub paused: AtomicBool,
+    pub(crate) paused: AtomicBool,
+}
+
+impl ChannelFlow {
+    /// basic.qos global=true: the limit for the whole session (0: none).
+    pub fn set_prefetch(&self, n: u32) {
+        self.prefetch.store(n, Ordering::Relaxed);
+    }
 }
 
 /// Credit counters for one consumer, shared by its queue and connection.

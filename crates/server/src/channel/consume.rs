@@ -12,21 +12,14 @@ impl Channel {
             )));
         }
         if m.global {
-            self.delivery.flow().prefetch.store(
-                u32::from(m.prefetch_count),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.stats.global_prefetch.store(
-                u32::from(m.prefetch_count),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.delivery
+                .flow()
+                .set_prefetch(u32::from(m.prefetch_count));
+            self.stats.set_global_prefetch(u32::from(m.prefetch_count));
             self.kick_queues(s);
         } else {
             self.consumer_prefetch = u32::from(m.prefetch_count);
-            self.stats.prefetch.store(
-                u32::from(m.prefetch_count),
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            self.stats.set_prefetch(u32::from(m.prefetch_count));
         }
         s.out.method(self.id, &BasicQosOk {}.into());
         Ok(())

@@ -197,18 +197,14 @@ impl Channel {
 
     /// Keeps the listed consumer count current.
     fn note_consumers(&self) {
-        self.stats.consumers.store(
-            self.delivery.consumer_count() as u32,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.stats
+            .set_consumers(u32::try_from(self.delivery.consumer_count()).unwrap_or(u32::MAX));
     }
 
     /// Keeps the listed unacked count current.
     fn note_unacked(&self) {
-        self.stats.unacked.store(
-            self.delivery.unacked_len() as u32,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.stats
+            .set_unacked(u32::try_from(self.delivery.unacked_len()).unwrap_or(u32::MAX));
     }
 
     /// The 505 for a frame of the wrong kind in the middle of a message,
@@ -350,9 +346,7 @@ impl Channel {
                     ));
                 }
                 self.confirm_seq.get_or_insert(1);
-                self.stats
-                    .confirm
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.stats.set_confirm();
                 if !m.nowait {
                     s.out.method(self.id, &ConfirmSelectOk {}.into());
                 }
@@ -364,9 +358,7 @@ impl Channel {
                     ));
                 }
                 self.tx.get_or_insert_with(Transaction::default);
-                self.stats
-                    .transactional
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.stats.set_transactional();
                 s.out.method(self.id, &TxSelectOk {}.into());
             }
             Method::TxCommit(_) => self.tx_commit(s)?,

@@ -52,14 +52,13 @@ impl Row for ConnectionRow {
     }
 
     fn sort_value(&self, column: &str) -> Option<SortValue> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &self.0.stats;
+        let s = self.0.stats.traffic();
         let n = |v: u64| Some(SortValue::Number(v as f64));
         match column {
             "user" => Some(SortValue::Text(self.0.meta.user.clone())),
             "channels" => n(self.0.channels().len() as u64),
-            "recv_oct" => n(s.recv_oct.load(Relaxed)),
-            "send_oct" => n(s.send_oct.load(Relaxed)),
+            "recv_oct" => n(s.recv_oct),
+            "send_oct" => n(s.send_oct),
             "connected_at" => n(self.0.connected_at),
             _ => None,
         }
@@ -86,8 +85,8 @@ impl Row for ConnectionRow {
             "user_who_performed_action".into(),
             c.meta.user.clone().into(),
         );
-        o.insert("recv_oct_details".into(), details(c.stats.recv_rate.rate()));
-        o.insert("send_oct_details".into(), details(c.stats.send_rate.rate()));
+        o.insert("recv_oct_details".into(), details(c.stats.recv_rate()));
+        o.insert("send_oct_details".into(), details(c.stats.send_rate()));
         o.insert("send_pend".into(), 0.into());
         for k in [
             "peer_cert_issuer",
@@ -210,14 +209,13 @@ impl Row for ChannelRow {
     }
 
     fn sort_value(&self, column: &str) -> Option<SortValue> {
-        use std::sync::atomic::Ordering::Relaxed;
         let n = |v: u64| Some(SortValue::Number(v as f64));
         match column {
             "user" => Some(SortValue::Text(self.conn.meta.user.clone())),
             "number" => n(u64::from(self.ch.number)),
-            "consumer_count" => n(u64::from(self.ch.consumers.load(Relaxed))),
-            "messages_unacknowledged" => n(u64::from(self.ch.unacked.load(Relaxed))),
-            "prefetch_count" => n(u64::from(self.ch.prefetch.load(Relaxed))),
+            "consumer_count" => n(u64::from(self.ch.state().consumers)),
+            "messages_unacknowledged" => n(u64::from(self.ch.state().unacked)),
+            "prefetch_count" => n(u64::from(self.ch.state().prefetch)),
             _ => None,
         }
     }

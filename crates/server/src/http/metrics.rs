@@ -7,7 +7,6 @@
 //! queues allocates nothing per queue beyond its lines.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -373,10 +372,11 @@ async fn aggregated(State(api): State<Arc<Api>>) -> Response {
     }
     let (mut rb, mut rp, mut sb, mut sp) = (0, 0, 0, 0);
     for c in &conns {
-        rb += c.stats.recv_oct.load(Relaxed);
-        rp += c.stats.recv_cnt.load(Relaxed);
-        sb += c.stats.send_oct.load(Relaxed);
-        sp += c.stats.send_cnt.load(Relaxed);
+        let t = c.stats.traffic();
+        rb += t.recv_oct;
+        rp += t.recv_cnt;
+        sb += t.send_oct;
+        sp += t.send_cnt;
     }
     o.single(
         "rabbitmq_connection_incoming_bytes_total",
@@ -454,8 +454,8 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
                 (
                     format!("channel=\"{}\"", esc(&c.channel_pid(ch.number))),
                     ch.counters.snapshot(),
-                    ch.consumers.load(Relaxed),
-                    ch.unacked.load(Relaxed),
+                    ch.state().consumers,
+                    ch.state().unacked,
                 )
             })
         })
@@ -486,22 +486,22 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
         (
             "rabbitmq_connection_incoming_bytes_total",
             "Total number of bytes received on a connection",
-            |c| c.stats.recv_oct.load(Relaxed),
+            |c| c.stats.traffic().recv_oct,
         ),
         (
             "rabbitmq_connection_outgoing_bytes_total",
             "Total number of bytes sent on a connection",
-            |c| c.stats.send_oct.load(Relaxed),
+            |c| c.stats.traffic().send_oct,
         ),
         (
             "rabbitmq_connection_incoming_packets_total",
             "Total number of packets received on a connection",
-            |c| c.stats.recv_cnt.load(Relaxed),
+            |c| c.stats.traffic().recv_cnt,
         ),
         (
             "rabbitmq_connection_outgoing_packets_total",
             "Total number of packets sent on a connection",
-            |c| c.stats.send_cnt.load(Relaxed),
+            |c| c.stats.traffic().send_cnt,
         ),
         (
             "rabbitmq_connection_channels",

@@ -34,7 +34,6 @@ impl Row for VhostRow {
 }
 
 fn vhost_json(api: &Api, v: &VirtualHost) -> Value {
-    use std::sync::atomic::Ordering::Relaxed;
     let meta = v.meta();
     let (mut ready, mut unacked) = (0u64, 0u64);
     for q in v.queues_unordered() {
@@ -45,10 +44,10 @@ fn vhost_json(api: &Api, v: &VirtualHost) -> Value {
     let (mut recv, mut send, mut recv_rate, mut send_rate) = (0u64, 0u64, 0f64, 0f64);
     for c in api.broker.connections.list() {
         if c.meta.vhost == v.name {
-            recv += c.stats.recv_oct.load(Relaxed);
-            send += c.stats.send_oct.load(Relaxed);
-            recv_rate += c.stats.recv_rate.rate();
-            send_rate += c.stats.send_rate.rate();
+            recv += c.stats.traffic().recv_oct;
+            send += c.stats.traffic().send_oct;
+            recv_rate += c.stats.recv_rate();
+            send_rate += c.stats.send_rate();
         }
     }
     let mut o = Map::new();

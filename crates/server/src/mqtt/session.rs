@@ -3,7 +3,6 @@
 //! and its will. Publishes go through `VirtualHost::publish` as AMQP's do.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -412,17 +411,13 @@ impl Session {
         }
         // TLS holds records in its session until flushed (a no-op on TCP).
         stream.flush().await?;
-        let st = &self.entry.stats;
-        st.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-        st.send_cnt.fetch_add(1, Ordering::Relaxed);
+        self.entry.stats.sent(n);
         Ok(())
     }
 
     /// Counts bytes read from the client (listings, rates).
     pub(super) fn received(&self, n: usize) {
-        let st = &self.entry.stats;
-        st.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-        st.recv_cnt.fetch_add(1, Ordering::Relaxed);
+        self.entry.stats.received(n);
     }
 
     /// Tells an MQTT 5 client why it is being disconnected.
