@@ -317,6 +317,18 @@ impl Exchange {
         self.bindings.read().all.clone()
     }
 
+    /// The bindings `keep` selects, cloning only those (an MQTT session
+    /// looks for its own among every subscription's).
+    pub fn bindings_where(&self, keep: impl Fn(&Binding) -> bool) -> Vec<Binding> {
+        self.bindings
+            .read()
+            .all
+            .iter()
+            .filter(|b| keep(b))
+            .cloned()
+            .collect()
+    }
+
     /// Appends the destinations `message` routes to through this exchange's
     /// own bindings (not following exchange-to-exchange bindings further).
     pub fn route(&self, message: &Message, out: &mut Vec<Destination>) {

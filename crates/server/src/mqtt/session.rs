@@ -10,17 +10,15 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use warren_broker::access::Access;
 use warren_broker::connections::ConnectionEntry;
 use warren_broker::exchange::Exchange;
-use warren_broker::queue::{Durability, Queue};
+use warren_broker::queue::Queue;
 use warren_broker::session::EventSender;
-use warren_broker::session::PublishChecks;
-use warren_broker::stats::Metric;
 use warren_broker::store::Ticket;
-use warren_broker::vhost::{Origin, RouteCache};
-use warren_broker::{Message, VirtualHost};
+use warren_broker::vhost::RouteCache;
+use warren_broker::VirtualHost;
 use warren_protocol::mqtt::{
     Ack, Connect, Disconnect, MqttError, Packet, Properties, Publish, Will, LEVEL_5,
 };
-use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use super::connection::End;
 use super::retained::RetainedStore;
@@ -286,17 +284,15 @@ impl Session {
                 continue;
             }
             session.session_present = true;
-            for b in session.exchange.bindings() {
-                if b.destination.name() == &q.name {
-                    if member(&b.arguments).is_some() {
-                        continue;
-                    }
-                    let sub = Sub::from_binding(q.name.clone(), &b.arguments);
-                    session.sub_extras |= sub.has_extras();
-                    session
-                        .subs
-                        .insert(topic::from_amqp(&b.routing_key.as_str()), sub);
-                }
+            let mine = session.exchange.bindings_where(|b| {
+                b.destination.name() == &q.name && member(&b.arguments).is_none()
+            });
+            for b in mine {
+                let sub = Sub::from_binding(q.name.clone(), &b.arguments);
+                session.sub_extras |= sub.has_extras();
+                session
+                    .subs
+                    .insert(topic::from_amqp(&b.routing_key.as_str()), sub);
             }
             session.consume(qos, q)?;
         }
@@ -309,12 +305,9 @@ impl Session {
     /// discards the old session's memberships).
     fn rejoin_groups(&mut self, leave: bool) -> Result<(), String> {
         let mine = self.client_id.as_bytes();
-        let memberships: Vec<_> = self
+        let memberships = self
             .exchange
-            .bindings()
-            .into_iter()
-            .filter(|b| member(&b.arguments) == Some(mine))
-            .collect();
+            .bindings_where(|b| member(&b.arguments) == Some(mine));
         for b in memberships {
             let queue = b.destination.name().clone();
             let sub = Sub::from_binding(queue.clone(), &b.arguments);
@@ -480,208 +473,9 @@ impl Session {
         }
         Ok(None)
     }
-
-    /// A publish refused by a check: MQTT 5 gets `reason` in its
-    /// acknowledgement; QoS 0, and 3.1.1 (which cannot say no), are
-    /// disconnected so nothing unstored is ever acknowledged.
-    fn refuse(&mut self, p: &Publish, reason: u8, why: String) -> Result<(), String> {
-        match (self.level == LEVEL_5, p.qos, p.packet_id) {
-            (true, 1, Some(id)) => {
-                let mut a = Ack::new(id, reason);
-                a.properties.reason_string = Some(why);
-                self.out(Packet::PubAck(a));
-                Ok(())
-            }
-            (true, 2, Some(id)) => {
-                let mut a = Ack::new(id, reason);
-                a.properties.reason_string = Some(why);
-                self.out(Packet::PubRec(a));
-                Ok(())
-            }
-            _ => {
-                self.disconnect(reason, why.clone());
-                Err(why)
-            }
-        }
-    }
-
-    fn publish(&mut self, mut p: Publish) -> Result<(), String> {
-        if let Some(alias) = p.properties.topic_alias.take() {
-            if alias == 0 || alias > TOPIC_ALIAS_MAX {
-                self.disconnect(0x94, format!("topic alias {alias} is out of range"));
-                return Err("topic alias out of range".into());
-            }
-            if p.topic.is_empty() {
-                match self.aliases.get(&alias) {
-                    Some(t) => p.topic = t.clone(),
-                    None => {
-                        self.disconnect(0x82, format!("unknown topic alias {alias}"));
-                        return Err("unknown topic alias".into());
-                    }
-                }
-            } else {
-                self.aliases.insert(alias, p.topic.clone());
-            }
-        }
-        if let Err(why) = topic::check_name(&p.topic) {
-            self.disconnect(0x90, why.to_string());
-            return Err(format!("topic name '{}': {why}", p.topic));
-        }
-        if p.qos == 2 {
-            if let Some(id) = p.packet_id {
-                if !self.qos2.insert(id) {
-                    // A resend of one we have: acknowledge, don't publish twice.
-                    self.out(Packet::PubRec(Ack::new(id, 0)));
-                    return Ok(());
-                }
-            }
-        }
-        let key = topic::to_amqp(&p.topic);
-        if let Err(e) = self.check_write(&key) {
-            return self.refuse(&p, 0x87, e);
-        }
-        if p.retain {
-            if let Err(e) = self.retained.retain(p.clone()) {
-                return self.refuse(&p, 0x80, format!("cannot retain: {e}"));
-            }
-        }
-        let message = Arc::new(self.to_amqp(&p, key));
-        let routed = self.route(&message, p.qos)?;
-        let Some(id) = p.packet_id else {
-            return Ok(());
-        };
-        let ticket = match routed {
-            Ok(ticket) => ticket,
-            Err(why) => return self.refuse(&p, 0x97, why),
-        };
-        let ack = if p.qos == 2 {
-            Packet::PubRec(Ack::new(id, 0))
-        } else {
-            Packet::PubAck(Ack::new(id, 0))
-        };
-        self.ack_after(ticket, ack);
-        Ok(())
-    }
-
-    /// Publishes to amq.topic: the commit ticket to wait for (0: none),
-    /// or why a queue refused it; `Err` ends the connection.
-    fn route(&mut self, message: &Arc<Message>, qos: u8) -> Result<Result<Ticket, String>, String> {
-        let durability = if qos > 0 {
-            Durability::Required
-        } else {
-            Durability::BestEffort
-        };
-        let out = self.vhost.publish(
-            &self.exchange,
-            message,
-            Origin::Client,
-            durability,
-            &mut self.routes,
-        );
-        self.exchange.counters.add(Metric::PublishIn, 1);
-        self.published = true;
-        if out.congested.is_some() {
-            self.congested = out.congested.clone();
-        }
-        if out.is_routed() {
-            self.exchange.counters.add(Metric::PublishOut, 1);
-        }
-        if out.failed {
-            // Never acknowledge what is not on disk.
-            self.disconnect(0x80, "the message store failed".into());
-            return Err("the message store failed to write a QoS 1 message".into());
-        }
-        if out.rejected {
-            return Ok(Err("a queue refused the message (its length limit)".into()));
-        }
-        Ok(Ok(if out.needs_sync {
-            self.vhost.issue_ticket()
-        } else {
-            0
-        }))
-    }
-
-    /// Sends `ack` once `ticket` and everything acknowledged before it
-    /// are durable (acks leave in order).
-    fn ack_after(&mut self, ticket: Ticket, ack: Packet) {
-        if ticket == 0 && self.acks.is_empty() {
-            self.out(ack);
-            return;
-        }
-        let ticket = self.acks.push(ticket, ack);
-        if ticket > self.watching {
-            self.watching = ticket;
-            self.vhost.notify_commit(ticket, self.events.clone());
-        } else if ticket <= self.vhost.committed() {
-            // Behind replies whose commit is already done (or nothing to
-            // wait for): out now, in order.
-            self.committed(self.vhost.committed()).ok();
-        }
-    }
-
-    fn committed(&mut self, upto: Ticket) -> Result<(), String> {
-        while let Some((t, ack)) = self.acks.pop_ready(upto) {
-            if t > 0 && self.vhost.ticket_failed(t) {
-                self.disconnect(0x80, "the message store failed".into());
-                return Err("the message store failed to commit".into());
-            }
-            self.out(ack);
-        }
-        Ok(())
-    }
-
-    fn check_write(&mut self, key: &str) -> Result<(), String> {
-        let name = self.exchange.name.clone();
-        self.checks
-            .write(&mut self.access, &name)
-            .and_then(|_| PublishChecks::topic(&mut self.access, &self.exchange, key))
-            .map_err(|e| e.reply_text())
-    }
-
-    /// The AMQP message an MQTT publish becomes (RabbitMQ's mapping).
-    fn to_amqp(&self, p: &Publish, key: String) -> Message {
-        let mut headers = FieldTable::new();
-        headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(1)));
-        headers.insert("x-mqtt-dup", FieldValue::Bool(p.dup));
-        // For subscribers' no-local option.
-        headers.insert(
-            "x-mqtt-client-id",
-            FieldValue::LongStr(self.client_id_header.clone()),
-        );
-        let pr = &p.properties;
-        for (k, v) in &pr.user_properties {
-            headers.insert(k.as_str(), FieldValue::LongStr(Bytes::from(v.clone())));
-        }
-        let props = BasicProperties {
-            delivery_mode: Some(if p.qos > 0 { 2 } else { 1 }),
-            headers: Some(headers),
-            content_type: pr.content_type.as_ref().map(|c| ShortStr::from(c.as_str())),
-            correlation_id: pr
-                .correlation_data
-                .as_ref()
-                .and_then(|c| std::str::from_utf8(c).ok())
-                .map(ShortStr::from),
-            reply_to: pr
-                .response_topic
-                .as_ref()
-                .map(|t| ShortStr::from(topic::to_amqp(t))),
-            expiration: pr
-                .message_expiry_interval
-                .map(|s| ShortStr::from((u64::from(s) * 1000).to_string())),
-            ..BasicProperties::default()
-        };
-        let mut raw = BytesMut::new();
-        props.encode(&mut raw);
-        Message::new(
-            self.exchange.name.clone(),
-            ShortStr::from(key),
-            props,
-            raw.freeze(),
-            p.payload.clone(),
-        )
-    }
 }
 
 mod deliver;
+mod publish;
 mod subscribe;
 pub(super) mod will;
