@@ -424,8 +424,8 @@ impl QueueIndex {
     }
 
     fn write_mark(&mut self, pos: IndexPos, kind: u8) -> io::Result<()> {
-        // Two marks per message (delivered, acked): no path or clone is
-        // built unless the marks file has to be opened or rewritten.
+        // Two marks per message (delivered, acked): the path is built only
+        // when the marks file has to be opened or rewritten.
         let Ok(i) = self.segments.binary_search_by_key(&pos.segment, |s| s.id) else {
             return Ok(());
         };
@@ -433,17 +433,12 @@ impl QueueIndex {
         let Some(seg) = self.segments.get_mut(i) else {
             return Ok(());
         };
-        if let Some(m) = seg.marks.as_ref().filter(|m| !m.file.is_poisoned()) {
-            m.file.append(&mark_bytes(pos.entry, kind))?;
-            committer.mark_lazy(m);
-            return Ok(());
-        }
-        let path = Self::marks_path(dir, seg.id);
         if seg.marks.as_ref().is_some_and(|m| m.file.is_poisoned()) {
             // The bitmaps in memory are the truth: write them out afresh
             // (atomically) instead of trusting a file whose fsync failed.
             // Until that succeeds the poisoned file stays in place (never
             // reopened empty, which would forget the acks it holds).
+            let path = Self::marks_path(dir, seg.id);
             let mut all = Vec::new();
             for n in 0..seg.count {
                 if bit(&seg.delivered, n) {
@@ -461,13 +456,15 @@ impl QueueIndex {
             // The new mark is already among the bits rewritten.
             return Ok(());
         }
-        if seg.marks.is_none() {
-            seg.marks = Some(DirtyFile::new(Arc::new(SyncFile::open(&path, 0)?)));
-        }
-        if let Some(m) = &seg.marks {
-            m.file.append(&mark_bytes(pos.entry, kind))?;
-            committer.mark_lazy(m);
-        }
+        let m = match &mut seg.marks {
+            Some(m) => m,
+            marks @ None => {
+                let path = Self::marks_path(dir, seg.id);
+                marks.insert(DirtyFile::new(Arc::new(SyncFile::open(&path, 0)?)))
+            }
+        };
+        m.file.append(&mark_bytes(pos.entry, kind))?;
+        committer.mark_lazy(m);
         Ok(())
     }
 

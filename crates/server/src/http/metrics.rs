@@ -451,11 +451,12 @@ async fn per_object(State(api): State<Arc<Api>>) -> Response {
         .iter()
         .flat_map(|c| {
             c.channels().into_iter().map(|ch| {
+                let st = ch.state();
                 (
                     format!("channel=\"{}\"", esc(&c.channel_pid(ch.number))),
                     ch.counters.snapshot(),
-                    ch.state().consumers,
-                    ch.state().unacked,
+                    st.consumers,
+                    st.unacked,
                 )
             })
         })

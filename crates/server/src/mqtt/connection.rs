@@ -18,7 +18,7 @@ use warren_protocol::mqtt::{
 };
 use warren_protocol::FieldTable;
 
-use super::session::{Session, SessionSetup};
+use super::session::{client_id_fits, Session, SessionSetup};
 use super::Mqtt;
 use crate::connection;
 use warren_broker::alarms::AlarmState;
@@ -94,10 +94,7 @@ pub(super) async fn serve<S: Stream>(
         client_id = format!("warren-{id}-{:x}", rand_suffix());
         assigned = Some(client_id.clone());
     }
-    // Its queues are named after it (`mqtt-subscription-<id>qos1`), and a
-    // queue name has at most 255 bytes: a longer id is refused, not cut
-    // (two ids cut alike would share a session).
-    if "mqtt-subscription-qos1".len() + client_id.len() > 255 {
+    if !client_id_fits(&client_id) {
         let code = if level == LEVEL_5 { 0x85 } else { 2 };
         refuse(&mut stream, level, code).await;
         return;

@@ -37,6 +37,8 @@ const HAS_DEADLINE: u32 = 1 << 31;
 struct Retained {
     publish: Publish,
     deadline: Option<u64>,
+    /// Its record's size in the log (for the live-bytes count).
+    size: u64,
 }
 
 fn now_ms() -> u64 {
@@ -119,6 +121,7 @@ impl RetainedStore {
                             let r = Retained {
                                 publish: p,
                                 deadline,
+                                size: (8 + len) as u64,
                             };
                             inner.live.insert(topic, r);
                         }
@@ -146,19 +149,21 @@ impl RetainedStore {
         // their own.
         p.packet_id = (p.qos > 0).then_some(1);
         p.retain = true;
-        let r = Retained {
+        let mut r = Retained {
             deadline: p
                 .properties
                 .message_expiry_interval
                 .map(|s| now_ms().saturating_add(u64::from(s) * 1000)),
             publish: p,
+            size: 0,
         };
+        let bytes = record(&r);
+        r.size = bytes.len() as u64;
         let p = &r.publish;
         let mut g = self.inner.lock();
         if !p.payload.is_empty() && !g.live.contains_key(&p.topic) && g.live.len() >= TOPICS_MAX {
             return Err(std::io::Error::other("too many retained topics"));
         }
-        let bytes = record(&r);
         if let Some(f) = g.file.as_mut() {
             f.write_all(&bytes)?;
             f.sync_data()?;
@@ -166,12 +171,12 @@ impl RetainedStore {
         }
         if p.payload.is_empty() {
             if let Some(old) = g.live.remove(&p.topic) {
-                g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
+                g.live_bytes = g.live_bytes.saturating_sub(old.size);
             }
         } else {
-            let size = bytes.len() as u64;
+            let size = r.size;
             if let Some(old) = g.live.insert(p.topic.clone(), r) {
-                g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
+                g.live_bytes = g.live_bytes.saturating_sub(old.size);
             }
             g.live_bytes += size;
         }
@@ -206,7 +211,7 @@ impl RetainedStore {
         }
         for t in expired {
             if let Some(old) = g.live.remove(&t) {
-                g.live_bytes = g.live_bytes.saturating_sub(record(&old).len() as u64);
+                g.live_bytes = g.live_bytes.saturating_sub(old.size);
             }
         }
         out

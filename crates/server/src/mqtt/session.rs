@@ -195,6 +195,14 @@ pub(super) struct Session {
     pub congested: Option<Arc<Queue>>,
 }
 
+/// A subscribed filter without its `$share/<group>/` part, if any.
+fn plain_filter(filter: &str) -> &str {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|r| r.split_once('/'))
+        .map_or(filter, |(_, f)| f)
+}
+
 /// A shared subscription's queue (`$share/<group>/<filter>`), consumed by
 /// every member of the group in turn.
 fn shared_queue_name(group: &str, filter: &str) -> ShortStr {
@@ -202,9 +210,15 @@ fn shared_queue_name(group: &str, filter: &str) -> ShortStr {
 }
 
 fn queue_name(client_id: &str, qos: u8) -> ShortStr {
-    // RabbitMQ's names; a client id long enough to overflow a queue name
-    // is refused at CONNECT by the declare.
+    // RabbitMQ's names; a client id too long for them is refused at
+    // CONNECT (`client_id_fits`).
     ShortStr::from(format!("mqtt-subscription-{client_id}qos{qos}"))
+}
+
+/// Whether `client_id`'s queue names fit in an AMQP name (255 bytes): a
+/// longer id is refused, not cut (two ids cut alike would share a session).
+pub(super) fn client_id_fits(client_id: &str) -> bool {
+    "mqtt-subscription-qos1".len() + client_id.len() <= 255
 }
 
 impl Session {

@@ -75,10 +75,7 @@ impl Session {
             let mut wanted = false;
             for (filter, sub) in &self.subs {
                 let on_queue = queue.as_ref() == Some(&sub.queue);
-                let plain = filter
-                    .strip_prefix("$share/")
-                    .and_then(|r| r.split_once('/'))
-                    .map_or(filter.as_str(), |(_, f)| f);
+                let plain = super::plain_filter(filter);
                 if on_queue && topic::matches(plain, &topic) && !(sub.no_local && from_self) {
                     wanted = true;
                     ids.extend(sub.id);
@@ -222,14 +219,10 @@ impl Session {
                 .subs
                 .iter()
                 .filter(|(_, s)| s.shared.is_some())
-                .map(|(f, s)| (f.clone(), s.clone()))
+                .map(|(f, s)| (super::plain_filter(f).to_string(), s.clone()))
                 .collect();
-            for (filter, sub) in shared {
-                let plain = filter
-                    .strip_prefix("$share/")
-                    .and_then(|r| r.split_once('/'))
-                    .map_or(filter.as_str(), |(_, f)| f);
-                self.unbind(plain, &sub);
+            for (plain, sub) in shared {
+                self.unbind(&plain, &sub);
             }
         }
         let queues: Vec<ShortStr> = self.queues.keys().cloned().collect();

@@ -11,7 +11,7 @@ use warren_broker::Queue;
 use warren_protocol::mqtt::{Packet, SubAck, Subscribe, Unsubscribe, LEVEL_5};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
-use super::{queue_name, shared_queue_name, topic, Session, Shared, Sub};
+use super::{plain_filter, queue_name, shared_queue_name, topic, Session, Shared, Sub};
 
 /// Where a subscription's messages go: the session's own queue for its
 /// QoS, or a shared group's queue.
@@ -262,16 +262,13 @@ impl Session {
         for f in &u.filters {
             match self.subs.remove(f) {
                 Some(sub) => {
-                    match f.strip_prefix("$share/").and_then(|r| r.split_once('/')) {
-                        // Only this member's binding goes (the group's queue
-                        // keeps the others'), and its consumer.
-                        Some((_, plain)) => {
-                            self.unbind(plain, &sub);
-                            if !self.subs.values().any(|s| s.queue == sub.queue) {
-                                self.stop_consuming(&sub.queue);
-                            }
-                        }
-                        None => self.unbind(f, &sub),
+                    let plain = plain_filter(f);
+                    self.unbind(plain, &sub);
+                    // A shared group: only this member's binding went (the
+                    // group's queue keeps the others'); its consumer goes too.
+                    let shared = plain.len() != f.len();
+                    if shared && !self.subs.values().any(|s| s.queue == sub.queue) {
+                        self.stop_consuming(&sub.queue);
                     }
                     codes.push(0x00);
                 }
