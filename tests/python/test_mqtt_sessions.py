@@ -16,7 +16,7 @@ from mqtt_client import WAIT, body, clients  # noqa: F401  (clients: fixture)
 def member_bindings(group, filter_):
     """The client ids bound to a shared group's queue (from the HTTP API)."""
     from mgmt import api, expect
-    name = urllib.parse.quote(f"mqtt-shared-{group}-{filter_}", safe="")
+    name = urllib.parse.quote(f"mqtt-shared-{group}/{filter_}", safe="")
     rows = expect(api("GET", f"/api/queues/%2F/{name}/bindings"), 200).json()
     return sorted(r["arguments"].get("x-mqtt-shared-member") for r in rows
                   if r["source"] == "amq.topic")

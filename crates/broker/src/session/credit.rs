@@ -25,12 +25,67 @@ pub struct ChannelFlow {
     pub(crate) unacked: AtomicU32,
     /// channel.flow(active=false) stops deliveries on the channel.
     pub(crate) paused: AtomicBool,
+    /// A queue found the session's window full and stopped: whoever frees
+    /// a place must ask the session's queues to dispatch again. (Set
+    /// before the queue looks at `unacked` once more, cleared after a
+    /// place is freed, both SeqCst: one of the two always sees the other.)
+    pub(crate) window_blocked: AtomicBool,
 }
 
 impl ChannelFlow {
     /// basic.qos global=true: the limit for the whole session (0: none).
     pub fn set_prefetch(&self, n: u32) {
         self.prefetch.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether the session-wide window has room for one more
+    /// acknowledged delivery.
+    fn has_room(&self) -> bool {
+        let g = self.prefetch.load(Ordering::Relaxed);
+        if g == 0 || self.unacked.load(Ordering::SeqCst) < g {
+            return true;
+        }
+        self.window_blocked.store(true, Ordering::SeqCst);
+        // A place may have been freed before the flag was visible.
+        self.unacked.load(Ordering::SeqCst) < g
+    }
+
+    /// Takes a place in the window for a delivery that comes from no
+    /// queue (an MQTT retained message); false when the window is full.
+    pub fn try_take(&self) -> bool {
+        let g = self.prefetch.load(Ordering::Relaxed);
+        self.unacked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                (g == 0 || v < g).then_some(v + 1)
+            })
+            .is_ok()
+    }
+
+    /// Frees `n` places.
+    pub fn free(&self, n: u32) {
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+
+    /// Whether a queue stopped for want of a place since the last call
+    /// (after places were freed: the caller then asks the queues to
+    /// dispatch again).
+    pub(crate) fn take_blocked(&self) -> bool {
+        self.window_blocked.load(Ordering::SeqCst)
+            && self.window_blocked.swap(false, Ordering::SeqCst)
+    }
+
+    /// The window (0: none).
+    pub fn window(&self) -> u32 {
+        self.prefetch.load(Ordering::Relaxed)
+    }
+
+    /// Places taken in the window.
+    pub fn in_window(&self) -> u32 {
+        self.unacked.load(Ordering::Relaxed)
     }
 }
 
@@ -79,8 +134,7 @@ impl ConsumerFlow {
         if p != 0 && self.unacked.load(Ordering::Relaxed) >= p {
             return false;
         }
-        let g = self.channel.prefetch.load(Ordering::Relaxed);
-        g == 0 || self.channel.unacked.load(Ordering::Relaxed) < g
+        self.channel.has_room()
     }
 
     /// Accounts for one message handed to the connection.
@@ -88,7 +142,7 @@ impl ConsumerFlow {
         self.in_transit.fetch_add(1, Ordering::Relaxed);
         if !no_ack {
             self.unacked.fetch_add(1, Ordering::Relaxed);
-            self.channel.unacked.fetch_add(1, Ordering::Relaxed);
+            self.channel.unacked.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -106,7 +160,9 @@ impl ConsumerFlow {
             && self.transit_blocked.swap(false, Ordering::SeqCst)
     }
 
-    /// `n` deliveries were acked, rejected or requeued.
+    /// `n` deliveries were acked, rejected or requeued. (The session's
+    /// window flag is left for the session to clear: see
+    /// `Session::kick_if_global`.)
     pub fn on_settled(&self, n: u32) {
         // Saturating: a consumer's counters may have been reset by recover.
         let _ = self
@@ -114,12 +170,7 @@ impl ConsumerFlow {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(n))
             });
-        let _ = self
-            .channel
-            .unacked
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
+        self.channel.free(n);
     }
 }
 

@@ -233,10 +233,19 @@ impl Session {
 
     /// With a session-wide prefetch, credit freed by one queue's ack may
     /// let another queue deliver.
+    /// Only when a queue stopped for want of a place in the window (not
+    /// on every ack: that would be a dispatch per queue per ack).
     fn kick_if_global(&self, consumers: &Consumers, vhost: &VirtualHost) {
-        if self.flow.prefetch.load(Ordering::Relaxed) != 0 {
+        if self.flow.prefetch.load(Ordering::Relaxed) != 0 && self.flow.take_blocked() {
             self.kick_queues(consumers, vhost);
         }
+    }
+
+    /// Frees a place taken with [`ChannelFlow::try_take`] (a delivery
+    /// that came from no queue was acknowledged).
+    pub fn free_place(&self, consumers: &Consumers, vhost: &VirtualHost) {
+        self.flow.free(1);
+        self.kick_if_global(consumers, vhost);
     }
 
     /// Asks every queue this session consumes from to dispatch.

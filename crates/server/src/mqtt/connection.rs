@@ -18,7 +18,9 @@ use warren_protocol::mqtt::{
 };
 use warren_protocol::FieldTable;
 
-use super::session::{client_id_fits, Session, SessionSetup};
+use super::session::{
+    client_id_fits, session_owner, Session, SessionSetup, StartError, OUT_HIGH_WATER,
+};
 use super::Mqtt;
 use crate::connection;
 use warren_broker::alarms::AlarmState;
@@ -28,8 +30,6 @@ use warren_broker::alarms::AlarmState;
 const UNAUTHENTICATED_MAX: usize = 65_536;
 /// Events handled per turn before the output is written.
 const EVENT_BATCH: usize = 256;
-/// Output buffered before it must be written.
-const OUT_HIGH_WATER: usize = 256 * 1024;
 
 /// Why a connection ended.
 pub(super) enum End {
@@ -73,6 +73,15 @@ pub(super) async fn serve<S: Stream>(
         }
     };
     let level = connect.level;
+    if level == LEVEL_5
+        && (connect.properties.receive_maximum == Some(0)
+            || connect.properties.maximum_packet_size == Some(0))
+    {
+        // MQTT 5 (3.1.2.11.3, 3.1.2.11.4): a protocol error.
+        debug!("MQTT connection from {peer}: receive maximum or maximum packet size 0");
+        refuse(&mut stream, level, 0x82).await;
+        return;
+    }
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let login = match login(&mqtt, &connect, peer) {
         Ok(l) => l,
@@ -99,8 +108,32 @@ pub(super) async fn serve<S: Stream>(
         refuse(&mut stream, level, code).await;
         return;
     }
-    mqtt.take_over(&vhost.name, &client_id, id, events_tx.clone())
-        .await;
+    let not_authorized = if level == LEVEL_5 { 0x87 } else { 5 };
+    // A session belongs to the user that made it: another user's CONNECT
+    // with its client id is refused and leaves it (and the connection
+    // holding it) untouched.
+    if let Some(owner) = session_owner(&vhost, &client_id) {
+        if owner != user.name {
+            warn!(
+                "MQTT {peer}: user '{}' refused the session of client id '{client_id}' (it belongs to another user)",
+                user.name
+            );
+            refuse(&mut stream, level, not_authorized).await;
+            return;
+        }
+    }
+    if mqtt
+        .take_over(&vhost.name, &client_id, id, events_tx.clone(), &user.name)
+        .await
+        .is_err()
+    {
+        warn!(
+            "MQTT {peer}: user '{}' refused client id '{client_id}' (held by another user's connection)",
+            user.name
+        );
+        refuse(&mut stream, level, not_authorized).await;
+        return;
+    }
     let entry = mqtt.broker.connections.register(
         id,
         ConnectionMeta {
@@ -141,6 +174,7 @@ pub(super) async fn serve<S: Stream>(
             id,
             level,
             client_id: client_id.clone(),
+            user: user.name.clone(),
             connect: &connect,
             vhost: vhost.clone(),
             access,
@@ -149,7 +183,7 @@ pub(super) async fn serve<S: Stream>(
             max_message_size: mqtt.cfg.max_message_size,
             entry: entry.clone(),
         }),
-        Err(e) => Err(format!("retained store: {e}")),
+        Err(e) => Err(StartError::Failed(format!("retained store: {e}"))),
     };
     let end = match &mut session {
         Ok(s) => {
@@ -173,7 +207,12 @@ pub(super) async fn serve<S: Stream>(
             )
             .await
         }
-        Err(e) => {
+        Err(StartError::NotAuthorized(e)) => {
+            warn!("MQTT connection {id}: session refused: {e}");
+            refuse(&mut stream, level, not_authorized).await;
+            End::Closed(e.clone())
+        }
+        Err(StartError::Failed(e)) => {
             warn!("MQTT connection {id}: cannot start the session: {e}");
             refuse(&mut stream, level, if level == LEVEL_5 { 0x80 } else { 3 }).await;
             End::Closed(e.clone())
@@ -331,7 +370,13 @@ async fn run<S: Stream>(
         }
         let deadline = grace.map(|g| last_packet + g);
         let want_read = !blocked && throttle.is_none();
+        let retained = s.retained_ready();
         tokio::select! {
+            // Retained messages waiting for the window or the output, in
+            // turn with everything else.
+            _ = std::future::ready(()), if retained => {
+                s.pump_retained();
+            }
             _ = connection::wait_drained(throttle.clone()) => {
                 throttle = None;
             }

@@ -44,13 +44,24 @@ use crate::config::Config;
 use retained::RetainedStore;
 use session::will::PendingWill;
 
+/// A connected client id's holder: its connection, how to reach it, and
+/// its user (only the same user may take the client id over).
+struct Holder {
+    connection: u64,
+    sink: EventSender,
+    user: String,
+}
+
+/// Another user's connection holds the client id.
+pub(crate) struct HeldByAnother;
+
 /// The front-end's shared state: which client ids are connected (one
-/// connection per id per vhost: a new one takes over) and each vhost's
-/// retained messages.
+/// connection per id per vhost: a new one of the same user takes over)
+/// and each vhost's retained messages.
 pub(crate) struct Mqtt {
     broker: Arc<Broker>,
     cfg: Arc<Config>,
-    clients: Mutex<HashMap<(String, String), (u64, EventSender)>>,
+    clients: Mutex<HashMap<(String, String), Holder>>,
     /// Wills waiting out their delay, by (vhost, client id): a new
     /// connection with that client id cancels its will.
     wills: Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
@@ -81,15 +92,42 @@ impl Mqtt {
         Ok(s)
     }
 
-    /// Registers `client_id` in `vhost` for connection `id`, first closing
-    /// the connection that holds it (MQTT's session takeover) and waiting
-    /// a bounded time for it to go.
-    async fn take_over(&self, vhost: &str, client_id: &str, id: u64, sink: EventSender) {
+    /// Registers `client_id` in `vhost` for connection `id` of `user`,
+    /// first closing the connection that holds it (MQTT's session
+    /// takeover) and waiting a bounded time for it to go. A client id held
+    /// by another user's connection is not taken: that connection and its
+    /// session are left alone.
+    async fn take_over(
+        &self,
+        vhost: &str,
+        client_id: &str,
+        id: u64,
+        sink: EventSender,
+        user: &str,
+    ) -> Result<(), HeldByAnother> {
         let key = (vhost.to_string(), client_id.to_string());
-        let old = self.clients.lock().insert(key.clone(), (id, sink));
-        let Some((old_id, old_sink)) = old else {
+        let old = {
+            let mut clients = self.clients.lock();
+            if clients.get(&key).is_some_and(|h| h.user != user) {
+                return Err(HeldByAnother);
+            }
+            clients.insert(
+                key.clone(),
+                Holder {
+                    connection: id,
+                    sink,
+                    user: user.to_string(),
+                },
+            )
+        };
+        let Some(Holder {
+            connection: old_id,
+            sink: old_sink,
+            ..
+        }) = old
+        else {
             self.cancel_will(&key);
-            return;
+            return Ok(());
         };
         let _ = old_sink.send(ConnectionEvent::Close(AmqpError::internal(
             "another connection took over the client id",
@@ -103,6 +141,7 @@ impl Mqtt {
         // The old connection may have scheduled its will on the way out:
         // the client is back, so it must not go (MQTT 5, 3.1.3.2.2).
         self.cancel_will(&key);
+        Ok(())
     }
 
     fn cancel_will(&self, key: &(String, String)) {
@@ -141,7 +180,7 @@ impl Mqtt {
     fn release(&self, vhost: &str, client_id: &str, id: u64) {
         let key = (vhost.to_string(), client_id.to_string());
         let mut g = self.clients.lock();
-        if g.get(&key).is_some_and(|(holder, _)| *holder == id) {
+        if g.get(&key).is_some_and(|h| h.connection == id) {
             g.remove(&key);
         }
     }

@@ -2,12 +2,12 @@
 //! its consumers, the QoS 1 messages in flight both ways, topic aliases,
 //! and its will. Publishes go through `VirtualHost::publish` as AMQP's do.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use warren_broker::access::Access;
+use warren_broker::access::{Access, Operation, Resource};
 use warren_broker::connections::ConnectionEntry;
 use warren_broker::exchange::Exchange;
 use warren_broker::queue::Queue;
@@ -28,6 +28,18 @@ use warren_broker::session::Consumers;
 /// QoS 1 messages a client may have unacknowledged per subscription
 /// queue unless it asks for fewer (MQTT 5's receive maximum).
 const PREFETCH: u32 = 64;
+/// QoS 1 messages a session may have unacknowledged in all (every
+/// subscription queue, shared groups and retained messages together):
+/// MQTT 5's Receive Maximum when the client asks for fewer, this fixed
+/// window otherwise (3.1.1 has no such field). Further deliveries wait in
+/// their queues, retained ones in the session. Far below the 65,535
+/// packet ids, so one is always free.
+pub(super) const WINDOW: u32 = 1024;
+/// Output buffered before it must be written (the connection writes it
+/// out; retained messages waiting to go stop here).
+pub(super) const OUT_HIGH_WATER: usize = 256 * 1024;
+/// The binding/queue argument naming the user a session belongs to.
+const OWNER: &str = "x-mqtt-session-owner";
 /// Topic aliases a client may set (MQTT 5).
 const TOPIC_ALIAS_MAX: u16 = 64;
 /// Payloads larger than this are written from the message, not copied.
@@ -37,6 +49,8 @@ pub(super) struct SessionSetup<'a> {
     pub id: u64,
     pub level: u8,
     pub client_id: String,
+    /// The logged-in user: the session's owner.
+    pub user: String,
     pub connect: &'a Connect,
     pub vhost: Arc<VirtualHost>,
     pub access: Access,
@@ -66,6 +80,9 @@ pub(super) struct Sub {
 pub(super) struct Shared {
     group: String,
     qos: u8,
+    /// The member session's user (`None` in bindings made before
+    /// sessions had owners: they are unbound with the arguments they had).
+    owner: Option<Bytes>,
 }
 
 const MEMBER: &str = "x-mqtt-shared-member";
@@ -95,6 +112,9 @@ impl Sub {
         if let Some(s) = &self.shared {
             let text = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
             t.insert(MEMBER, text(client_id));
+            if let Some(o) = &s.owner {
+                t.insert(OWNER, FieldValue::LongStr(o.clone()));
+            }
             t.insert("x-mqtt-shared-group", text(&s.group));
             t.insert("x-mqtt-shared-qos", FieldValue::U8(s.qos));
         }
@@ -109,6 +129,10 @@ impl Sub {
             (Some(FieldValue::LongStr(g)), Some(q)) => Some(Shared {
                 group: String::from_utf8_lossy(g).into_owned(),
                 qos: u8::from(q.as_i64() == Some(1)),
+                owner: match args.get(OWNER) {
+                    Some(FieldValue::LongStr(o)) => Some(o.clone()),
+                    _ => None,
+                },
             }),
             _ => None,
         };
@@ -144,6 +168,9 @@ pub(super) struct Session {
     client_id: String,
     /// The client id as a header value (no-local), shared by every publish.
     client_id_header: Bytes,
+    /// The user this session belongs to (its queues' and memberships'
+    /// owner argument).
+    user: Bytes,
     vhost: Arc<VirtualHost>,
     access: Access,
     events: EventSender,
@@ -171,6 +198,12 @@ pub(super) struct Session {
     sub_extras: bool,
     inflight: HashMap<u16, Inflight>,
     next_id: u16,
+    /// Retained messages waiting for a place in the window (or for the
+    /// output to drain), by the filter whose subscription asked for them:
+    /// subscribing to a filter again replaces its waiting messages rather
+    /// than adding more. `retained_order` lists each waiting filter once.
+    retained_waiting: HashMap<String, RetainedBatch>,
+    retained_order: VecDeque<String>,
     /// Acks waiting for a commit ticket, in order.
     acks: warren_broker::session::Deferred<Packet>,
     watching: Ticket,
@@ -195,6 +228,15 @@ pub(super) struct Session {
     pub congested: Option<Arc<Queue>>,
 }
 
+/// The retained messages one subscription still has to receive: matched
+/// when the batch comes to the front (the match is the work, so a
+/// SUBSCRIBE naming many filters costs one filter's match per turn).
+pub(super) struct RetainedBatch {
+    qos: u8,
+    id: Option<u32>,
+    matched: Option<VecDeque<Publish>>,
+}
+
 /// A subscribed filter without its `$share/<group>/` part, if any.
 fn plain_filter(filter: &str) -> &str {
     filter
@@ -204,9 +246,47 @@ fn plain_filter(filter: &str) -> &str {
 }
 
 /// A shared subscription's queue (`$share/<group>/<filter>`), consumed by
-/// every member of the group in turn.
+/// every member of the group in turn. A share name holds no `/`, so the
+/// first `/` after the prefix ends the group: two (group, filter) pairs
+/// never share a name. (Before, a `-` joined them, and
+/// `$share/workers/eu-orders` met `$share/workers-eu/orders`.)
 fn shared_queue_name(group: &str, filter: &str) -> ShortStr {
+    ShortStr::from(format!("mqtt-shared-{group}/{filter}"))
+}
+
+/// The name earlier releases gave a shared group's queue (ambiguous: see
+/// [`shared_queue_name`]); still used for a group whose durable queue
+/// has it, when every binding to it is that group's.
+fn legacy_shared_queue_name(group: &str, filter: &str) -> ShortStr {
     ShortStr::from(format!("mqtt-shared-{group}-{filter}"))
+}
+
+/// The user an argument table names as a session's owner.
+fn owner(args: &FieldTable) -> Option<&[u8]> {
+    match args.get(OWNER) {
+        Some(FieldValue::LongStr(b)) => Some(b.as_ref()),
+        _ => None,
+    }
+}
+
+/// The user `client_id`'s stored session in `vhost` belongs to: the owner
+/// named by its queues or its shared-group memberships. `None` when it
+/// has none, or only queues made before sessions had owners (those are
+/// resumed under the queue permission checks alone).
+pub(super) fn session_owner(vhost: &VirtualHost, client_id: &str) -> Option<String> {
+    for qos in 0..2u8 {
+        if let Ok(q) = vhost.queue(&queue_name(client_id, qos)) {
+            if let Some(o) = owner(&q.options.arguments) {
+                return Some(String::from_utf8_lossy(o).into_owned());
+            }
+        }
+    }
+    let exchange = vhost.exchange(&ShortStr::from_static("amq.topic")).ok()?;
+    let mine = client_id.as_bytes();
+    exchange
+        .bindings_where(|b| member(&b.arguments) == Some(mine) && owner(&b.arguments).is_some())
+        .first()
+        .and_then(|b| owner(&b.arguments).map(|o| String::from_utf8_lossy(o).into_owned()))
 }
 
 fn queue_name(client_id: &str, qos: u8) -> ShortStr {
@@ -221,8 +301,15 @@ pub(super) fn client_id_fits(client_id: &str) -> bool {
     "mqtt-subscription-qos1".len() + client_id.len() <= 255
 }
 
+/// Why a session could not start: the CONNACK tells the two apart.
+pub(super) enum StartError {
+    /// The user may not resume or discard this client id's session.
+    NotAuthorized(String),
+    Failed(String),
+}
+
 impl Session {
-    pub(super) fn start(s: SessionSetup) -> Result<Session, String> {
+    pub(super) fn start(s: SessionSetup) -> Result<Session, StartError> {
         let v5 = s.level == LEVEL_5;
         let expiry = s.connect.properties.session_expiry_interval.unwrap_or(0);
         let persistent = if v5 {
@@ -233,17 +320,19 @@ impl Session {
         let exchange = s
             .vhost
             .exchange(&ShortStr::from_static("amq.topic"))
-            .map_err(|e| e.reply_text())?;
-        let prefetch = s
-            .connect
-            .properties
-            .receive_maximum
-            .map_or(PREFETCH, |m| u32::from(m).min(PREFETCH));
+            .map_err(|e| StartError::Failed(e.reply_text()))?;
+        let receive_maximum = s.connect.properties.receive_maximum.map(u32::from);
+        let prefetch = receive_maximum.map_or(PREFETCH, |m| m.min(PREFETCH));
+        let delivery = warren_broker::session::Session::default();
+        delivery
+            .flow()
+            .set_prefetch(receive_maximum.map_or(WINDOW, |m| m.clamp(1, WINDOW)));
         let mut session = Session {
             level: s.level,
             id: s.id,
             client_id_header: Bytes::from(s.client_id.clone()),
             client_id: s.client_id,
+            user: Bytes::from(s.user),
             vhost: s.vhost,
             access: s.access,
             events: s.events,
@@ -256,12 +345,14 @@ impl Session {
             session_present: false,
             queues: HashMap::new(),
             consumers: Consumers::default(),
-            delivery: warren_broker::session::Session::default(),
+            delivery,
             prefetch,
             subs: BTreeMap::new(),
             sub_extras: false,
             inflight: HashMap::new(),
             next_id: 0,
+            retained_waiting: HashMap::new(),
+            retained_order: VecDeque::new(),
             acks: Default::default(),
             watching: 0,
             qos2: HashSet::new(),
@@ -290,13 +381,17 @@ impl Session {
                 continue;
             };
             if s.connect.clean_start || !persistent {
-                // A clean start discards the old session.
+                // A clean start discards the old session: a queue delete,
+                // with its permission check.
+                session.may(Operation::Configure, &name)?;
                 session
                     .vhost
                     .delete_queue(&name, false, false, session.id)
-                    .map_err(|e| e.reply_text())?;
+                    .map_err(|e| StartError::Failed(e.reply_text()))?;
                 continue;
             }
+            // Resuming is consuming from it again.
+            session.may(Operation::Read, &name)?;
             session.session_present = true;
             let mine = session.exchange.bindings_where(|b| {
                 b.destination.name() == &q.name && member(&b.arguments).is_none()
@@ -308,16 +403,24 @@ impl Session {
                     .subs
                     .insert(topic::from_amqp(&b.routing_key.as_str()), sub);
             }
-            session.consume(qos, q)?;
+            session.consume(qos, q).map_err(StartError::Failed)?;
         }
         session.rejoin_groups(s.connect.clean_start || !persistent)?;
         Ok(session)
     }
 
+    /// Whether this session's user may do `op` on queue `name` (checked
+    /// as any queue operation is).
+    fn may(&mut self, op: Operation, name: &ShortStr) -> Result<(), StartError> {
+        self.access
+            .check(op, Resource::Queue, &name.as_str())
+            .map_err(|e| StartError::NotAuthorized(e.reply_text()))
+    }
+
     /// A resumed persistent session consumes again from the shared groups
     /// it is a member of; any other start leaves them (a clean start
     /// discards the old session's memberships).
-    fn rejoin_groups(&mut self, leave: bool) -> Result<(), String> {
+    fn rejoin_groups(&mut self, leave: bool) -> Result<(), StartError> {
         let mine = self.client_id.as_bytes();
         let memberships = self
             .exchange
@@ -334,11 +437,12 @@ impl Session {
                 // The group's queue went; its bindings went with it.
                 continue;
             };
+            self.may(Operation::Read, &queue)?;
             self.session_present = true;
             self.sub_extras |= sub.has_extras();
             self.subs.insert(sub.subscribed_as(&plain), sub);
             if !self.queues.contains_key(&queue) {
-                self.consume(shared.qos, q)?;
+                self.consume(shared.qos, q).map_err(StartError::Failed)?;
             }
         }
         Ok(())

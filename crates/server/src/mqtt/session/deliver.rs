@@ -51,13 +51,17 @@ impl Session {
         self.consumers.flush(&self.vhost);
     }
 
-    fn next_packet_id(&mut self) -> u16 {
-        loop {
+    /// A packet id no message in flight has. The window keeps far fewer
+    /// than 65,535 in flight, so one is found within a few steps; the
+    /// search is bounded all the same (`None`: every id is taken).
+    fn next_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..=u16::MAX {
             self.next_id = self.next_id.wrapping_add(1);
             if self.next_id != 0 && !self.inflight.contains_key(&self.next_id) {
-                return self.next_id;
+                return Some(self.next_id);
             }
         }
+        None
     }
 
     fn deliver(&mut self, d: Delivery) -> Result<(), String> {
@@ -104,7 +108,12 @@ impl Session {
             }
         }
         let packet_id = if qos > 0 {
-            let id = self.next_packet_id();
+            let Some(id) = self.next_packet_id() else {
+                // Unreachable while the window holds (see WINDOW): the
+                // message goes back to its queue rather than spin.
+                self.requeue_one(tag);
+                return Ok(());
+            };
             self.inflight.insert(id, Some(tag));
             Some(id)
         } else {
@@ -171,10 +180,20 @@ impl Session {
         }
     }
 
-    /// PUBACK (or PUBCOMP): the message is settled in its queue.
+    /// PUBACK (or PUBCOMP): the message is settled in its queue (a
+    /// retained one just frees its place in the window).
     pub(super) fn acked(&mut self, id: u16) {
-        if let Some(Some(tag)) = self.inflight.remove(&id) {
-            self.settle(tag);
+        match self.inflight.remove(&id) {
+            Some(Some(tag)) => self.settle(tag),
+            Some(None) => self.delivery.free_place(&self.consumers, &self.vhost),
+            None => {}
+        }
+    }
+
+    /// Puts one delivery back in its queue.
+    fn requeue_one(&mut self, tag: u64) {
+        if let Some(items) = self.delivery.take(tag, false) {
+            self.delivery.requeue(&self.consumers, &self.vhost, items);
         }
     }
 
@@ -185,12 +204,90 @@ impl Session {
         }
     }
 
-    /// Publishes `m` for a retained match at `qos`.
-    pub(super) fn send_retained(&mut self, p: &Publish, qos: u8, id: Option<u32>) {
-        let packet_id = (qos > 0).then(|| self.next_packet_id());
-        if let Some(id) = packet_id {
-            self.inflight.insert(id, None);
+    /// Queues the retained messages matching a subscription's filter:
+    /// they go out as the window and the output allow
+    /// ([`Session::pump_retained`]). Subscribing to the same filter again
+    /// replaces what still waits for it.
+    pub(super) fn queue_retained(&mut self, filter: String, qos: u8, id: Option<u32>) {
+        let batch = super::RetainedBatch {
+            qos,
+            id,
+            matched: None,
+        };
+        if self
+            .retained_waiting
+            .insert(filter.clone(), batch)
+            .is_none()
+        {
+            self.retained_order.push_back(filter);
         }
+    }
+
+    /// Whether a retained message could go out now.
+    pub(in crate::mqtt) fn retained_ready(&self) -> bool {
+        self.pending_out() < super::OUT_HIGH_WATER
+            && self.retained_order.front().is_some_and(|f| {
+                self.retained_waiting
+                    .get(f)
+                    .is_none_or(|b| b.qos == 0 || self.delivery.flow().in_window() < self.window())
+            })
+    }
+
+    fn window(&self) -> u32 {
+        self.delivery.flow().window()
+    }
+
+    /// Sends waiting retained messages while the window has room and the
+    /// output is below its high-water mark; at most one filter is matched
+    /// per call.
+    pub(in crate::mqtt) fn pump_retained(&mut self) {
+        let mut matched_one = false;
+        while self.pending_out() < super::OUT_HIGH_WATER {
+            let Some(filter) = self.retained_order.front() else {
+                return;
+            };
+            let Some(batch) = self.retained_waiting.get_mut(filter) else {
+                self.retained_order.pop_front();
+                continue;
+            };
+            if batch.matched.is_none() {
+                if matched_one {
+                    return;
+                }
+                matched_one = true;
+                batch.matched = Some(self.retained.matching(filter).into());
+            }
+            let (qos, id) = (batch.qos, batch.id);
+            let Some(next) = batch.matched.as_mut().and_then(|m| m.front()) else {
+                if let Some(f) = self.retained_order.pop_front() {
+                    self.retained_waiting.remove(&f);
+                }
+                continue;
+            };
+            let q = next.qos.min(qos);
+            if q > 0 && !self.delivery.flow().try_take() {
+                return;
+            }
+            let Some(p) = batch.matched.as_mut().and_then(|m| m.pop_front()) else {
+                continue;
+            };
+            self.send_retained(&p, q, id);
+        }
+    }
+
+    /// Publishes `p` for a retained match at `qos` (a QoS 1 one holds the
+    /// place in the window its caller took).
+    fn send_retained(&mut self, p: &Publish, qos: u8, id: Option<u32>) {
+        let packet_id = if qos > 0 {
+            let Some(packet_id) = self.next_packet_id() else {
+                self.delivery.free_place(&self.consumers, &self.vhost);
+                return;
+            };
+            self.inflight.insert(packet_id, None);
+            Some(packet_id)
+        } else {
+            None
+        };
         let mut out = p.clone();
         out.qos = qos;
         out.packet_id = packet_id;
@@ -236,6 +333,8 @@ impl Session {
         }
         self.consumers.flush(&self.vhost);
         self.inflight.clear();
+        self.retained_waiting.clear();
+        self.retained_order.clear();
         let all = self.delivery.take_all();
         self.delivery.requeue(&self.consumers, &self.vhost, all);
         if !self.persistent {

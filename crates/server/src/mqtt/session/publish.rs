@@ -42,6 +42,14 @@ impl Session {
     }
 
     pub(super) fn publish(&mut self, mut p: Publish) -> Result<(), String> {
+        if !p.properties.subscription_identifiers.is_empty() {
+            // MQTT-3.3.4-6: only the server sends subscription identifiers.
+            self.disconnect(
+                0x82,
+                "a PUBLISH from a client carries a subscription identifier".into(),
+            );
+            return Err("subscription identifier in a client PUBLISH".into());
+        }
         if let Some(alias) = p.properties.topic_alias.take() {
             if alias == 0 || alias > TOPIC_ALIAS_MAX {
                 self.disconnect(0x94, format!("topic alias {alias} is out of range"));
@@ -64,12 +72,12 @@ impl Session {
             return Err(format!("topic name '{}': {why}", p.topic));
         }
         if p.qos == 2 {
-            if let Some(id) = p.packet_id {
-                if !self.qos2.insert(id) {
-                    // A resend of one we have: acknowledge, don't publish twice.
-                    self.out(Packet::PubRec(Ack::new(id, 0)));
-                    return Ok(());
-                }
+            if let Some(id) = p.packet_id.filter(|id| self.qos2.contains(id)) {
+                // A resend of one we took (its PUBREL has not come):
+                // acknowledge, don't publish twice, and not before the
+                // original's own PUBREC (which waits for its commit).
+                self.ack_after(0, Packet::PubRec(Ack::new(id, 0)));
+                return Ok(());
             }
         }
         let key = topic::to_amqp(&p.topic);
@@ -91,6 +99,10 @@ impl Session {
             Err(why) => return self.refuse(&p, 0x97, why),
         };
         let ack = if p.qos == 2 {
+            // Taken: from now on the id names this message until PUBREL
+            // (a refused one above was never recorded, so the client may
+            // use the id again for a new message).
+            self.qos2.insert(id);
             Packet::PubRec(Ack::new(id, 0))
         } else {
             Packet::PubAck(Ack::new(id, 0))

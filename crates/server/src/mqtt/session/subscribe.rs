@@ -11,7 +11,10 @@ use warren_broker::Queue;
 use warren_protocol::mqtt::{Packet, SubAck, Subscribe, Unsubscribe, LEVEL_5};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
-use super::{plain_filter, queue_name, shared_queue_name, topic, Session, Shared, Sub};
+use super::{
+    legacy_shared_queue_name, member, plain_filter, queue_name, shared_queue_name, topic, Session,
+    Shared, Sub, OWNER,
+};
 
 /// Where a subscription's messages go: the session's own queue for its
 /// QoS, or a shared group's queue.
@@ -37,7 +40,7 @@ impl Session {
                 return Err("shared subscription's queue name would pass 255 bytes");
             }
             return Ok(Target {
-                queue: shared_queue_name(group, f),
+                queue: self.shared_queue(group, f),
                 filter: f.to_string(),
                 shared: true,
                 group: Some(group.to_string()),
@@ -52,12 +55,46 @@ impl Session {
         })
     }
 
+    /// A shared group's queue: its own name, or the one an earlier
+    /// release gave it if that queue exists, is durable and is bound only
+    /// by this group's members for this filter (a legacy name two groups
+    /// could share is not taken over).
+    fn shared_queue(&self, group: &str, filter: &str) -> ShortStr {
+        let name = shared_queue_name(group, filter);
+        if self.vhost.queue(&name).is_ok() {
+            return name;
+        }
+        let legacy = legacy_shared_queue_name(group, filter);
+        if self.vhost.queue(&legacy).is_err() {
+            return name;
+        }
+        let key = topic::to_amqp(filter);
+        let bindings = self
+            .exchange
+            .bindings_where(|b| b.destination.name() == &legacy);
+        let ours = bindings.iter().all(|b| {
+            member(&b.arguments).is_some()
+                && b.routing_key.as_str() == key.as_str()
+                && matches!(b.arguments.get("x-mqtt-shared-group"),
+                    Some(FieldValue::LongStr(g)) if g.as_ref() == group.as_bytes())
+        });
+        if !bindings.is_empty() && ours {
+            legacy
+        } else {
+            name
+        }
+    }
+
     /// Declares (or finds) a subscription queue and consumes from it.
     fn queue_for(&mut self, t: &Target, qos: u8) -> Result<Arc<Queue>, String> {
         if let Some((q, _)) = self.queues.get(&t.queue) {
             return Ok(q.clone());
         }
         let mut arguments = FieldTable::new();
+        if !t.shared {
+            // The session's own queue belongs to its user.
+            arguments.insert(OWNER, FieldValue::LongStr(self.user.clone()));
+        }
         if let Some(ms) = self.expires_ms {
             arguments.insert(
                 "x-expires",
@@ -181,7 +218,11 @@ impl Session {
                 no_local: opts.no_local,
                 id,
                 queue: t.queue.clone(),
-                shared: t.group.clone().map(|group| Shared { group, qos }),
+                shared: t.group.clone().map(|group| Shared {
+                    group,
+                    qos,
+                    owner: Some(self.user.clone()),
+                }),
             };
             let bound = self.queue_for(&t, qos).and_then(|q| {
                 self.vhost
@@ -230,11 +271,9 @@ impl Session {
             codes,
         }));
         for (filter, qos, id) in retained {
-            for p in self.retained.matching(&filter) {
-                let q = p.qos.min(qos);
-                self.send_retained(&p, q, id);
-            }
+            self.queue_retained(filter, qos, id);
         }
+        self.pump_retained();
         Ok(())
     }
 
