@@ -23,6 +23,7 @@ import pytest
 
 from conftest import accounts, ctl_ok, uniq  # noqa: F401  (accounts: fixture)
 from mqtt_client import PORT, WAIT, _packet, _s, _varint
+from warren_process import free_port, warren  # noqa: F401  (warren: fixture)
 
 AMQP_PORT = int(os.environ.get("AMQP_PORT", "5672"))
 MGMT_URL = os.environ.get("MGMT_URL", "http://127.0.0.1:15672").rstrip("/")
@@ -34,15 +35,22 @@ class Raw:
     every packet the broker sends."""
 
     def __init__(self, client_id, user="guest", password="guest", clean=True, v5=False,
-                 props=b"", expect=0):
+                 props=b"", expect=0, port=None, will=None):
+        """`will`: (topic, payload, will properties) sets a QoS 1 will."""
         self.v5 = v5
-        self.sock = socket.create_connection(("127.0.0.1", PORT), timeout=WAIT)
-        flags = 0xC0 | (0x02 if clean else 0)
+        self.sock = socket.create_connection(("127.0.0.1", port or PORT), timeout=WAIT)
+        flags = 0xC0 | (0x02 if clean else 0) | (0x0C if will else 0)
         var = _s("MQTT") + bytes([5 if v5 else 4, flags]) + (60).to_bytes(2, "big")
         if v5:
             var += _varint(len(props)) + props
-        self.sock.sendall(_packet(0x10, var + _s(client_id) + _s(user) + _s(password)))
+        payload = _s(client_id)
+        if will:
+            wprops = will[2] if v5 else b""
+            payload += (_varint(len(wprops)) + wprops if v5 else b"") + _s(will[0])
+            payload += len(will[1]).to_bytes(2, "big") + will[1]
+        self.sock.sendall(_packet(0x10, var + payload + _s(user) + _s(password)))
         got = self.read()
+        self.connack = got
         assert got is not None and got[0] == 0x20, got
         self.session_present = bool(got[1][0] & 1)
         self.code = got[1][1]
@@ -459,3 +467,66 @@ def test_qos2_id_of_a_refused_publish_is_free_again(accounts):
     assert [p[3] for p in drain_publishes(sub, quiet=1.0)] == [b"third"]
     c.close()
     sub.close()
+
+
+# --- 11. a delayed will is checked when it goes ----------------------------------------------
+
+@pytest.mark.parametrize("delete_user", [False, True])
+def test_a_delayed_will_goes_only_if_its_user_still_may_publish(accounts, delete_user):
+    user = accounts.new_user(password="pw", prefix="will")
+    accounts.grant(user)
+    topic = uniq("will/t")
+    watcher = Raw(uniq("watcher"))
+    assert watcher.subscribe(1, [topic]) == [1]
+    # Session expiry 60 s, will delay 1 s.
+    c = Raw(uniq("dying"), user, "pw", v5=True, props=b"\x11\x00\x00\x00\x3c",
+            will=(topic, b"last words", b"\x18\x00\x00\x00\x01"))
+    c.sock.close()  # gone without DISCONNECT: the will is due in 1 s
+    if delete_user:
+        ctl_ok("delete_user", user)
+        got = drain_publishes(watcher, quiet=3.0)
+        assert got == [], got
+    else:
+        got = drain_publishes(watcher, quiet=3.0)
+        assert [p[3] for p in got] == [b"last words"]
+    watcher.close()
+
+
+# --- 12. persistent sessions expire ------------------------------------------------------------
+
+def test_persistent_sessions_expire_after_the_configured_maximum(warren):
+    mqtt_port = free_port()
+    w = warren(["--mqtt-port", str(mqtt_port), "--mqtt-max-session-expiry", "2"])
+    c = Raw("old-device", clean=False, port=mqtt_port)
+    assert c.subscribe(1, ["keep/me"]) == [1]
+    c.close()
+    # MQTT 5 asks for an hour and is granted the maximum, as CONNACK says.
+    c5 = Raw("old-device-5", v5=True, clean=False, port=mqtt_port, props=b"\x11\x00\x00\x0e\x10")
+    assert b"\x11\x00\x00\x00\x02" in c5.connack[1]
+    assert c5.subscribe(1, ["keep/me/too"]) == [1]
+    c5.close()
+    deadline = time.monotonic() + 30
+    listed = None
+    while time.monotonic() < deadline:
+        listed = w.ctl("list_queues", "name", "-q").stdout
+        if "mqtt-subscription-old-device" not in listed:
+            break
+        time.sleep(0.2)
+    assert "mqtt-subscription-old-device" not in listed, listed
+    c = Raw("old-device", clean=False, port=mqtt_port)
+    assert not c.session_present
+    c.close()
+
+
+def test_persistent_sessions_carry_the_default_expiry():
+    cid = uniq("expiring")
+    c = Raw(cid, clean=False)
+    assert c.subscribe(1, [uniq("exp/t")]) == [1]
+    c.close()
+    req = urllib.request.Request(MGMT_URL + "/api/queues/%2F/" + urllib.request.quote(
+        "mqtt-subscription-%sqos1" % cid, safe=""))
+    req.add_header("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+    with urllib.request.urlopen(req, timeout=WAIT) as r:
+        assert json.loads(r.read())["arguments"]["x-expires"] == 86_400_000
+    c = Raw(cid, clean=True)
+    c.close()

@@ -79,6 +79,12 @@ impl Access {
         a
     }
 
+    /// The same user's access in the same vhost, loaded afresh (for a
+    /// check made later, such as a delayed will's).
+    pub fn renewed(&self) -> Access {
+        Access::new(self.store.clone(), &self.user, &self.vhost)
+    }
+
     /// Reloads the permissions if anything changed since; returns whether
     /// it did (callers drop their own cached checks then).
     pub fn refresh(&mut self) -> bool {

@@ -167,6 +167,13 @@ pub struct Args {
     #[arg(long, env = "WARREN_MQTT_SSL_PORT")]
     pub mqtt_ssl_port: Option<u16>,
 
+    /// Longest an MQTT session outlives its connection, in seconds, or
+    /// `infinity` (RabbitMQ's mqtt.max_session_expiry_interval_seconds):
+    /// a 3.1.1 persistent session's, or less if an MQTT 5 client asks
+    /// [default: 86400]
+    #[arg(long, env = "WARREN_MQTT_MAX_SESSION_EXPIRY")]
+    pub mqtt_max_session_expiry: Option<String>,
+
     /// The vhost MQTT clients get when their user name names none
     /// (RabbitMQ's mqtt.vhost) [default: the default vhost]
     #[arg(long, env = "WARREN_MQTT_VHOST")]
@@ -192,6 +199,19 @@ impl NumOrText {
             NumOrText::Text(t) => t,
         }
     }
+}
+
+/// An MQTT session expiry limit: whole seconds, or `infinity` (`None`).
+pub fn parse_session_expiry(text: &str) -> anyhow::Result<Option<u32>> {
+    let t = text.trim();
+    if t == "infinity" {
+        return Ok(None);
+    }
+    t.parse::<u32>().map(Some).map_err(|_| {
+        anyhow::anyhow!(
+            "invalid mqtt max_session_expiry_interval_seconds '{t}' (seconds, or infinity)"
+        )
+    })
 }
 
 /// "0.4" is a fraction of RAM; anything with a unit, or above 1, a size.
@@ -252,6 +272,8 @@ pub struct FileConfig {
     pub prometheus: Option<bool>,
     pub mqtt_port: Option<u16>,
     pub mqtt_ssl_port: Option<u16>,
+    /// Seconds, or "infinity".
+    pub mqtt_max_session_expiry_interval_seconds: Option<NumOrText>,
     pub web_mqtt_port: Option<u16>,
     pub mqtt_vhost: Option<String>,
     /// `false` turns MQTT off.
@@ -313,6 +335,9 @@ pub struct Config {
     pub mqtt_port: Option<u16>,
     /// MQTT over TLS, served with the TLS files when MQTT is on.
     pub mqtt_ssl_port: u16,
+    /// Longest a persistent MQTT session outlives its connection, seconds
+    /// (`None`: for ever).
+    pub mqtt_max_session_expiry: Option<u32>,
     /// MQTT over WebSockets, when given and MQTT is on.
     pub web_mqtt_port: Option<u16>,
     /// The vhost of MQTT clients whose user name names none (`None`:
@@ -378,6 +403,8 @@ impl Default for Config {
             management_max_body: 10_000_000,
             mqtt_port: Some(1883),
             mqtt_ssl_port: 8883,
+            // RabbitMQ's default: one day.
+            mqtt_max_session_expiry: Some(86_400),
             web_mqtt_port: None,
             mqtt_vhost: None,
         }
@@ -535,6 +562,13 @@ impl Config {
                 .mqtt_ssl_port
                 .or(file.mqtt_ssl_port)
                 .unwrap_or(d.mqtt_ssl_port),
+            mqtt_max_session_expiry: match args.mqtt_max_session_expiry.or(file
+                .mqtt_max_session_expiry_interval_seconds
+                .map(NumOrText::text))
+            {
+                Some(t) => parse_session_expiry(&t)?,
+                None => d.mqtt_max_session_expiry,
+            },
             web_mqtt_port: args.web_mqtt_port.or(file.web_mqtt_port),
             mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
         })

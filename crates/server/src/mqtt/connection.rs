@@ -181,6 +181,7 @@ pub(super) async fn serve<S: Stream>(
             events: events_tx,
             retained,
             max_message_size: mqtt.cfg.max_message_size,
+            max_session_expiry: mqtt.cfg.mqtt_max_session_expiry,
             entry: entry.clone(),
         }),
         Err(e) => Err(StartError::Failed(format!("retained store: {e}"))),

@@ -57,6 +57,9 @@ pub(super) struct SessionSetup<'a> {
     pub events: EventSender,
     pub retained: Arc<RetainedStore>,
     pub max_message_size: u64,
+    /// Longest a session outlives its connection, seconds (`None`: no
+    /// limit): RabbitMQ's mqtt.max_session_expiry_interval_seconds.
+    pub max_session_expiry: Option<u32>,
     /// This connection in the broker's registry (byte counters).
     pub entry: Arc<ConnectionEntry>,
 }
@@ -180,8 +183,13 @@ pub(super) struct Session {
     /// Write permission on amq.topic (cached per permission epoch).
     checks: warren_broker::session::PublishChecks,
     persistent: bool,
-    /// MQTT 5 session expiry as the queues' `x-expires` (ms).
+    /// The session's expiry as its queues' `x-expires` (ms): MQTT 5's
+    /// session expiry interval, a 3.1.1 persistent session's the
+    /// configured maximum, either cut to that maximum (`None`: never).
     expires_ms: Option<u64>,
+    /// The expiry this server grants an MQTT 5 client that asked for a
+    /// longer one (told in CONNACK).
+    expiry_capped: Option<u32>,
     pub session_present: bool,
     /// The queues this session consumes from (its own two, and shared
     /// subscriptions'), with their consumer keys.
@@ -301,6 +309,18 @@ pub(super) fn client_id_fits(client_id: &str) -> bool {
     "mqtt-subscription-qos1".len() + client_id.len() <= 255
 }
 
+/// A persistent session's expiry in seconds (`None`: never): what an
+/// MQTT 5 client asked for (`u32::MAX` is never), 3.1.1's none, cut to
+/// the configured maximum.
+fn session_expiry(v5: bool, asked: u32, max: Option<u32>) -> Option<u32> {
+    let asked = (v5 && asked != u32::MAX).then_some(asked);
+    match (asked, max) {
+        (Some(a), Some(m)) => Some(a.min(m)),
+        (a, None) => a,
+        (None, m) => m,
+    }
+}
+
 /// Why a session could not start: the CONNACK tells the two apart.
 pub(super) enum StartError {
     /// The user may not resume or discard this client id's session.
@@ -341,7 +361,14 @@ impl Session {
             routes: RouteCache::default(),
             checks: Default::default(),
             persistent,
-            expires_ms: (v5 && expiry != u32::MAX && expiry > 0).then(|| u64::from(expiry) * 1000),
+            expires_ms: persistent
+                .then(|| session_expiry(v5, expiry, s.max_session_expiry))
+                .flatten()
+                .map(|secs| u64::from(secs) * 1000),
+            expiry_capped: (v5 && persistent)
+                .then(|| session_expiry(v5, expiry, s.max_session_expiry))
+                .flatten()
+                .filter(|&secs| secs != expiry),
             session_present: false,
             queues: HashMap::new(),
             consumers: Consumers::default(),
@@ -452,6 +479,7 @@ impl Session {
     pub(super) fn connack_properties(&self, assigned: Option<String>) -> Properties {
         Properties {
             assigned_client_identifier: assigned,
+            session_expiry_interval: self.expiry_capped,
             topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
             maximum_qos: Some(1),
             retain_available: Some(1),

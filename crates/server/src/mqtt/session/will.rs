@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use warren_broker::access::{Access, Operation, Resource};
 use warren_broker::exchange::Exchange;
 use warren_broker::queue::Durability;
 use warren_broker::vhost::{Origin, RouteCache};
@@ -24,11 +25,35 @@ pub(in crate::mqtt) struct PendingWill {
     exchange: Arc<Exchange>,
     message: Arc<Message>,
     retain: Option<(Arc<RetainedStore>, Publish)>,
+    /// The session's user, checked again when the will goes: a will
+    /// whose user was deleted, or lost its permission, while it waited
+    /// is not published.
+    access: Access,
 }
 
 impl PendingWill {
     /// Publishes the will to `amq.topic` (and retains it if asked).
-    pub(in crate::mqtt) fn publish(self) {
+    pub(in crate::mqtt) fn publish(mut self) {
+        let key = self.message.routing_key.as_str();
+        let allowed = self
+            .access
+            .check(
+                Operation::Write,
+                Resource::Exchange,
+                &self.exchange.name.as_str(),
+            )
+            .and_then(|_| {
+                self.access
+                    .check_topic(Operation::Write, &self.exchange, &key)
+            });
+        if let Err(e) = allowed {
+            tracing::info!(
+                "MQTT {}: will not published: {}",
+                self.client_id,
+                e.reply_text()
+            );
+            return;
+        }
         if let Some((store, p)) = self.retain {
             if let Err(e) = store.retain(p) {
                 tracing::warn!("cannot retain the will of '{}': {e}", self.client_id);
@@ -86,6 +111,7 @@ impl Session {
             exchange: self.exchange.clone(),
             message,
             retain: w.retain.then(|| (self.retained.clone(), p)),
+            access: self.access.renewed(),
         })
     }
 }
