@@ -159,6 +159,16 @@ def drain_publishes(c, quiet=1.0, limit=200_000):
     return out
 
 
+def wait_acks(c, n):
+    """Reads until `n` PUBACKs came (a publisher that closes before reading them may see its
+    last publishes dropped with the connection)."""
+    acks = 0
+    while acks < n:
+        got = c.read()
+        assert got is not None, "closed after %d PUBACKs" % acks
+        acks += got[0] >> 4 == 4
+
+
 def others_are_served(tag):
     """A new AMQP connection, a new MQTT connection and an HTTP request all get their answers."""
     conn = pika.BlockingConnection(pika.ConnectionParameters(
@@ -259,11 +269,7 @@ def test_1100_shared_groups_that_never_ack_are_windowed():
     pub = Raw(uniq("pub"))
     for i in range(70):
         pub.publish(topic, b"m%d" % i, qos=1, packet_id=1 + i)
-    acks = 0
-    while acks < 70:
-        got = pub.read()
-        assert got is not None
-        acks += got[0] >> 4 == 4
+    wait_acks(pub, 70)
     pub.close()
     try:
         got = drain_publishes(greedy, quiet=2.0)
@@ -284,6 +290,7 @@ def test_receive_maximum_bounds_what_is_in_flight_across_queues():
     pub = Raw(uniq("pub"))
     for i in range(20):
         pub.publish(topic, b"m%d" % i, qos=1, packet_id=1 + i)
+    wait_acks(pub, 20)
     pub.close()
     try:
         got = drain_publishes(c, quiet=1.5)
@@ -381,6 +388,7 @@ def test_shared_groups_with_dashes_do_not_share_a_queue():
     for i in range(10):
         pub.publish("orders", b"o%d" % i, qos=1, packet_id=1 + i)
         pub.publish("eu-orders", b"e%d" % i, qos=1, packet_id=100 + i)
+    wait_acks(pub, 20)
     pub.close()
     got_a = drain_publishes(a, quiet=1.0)
     got_b = drain_publishes(b, quiet=1.0)

@@ -174,6 +174,12 @@ pub struct Args {
     #[arg(long, env = "WARREN_MQTT_MAX_SESSION_EXPIRY")]
     pub mqtt_max_session_expiry: Option<String>,
 
+    /// Longest keepalive an MQTT 5 client gets, in seconds: one that asks
+    /// for more (or for none) is given this one in CONNACK's Server Keep
+    /// Alive (as mosquitto's max_keepalive) [default: the client's]
+    #[arg(long, env = "WARREN_MQTT_MAX_KEEPALIVE")]
+    pub mqtt_max_keepalive: Option<u16>,
+
     /// The vhost MQTT clients get when their user name names none
     /// (RabbitMQ's mqtt.vhost) [default: the default vhost]
     #[arg(long, env = "WARREN_MQTT_VHOST")]
@@ -274,6 +280,7 @@ pub struct FileConfig {
     pub mqtt_ssl_port: Option<u16>,
     /// Seconds, or "infinity".
     pub mqtt_max_session_expiry_interval_seconds: Option<NumOrText>,
+    pub mqtt_max_keepalive: Option<u16>,
     pub web_mqtt_port: Option<u16>,
     pub mqtt_vhost: Option<String>,
     /// `false` turns MQTT off.
@@ -338,6 +345,8 @@ pub struct Config {
     /// Longest a persistent MQTT session outlives its connection, seconds
     /// (`None`: for ever).
     pub mqtt_max_session_expiry: Option<u32>,
+    /// The keepalive imposed on MQTT 5 clients asking for longer.
+    pub mqtt_max_keepalive: Option<u16>,
     /// MQTT over WebSockets, when given and MQTT is on.
     pub web_mqtt_port: Option<u16>,
     /// The vhost of MQTT clients whose user name names none (`None`:
@@ -405,6 +414,7 @@ impl Default for Config {
             mqtt_ssl_port: 8883,
             // RabbitMQ's default: one day.
             mqtt_max_session_expiry: Some(86_400),
+            mqtt_max_keepalive: None,
             web_mqtt_port: None,
             mqtt_vhost: None,
         }
@@ -569,6 +579,7 @@ impl Config {
                 Some(t) => parse_session_expiry(&t)?,
                 None => d.mqtt_max_session_expiry,
             },
+            mqtt_max_keepalive: args.mqtt_max_keepalive.or(file.mqtt_max_keepalive),
             web_mqtt_port: args.web_mqtt_port.or(file.web_mqtt_port),
             mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
         })

@@ -607,6 +607,16 @@ impl Queue {
         self.finish(st)
     }
 
+    /// Changes only the expiry in force (`x-expires`, ms), counting from
+    /// now: an MQTT 5 DISCONNECT's new session expiry. Not kept across a
+    /// restart (the declared arguments apply again then), and replaced
+    /// when policies are applied again.
+    pub fn set_expires(self: &Arc<Self>, ms: Option<u64>) -> DeadLetters {
+        let mut limits = self.state.lock().limits.clone();
+        limits.expires = ms;
+        self.set_limits(limits)
+    }
+
     /// Marks the queue deleted and takes its consumers (to be told) and its
     /// ready message count.
     pub(crate) fn mark_deleted(&self) -> (Vec<Consumer>, u32) {

@@ -182,6 +182,9 @@ pub(super) async fn serve<S: Stream>(
             retained,
             max_message_size: mqtt.cfg.max_message_size,
             max_session_expiry: mqtt.cfg.mqtt_max_session_expiry,
+            server_keep_alive: mqtt.cfg.mqtt_max_keepalive.filter(|&m| {
+                level == LEVEL_5 && (connect.keep_alive == 0 || connect.keep_alive > m)
+            }),
             entry: entry.clone(),
         }),
         Err(e) => Err(StartError::Failed(format!("retained store: {e}"))),
@@ -198,15 +201,8 @@ pub(super) async fn serve<S: Stream>(
             }
             s.out(Packet::ConnAck(ack));
             let alarms = mqtt.broker.alarms.subscribe();
-            run(
-                &mut stream,
-                &mut inbuf,
-                s,
-                &mut events,
-                alarms,
-                connect.keep_alive,
-            )
-            .await
+            let keep_alive = s.server_keep_alive.unwrap_or(connect.keep_alive);
+            run(&mut stream, &mut inbuf, s, &mut events, alarms, keep_alive).await
         }
         Err(StartError::NotAuthorized(e)) => {
             warn!("MQTT connection {id}: session refused: {e}");
@@ -252,6 +248,32 @@ pub(super) async fn serve<S: Stream>(
     mqtt.release(&entry.meta.vhost, &client_id, id);
     mqtt.broker.connections.unregister(id);
     info!("MQTT connection {id} closed: {reason}");
+    if matches!(end, End::Lost(_)) {
+        linger(&mut stream).await;
+    }
+}
+
+/// Closes our side and reads (and drops) what the client still sends, for
+/// a bounded time and amount, so that a DISCONNECT just sent is read
+/// rather than lost to a reset (closing a socket with unread input resets
+/// it).
+async fn linger<S: Stream>(stream: &mut S) {
+    const MAX_BYTES: usize = 1 << 20;
+    const MAX_TIME: Duration = Duration::from_secs(2);
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    let mut read = 0;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        while read < MAX_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    })
+    .await;
 }
 
 fn rand_suffix() -> u64 {

@@ -38,6 +38,10 @@ pub(super) const WINDOW: u32 = 1024;
 /// Output buffered before it must be written (the connection writes it
 /// out; retained messages waiting to go stop here).
 pub(super) const OUT_HIGH_WATER: usize = 256 * 1024;
+/// QoS 1 and 2 publishes a client may have unacknowledged (its PUBACK
+/// or PUBCOMP not yet sent): the Receive Maximum this server announces;
+/// more is a protocol error (0x93).
+pub(super) const SERVER_RECEIVE_MAX: u16 = 1024;
 /// The binding/queue argument naming the user a session belongs to.
 const OWNER: &str = "x-mqtt-session-owner";
 /// Topic aliases a client may set (MQTT 5).
@@ -60,6 +64,8 @@ pub(super) struct SessionSetup<'a> {
     /// Longest a session outlives its connection, seconds (`None`: no
     /// limit): RabbitMQ's mqtt.max_session_expiry_interval_seconds.
     pub max_session_expiry: Option<u32>,
+    /// The keepalive the server imposes (MQTT 5 Server Keep Alive).
+    pub server_keep_alive: Option<u16>,
     /// This connection in the broker's registry (byte counters).
     pub entry: Arc<ConnectionEntry>,
 }
@@ -70,6 +76,9 @@ pub(super) struct SessionSetup<'a> {
 #[derive(Debug, Clone)]
 pub(super) struct Sub {
     no_local: bool,
+    /// Retain as published (MQTT 5): deliveries keep the RETAIN flag
+    /// they were published with.
+    rap: bool,
     id: Option<u32>,
     queue: ShortStr,
     /// A shared subscription: its group and the QoS this member was
@@ -100,7 +109,7 @@ fn member(args: &FieldTable) -> Option<&[u8]> {
 
 impl Sub {
     fn has_extras(&self) -> bool {
-        self.no_local || self.id.is_some()
+        self.no_local || self.rap || self.id.is_some()
     }
 
     /// The binding's arguments (ignored by topic routing).
@@ -111,6 +120,9 @@ impl Sub {
         }
         if self.no_local {
             t.insert("x-mqtt-no-local", FieldValue::Bool(true));
+        }
+        if self.rap {
+            t.insert("x-mqtt-retain-as-published", FieldValue::Bool(true));
         }
         if let Some(s) = &self.shared {
             let text = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
@@ -141,6 +153,10 @@ impl Sub {
         };
         Sub {
             no_local: matches!(args.get("x-mqtt-no-local"), Some(FieldValue::Bool(true))),
+            rap: matches!(
+                args.get("x-mqtt-retain-as-published"),
+                Some(FieldValue::Bool(true))
+            ),
             id: args
                 .get("x-mqtt-subscription-id")
                 .and_then(|v| v.as_i64())
@@ -190,6 +206,16 @@ pub(super) struct Session {
     /// The expiry this server grants an MQTT 5 client that asked for a
     /// longer one (told in CONNACK).
     expiry_capped: Option<u32>,
+    /// The configured maximum session expiry (seconds; `None`: none).
+    max_session_expiry: Option<u32>,
+    /// The client's Maximum Packet Size (MQTT 5): larger deliveries are
+    /// dropped as if sent (3.1.2.11.4).
+    client_max_packet: Option<u32>,
+    /// The keepalive imposed on the client (CONNACK's Server Keep Alive).
+    pub server_keep_alive: Option<u16>,
+    /// QoS 1 and 2 publishes from the client whose PUBACK or PUBCOMP has
+    /// not been sent (bounded by [`SERVER_RECEIVE_MAX`]).
+    inbound: u32,
     pub session_present: bool,
     /// The queues this session consumes from (its own two, and shared
     /// subscriptions'), with their consumer keys.
@@ -365,6 +391,14 @@ impl Session {
                 .then(|| session_expiry(v5, expiry, s.max_session_expiry))
                 .flatten()
                 .map(|secs| u64::from(secs) * 1000),
+            max_session_expiry: s.max_session_expiry,
+            client_max_packet: if v5 {
+                s.connect.properties.maximum_packet_size
+            } else {
+                None
+            },
+            server_keep_alive: s.server_keep_alive,
+            inbound: 0,
             expiry_capped: (v5 && persistent)
                 .then(|| session_expiry(v5, expiry, s.max_session_expiry))
                 .flatten()
@@ -407,9 +441,11 @@ impl Session {
             let Ok(q) = session.vhost.queue(&name) else {
                 continue;
             };
-            if s.connect.clean_start || !persistent {
+            if s.connect.clean_start {
                 // A clean start discards the old session: a queue delete,
-                // with its permission check.
+                // with its permission check. (Without one, an MQTT 5
+                // client resumes its session even with a session expiry
+                // of 0 now: it then ends with this connection.)
                 session.may(Operation::Configure, &name)?;
                 session
                     .vhost
@@ -432,7 +468,7 @@ impl Session {
             }
             session.consume(qos, q).map_err(StartError::Failed)?;
         }
-        session.rejoin_groups(s.connect.clean_start || !persistent)?;
+        session.rejoin_groups(s.connect.clean_start)?;
         Ok(session)
     }
 
@@ -475,11 +511,61 @@ impl Session {
         Ok(())
     }
 
+    /// An MQTT 5 DISCONNECT's new session expiry: 0 ends the session
+    /// with the connection; another value applies to its queues from now
+    /// (cut to the configured maximum). Setting one when the CONNECT's
+    /// was 0 is a protocol error (3.14.2.2.2).
+    fn expiry_changed(&mut self, secs: u32) -> Result<(), String> {
+        if !self.persistent && secs > 0 {
+            self.disconnect(
+                0x82,
+                "session expiry set at DISCONNECT after 0 at CONNECT".into(),
+            );
+            return Err("session expiry set at DISCONNECT after 0 at CONNECT".into());
+        }
+        if secs == 0 {
+            self.persistent = false;
+            return Ok(());
+        }
+        let ms = session_expiry(true, secs, self.max_session_expiry).map(|s| u64::from(s) * 1000);
+        self.expires_ms = ms;
+        let queues: Vec<Arc<Queue>> = self.queues.values().map(|(q, _)| q.clone()).collect();
+        for q in queues {
+            self.vhost.dead_letter(q.set_expires(ms));
+        }
+        Ok(())
+    }
+
+    /// Counts one more QoS 1 or 2 publish from the client awaiting its
+    /// acknowledgement; past the Receive Maximum it announced, the
+    /// client broke the protocol (0x93).
+    pub(super) fn inbound_taken(&mut self) -> Result<(), String> {
+        self.inbound += 1;
+        if self.inbound > u32::from(SERVER_RECEIVE_MAX) {
+            self.disconnect(0x93, "receive maximum exceeded".into());
+            return Err("receive maximum exceeded".into());
+        }
+        Ok(())
+    }
+
+    /// Whether a packet of `len` bytes may go to this client (its MQTT 5
+    /// Maximum Packet Size).
+    pub(super) fn fits_client(&self, p: &Publish) -> bool {
+        let Some(max) = self.client_max_packet else {
+            return true;
+        };
+        let mut head = BytesMut::new();
+        p.encode_head(self.level, &mut head);
+        head.len() + p.payload.len() <= max as usize
+    }
+
     /// CONNACK's MQTT 5 properties: what this server supports.
     pub(super) fn connack_properties(&self, assigned: Option<String>) -> Properties {
         Properties {
             assigned_client_identifier: assigned,
             session_expiry_interval: self.expiry_capped,
+            server_keep_alive: self.server_keep_alive,
+            receive_maximum: Some(SERVER_RECEIVE_MAX),
             topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
             maximum_qos: Some(1),
             retain_available: Some(1),
@@ -498,6 +584,10 @@ impl Session {
     }
 
     pub(super) fn out(&mut self, p: Packet) {
+        if matches!(p, Packet::PubAck(_)) {
+            // A client publish is acknowledged (or refused).
+            self.inbound = self.inbound.saturating_sub(1);
+        }
         p.encode(self.level, &mut self.out);
     }
 
@@ -593,6 +683,9 @@ impl Session {
             }
             Packet::PubRel(a) => {
                 let known = self.qos2.remove(&a.packet_id);
+                if known {
+                    self.inbound = self.inbound.saturating_sub(1);
+                }
                 let reason = if known || self.level != LEVEL_5 {
                     0
                 } else {
@@ -604,9 +697,12 @@ impl Session {
             Packet::Unsubscribe(u) => self.unsubscribe(u)?,
             Packet::PingReq => self.out(Packet::PingResp),
             Packet::Disconnect(d) => {
+                if let Some(secs) = d.properties.session_expiry_interval {
+                    self.expiry_changed(secs)?;
+                }
                 return Ok(Some(End::Disconnected {
                     with_will: d.reason == 0x04,
-                }))
+                }));
             }
             Packet::Auth(_) => {
                 self.disconnect(0x8c, "extended authentication is not supported".into());

@@ -21,6 +21,14 @@ fn published_by(m: &Message, client_id: &str) -> bool {
     )
 }
 
+/// Whether `m` was published with RETAIN (for retain-as-published).
+fn published_retained(m: &Message) -> bool {
+    matches!(
+        m.headers.as_deref().and_then(|h| h.get("x-mqtt-retain")),
+        Some(FieldValue::Bool(true))
+    )
+}
+
 fn published_qos(m: &Message) -> u8 {
     match m
         .headers
@@ -67,6 +75,7 @@ impl Session {
     fn deliver(&mut self, d: Delivery) -> Result<(), String> {
         let topic = topic::from_amqp(&d.message.routing_key.as_str());
         let mut ids = Vec::new();
+        let mut rap = false;
         // Section 4.7.2: a wildcard at the start of a filter matches no
         // `$` topic (AMQP's `#` would); MQTT 5 options need the matching
         // subscriptions too.
@@ -83,6 +92,7 @@ impl Session {
                 if on_queue && topic::matches(plain, &topic) && !(sub.no_local && from_self) {
                     wanted = true;
                     ids.extend(sub.id);
+                    rap |= sub.rap;
                 }
             }
             wanted
@@ -120,6 +130,7 @@ impl Session {
             None
         };
         let mut p = self.to_mqtt(&d.message, topic, qos, packet_id, d.redelivered);
+        p.retain = rap && published_retained(&d.message);
         if let (LEVEL_5, Some(at)) = (self.level, d.expires_at) {
             // MQTT 5 (3.3.2.3.3): the expiry interval less the time it waited.
             let left = at.saturating_duration_since(Instant::now());
@@ -130,6 +141,13 @@ impl Session {
             ids.sort_unstable();
             ids.dedup();
             p.properties.subscription_identifiers = ids;
+        }
+        if !self.fits_client(&p) {
+            // Larger than the client takes: dropped as if sent.
+            if let Some(id) = packet_id {
+                self.acked(id);
+            }
+            return Ok(());
         }
         self.alias_out(&mut p);
         self.out_publish(&p);
@@ -149,6 +167,13 @@ impl Session {
         let mut properties = Properties::default();
         if self.level == LEVEL_5 {
             let p = m.properties();
+            if let Some(FieldValue::U8(f)) = p
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("x-mqtt-payload-format"))
+            {
+                properties.payload_format_indicator = Some(*f);
+            }
             properties.content_type = p.content_type.map(|c| c.to_string());
             properties.correlation_data = p
                 .correlation_id
@@ -297,6 +322,12 @@ impl Session {
             out.properties.subscription_identifiers = id.into_iter().collect();
         } else {
             out.properties = Properties::default();
+        }
+        if !self.fits_client(&out) {
+            if let Some(packet_id) = packet_id {
+                self.acked(packet_id);
+            }
+            return;
         }
         self.alias_out(&mut out);
         self.out_publish(&out);

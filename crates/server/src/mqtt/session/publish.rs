@@ -29,6 +29,8 @@ impl Session {
                 Ok(())
             }
             (true, 2, Some(id)) => {
+                // A refused QoS 2 flow ends at this PUBREC.
+                self.inbound = self.inbound.saturating_sub(1);
                 let mut a = Ack::new(id, reason);
                 a.properties.reason_string = Some(why);
                 self.out(Packet::PubRec(a));
@@ -79,6 +81,9 @@ impl Session {
                 self.ack_after(0, Packet::PubRec(Ack::new(id, 0)));
                 return Ok(());
             }
+        }
+        if p.qos > 0 {
+            self.inbound_taken()?;
         }
         let key = topic::to_amqp(&p.topic);
         if let Err(e) = self.check_write(&key) {
@@ -191,6 +196,13 @@ impl Session {
         let mut headers = FieldTable::new();
         headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(1)));
         headers.insert("x-mqtt-dup", FieldValue::Bool(p.dup));
+        if p.retain {
+            // For subscriptions with retain-as-published.
+            headers.insert("x-mqtt-retain", FieldValue::Bool(true));
+        }
+        if let Some(f) = p.properties.payload_format_indicator {
+            headers.insert("x-mqtt-payload-format", FieldValue::U8(f));
+        }
         // For subscribers' no-local option.
         headers.insert(
             "x-mqtt-client-id",

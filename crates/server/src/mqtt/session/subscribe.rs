@@ -216,6 +216,7 @@ impl Session {
             }
             let sub = Sub {
                 no_local: opts.no_local,
+                rap: opts.retain_as_published,
                 id,
                 queue: t.queue.clone(),
                 shared: t.group.clone().map(|group| Shared {
