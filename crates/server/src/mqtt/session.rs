@@ -453,7 +453,7 @@ impl Session {
     /// `Err` ends it as lost (the will goes).
     pub(super) async fn handle(&mut self, p: Packet) -> Result<Option<End>, String> {
         match p {
-            Packet::Publish(p) => self.publish(p)?,
+            Packet::Publish(p) => self.publish(p).await?,
             Packet::PubAck(a) | Packet::PubComp(a) => self.acked(a.packet_id),
             Packet::PubRec(a) => {
                 // We never send QoS 2, but answer as the protocol says.
@@ -468,7 +468,7 @@ impl Session {
                 };
                 self.out(Packet::PubComp(Ack::new(a.packet_id, reason)));
             }
-            Packet::Subscribe(s) => self.subscribe(s)?,
+            Packet::Subscribe(s) => self.subscribe(s).await?,
             Packet::Unsubscribe(u) => self.unsubscribe(u)?,
             Packet::PingReq => self.out(Packet::PingResp),
             Packet::Disconnect(d) => {

@@ -148,7 +148,7 @@ impl Session {
             .map_err(|e| e.reply_text())
     }
 
-    pub(super) fn subscribe(&mut self, s: Subscribe) -> Result<(), String> {
+    pub(super) async fn subscribe(&mut self, s: Subscribe) -> Result<(), String> {
         let v5 = self.level == LEVEL_5;
         let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -229,10 +229,16 @@ impl Session {
             properties: Default::default(),
             codes,
         }));
+        // Index entries first, then their payloads read off the disk on
+        // the blocking pool, a bounded batch at a time (retained.rs).
+        let store = self.retained.clone();
         for (filter, qos, id) in retained {
-            for p in self.retained.matching(&filter) {
-                let q = p.qos.min(qos);
-                self.send_retained(&p, q, id);
+            let entries = store.matching(&filter).await;
+            for batch in super::super::retained::batches(&entries) {
+                for p in store.read(batch).await {
+                    let q = p.qos.min(qos);
+                    self.send_retained(&p, q, id);
+                }
             }
         }
         Ok(())

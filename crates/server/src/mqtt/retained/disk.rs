@@ -1,0 +1,663 @@
+//! The retained store's disk side, all of it on one dedicated thread
+//! (never a runtime worker): records, loading a log's index from its
+//! record headers, group-committed appends, compaction; and the reads of
+//! a record (done on tokio's blocking pool by the store).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::{mpsc, Arc};
+
+use bytes::BytesMut;
+use tokio::sync::oneshot;
+use warren_protocol::mqtt::{self, Packet, Publish, LEVEL_5};
+
+use super::{now_ms, Budget, RetainError, RetainedEntry, RetainedStore, TOPICS_MAX};
+
+/// Largest record accepted (a retained message is a PUBLISH, so bounded
+/// by the MQTT packet limit anyway).
+const RECORD_MAX: usize = 256 << 20;
+/// Bit 31 of a record's length: an expiry deadline precedes the packet.
+const HAS_DEADLINE: u32 = 1 << 31;
+/// A log is compacted once it is larger than twice its live records
+/// plus this.
+const COMPACT_SLACK: u64 = 1 << 20;
+/// Retains gathered into one fsync, at most (count, bytes).
+const GROUP_MAX: usize = 1024;
+const GROUP_BYTES: usize = 16 << 20;
+/// Bytes of a record read first when loading (enough for most topics;
+/// more is read only for a long topic).
+const HEAD_READ: usize = 512;
+
+/// `retained-<vhost in hex>.log`.
+pub(super) fn file_name(vhost: &str) -> String {
+    let hex: String = vhost.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("retained-{hex}.log")
+}
+
+/// The vhost a log's file name is for.
+pub(crate) fn vhost_of(file_name: &str) -> Option<String> {
+    let hex = file_name.strip_prefix("retained-")?.strip_suffix(".log")?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// A retain, encoded as its log record.
+pub(super) struct Record {
+    topic: String,
+    qos: u8,
+    deadline: Option<u64>,
+    empty: bool,
+    bytes: Vec<u8>,
+}
+
+impl Record {
+    pub(super) fn new(mut p: Publish, now: u64) -> Record {
+        p.properties.topic_alias = None;
+        p.dup = false;
+        p.qos = p.qos.min(1);
+        // A QoS 1 PUBLISH needs an id to be well-formed; subscribers get
+        // their own.
+        p.packet_id = (p.qos > 0).then_some(1);
+        p.retain = true;
+        let deadline = p
+            .properties
+            .message_expiry_interval
+            .map(|s| now.saturating_add(u64::from(s) * 1000));
+        let mut b = BytesMut::new();
+        let mut flag = 0;
+        if let Some(d) = deadline {
+            b.extend_from_slice(&d.to_be_bytes());
+            flag = HAS_DEADLINE;
+        }
+        let (topic, qos, empty) = (p.topic.clone(), p.qos, p.payload.is_empty());
+        Packet::Publish(p).encode(LEVEL_5, &mut b);
+        let mut bytes = Vec::with_capacity(8 + b.len());
+        // Within u32: a PUBLISH is at most 256 MiB (its remaining length).
+        bytes.extend_from_slice(&(b.len() as u32 | flag).to_be_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
+        bytes.extend_from_slice(&b);
+        Record {
+            topic,
+            qos,
+            deadline,
+            empty,
+            bytes,
+        }
+    }
+}
+
+/// A record's bytes, checked (length and CRC), without its header.
+fn read_checked(e: &RetainedEntry) -> Result<(u32, BytesMut), String> {
+    let len = usize::try_from(e.len)
+        .ok()
+        .filter(|l| (8..=RECORD_MAX + 8).contains(l))
+        .ok_or("bad record length")?;
+    let mut b = BytesMut::zeroed(len);
+    e.file
+        .read_exact_at(&mut b, e.offset)
+        .map_err(|err| format!("read at byte {}: {err}", e.offset))?;
+    let field = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let crc = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    let body = b.split_off(8);
+    if (field & !HAS_DEADLINE) as usize != body.len() || crc32fast::hash(&body) != crc {
+        return Err(format!("damaged record at byte {}", e.offset));
+    }
+    Ok((field, body))
+}
+
+/// The message of `e` with the expiry interval it has left; `None` if
+/// it has expired.
+pub(super) fn read(e: &RetainedEntry, now: u64) -> Result<Option<Publish>, String> {
+    if e.expired(now) {
+        return Ok(None);
+    }
+    let (field, mut body) = read_checked(e)?;
+    if field & HAS_DEADLINE != 0 {
+        if body.len() < 8 {
+            return Err("short record".into());
+        }
+        let _ = body.split_to(8);
+    }
+    let mut p = match mqtt::decode(&mut body, Some(LEVEL_5), RECORD_MAX) {
+        Ok(Some(Packet::Publish(p))) => p,
+        _ => return Err("unreadable record".into()),
+    };
+    if let Some(d) = e.deadline {
+        let left = d.saturating_sub(now).div_ceil(1000);
+        p.properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX));
+    }
+    Ok(Some(p))
+}
+
+/// What loading needs of a record: its topic, QoS, deadline, and
+/// whether it deletes.
+struct Head {
+    topic: String,
+    qos: u8,
+    deadline: Option<u64>,
+    empty: bool,
+}
+
+enum Parsed {
+    Head(Head),
+    /// The first `n` bytes of the body are needed.
+    Need(usize),
+    Bad(&'static str),
+}
+
+/// Parses the head of a record's body from its first bytes.
+fn parse_head(field: u32, body_len: usize, b: &[u8]) -> Parsed {
+    macro_rules! need {
+        ($n:expr) => {
+            let n = $n;
+            if n > body_len {
+                return Parsed::Bad("record too short");
+            }
+            if n > b.len() {
+                return Parsed::Need(n);
+            }
+        };
+    }
+    let mut at = 0;
+    let deadline = if field & HAS_DEADLINE != 0 {
+        need!(8);
+        at = 8;
+        let mut d = [0u8; 8];
+        d.copy_from_slice(&b[..8]);
+        Some(u64::from_be_bytes(d))
+    } else {
+        None
+    };
+    let varint = |at: &mut usize| -> Result<usize, Parsed> {
+        let mut v = 0usize;
+        for i in 0..4 {
+            if *at + 1 > body_len {
+                return Err(Parsed::Bad("record too short"));
+            }
+            if *at + 1 > b.len() {
+                return Err(Parsed::Need(*at + 1));
+            }
+            let byte = b[*at];
+            *at += 1;
+            v |= usize::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Parsed::Bad("bad variable integer"))
+    };
+    need!(at + 1);
+    let first = b[at];
+    at += 1;
+    if first >> 4 != 3 {
+        return Parsed::Bad("not a PUBLISH");
+    }
+    let qos = (first >> 1) & 3;
+    let remaining = match varint(&mut at) {
+        Ok(v) => v,
+        Err(p) => return p,
+    };
+    if at + remaining != body_len {
+        return Parsed::Bad("packet length");
+    }
+    need!(at + 2);
+    let tlen = usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
+    at += 2;
+    need!(at + tlen);
+    let Ok(topic) = std::str::from_utf8(&b[at..at + tlen]) else {
+        return Parsed::Bad("topic is not UTF-8");
+    };
+    let topic = topic.to_string();
+    at += tlen;
+    if qos > 0 {
+        at += 2;
+    }
+    let plen = match varint(&mut at) {
+        Ok(v) => v,
+        Err(p) => return p,
+    };
+    let Some(end) = at.checked_add(plen).filter(|&e| e <= body_len) else {
+        return Parsed::Bad("properties length");
+    };
+    Parsed::Head(Head {
+        topic,
+        qos,
+        deadline,
+        empty: end == body_len,
+    })
+}
+
+/// Loads `s`'s index from its log's record headers (payloads are
+/// skipped, and their CRC checked when read). A torn tail is cut off.
+fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
+    if let Some(dir) = s.path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = Arc::new(
+        OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&s.path)?,
+    );
+    let size = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(64 << 10, &*file);
+    let mut index = std::collections::BTreeMap::new();
+    let now = now_ms();
+    let mut at = 0u64;
+    let mut head = [0u8; 8];
+    let mut prefix = Vec::new();
+    while at + 8 <= size {
+        r.read_exact(&mut head)?;
+        let field = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let len = (field & !HAS_DEADLINE) as usize;
+        if len > RECORD_MAX || at + 8 + len as u64 > size {
+            break;
+        }
+        prefix.clear();
+        prefix.resize(len.min(HEAD_READ), 0);
+        r.read_exact(&mut prefix)?;
+        let parsed = loop {
+            match parse_head(field, len, &prefix) {
+                Parsed::Need(n) => {
+                    let got = prefix.len();
+                    prefix.resize(n, 0);
+                    r.read_exact(&mut prefix[got..])?;
+                }
+                other => break other,
+            }
+        };
+        r.seek_relative((len - prefix.len()) as i64)?;
+        let offset = at;
+        at += 8 + len as u64;
+        match parsed {
+            Parsed::Head(h) if h.empty || h.deadline.is_some_and(|d| d <= now) => {
+                index.remove(&h.topic);
+            }
+            Parsed::Head(h) => {
+                let e = RetainedEntry {
+                    topic: h.topic.clone(),
+                    qos: h.qos,
+                    deadline: h.deadline,
+                    file: file.clone(),
+                    offset,
+                    len: 8 + len as u64,
+                };
+                index.insert(h.topic, Arc::new(e));
+            }
+            Parsed::Need(_) | Parsed::Bad(_) => {
+                let why = match parsed {
+                    Parsed::Bad(why) => why,
+                    _ => "short",
+                };
+                tracing::warn!(
+                    "{}: damaged record at byte {offset} skipped ({why})",
+                    s.path.display()
+                );
+            }
+        }
+    }
+    drop(r);
+    if at < size {
+        tracing::warn!(
+            "{}: torn tail at byte {at} cut off ({} bytes)",
+            s.path.display(),
+            size - at
+        );
+        file.set_len(at)?;
+        file.sync_all()?;
+    }
+    let live: u64 = index.values().map(|e: &Arc<RetainedEntry>| e.len).sum();
+    budget.add(live);
+    if budget.used() > budget.max {
+        tracing::warn!(
+            "retained messages take {} bytes, over the bound of {}: new ones are refused",
+            budget.used(),
+            budget.max
+        );
+    }
+    tracing::info!(
+        "vhost '{}': {} retained messages ({live} bytes) loaded",
+        s.vhost,
+        index.len()
+    );
+    let mut st = s.state.lock();
+    st.index = index;
+    st.file = Some(file);
+    st.log_bytes = at;
+    st.live_bytes = live;
+    Ok(())
+}
+
+/// Rewrites `s`'s log with its live records only (to a temporary file,
+/// fsynced, renamed over the log, the directory fsynced).
+fn compact(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
+    let entries: Vec<Arc<RetainedEntry>> = s.state.lock().index.values().cloned().collect();
+    let tmp = s.path.with_extension("tmp");
+    let f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&tmp)?;
+    f.set_len(0)?;
+    let new = Arc::new(f);
+    let mut w = BufWriter::with_capacity(1 << 20, &*new);
+    let mut moved = Vec::with_capacity(entries.len());
+    let mut lost = Vec::new();
+    let mut off = 0u64;
+    for e in entries {
+        match read_checked(&e) {
+            Ok((field, body)) => {
+                w.write_all(&field.to_be_bytes())?;
+                w.write_all(&crc32fast::hash(&body).to_be_bytes())?;
+                w.write_all(&body)?;
+                moved.push((e, off));
+                off += 8 + body.len() as u64;
+            }
+            Err(why) => {
+                tracing::warn!(
+                    "{}: retained message for '{}' dropped: {why}",
+                    s.path.display(),
+                    e.topic
+                );
+                lost.push(e);
+            }
+        }
+    }
+    w.flush()?;
+    drop(w);
+    new.sync_all()?;
+    std::fs::rename(&tmp, &s.path)?;
+    if let Some(dir) = s.path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    let mut st = s.state.lock();
+    for (e, offset) in moved {
+        if st.index.get(&e.topic).is_some_and(|c| Arc::ptr_eq(c, &e)) {
+            let moved = RetainedEntry {
+                topic: e.topic.clone(),
+                qos: e.qos,
+                deadline: e.deadline,
+                file: new.clone(),
+                offset,
+                len: e.len,
+            };
+            st.index.insert(e.topic.clone(), Arc::new(moved));
+        }
+    }
+    for e in lost {
+        st.remove(&e.topic, Some(&e), budget);
+    }
+    st.file = Some(new);
+    st.log_bytes = off;
+    st.poisoned = false;
+    Ok(())
+}
+
+type Reply = Option<oneshot::Sender<Result<(), RetainError>>>;
+
+fn answer(reply: Reply, topic: &str, r: Result<(), RetainError>) {
+    let r = match reply {
+        Some(tx) => match tx.send(r) {
+            Ok(()) => return,
+            Err(r) => r,
+        },
+        None => r,
+    };
+    if let Err(e) = &r {
+        // Nobody waits (a will): say it here.
+        tracing::warn!("retained message for '{topic}' not kept: {e}");
+    }
+}
+
+enum Job {
+    Load(Arc<RetainedStore>),
+    Retain(Arc<RetainedStore>, Record, Reply),
+}
+
+/// The thread that does every retained store's file work.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Job>,
+    pub(super) budget: Arc<Budget>,
+}
+
+impl Writer {
+    /// Starts the thread; live records of all stores are bounded by
+    /// `max_bytes`.
+    pub(crate) fn start(max_bytes: u64) -> Arc<Writer> {
+        let (tx, rx) = mpsc::channel();
+        let budget = Budget::new(max_bytes);
+        let b = budget.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("mqtt-retained".into())
+            .spawn(move || run(&rx, &b))
+        {
+            // Every job is then refused (its receiver is gone).
+            tracing::error!("cannot start the retained messages' thread: {e}");
+        }
+        Arc::new(Writer { tx, budget })
+    }
+
+    pub(super) fn load(&self, s: &Arc<RetainedStore>) {
+        if self.tx.send(Job::Load(s.clone())).is_err() {
+            s.state.lock().failed = Some("the retained store's thread is not running".into());
+            s.ready.send_replace(true);
+        }
+    }
+
+    pub(super) fn retain(
+        &self,
+        s: &Arc<RetainedStore>,
+        r: Record,
+        reply: Reply,
+    ) -> Result<(), RetainError> {
+        self.tx
+            .send(Job::Retain(s.clone(), r, reply))
+            .map_err(|_| RetainError::Io("the retained store's thread is not running".into()))
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Job>, budget: &Budget) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let mut bytes = 0;
+        while jobs.len() < GROUP_MAX && bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(j) => {
+                    if let Job::Retain(_, r, _) = &j {
+                        bytes += r.bytes.len();
+                    }
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut groups: Vec<Group> = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Load(s) => {
+                    if let Err(e) = load(&s, budget) {
+                        tracing::error!("{}: cannot load: {e}", s.path.display());
+                        s.state.lock().failed =
+                            Some(format!("cannot load {}: {e}", s.path.display()));
+                    }
+                    s.ready.send_replace(true);
+                    maybe_compact(&s, budget);
+                }
+                Job::Retain(s, r, reply) => {
+                    let i = match groups.iter().position(|g| Arc::ptr_eq(&g.store, &s)) {
+                        Some(i) => i,
+                        None => {
+                            groups.push(Group::new(s));
+                            groups.len() - 1
+                        }
+                    };
+                    groups[i].stage(r, reply, budget);
+                }
+            }
+        }
+        for g in groups {
+            let s = g.store.clone();
+            g.commit(budget);
+            maybe_compact(&s, budget);
+        }
+    }
+}
+
+fn maybe_compact(s: &RetainedStore, budget: &Budget) {
+    let due = {
+        let st = s.state.lock();
+        st.file.is_some() && (st.poisoned || st.log_bytes > 2 * st.live_bytes + COMPACT_SLACK)
+    };
+    if due {
+        if let Err(e) = compact(s, budget) {
+            tracing::warn!("{}: compaction failed: {e}", s.path.display());
+        }
+    }
+}
+
+/// One store's retains gathered for one fsync.
+struct Group {
+    store: Arc<RetainedStore>,
+    buf: Vec<u8>,
+    /// (record without its bytes, offset in `buf`, length, reply).
+    items: Vec<(Record, u64, u64, Reply)>,
+    /// Topic → its live record size once this group is written.
+    sizes: HashMap<String, u64>,
+    new_topics: i64,
+    delta: i64,
+}
+
+impl Group {
+    fn new(store: Arc<RetainedStore>) -> Group {
+        Group {
+            store,
+            buf: Vec::new(),
+            items: Vec::new(),
+            sizes: HashMap::new(),
+            new_topics: 0,
+            delta: 0,
+        }
+    }
+
+    /// Checks `r` against the bounds (counting what this group already
+    /// holds) and adds it, or refuses it.
+    fn stage(&mut self, mut r: Record, reply: Reply, budget: &Budget) {
+        let st = self.store.state.lock();
+        if let Some(why) = &st.failed {
+            let why = RetainError::Io(why.clone());
+            drop(st);
+            return answer(reply, &r.topic, Err(why));
+        }
+        let old = match self.sizes.get(&r.topic) {
+            Some(&s) => s,
+            None => st.index.get(&r.topic).map_or(0, |e| e.len),
+        };
+        let new = if r.empty { 0 } else { r.bytes.len() as u64 };
+        let topics = st.index.len() as i64 + self.new_topics;
+        drop(st);
+        if r.empty && old == 0 {
+            // Nothing retained to forget.
+            return answer(reply, &r.topic, Ok(()));
+        }
+        if !r.empty && old == 0 && topics >= TOPICS_MAX as i64 {
+            let why = format!(
+                "vhost '{}' has {TOPICS_MAX} retained topics, the most it may hold",
+                self.store.vhost
+            );
+            return answer(reply, &r.topic, Err(RetainError::Quota(why)));
+        }
+        let after = (budget.used() as i64 + self.delta + new as i64 - old as i64).max(0) as u64;
+        if new > old && after > budget.max {
+            let why = format!(
+                "retained messages would take {after} bytes, over the bound of {} \
+                 (mqtt_retained_max_bytes)",
+                budget.max
+            );
+            return answer(reply, &r.topic, Err(RetainError::Quota(why)));
+        }
+        self.delta += new as i64 - old as i64;
+        self.new_topics += i64::from(old == 0 && new > 0) - i64::from(old > 0 && new == 0);
+        self.sizes.insert(r.topic.clone(), new);
+        let offset = self.buf.len() as u64;
+        let len = r.bytes.len() as u64;
+        self.buf.append(&mut r.bytes);
+        self.items.push((r, offset, len, reply));
+    }
+
+    /// Appends the group, fsyncs it, then updates the index and answers.
+    fn commit(self, budget: &Budget) {
+        if self.items.is_empty() {
+            return;
+        }
+        let s = &self.store;
+        let poisoned = s.state.lock().poisoned;
+        if poisoned {
+            if let Err(e) = compact(s, budget) {
+                tracing::error!("{}: cannot rewrite the log: {e}", s.path.display());
+            }
+        }
+        let (file, base, poisoned) = {
+            let st = s.state.lock();
+            (st.file.clone(), st.log_bytes, st.poisoned)
+        };
+        let written = match file {
+            Some(f) if !poisoned => match (&*f).write_all(&self.buf).and_then(|_| f.sync_data()) {
+                Ok(()) => Ok(f),
+                Err(e) => {
+                    // Cut the failed append off; the log is rewritten
+                    // from the index before the next one.
+                    let _ = f.set_len(base);
+                    s.state.lock().poisoned = true;
+                    Err(format!("cannot write {}: {e}", s.path.display()))
+                }
+            },
+            _ => Err(format!("{} cannot be written", s.path.display())),
+        };
+        let f = match written {
+            Ok(f) => f,
+            Err(why) => {
+                tracing::error!("{why}");
+                for (r, _, _, reply) in self.items {
+                    answer(reply, &r.topic, Err(RetainError::Io(why.clone())));
+                }
+                return;
+            }
+        };
+        let mut st = s.state.lock();
+        for (r, offset, len, _) in &self.items {
+            if r.empty {
+                st.remove(&r.topic, None, budget);
+                continue;
+            }
+            let e = RetainedEntry {
+                topic: r.topic.clone(),
+                qos: r.qos,
+                deadline: r.deadline,
+                file: f.clone(),
+                offset: base + offset,
+                len: *len,
+            };
+            if let Some(old) = st.index.insert(r.topic.clone(), Arc::new(e)) {
+                st.live_bytes = st.live_bytes.saturating_sub(old.len);
+                budget.sub(old.len);
+            }
+            st.live_bytes += len;
+            budget.add(*len);
+        }
+        st.log_bytes = base + self.buf.len() as u64;
+        drop(st);
+        for (r, _, _, reply) in self.items {
+            answer(reply, &r.topic, Ok(()));
+        }
+    }
+}
