@@ -249,7 +249,7 @@ fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
             .open(&s.path)?,
     );
     let size = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(64 << 10, &*file);
+    let mut r = BufReader::with_capacity(16 << 10, &*file);
     let mut index = std::collections::BTreeMap::new();
     let now = now_ms();
     let mut at = 0u64;
