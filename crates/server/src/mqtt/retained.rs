@@ -8,7 +8,8 @@
 //! kept, topic alias dropped) and bit 31 of `len` says an expiry deadline
 //! (Unix ms, from MQTT 5's message expiry interval) precedes it; the CRC
 //! covers both. An empty payload deletes the topic's message, as in the
-//! protocol. (`disk.rs`: records, the index scan, the writer thread.)
+//! protocol. (`record.rs`: records; `disk.rs`: the index scan, the writer
+//! thread.)
 //!
 //! **Bounds.** Live records (topic, properties and payload) may take
 //! `mqtt_retained_max_bytes` in all (all vhosts together, default 64 MiB)
@@ -42,6 +43,7 @@
 //! its topic forgotten. Loading stops at a torn tail and cuts it off.
 
 mod disk;
+mod record;
 #[cfg(test)]
 mod tests;
 
@@ -56,7 +58,8 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use warren_protocol::mqtt::Publish;
 
-pub(crate) use disk::{vhost_of, Writer};
+pub(crate) use disk::Writer;
+pub(crate) use record::vhost_of;
 
 /// Retained topics one vhost may hold.
 pub(crate) const TOPICS_MAX: usize = 100_000;
@@ -199,7 +202,7 @@ impl RetainedStore {
     pub(crate) fn open(dir: &Path, vhost: &str, writer: &Arc<Writer>) -> Arc<RetainedStore> {
         let store = Arc::new(RetainedStore {
             vhost: vhost.to_string(),
-            path: dir.join(disk::file_name(vhost)),
+            path: dir.join(record::file_name(vhost)),
             state: Mutex::new(State::default()),
             ready: watch::channel(false).0,
             writer: writer.clone(),
@@ -217,9 +220,9 @@ impl RetainedStore {
     /// Queues `p` to be retained for its topic (an empty payload forgets
     /// the topic); the answer comes once it is fsynced, or refused.
     pub(crate) fn retain(self: &Arc<Self>, p: Publish) -> Result<Retaining, RetainError> {
-        let record = disk::Record::new(p, now_ms());
+        let r = record::Record::new(p, now_ms());
         let (tx, rx) = oneshot::channel();
-        self.writer.retain(self, record, Some(tx))?;
+        self.writer.retain(self, r, Some(tx))?;
         Ok(Retaining(rx))
     }
 
@@ -265,7 +268,7 @@ impl RetainedStore {
             let now = now_ms();
             let mut out = Vec::with_capacity(entries.len());
             for e in &entries {
-                match disk::read(e, now) {
+                match record::read(e, now) {
                     Ok(Some(p)) => out.push(p),
                     Ok(None) => {}
                     Err(why) => {

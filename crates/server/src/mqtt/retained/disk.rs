@@ -1,25 +1,18 @@
-//! The retained store's disk side, all of it on one dedicated thread
-//! (never a runtime worker): records, loading a log's index from its
-//! record headers, group-committed appends, compaction; and the reads of
-//! a record (done on tokio's blocking pool by the store).
+//! The retained store's file work, all of it on one dedicated thread
+//! (never a runtime worker): loading a log's index from its record
+//! headers, group-committed appends, compaction. (Reads of a record are
+//! done on tokio's blocking pool by the store.)
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::sync::{mpsc, Arc};
 
-use bytes::BytesMut;
 use tokio::sync::oneshot;
-use warren_protocol::mqtt::{self, Packet, Publish, LEVEL_5};
 
+use super::record::{parse_head, read_checked, Parsed, Record, HAS_DEADLINE, RECORD_MAX};
 use super::{now_ms, Budget, RetainError, RetainedEntry, RetainedStore, TOPICS_MAX};
 
-/// Largest record accepted (a retained message is a PUBLISH, so bounded
-/// by the MQTT packet limit anyway).
-const RECORD_MAX: usize = 256 << 20;
-/// Bit 31 of a record's length: an expiry deadline precedes the packet.
-const HAS_DEADLINE: u32 = 1 << 31;
 /// A log is compacted once it is larger than twice its live records
 /// plus this.
 const COMPACT_SLACK: u64 = 1 << 20;
@@ -29,211 +22,6 @@ const GROUP_BYTES: usize = 16 << 20;
 /// Bytes of a record read first when loading (enough for most topics;
 /// more is read only for a long topic).
 const HEAD_READ: usize = 512;
-
-/// `retained-<vhost in hex>.log`.
-pub(super) fn file_name(vhost: &str) -> String {
-    let hex: String = vhost.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("retained-{hex}.log")
-}
-
-/// The vhost a log's file name is for.
-pub(crate) fn vhost_of(file_name: &str) -> Option<String> {
-    let hex = file_name.strip_prefix("retained-")?.strip_suffix(".log")?;
-    if hex.len() % 2 != 0 {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
-}
-
-/// A retain, encoded as its log record.
-pub(super) struct Record {
-    topic: String,
-    qos: u8,
-    deadline: Option<u64>,
-    empty: bool,
-    bytes: Vec<u8>,
-}
-
-impl Record {
-    pub(super) fn new(mut p: Publish, now: u64) -> Record {
-        p.properties.topic_alias = None;
-        p.dup = false;
-        p.qos = p.qos.min(1);
-        // A QoS 1 PUBLISH needs an id to be well-formed; subscribers get
-        // their own.
-        p.packet_id = (p.qos > 0).then_some(1);
-        p.retain = true;
-        let deadline = p
-            .properties
-            .message_expiry_interval
-            .map(|s| now.saturating_add(u64::from(s) * 1000));
-        let mut b = BytesMut::new();
-        let mut flag = 0;
-        if let Some(d) = deadline {
-            b.extend_from_slice(&d.to_be_bytes());
-            flag = HAS_DEADLINE;
-        }
-        let (topic, qos, empty) = (p.topic.clone(), p.qos, p.payload.is_empty());
-        Packet::Publish(p).encode(LEVEL_5, &mut b);
-        let mut bytes = Vec::with_capacity(8 + b.len());
-        // Within u32: a PUBLISH is at most 256 MiB (its remaining length).
-        bytes.extend_from_slice(&(b.len() as u32 | flag).to_be_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
-        bytes.extend_from_slice(&b);
-        Record {
-            topic,
-            qos,
-            deadline,
-            empty,
-            bytes,
-        }
-    }
-}
-
-/// A record's bytes, checked (length and CRC), without its header.
-fn read_checked(e: &RetainedEntry) -> Result<(u32, BytesMut), String> {
-    let len = usize::try_from(e.len)
-        .ok()
-        .filter(|l| (8..=RECORD_MAX + 8).contains(l))
-        .ok_or("bad record length")?;
-    let mut b = BytesMut::zeroed(len);
-    e.file
-        .read_exact_at(&mut b, e.offset)
-        .map_err(|err| format!("read at byte {}: {err}", e.offset))?;
-    let field = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let crc = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-    let body = b.split_off(8);
-    if (field & !HAS_DEADLINE) as usize != body.len() || crc32fast::hash(&body) != crc {
-        return Err(format!("damaged record at byte {}", e.offset));
-    }
-    Ok((field, body))
-}
-
-/// The message of `e` with the expiry interval it has left; `None` if
-/// it has expired.
-pub(super) fn read(e: &RetainedEntry, now: u64) -> Result<Option<Publish>, String> {
-    if e.expired(now) {
-        return Ok(None);
-    }
-    let (field, mut body) = read_checked(e)?;
-    if field & HAS_DEADLINE != 0 {
-        if body.len() < 8 {
-            return Err("short record".into());
-        }
-        let _ = body.split_to(8);
-    }
-    let mut p = match mqtt::decode(&mut body, Some(LEVEL_5), RECORD_MAX) {
-        Ok(Some(Packet::Publish(p))) => p,
-        _ => return Err("unreadable record".into()),
-    };
-    if let Some(d) = e.deadline {
-        let left = d.saturating_sub(now).div_ceil(1000);
-        p.properties.message_expiry_interval = Some(u32::try_from(left).unwrap_or(u32::MAX));
-    }
-    Ok(Some(p))
-}
-
-/// What loading needs of a record: its topic, QoS, deadline, and
-/// whether it deletes.
-struct Head {
-    topic: String,
-    qos: u8,
-    deadline: Option<u64>,
-    empty: bool,
-}
-
-enum Parsed {
-    Head(Head),
-    /// The first `n` bytes of the body are needed.
-    Need(usize),
-    Bad(&'static str),
-}
-
-/// Parses the head of a record's body from its first bytes.
-fn parse_head(field: u32, body_len: usize, b: &[u8]) -> Parsed {
-    macro_rules! need {
-        ($n:expr) => {
-            let n = $n;
-            if n > body_len {
-                return Parsed::Bad("record too short");
-            }
-            if n > b.len() {
-                return Parsed::Need(n);
-            }
-        };
-    }
-    let mut at = 0;
-    let deadline = if field & HAS_DEADLINE != 0 {
-        need!(8);
-        at = 8;
-        let mut d = [0u8; 8];
-        d.copy_from_slice(&b[..8]);
-        Some(u64::from_be_bytes(d))
-    } else {
-        None
-    };
-    let varint = |at: &mut usize| -> Result<usize, Parsed> {
-        let mut v = 0usize;
-        for i in 0..4 {
-            if *at + 1 > body_len {
-                return Err(Parsed::Bad("record too short"));
-            }
-            if *at + 1 > b.len() {
-                return Err(Parsed::Need(*at + 1));
-            }
-            let byte = b[*at];
-            *at += 1;
-            v |= usize::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(Parsed::Bad("bad variable integer"))
-    };
-    need!(at + 1);
-    let first = b[at];
-    at += 1;
-    if first >> 4 != 3 {
-        return Parsed::Bad("not a PUBLISH");
-    }
-    let qos = (first >> 1) & 3;
-    let remaining = match varint(&mut at) {
-        Ok(v) => v,
-        Err(p) => return p,
-    };
-    if at + remaining != body_len {
-        return Parsed::Bad("packet length");
-    }
-    need!(at + 2);
-    let tlen = usize::from(u16::from_be_bytes([b[at], b[at + 1]]));
-    at += 2;
-    need!(at + tlen);
-    let Ok(topic) = std::str::from_utf8(&b[at..at + tlen]) else {
-        return Parsed::Bad("topic is not UTF-8");
-    };
-    let topic = topic.to_string();
-    at += tlen;
-    if qos > 0 {
-        at += 2;
-    }
-    let plen = match varint(&mut at) {
-        Ok(v) => v,
-        Err(p) => return p,
-    };
-    let Some(end) = at.checked_add(plen).filter(|&e| e <= body_len) else {
-        return Parsed::Bad("properties length");
-    };
-    Parsed::Head(Head {
-        topic,
-        qos,
-        deadline,
-        empty: end == body_len,
-    })
-}
 
 /// Loads `s`'s index from its log's record headers (payloads are
 /// skipped, and their CRC checked when read). A torn tail is cut off.
@@ -482,6 +270,9 @@ fn run(rx: &mpsc::Receiver<Job>, budget: &Budget) {
             }
         }
         let mut groups: Vec<Group> = Vec::new();
+        // Bytes the groups staged so far add (every store counts against
+        // the one bound).
+        let mut staged = 0i64;
         for job in jobs {
             match job {
                 Job::Load(s) => {
@@ -501,7 +292,7 @@ fn run(rx: &mpsc::Receiver<Job>, budget: &Budget) {
                             groups.len() - 1
                         }
                     };
-                    groups[i].stage(r, reply, budget);
+                    groups[i].stage(r, reply, budget, &mut staged);
                 }
             }
         }
@@ -534,7 +325,6 @@ struct Group {
     /// Topic → its live record size once this group is written.
     sizes: HashMap<String, u64>,
     new_topics: i64,
-    delta: i64,
 }
 
 impl Group {
@@ -545,13 +335,12 @@ impl Group {
             items: Vec::new(),
             sizes: HashMap::new(),
             new_topics: 0,
-            delta: 0,
         }
     }
 
     /// Checks `r` against the bounds (counting what this group already
     /// holds) and adds it, or refuses it.
-    fn stage(&mut self, mut r: Record, reply: Reply, budget: &Budget) {
+    fn stage(&mut self, mut r: Record, reply: Reply, budget: &Budget, staged: &mut i64) {
         let st = self.store.state.lock();
         if let Some(why) = &st.failed {
             let why = RetainError::Io(why.clone());
@@ -576,7 +365,7 @@ impl Group {
             );
             return answer(reply, &r.topic, Err(RetainError::Quota(why)));
         }
-        let after = (budget.used() as i64 + self.delta + new as i64 - old as i64).max(0) as u64;
+        let after = (budget.used() as i64 + *staged + new as i64 - old as i64).max(0) as u64;
         if new > old && after > budget.max {
             let why = format!(
                 "retained messages would take {after} bytes, over the bound of {} \
@@ -585,7 +374,7 @@ impl Group {
             );
             return answer(reply, &r.topic, Err(RetainError::Quota(why)));
         }
-        self.delta += new as i64 - old as i64;
+        *staged += new as i64 - old as i64;
         self.new_topics += i64::from(old == 0 && new > 0) - i64::from(old > 0 && new == 0);
         self.sizes.insert(r.topic.clone(), new);
         let offset = self.buf.len() as u64;

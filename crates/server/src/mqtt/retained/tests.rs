@@ -233,7 +233,7 @@ fn batches_are_bounded_in_count_and_bytes() {
     assert_eq!(batches(&huge).count(), 1);
     assert_eq!(vhost_of("retained-2f.log").as_deref(), Some("/"));
     assert_eq!(
-        vhost_of(&disk::file_name("a/b é")).as_deref(),
+        vhost_of(&record::file_name("a/b é")).as_deref(),
         Some("a/b é")
     );
     assert_eq!(vhost_of("retained-2.log"), None);
