@@ -6,7 +6,9 @@ read buffer grows with the bytes, not with the announcement). Each test starts i
 and reads its /proc/PID/{status,io}."""
 import os
 import socket
+import struct
 import time
+import zlib
 
 import pytest
 
@@ -222,3 +224,47 @@ def test_announced_packet_sizes_are_not_reserved(warren, tmp_path):
         probe.close()
     again = Client(uniq("again"), port=port).connect()
     again.close()
+
+
+def _retained_log(path, records):
+    """Writes a retained log as the broker does: per record `len, crc32, packet`, the packet an
+    MQTT 5 PUBLISH (QoS 0, retain) with no properties."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        for topic, payload in records:
+            packet = _packet(0x31, _s(topic) + b"\x00" + payload)
+            f.write(struct.pack(">II", len(packet), zlib.crc32(packet)) + packet)
+
+
+@pytest.mark.timeout(180)
+def test_a_subscription_matching_70000_retained_topics(warren, tmp_path):
+    """More retained topics than MQTT has packet ids: loaded at start, sent batch by batch to a
+    QoS 0 subscriber, every one once; another client is served meanwhile."""
+    port = free_port()
+    t = uniq("many")
+    n = 70_000
+    w = warren(["--mqtt-port", str(port)])
+    w.stop()
+    _retained_log(os.path.join(w.data_dir, "mqtt", "retained-2f.log"),
+                  ((f"{t}/{i}", b"%d" % i) for i in range(n)))
+    w.start()
+    wait_log(w, "%d retained messages" % n)
+    sub = Client(uniq("sub"), port=port).connect()
+    probe = Client(uniq("probe"), port=port).connect()
+    try:
+        sub.c.subscribe(f"{t}/+", 0)
+        probe.subscribe(f"{t}-probe", qos=1)
+        probe.publish(f"{t}-probe", b"served", qos=1)
+        assert probe.get().payload == b"served"
+        seen = set()
+        for _ in range(n):
+            m = sub.get(timeout=60)
+            i = int(m.topic.rsplit("/", 1)[1])
+            assert m.payload == b"%d" % i and m.retain
+            assert i not in seen, "retained message %d sent twice" % i
+            seen.add(i)
+        assert len(seen) == n
+        sub.nothing(0.3)
+    finally:
+        sub.close()
+        probe.close()
