@@ -1,7 +1,8 @@
 //! The retained store's file work, all of it on one dedicated thread
 //! (never a runtime worker): loading a log's index from its record
 //! headers, group-committed appends, compaction. (Reads of a record are
-//! done on tokio's blocking pool by the store.)
+//! done on tokio's blocking pool by the store.) Writes and fsyncs pass
+//! the broker's fault injection (`store::faults`), as the store's do.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -9,6 +10,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::oneshot;
+use warren_broker::store::faults::{self, FileOp};
 
 use super::record::{parse_head, read_checked, Parsed, Record, HAS_DEADLINE, RECORD_MAX};
 use super::{now_ms, Budget, RetainError, RetainedEntry, RetainedStore, TOPICS_MAX};
@@ -160,8 +162,10 @@ fn compact(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
             }
         }
     }
+    faults::check(&tmp, FileOp::Write)?;
     w.flush()?;
     drop(w);
+    faults::check(&tmp, FileOp::Sync)?;
     new.sync_all()?;
     std::fs::rename(&tmp, &s.path)?;
     if let Some(dir) = s.path.parent() {
@@ -400,7 +404,11 @@ impl Group {
             (st.file.clone(), st.log_bytes, st.poisoned)
         };
         let written = match file {
-            Some(f) if !poisoned => match (&*f).write_all(&self.buf).and_then(|_| f.sync_data()) {
+            Some(f) if !poisoned => match faults::check(&s.path, FileOp::Write)
+                .and_then(|_| (&*f).write_all(&self.buf))
+                .and_then(|_| faults::check(&s.path, FileOp::Sync))
+                .and_then(|_| f.sync_data())
+            {
                 Ok(()) => Ok(f),
                 Err(e) => {
                     // Cut the failed append off; the log is rewritten
