@@ -25,9 +25,19 @@ const GROUP_BYTES: usize = 16 << 20;
 /// more is read only for a long topic).
 const HEAD_READ: usize = 512;
 
+/// This file work must not run on a tokio runtime thread (checked in
+/// debug builds, which the tests run).
+fn off_runtime() {
+    debug_assert!(
+        tokio::runtime::Handle::try_current().is_err(),
+        "retained store file work on a runtime thread"
+    );
+}
+
 /// Loads `s`'s index from its log's record headers (payloads are
 /// skipped, and their CRC checked when read). A torn tail is cut off.
 fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
+    off_runtime();
     if let Some(dir) = s.path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -130,6 +140,7 @@ fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
 /// Rewrites `s`'s log with its live records only (to a temporary file,
 /// fsynced, renamed over the log, the directory fsynced).
 fn compact(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
+    off_runtime();
     let entries: Vec<Arc<RetainedEntry>> = s.state.lock().index.values().cloned().collect();
     let tmp = s.path.with_extension("tmp");
     let f = OpenOptions::new()
@@ -392,6 +403,7 @@ impl Group {
         if self.items.is_empty() {
             return;
         }
+        off_runtime();
         let s = &self.store;
         let poisoned = s.state.lock().poisoned;
         if poisoned {
