@@ -38,9 +38,12 @@ fn off_runtime() {
 /// skipped, and their CRC checked when read). A torn tail is cut off.
 fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
     off_runtime();
-    if let Some(dir) = s.path.parent() {
-        std::fs::create_dir_all(dir)?;
+    let dir = s.path.parent();
+    let new_dir = dir.is_some_and(|d| !d.exists());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d)?;
     }
+    let new_file = !s.path.exists();
     let file = Arc::new(
         OpenOptions::new()
             .read(true)
@@ -48,6 +51,17 @@ fn load(s: &RetainedStore, budget: &Budget) -> std::io::Result<()> {
             .create(true)
             .open(&s.path)?,
     );
+    // A new log's name must be durable before its first record counts.
+    if new_file {
+        if let Some(d) = dir {
+            File::open(d)?.sync_all()?;
+            if new_dir {
+                if let Some(up) = d.parent() {
+                    File::open(up)?.sync_all()?;
+                }
+            }
+        }
+    }
     let size = file.metadata()?.len();
     let mut r = BufReader::with_capacity(16 << 10, &*file);
     let mut index = std::collections::BTreeMap::new();
