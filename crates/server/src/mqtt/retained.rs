@@ -32,8 +32,11 @@
 //!
 //! **Durability.** [`RetainedStore::stored`] returns once the record is
 //! fsynced (the PUBACK waits for it), so an acknowledged retain survives
-//! SIGKILL. A failed write is cut off the log and refused; after a failed
-//! fsync the log is rewritten from the index before the next append.
+//! SIGKILL. A retain whose write or fsync failed is cut off the log and
+//! refused, and the log is rewritten from the index before the next
+//! append. [`RetainedStore::retain`] queues without waiting (a will: a
+//! failure is logged). Retains wait while their log is compacted (a copy
+//! of at most the bytes bound).
 //!
 //! **Sending them.** A subscriber's retained messages are found with
 //! [`RetainedStore::matching`] (index entries only, expired ones dropped;
@@ -41,6 +44,10 @@
 //! ([`batches`], [`RetainedStore::read`]), each with the expiry interval
 //! it has left. A record found damaged when read is dropped (logged) and
 //! its topic forgotten. Loading stops at a torn tail and cuts it off.
+//! The caller decides the pace: it may read the next batch only when its
+//! in-flight window has room (today `session/subscribe.rs` reads and
+//! queues every batch of a SUBSCRIBE at once, which the bytes bound and
+//! [`TOPICS_MAX`] bound).
 
 mod disk;
 mod record;
