@@ -188,6 +188,11 @@ pub struct Args {
     /// Don't accept MQTT connections
     #[arg(long, env = "WARREN_DISABLE_MQTT")]
     pub disable_mqtt: bool,
+
+    /// Bytes of retained MQTT messages the broker keeps (on disk, all
+    /// vhosts together); a retain past it is refused [default: 64 MiB]
+    #[arg(long, env = "WARREN_MQTT_RETAINED_MAX_BYTES")]
+    pub mqtt_retained_max_bytes: Option<u64>,
 }
 
 /// A TOML value that may be written as a number or a string.
@@ -285,6 +290,8 @@ pub struct FileConfig {
     pub mqtt_vhost: Option<String>,
     /// `false` turns MQTT off.
     pub mqtt: Option<bool>,
+    /// Bytes of retained MQTT messages kept (all vhosts together).
+    pub mqtt_retained_max_bytes: Option<u64>,
     /// Largest HTTP request body, bytes (RabbitMQ's max_http_body_size).
     pub management_max_body_size: Option<usize>,
 }
@@ -352,6 +359,9 @@ pub struct Config {
     /// The vhost of MQTT clients whose user name names none (`None`:
     /// the default vhost).
     pub mqtt_vhost: Option<String>,
+    /// Bytes of retained MQTT messages kept, on disk, all vhosts
+    /// together (their log records: topic, properties and payload).
+    pub mqtt_retained_max_bytes: u64,
 }
 
 impl Config {
@@ -417,6 +427,7 @@ impl Default for Config {
             mqtt_max_keepalive: None,
             web_mqtt_port: None,
             mqtt_vhost: None,
+            mqtt_retained_max_bytes: 64 << 20,
         }
     }
 }
@@ -582,6 +593,10 @@ impl Config {
             mqtt_max_keepalive: args.mqtt_max_keepalive.or(file.mqtt_max_keepalive),
             web_mqtt_port: args.web_mqtt_port.or(file.web_mqtt_port),
             mqtt_vhost: args.mqtt_vhost.or(file.mqtt_vhost),
+            mqtt_retained_max_bytes: args
+                .mqtt_retained_max_bytes
+                .or(file.mqtt_retained_max_bytes)
+                .unwrap_or(d.mqtt_retained_max_bytes),
         })
     }
 }

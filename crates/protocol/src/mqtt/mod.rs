@@ -2,7 +2,9 @@
 //! functions: bytes in, [`Packet`]s out, and back. Like the AMQP codec it
 //! does no I/O, bounds everything a peer controls (the packet size is the
 //! caller's limit, checked from the fixed header before the body is
-//! buffered) and turns every malformed input into an [`MqttError`].
+//! buffered; the buffer grows with the bytes that arrive, never to the
+//! announced size at once) and turns every malformed input into an
+//! [`MqttError`].
 //!
 //! A packet's layout depends on the protocol version, which CONNECT
 //! announces: [`decode`] takes it (`None` before CONNECT).
@@ -158,6 +160,23 @@ pub enum Packet {
     Auth(Disconnect),
 }
 
+/// Makes room for more of a packet of `size` bytes whose first
+/// `buf.len()` bytes have arrived. Memory follows the bytes that actually
+/// arrive, never the size the fixed header announces: the capacity is at
+/// most twice what is buffered (amortised doubling as the body arrives)
+/// and never past `size`, so a peer that announces 256 MiB and sends a
+/// few bytes holds a few bytes. (The reader grows the buffer by itself
+/// when it is full; this only saves reallocations.)
+fn grow(buf: &mut BytesMut, size: usize) {
+    let target = size.min(buf.len().saturating_mul(2));
+    if target > buf.capacity() {
+        // Exactly `target` (`reserve` may double the old capacity).
+        let mut bigger = BytesMut::with_capacity(target);
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+}
+
 /// Splits one packet off the front of `buf`, if a whole one is there.
 /// `level` is the connection's protocol level (`None` before CONNECT,
 /// when only CONNECT is accepted); `max` bounds the packet's size, and
@@ -175,7 +194,7 @@ pub fn decode(
         return Err(MqttError::TooLarge { size, max });
     }
     if buf.len() < size {
-        buf.reserve(size - buf.len());
+        grow(buf, size);
         return Ok(None);
     }
     let mut packet = buf.split_to(size).freeze();

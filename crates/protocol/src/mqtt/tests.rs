@@ -276,3 +276,64 @@ fn limits_and_malformed_input_are_errors() {
         Err(MqttError::UnsupportedLevel(6))
     );
 }
+
+#[test]
+fn an_announced_size_is_not_reserved_before_the_bytes_arrive() {
+    // A PUBLISH announcing 256 MiB (the largest remaining length), then a
+    // few bytes of it: the buffer holds what arrived, not 256 MiB.
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(b"\x30\xff\xff\xff\x7f\x00\x01a");
+    assert_eq!(decode(&mut buf, Some(LEVEL_311), usize::MAX), Ok(None));
+    assert!(buf.capacity() <= 64, "{}", buf.capacity());
+    assert_eq!(&buf[..], b"\x30\xff\xff\xff\x7f\x00\x01a");
+}
+
+proptest! {
+    /// Fed in arbitrary pieces, a large packet's buffer never holds more
+    /// than twice what has arrived (plus what the test itself reserved),
+    /// never more than the packet, and the packet decodes whole.
+    #[test]
+    fn buffers_grow_with_the_bytes_that_arrive(
+        len in 0usize..200_000,
+        pieces in proptest::collection::vec(1usize..70_000, 1..40),
+    ) {
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos: 0,
+            retain: false,
+            topic: "t".into(),
+            packet_id: None,
+            properties: Properties::default(),
+            payload: Bytes::from(vec![7u8; len]),
+        });
+        let mut wire = BytesMut::new();
+        packet.encode(LEVEL_311, &mut wire);
+        let size = wire.len();
+        let mut buf = BytesMut::new();
+        let mut at = 0;
+        let mut got = None;
+        for piece in pieces.iter().cycle().take(10_000) {
+            let end = (at + piece).min(size);
+            // What a reader does: room for this read only.
+            buf.reserve(end - at);
+            let before = buf.capacity();
+            buf.extend_from_slice(&wire[at..end]);
+            at = end;
+            match decode(&mut buf, Some(LEVEL_311), usize::MAX) {
+                Ok(Some(p)) => {
+                    got = Some(p);
+                    break;
+                }
+                Ok(None) => {
+                    let cap = buf.capacity();
+                    prop_assert!(
+                        cap <= before.max((2 * buf.len()).min(size)),
+                        "capacity {} after {} of {} bytes (was {})", cap, buf.len(), size, before
+                    );
+                }
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+        prop_assert_eq!(got, Some(packet));
+    }
+}

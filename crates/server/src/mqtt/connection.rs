@@ -398,7 +398,7 @@ async fn run<S: Stream>(
             // Retained messages waiting for the window or the output, in
             // turn with everything else.
             _ = std::future::ready(()), if retained => {
-                s.pump_retained();
+                s.pump_retained().await;
             }
             _ = connection::wait_drained(throttle.clone()) => {
                 throttle = None;

@@ -41,7 +41,7 @@ use warren_broker::session::{ConnectionEvent, EventSender};
 use warren_broker::Broker;
 
 use crate::config::Config;
-use retained::RetainedStore;
+use retained::{RetainedStore, Writer};
 use session::will::PendingWill;
 
 /// A connected client id's holder: its connection, how to reach it, and
@@ -57,7 +57,8 @@ pub(crate) struct HeldByAnother;
 
 /// The front-end's shared state: which client ids are connected (one
 /// connection per id per vhost: a new one of the same user takes over)
-/// and each vhost's retained messages.
+/// and each vhost's retained messages (every vhost's log is loaded at
+/// start, on the retained store's own thread: see `retained.rs`).
 pub(crate) struct Mqtt {
     broker: Arc<Broker>,
     cfg: Arc<Config>,
@@ -66,28 +67,58 @@ pub(crate) struct Mqtt {
     /// connection with that client id cancels its will.
     wills: Mutex<HashMap<(String, String), tokio::task::AbortHandle>>,
     retained: Mutex<HashMap<String, Arc<RetainedStore>>>,
+    /// The thread that does the retained stores' file work.
+    retained_writer: Arc<Writer>,
     dir: PathBuf,
 }
 
 impl Mqtt {
     pub(crate) fn new(broker: Arc<Broker>, cfg: Arc<Config>) -> Arc<Mqtt> {
         let dir = cfg.data_dir.join("mqtt");
-        Arc::new(Mqtt {
+        let retained_writer = Writer::start(cfg.mqtt_retained_max_bytes);
+        let mqtt = Arc::new(Mqtt {
             broker,
             cfg,
             clients: Mutex::new(HashMap::new()),
             wills: Mutex::new(HashMap::new()),
             retained: Mutex::new(HashMap::new()),
+            retained_writer,
             dir,
-        })
+        });
+        // Every vhost's retained messages are loaded now, not on its first
+        // CONNECT; listing the directory is file work too, so not here.
+        let me = Arc::downgrade(&mqtt);
+        let dir = mqtt.dir.clone();
+        let listed = std::thread::Builder::new()
+            .name("mqtt-retained-scan".into())
+            .spawn(move || {
+                let Ok(files) = std::fs::read_dir(&dir) else {
+                    return;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name();
+                    let Some(vhost) = name.to_str().and_then(retained::vhost_of) else {
+                        continue;
+                    };
+                    let Some(mqtt) = me.upgrade() else { return };
+                    let _ = mqtt.retained(&vhost);
+                }
+            });
+        if let Err(e) = listed {
+            tracing::warn!("retained messages load on first use: {e}");
+        }
+        mqtt
     }
 
+    /// A vhost's retained store, opened (its loading queued on the
+    /// store's thread) on first use. Does no file I/O; never fails (a log
+    /// that cannot be loaded refuses retains instead).
     fn retained(&self, vhost: &str) -> std::io::Result<Arc<RetainedStore>> {
         let mut g = self.retained.lock();
         if let Some(s) = g.get(vhost) {
             return Ok(s.clone());
         }
-        let s = Arc::new(RetainedStore::open(&self.dir, vhost)?);
+        let s = RetainedStore::open(&self.dir, vhost, &self.retained_writer);
         g.insert(vhost.to_string(), s.clone());
         Ok(s)
     }

@@ -1,45 +1,80 @@
-//! Retained messages: the last retained PUBLISH per topic, per vhost,
-//! kept in memory and in an append-only log on disk
-//! (`<data dir>/mqtt/retained-<vhost hex>.log`) so they survive restarts.
+//! Retained messages: the last retained PUBLISH per topic, per vhost.
+//! Payloads live on disk only, in an append-only log per vhost
+//! (`<data dir>/mqtt/retained-<vhost hex>.log`); memory holds an index
+//! (topic → where its record is, its QoS and expiry deadline).
 //!
-//! A record is `len: u32, crc32: u32, [deadline: u64,] packet` where the
-//! packet is the PUBLISH in MQTT 5 form (properties kept, topic alias
-//! dropped) and bit 31 of `len` says an expiry deadline (Unix ms, from
-//! MQTT 5's message expiry interval) precedes it; the CRC covers both. An
-//! empty payload deletes the topic's message, as in the protocol. An
-//! expired message is dropped when it is next looked at and is not
-//! loaded again; a subscriber gets the time it has left. Loading
-//! skips a damaged record alone and stops at a torn tail. The log is
-//! rewritten (to a temporary file, fsynced, renamed) once it holds more
-//! than twice what is live. A retain answers only once its record is
-//! fsynced.
+//! **Format.** A record is `len: u32, crc32: u32, [deadline: u64,]
+//! packet` where the packet is the PUBLISH in MQTT 5 form (properties
+//! kept, topic alias dropped) and bit 31 of `len` says an expiry deadline
+//! (Unix ms, from MQTT 5's message expiry interval) precedes it; the CRC
+//! covers both. An empty payload deletes the topic's message, as in the
+//! protocol. (`record.rs`: records; `disk.rs`: the index scan, the writer
+//! thread.)
+//!
+//! **Bounds.** Live records (topic, properties and payload) may take
+//! `mqtt_retained_max_bytes` in all (all vhosts together, default 64 MiB)
+//! and at most [`TOPICS_MAX`] topics per vhost. A retain past either
+//! bound is refused: an MQTT 5 QoS 1/2 PUBLISH gets PUBACK/PUBREC 0x97
+//! (quota exceeded) and is not routed either; a QoS 0 one, and any MQTT
+//! 3.1.1 one (which has no way to say no), is routed but not retained,
+//! and a warning is logged. Replacing a topic's message by one no larger,
+//! and deleting, are always accepted. Memory: the index, about 100 bytes
+//! plus the topic per retained topic; a read holds one batch
+//! ([`batches`]: at most [`READ_BATCH`] records or [`READ_BATCH_BYTES`]).
+//!
+//! **Threads.** No file I/O happens on a runtime worker. One dedicated
+//! thread (`disk.rs`'s writer) loads every vhost's log at broker start
+//! (reading record headers only: a payload is read when it is sent, and
+//! its CRC checked then), appends retains, fsyncs them in groups, and
+//! compacts a log (copy of the live records to a temporary file, fsync,
+//! rename) once it holds more than twice what is live plus 1 MiB.
+//! Payloads are read on tokio's blocking pool ([`RetainedStore::read`]).
+//!
+//! **Durability.** [`RetainedStore::stored`] returns once the record is
+//! fsynced (the PUBACK waits for it), so an acknowledged retain survives
+//! SIGKILL. A retain whose write or fsync failed is cut off the log and
+//! refused, and the log is rewritten from the index before the next
+//! append. [`RetainedStore::retain`] queues without waiting (a will: a
+//! failure is logged). Retains wait while their log is compacted (a copy
+//! of at most the bytes bound).
+//!
+//! **Sending them.** A subscriber's retained messages are found with
+//! [`RetainedStore::matching`] (index entries only, expired ones dropped;
+//! it waits for the vhost's log to be loaded), then read batch by batch
+//! ([`batches`], [`RetainedStore::read`]), each with the expiry interval
+//! it has left. A record found damaged when read is dropped (logged) and
+//! its topic forgotten. Loading stops at a torn tail and cuts it off.
+//! The caller decides the pace: it may read the next batch only when its
+//! in-flight window has room (today `session/subscribe.rs` reads and
+//! queues every batch of a SUBSCRIBE at once, which the bytes bound and
+//! [`TOPICS_MAX`] bound).
+
+mod disk;
+mod record;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use parking_lot::Mutex;
-use warren_protocol::mqtt::{self, Packet, Publish, LEVEL_5};
+use tokio::sync::{oneshot, watch};
+use warren_protocol::mqtt::Publish;
 
-/// Largest record accepted on load (a retained message is a PUBLISH, so
-/// bounded by the MQTT packet limit anyway).
-const RECORD_MAX: usize = 256 << 20;
+pub(crate) use disk::Writer;
+pub(crate) use record::vhost_of;
+
 /// Retained topics one vhost may hold.
 pub(crate) const TOPICS_MAX: usize = 100_000;
-/// Bit 31 of a record's length: an expiry deadline precedes the packet.
-const HAS_DEADLINE: u32 = 1 << 31;
-
-/// One topic's retained message and when it expires (Unix ms).
-#[derive(Debug, Clone)]
-struct Retained {
-    publish: Publish,
-    deadline: Option<u64>,
-    /// Its record's size in the log (for the live-bytes count).
-    size: u64,
-}
+/// Records read (and held) at once for a subscriber, at most.
+pub(crate) const READ_BATCH: usize = 256;
+/// Bytes of records read at once for a subscriber, at most (one record
+/// larger than this is read alone).
+pub(crate) const READ_BATCH_BYTES: u64 = 4 << 20;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -47,306 +82,246 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Why a retain was not done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RetainError {
+    /// Over the bytes or topics bound (MQTT 5's 0x97).
+    Quota(String),
+    /// The log could not be written or loaded.
+    Io(String),
+}
+
+impl std::fmt::Display for RetainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RetainError::Quota(why) | RetainError::Io(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One retained message in the index: its record's place in the log.
+#[derive(Debug)]
+pub(crate) struct RetainedEntry {
+    pub(crate) topic: String,
+    pub(crate) qos: u8,
+    /// Expiry deadline, Unix ms.
+    deadline: Option<u64>,
+    /// The log holding the record (an old one stays open for readers
+    /// while a compaction replaces it).
+    file: Arc<File>,
+    offset: u64,
+    /// The whole record, header included.
+    len: u64,
+}
+
+impl RetainedEntry {
+    fn expired(&self, now: u64) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+}
+
+/// Bytes of live records, all stores together, and the bound.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(max: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicU64::new(0),
+            max,
+        })
+    }
+
+    fn add(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: u64) {
+        // Never below zero, even if accounting went wrong somewhere.
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RetainedStore {
-    path: Option<PathBuf>,
-    inner: Mutex<Inner>,
+    vhost: String,
+    path: PathBuf,
+    state: Mutex<State>,
+    /// Set once the log is loaded (or failed to load).
+    ready: watch::Sender<bool>,
+    writer: Arc<Writer>,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    live: BTreeMap<String, Retained>,
-    file: Option<File>,
+struct State {
+    index: BTreeMap<String, Arc<RetainedEntry>>,
+    /// The log appended to (`None` until loaded, or if it failed to).
+    file: Option<Arc<File>>,
+    /// Why the log is unusable (it failed to load).
+    failed: Option<String>,
+    /// A write or fsync failed: rewrite the log before appending again.
+    poisoned: bool,
     /// Bytes in the log, and bytes of its live records.
     log_bytes: u64,
     live_bytes: u64,
 }
 
-fn record(r: &Retained) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    let mut flag = 0;
-    if let Some(d) = r.deadline {
-        b.extend_from_slice(&d.to_be_bytes());
-        flag = HAS_DEADLINE;
+impl State {
+    /// Forgets `topic` (if `only` is given, only while that entry is it).
+    fn remove(&mut self, topic: &str, only: Option<&Arc<RetainedEntry>>, budget: &Budget) {
+        let current = self.index.get(topic);
+        if only.is_some_and(|o| !current.is_some_and(|c| Arc::ptr_eq(c, o))) {
+            return;
+        }
+        if let Some(old) = self.index.remove(topic) {
+            self.live_bytes = self.live_bytes.saturating_sub(old.len);
+            budget.sub(old.len);
+        }
     }
-    Packet::Publish(r.publish.clone()).encode(LEVEL_5, &mut b);
-    let mut out = Vec::with_capacity(8 + b.len());
-    out.extend_from_slice(&(b.len() as u32 | flag).to_be_bytes());
-    out.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
-    out.extend_from_slice(&b);
-    out
+}
+
+/// A retain on its way to the disk.
+pub(crate) struct Retaining(oneshot::Receiver<Result<(), RetainError>>);
+
+impl Retaining {
+    /// Once the record is fsynced (or refused).
+    pub(crate) async fn done(self) -> Result<(), RetainError> {
+        self.0
+            .await
+            .unwrap_or_else(|_| Err(RetainError::Io("the retained store stopped".into())))
+    }
 }
 
 impl RetainedStore {
-    /// Opens (or creates) a vhost's store under `dir`.
-    pub(crate) fn open(dir: &Path, vhost: &str) -> std::io::Result<RetainedStore> {
-        std::fs::create_dir_all(dir)?;
-        let hex: String = vhost.bytes().map(|b| format!("{b:02x}")).collect();
-        let path = dir.join(format!("retained-{hex}.log"));
-        let mut inner = Inner::default();
-        if let Ok(mut f) = File::open(&path) {
-            let mut all = Vec::new();
-            f.read_to_end(&mut all)?;
-            let mut at = 0;
-            let now = now_ms();
-            while at + 8 <= all.len() {
-                let field = u32::from_be_bytes([all[at], all[at + 1], all[at + 2], all[at + 3]]);
-                let len = (field & !HAS_DEADLINE) as usize;
-                let crc = u32::from_be_bytes([all[at + 4], all[at + 5], all[at + 6], all[at + 7]]);
-                if len > RECORD_MAX || at + 8 + len > all.len() {
-                    tracing::warn!("{}: torn tail at byte {at} dropped", path.display());
-                    break;
-                }
-                let body = &all[at + 8..at + 8 + len];
-                at += 8 + len;
-                if crc32fast::hash(body) != crc {
-                    tracing::warn!("{}: damaged record skipped", path.display());
-                    continue;
-                }
-                let (deadline, packet) = if field & HAS_DEADLINE == 0 {
-                    (None, body)
-                } else if let Some((d, rest)) = body.split_first_chunk::<8>() {
-                    (Some(u64::from_be_bytes(*d)), rest)
-                } else {
-                    tracing::warn!("{}: short record skipped", path.display());
-                    continue;
-                };
-                let mut buf = BytesMut::from(packet);
-                match mqtt::decode(&mut buf, Some(LEVEL_5), RECORD_MAX) {
-                    Ok(Some(Packet::Publish(p))) => {
-                        if p.payload.is_empty() || deadline.is_some_and(|d| d <= now) {
-                            inner.live.remove(&p.topic);
-                        } else {
-                            let topic = p.topic.clone();
-                            let r = Retained {
-                                publish: p,
-                                deadline,
-                                size: (8 + len) as u64,
-                            };
-                            inner.live.insert(topic, r);
-                        }
-                    }
-                    _ => tracing::warn!("{}: unreadable record skipped", path.display()),
-                }
-            }
-        }
-        let store = RetainedStore {
-            path: Some(path),
-            inner: Mutex::new(inner),
-        };
-        // Start from a compact log: what was read, and nothing torn.
-        store.rewrite(&mut store.inner.lock())?;
-        Ok(store)
+    /// A vhost's store under `dir`; its log is loaded by the writer
+    /// thread (no file I/O here).
+    pub(crate) fn open(dir: &Path, vhost: &str, writer: &Arc<Writer>) -> Arc<RetainedStore> {
+        let store = Arc::new(RetainedStore {
+            vhost: vhost.to_string(),
+            path: dir.join(record::file_name(vhost)),
+            state: Mutex::new(State::default()),
+            ready: watch::channel(false).0,
+            writer: writer.clone(),
+        });
+        writer.load(&store);
+        store
     }
 
-    /// Retains `p` for its topic (an empty payload forgets the topic).
-    /// Returns once that is on disk; an error leaves memory unchanged.
-    pub(crate) fn retain(&self, mut p: Publish) -> std::io::Result<()> {
-        p.properties.topic_alias = None;
-        p.dup = false;
-        p.qos = p.qos.min(1);
-        // A QoS 1 PUBLISH needs an id to be well-formed; subscribers get
-        // their own.
-        p.packet_id = (p.qos > 0).then_some(1);
-        p.retain = true;
-        let mut r = Retained {
-            deadline: p
-                .properties
-                .message_expiry_interval
-                .map(|s| now_ms().saturating_add(u64::from(s) * 1000)),
-            publish: p,
-            size: 0,
-        };
-        let bytes = record(&r);
-        r.size = bytes.len() as u64;
-        let p = &r.publish;
-        let mut g = self.inner.lock();
-        if !p.payload.is_empty() && !g.live.contains_key(&p.topic) && g.live.len() >= TOPICS_MAX {
-            return Err(std::io::Error::other("too many retained topics"));
-        }
-        if let Some(f) = g.file.as_mut() {
-            f.write_all(&bytes)?;
-            f.sync_data()?;
-            g.log_bytes += bytes.len() as u64;
-        }
-        if p.payload.is_empty() {
-            if let Some(old) = g.live.remove(&p.topic) {
-                g.live_bytes = g.live_bytes.saturating_sub(old.size);
-            }
-        } else {
-            let size = r.size;
-            if let Some(old) = g.live.insert(p.topic.clone(), r) {
-                g.live_bytes = g.live_bytes.saturating_sub(old.size);
-            }
-            g.live_bytes += size;
-        }
-        if g.log_bytes > 2 * g.live_bytes + 4096 {
-            self.rewrite(&mut g)?;
-        }
-        Ok(())
+    /// Waits until the log is loaded.
+    async fn ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
-    /// The retained messages whose topic `filter` matches, each with the
-    /// expiry interval it has left; expired ones are dropped on the way.
-    pub(crate) fn matching(&self, filter: &str) -> Vec<Publish> {
+    /// Queues `p` to be retained for its topic (an empty payload forgets
+    /// the topic); the answer comes once it is fsynced, or refused.
+    pub(crate) fn retain(self: &Arc<Self>, p: Publish) -> Result<Retaining, RetainError> {
+        let r = record::Record::new(p, now_ms());
+        let (tx, rx) = oneshot::channel();
+        self.writer.retain(self, r, Some(tx))?;
+        Ok(Retaining(rx))
+    }
+
+    /// Retains `p` and returns once that is on disk (an error leaves the
+    /// store as it was).
+    pub(crate) async fn stored(self: &Arc<Self>, p: Publish) -> Result<(), RetainError> {
+        self.retain(p)?.done().await
+    }
+
+    /// The index entries whose topic `filter` matches, in topic order;
+    /// expired ones are dropped on the way. Waits for the log to load.
+    /// At most [`TOPICS_MAX`] entries, and no payload: read them with
+    /// [`batches`] and [`RetainedStore::read`].
+    pub(crate) async fn matching(&self, filter: &str) -> Vec<Arc<RetainedEntry>> {
+        self.ready().await;
         let now = now_ms();
-        let mut g = self.inner.lock();
+        let mut g = self.state.lock();
         let mut expired = Vec::new();
         let mut out = Vec::new();
-        for (t, r) in &g.live {
+        for (t, e) in &g.index {
             if !super::topic::matches(filter, t) {
                 continue;
             }
-            let mut p = r.publish.clone();
-            if let Some(d) = r.deadline {
-                if d <= now {
-                    expired.push(t.clone());
-                    continue;
-                }
-                let left = (d - now).div_ceil(1000);
-                p.properties.message_expiry_interval =
-                    Some(u32::try_from(left).unwrap_or(u32::MAX));
+            if e.expired(now) {
+                expired.push(e.clone());
+            } else {
+                out.push(e.clone());
             }
-            out.push(p);
         }
-        for t in expired {
-            if let Some(old) = g.live.remove(&t) {
-                g.live_bytes = g.live_bytes.saturating_sub(old.size);
-            }
+        for e in expired {
+            g.remove(&e.topic, Some(&e), &self.writer.budget);
         }
         out
     }
 
-    fn rewrite(&self, g: &mut Inner) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut bytes = 0u64;
-        for p in g.live.values() {
-            let r = record(p);
-            f.write_all(&r)?;
-            bytes += r.len() as u64;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        g.file = Some(OpenOptions::new().append(true).open(path)?);
-        g.log_bytes = bytes;
-        g.live_bytes = bytes;
-        Ok(())
+    /// The messages of `entries` (one batch of [`batches`]), read from
+    /// the log on the blocking pool, each with the expiry interval it has
+    /// left; damaged or meanwhile expired ones are left out.
+    pub(crate) async fn read(self: &Arc<Self>, entries: &[Arc<RetainedEntry>]) -> Vec<Publish> {
+        let entries = entries.to_vec();
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let mut out = Vec::with_capacity(entries.len());
+            for e in &entries {
+                match record::read(e, now) {
+                    Ok(Some(p)) => out.push(p),
+                    Ok(None) => {}
+                    Err(why) => {
+                        tracing::warn!(
+                            "{}: retained message for '{}' dropped: {why}",
+                            me.path.display(),
+                            e.topic
+                        );
+                        me.state.lock().remove(&e.topic, Some(e), &me.writer.budget);
+                    }
+                }
+            }
+            out
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Bytes of live records in this vhost's log.
+    #[cfg(test)]
+    fn live_bytes(&self) -> u64 {
+        self.state.lock().live_bytes
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-    use warren_protocol::mqtt::Properties;
-
-    fn publish(topic: &str, payload: &'static [u8]) -> Publish {
-        Publish {
-            dup: false,
-            qos: 1,
-            retain: true,
-            topic: topic.into(),
-            packet_id: Some(7),
-            properties: Properties::default(),
-            payload: Bytes::from_static(payload),
+/// `entries` in batches of at most [`READ_BATCH`] records and
+/// [`READ_BATCH_BYTES`] (a larger record alone).
+pub(crate) fn batches(
+    entries: &[Arc<RetainedEntry>],
+) -> impl Iterator<Item = &[Arc<RetainedEntry>]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-    }
-
-    #[test]
-    fn retained_messages_survive_reopen_and_damage() {
-        let dir = std::env::temp_dir().join(format!("warren-retained-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            let s = RetainedStore::open(&dir, "/").unwrap();
-            s.retain(publish("a/b", b"one")).unwrap();
-            s.retain(publish("a/c", b"two")).unwrap();
-            s.retain(publish("a/b", b"three")).unwrap();
-            s.retain(publish("a/c", b"")).unwrap();
-            s.retain(publish("x", b"four")).unwrap();
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < READ_BATCH {
+            bytes += rest[n].len;
+            if n > 0 && bytes > READ_BATCH_BYTES {
+                break;
+            }
+            n += 1;
         }
-        let s = RetainedStore::open(&dir, "/").unwrap();
-        let got: Vec<_> = s
-            .matching("#")
-            .into_iter()
-            .map(|p| (p.topic, p.payload))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a/b".into(), Bytes::from_static(b"three")),
-                ("x".into(), Bytes::from_static(b"four"))
-            ]
-        );
-        assert_eq!(s.matching("a/+").len(), 1);
-        drop(s);
-        // A torn tail is dropped; the records before it stay.
-        let path = dir.join("retained-2f.log");
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0, 0, 1, 0, 1, 2]).unwrap();
-        drop(f);
-        let s = RetainedStore::open(&dir, "/").unwrap();
-        assert_eq!(s.matching("#").len(), 2);
-        drop(s);
-        // A flipped byte in one record loses that record only.
-        let mut all = std::fs::read(&path).unwrap();
-        let last = all.len() - 1;
-        all[last] ^= 0xff;
-        std::fs::write(&path, &all).unwrap();
-        let s = RetainedStore::open(&dir, "/").unwrap();
-        assert_eq!(s.matching("#").len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn retained_messages_expire_and_report_the_time_left() {
-        let dir = std::env::temp_dir().join(format!("warren-retained-exp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let expiring = |topic: &str, payload: &'static [u8], secs: u32| {
-            let mut p = publish(topic, payload);
-            p.properties.message_expiry_interval = Some(secs);
-            p
-        };
-        {
-            let s = RetainedStore::open(&dir, "/").unwrap();
-            s.retain(expiring("long", b"stays", 100)).unwrap();
-            s.retain(expiring("short", b"goes", 1)).unwrap();
-            s.retain(publish("plain", b"no expiry")).unwrap();
-            let got = s.matching("long");
-            assert_eq!(got[0].payload, Bytes::from_static(b"stays"));
-            let left = got[0].properties.message_expiry_interval.unwrap();
-            assert!((99..=100).contains(&left), "{left}");
-            assert_eq!(
-                s.matching("plain")[0].properties.message_expiry_interval,
-                None
-            );
-        }
-        // The deadline is on disk: after a reopen the time left keeps running.
-        let s = RetainedStore::open(&dir, "/").unwrap();
-        assert_eq!(s.matching("short").len(), 1);
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert!(s.matching("short").is_empty(), "expired but retained");
-        let mut topics: Vec<_> = s.matching("#").into_iter().map(|p| p.topic).collect();
-        topics.sort();
-        assert_eq!(topics, ["long", "plain"]);
-        drop(s);
-        let s = RetainedStore::open(&dir, "/").unwrap();
-        assert_eq!(s.matching("#").len(), 2);
-        let left = s.matching("long")[0]
-            .properties
-            .message_expiry_interval
-            .unwrap();
-        assert!((98..=100).contains(&left), "{left}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+        let (batch, tail) = rest.split_at(n);
+        rest = tail;
+        Some(batch)
+    })
 }

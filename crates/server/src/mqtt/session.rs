@@ -264,11 +264,15 @@ pub(super) struct Session {
 
 /// The retained messages one subscription still has to receive: matched
 /// when the batch comes to the front (the match is the work, so a
-/// SUBSCRIBE naming many filters costs one filter's match per turn).
+/// SUBSCRIBE naming many filters costs one filter's match per turn),
+/// their payloads read a bounded batch at a time as they go out.
 pub(super) struct RetainedBatch {
     qos: u8,
     id: Option<u32>,
-    matched: Option<VecDeque<Publish>>,
+    /// Index entries not yet read (`None`: not matched yet).
+    entries: Option<VecDeque<Arc<super::retained::RetainedEntry>>>,
+    /// Read, waiting for the window or the output.
+    loaded: VecDeque<Publish>,
 }
 
 /// A subscribed filter without its `$share/<group>/` part, if any.
@@ -675,7 +679,7 @@ impl Session {
     /// `Err` ends it as lost (the will goes).
     pub(super) async fn handle(&mut self, p: Packet) -> Result<Option<End>, String> {
         match p {
-            Packet::Publish(p) => self.publish(p)?,
+            Packet::Publish(p) => self.publish(p).await?,
             Packet::PubAck(a) | Packet::PubComp(a) => self.acked(a.packet_id),
             Packet::PubRec(a) => {
                 // We never send QoS 2, but answer as the protocol says.
@@ -693,7 +697,7 @@ impl Session {
                 };
                 self.out(Packet::PubComp(Ack::new(a.packet_id, reason)));
             }
-            Packet::Subscribe(s) => self.subscribe(s)?,
+            Packet::Subscribe(s) => self.subscribe(s).await?,
             Packet::Unsubscribe(u) => self.unsubscribe(u)?,
             Packet::PingReq => self.out(Packet::PingResp),
             Packet::Disconnect(d) => {

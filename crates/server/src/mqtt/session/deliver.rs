@@ -2,6 +2,7 @@
 //! PUBLISH packets; PUBACKs settle them; what is left at the end goes
 //! back to its queue (a persistent session gets it again, as DUP).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use warren_broker::session::{ConnectionEvent, Delivery, EventReceiver};
@@ -237,63 +238,76 @@ impl Session {
         let batch = super::RetainedBatch {
             qos,
             id,
-            matched: None,
+            entries: None,
+            loaded: VecDeque::new(),
         };
-        if self
-            .retained_waiting
-            .insert(filter.clone(), batch)
-            .is_none()
-        {
+        if self.retained_waiting.insert(filter.clone(), batch).is_none() {
             self.retained_order.push_back(filter);
         }
     }
 
-    /// Whether a retained message could go out now.
+    /// Whether retained messages wait and the next could go out now (or
+    /// needs matching or reading first).
     pub(in crate::mqtt) fn retained_ready(&self) -> bool {
         self.pending_out() < super::OUT_HIGH_WATER
             && self.retained_order.front().is_some_and(|f| {
-                self.retained_waiting
-                    .get(f)
-                    .is_none_or(|b| b.qos == 0 || self.delivery.flow().in_window() < self.window())
+                self.retained_waiting.get(f).is_none_or(|b| {
+                    b.loaded.front().is_none_or(|p| {
+                        p.qos.min(b.qos) == 0
+                            || self.delivery.flow().in_window() < self.delivery.flow().window()
+                    })
+                })
             })
     }
 
-    fn window(&self) -> u32 {
-        self.delivery.flow().window()
-    }
-
     /// Sends waiting retained messages while the window has room and the
-    /// output is below its high-water mark; at most one filter is matched
-    /// per call.
-    pub(in crate::mqtt) fn pump_retained(&mut self) {
-        let mut matched_one = false;
+    /// output is below its high-water mark; per call at most one filter
+    /// is matched and one batch of payloads read (on the blocking pool).
+    pub(in crate::mqtt) async fn pump_retained(&mut self) {
+        let mut worked = false;
         while self.pending_out() < super::OUT_HIGH_WATER {
-            let Some(filter) = self.retained_order.front() else {
+            let Some(filter) = self.retained_order.front().cloned() else {
                 return;
             };
-            let Some(batch) = self.retained_waiting.get_mut(filter) else {
+            let Some(batch) = self.retained_waiting.get_mut(&filter) else {
                 self.retained_order.pop_front();
                 continue;
             };
-            if batch.matched.is_none() {
-                if matched_one {
+            if batch.loaded.is_empty() {
+                if worked {
                     return;
                 }
-                matched_one = true;
-                batch.matched = Some(self.retained.matching(filter).into());
-            }
-            let (qos, id) = (batch.qos, batch.id);
-            let Some(next) = batch.matched.as_mut().and_then(|m| m.front()) else {
-                if let Some(f) = self.retained_order.pop_front() {
-                    self.retained_waiting.remove(&f);
+                worked = true;
+                if batch.entries.is_none() {
+                    let found = self.retained.matching(&filter).await;
+                    if let Some(b) = self.retained_waiting.get_mut(&filter) {
+                        b.entries = Some(found.into());
+                    }
+                    continue;
+                }
+                let Some(entries) = batch.entries.as_mut().filter(|e| !e.is_empty()) else {
+                    self.retained_waiting.remove(&filter);
+                    self.retained_order.pop_front();
+                    continue;
+                };
+                let n = super::super::retained::batches(entries.make_contiguous())
+                    .next()
+                    .map_or(0, <[_]>::len);
+                let chunk: Vec<_> = entries.drain(..n).collect();
+                let read = self.retained.read(&chunk).await;
+                if let Some(b) = self.retained_waiting.get_mut(&filter) {
+                    b.loaded = read.into();
                 }
                 continue;
+            }
+            let (qos, id) = (batch.qos, batch.id);
+            let Some(q) = batch.loaded.front().map(|p| p.qos.min(qos)) else {
+                continue;
             };
-            let q = next.qos.min(qos);
             if q > 0 && !self.delivery.flow().try_take() {
                 return;
             }
-            let Some(p) = batch.matched.as_mut().and_then(|m| m.pop_front()) else {
+            let Some(p) = batch.loaded.pop_front() else {
                 continue;
             };
             self.send_retained(&p, q, id);

@@ -14,6 +14,7 @@ use warren_broker::Message;
 use warren_protocol::mqtt::{Ack, Packet, Publish, LEVEL_5};
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
+use super::super::retained::RetainError;
 use super::{topic, Session, TOPIC_ALIAS_MAX};
 
 impl Session {
@@ -43,7 +44,7 @@ impl Session {
         }
     }
 
-    pub(super) fn publish(&mut self, mut p: Publish) -> Result<(), String> {
+    pub(super) async fn publish(&mut self, mut p: Publish) -> Result<(), String> {
         if !p.properties.subscription_identifiers.is_empty() {
             // MQTT-3.3.4-6: only the server sends subscription identifiers.
             self.disconnect(
@@ -90,8 +91,19 @@ impl Session {
             return self.refuse(&p, 0x87, e);
         }
         if p.retain {
-            if let Err(e) = self.retained.retain(p.clone()) {
-                return self.refuse(&p, 0x80, format!("cannot retain: {e}"));
+            // Waits for the retained store's fsync (on its own thread).
+            match self.retained.stored(p.clone()).await {
+                Ok(()) => {}
+                // Over the retained bounds: MQTT 5 can say so (and the
+                // message is not routed either); QoS 0 and 3.1.1 can't,
+                // so it is routed, not retained (see retained.rs).
+                Err(RetainError::Quota(why)) if self.level == LEVEL_5 && p.qos > 0 => {
+                    return self.refuse(&p, 0x97, why);
+                }
+                Err(RetainError::Quota(why)) => {
+                    tracing::warn!("MQTT {}: not retained: {why}", self.client_id);
+                }
+                Err(e) => return self.refuse(&p, 0x80, format!("cannot retain: {e}")),
             }
         }
         let message = Arc::new(self.to_amqp(&p, key));

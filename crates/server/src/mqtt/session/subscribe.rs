@@ -185,7 +185,7 @@ impl Session {
             .map_err(|e| e.reply_text())
     }
 
-    pub(super) fn subscribe(&mut self, s: Subscribe) -> Result<(), String> {
+    pub(super) async fn subscribe(&mut self, s: Subscribe) -> Result<(), String> {
         let v5 = self.level == LEVEL_5;
         let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -271,10 +271,13 @@ impl Session {
             properties: Default::default(),
             codes,
         }));
+        // Index entries first, then their payloads read off the disk on
+        // the blocking pool, a bounded batch at a time (retained.rs), as
+        // the window lets them go (deliver.rs).
         for (filter, qos, id) in retained {
             self.queue_retained(filter, qos, id);
         }
-        self.pump_retained();
+        self.pump_retained().await;
         Ok(())
     }
 
