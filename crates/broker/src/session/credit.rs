@@ -61,6 +61,13 @@ impl ChannelFlow {
             .is_ok()
     }
 
+    /// Takes a place whether or not the window has room: a delivery about
+    /// to be settled in its queue that still holds its place (MQTT QoS 2
+    /// between PUBREC and PUBCOMP).
+    pub fn hold(&self) {
+        self.unacked.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Frees `n` places.
     pub fn free(&self, n: u32) {
         let _ = self

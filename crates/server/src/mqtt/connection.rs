@@ -200,6 +200,7 @@ pub(super) async fn serve<S: Stream>(
                 ack.properties = s.connack_properties(assigned);
             }
             s.out(Packet::ConnAck(ack));
+            s.resend_releases();
             let alarms = mqtt.broker.alarms.subscribe();
             let keep_alive = s.server_keep_alive.unwrap_or(connect.keep_alive);
             run(&mut stream, &mut inbuf, s, &mut events, alarms, keep_alive).await

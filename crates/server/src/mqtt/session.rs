@@ -143,7 +143,7 @@ impl Sub {
         ) {
             (Some(FieldValue::LongStr(g)), Some(q)) => Some(Shared {
                 group: String::from_utf8_lossy(g).into_owned(),
-                qos: u8::from(q.as_i64() == Some(1)),
+                qos: u8::try_from(q.as_i64().unwrap_or(0).clamp(0, 2)).unwrap_or(0),
                 owner: match args.get(OWNER) {
                     Some(FieldValue::LongStr(o)) => Some(o.clone()),
                     _ => None,
@@ -176,10 +176,22 @@ impl Sub {
     }
 }
 
-/// A message sent to the client at QoS 1, waiting for its PUBACK: its
-/// delivery tag in the session, or `None` for a retained message
-/// (nothing to settle).
-type Inflight = Option<u64>;
+/// A message sent to the client at QoS 1 or 2 and not yet acknowledged
+/// (each holds a place in the session's window until PUBACK or PUBCOMP).
+#[derive(Debug, Clone)]
+pub(super) enum Inflight {
+    /// QoS 1 from a queue, until PUBACK: its delivery tag.
+    Acked(u64),
+    /// A retained message (nothing to settle): QoS 1 until PUBACK, QoS 2
+    /// until PUBREC.
+    Retained,
+    /// QoS 2 from a queue, until PUBREC: its delivery tag and where it
+    /// came from (a released marker names it).
+    Received { tag: u64, queue: ShortStr, seq: u64 },
+    /// PUBREL sent (or waiting for its marker's commit), until PUBCOMP:
+    /// the marker's tag in the session's released queue, if it has one.
+    Released { marker: Option<u64> },
+}
 
 pub(super) struct Session {
     pub level: u8,
@@ -232,6 +244,19 @@ pub(super) struct Session {
     sub_extras: bool,
     inflight: HashMap<u16, Inflight>,
     next_id: u16,
+    /// The QoS granted to each consumer's subscription (by consumer key).
+    granted: HashMap<u64, u8>,
+    /// A persistent session's released queue (QoS 2 messages the client
+    /// has received, PUBREL owed): see `session/qos2.rs`.
+    released: Option<Arc<Queue>>,
+    /// Messages (queue, position) a released marker names: acknowledged
+    /// when their queue delivers them again, not sent.
+    released_keys: HashSet<(ShortStr, u64)>,
+    /// PUBRELs to send once their marker's commit is done: (ticket,
+    /// packet id, the delivery to settle then).
+    releases: VecDeque<(Ticket, u16, u64)>,
+    /// PUBRELs owed from before (a resumed session), sent after CONNACK.
+    owed_releases: Vec<u16>,
     /// Retained messages waiting for a place in the window (or for the
     /// output to drain), by the filter whose subscription asked for them:
     /// subscribing to a filter again replaces its waiting messages rather
@@ -327,6 +352,12 @@ pub(super) fn session_owner(vhost: &VirtualHost, client_id: &str) -> Option<Stri
         .and_then(|b| owner(&b.arguments).map(|o| String::from_utf8_lossy(o).into_owned()))
 }
 
+/// A persistent session's queue of released QoS 2 markers.
+fn released_queue_name(client_id: &str) -> ShortStr {
+    // Shorter than the subscription queues' names, so it fits as they do.
+    ShortStr::from(format!("mqtt-released-{client_id}"))
+}
+
 fn queue_name(client_id: &str, qos: u8) -> ShortStr {
     // RabbitMQ's names; a client id too long for them is refused at
     // CONNECT (`client_id_fits`).
@@ -416,6 +447,11 @@ impl Session {
             sub_extras: false,
             inflight: HashMap::new(),
             next_id: 0,
+            granted: HashMap::new(),
+            released: None,
+            released_keys: HashSet::new(),
+            releases: VecDeque::new(),
+            owed_releases: Vec::new(),
             retained_waiting: HashMap::new(),
             retained_order: VecDeque::new(),
             acks: Default::default(),
@@ -440,7 +476,10 @@ impl Session {
             published: false,
             congested: None,
         };
-        for qos in 0..2u8 {
+        if s.connect.clean_start {
+            session.discard_released()?;
+        }
+        for qos in 0..3u8 {
             let name = queue_name(&session.client_id, qos);
             let Ok(q) = session.vhost.queue(&name) else {
                 continue;
@@ -473,6 +512,9 @@ impl Session {
             session.consume(qos, q).map_err(StartError::Failed)?;
         }
         session.rejoin_groups(s.connect.clean_start)?;
+        if !s.connect.clean_start {
+            session.resume_released()?;
+        }
         Ok(session)
     }
 
@@ -571,7 +613,6 @@ impl Session {
             server_keep_alive: self.server_keep_alive,
             receive_maximum: Some(SERVER_RECEIVE_MAX),
             topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
-            maximum_qos: Some(1),
             retain_available: Some(1),
             wildcard_subscription_available: Some(1),
             subscription_identifier_available: Some(1),
@@ -680,11 +721,9 @@ impl Session {
     pub(super) async fn handle(&mut self, p: Packet) -> Result<Option<End>, String> {
         match p {
             Packet::Publish(p) => self.publish(p).await?,
-            Packet::PubAck(a) | Packet::PubComp(a) => self.acked(a.packet_id),
-            Packet::PubRec(a) => {
-                // We never send QoS 2, but answer as the protocol says.
-                self.out(Packet::PubRel(Ack::new(a.packet_id, 0)));
-            }
+            Packet::PubAck(a) => self.acked(a.packet_id),
+            Packet::PubRec(a) => self.pubrec(a.packet_id, a.reason)?,
+            Packet::PubComp(a) => self.pubcomp(a.packet_id),
             Packet::PubRel(a) => {
                 let known = self.qos2.remove(&a.packet_id);
                 if known {
@@ -723,5 +762,6 @@ impl Session {
 
 mod deliver;
 mod publish;
+mod qos2;
 mod subscribe;
 pub(super) mod will;

@@ -48,8 +48,8 @@ impl Record {
     pub(super) fn new(mut p: Publish, now: u64) -> Record {
         p.properties.topic_alias = None;
         p.dup = false;
-        p.qos = p.qos.min(1);
-        // A QoS 1 PUBLISH needs an id to be well-formed; subscribers get
+        p.qos = p.qos.min(2);
+        // A QoS 1 or 2 PUBLISH needs an id to be well-formed; subscribers get
         // their own.
         p.packet_id = (p.qos > 0).then_some(1);
         p.retain = true;

@@ -36,7 +36,7 @@ fn published_qos(m: &Message) -> u8 {
         .as_deref()
         .and_then(|h| h.get("x-mqtt-publish-qos"))
     {
-        Some(v) => u8::try_from(v.as_i64().unwrap_or(0).clamp(0, 1)).unwrap_or(0),
+        Some(v) => u8::try_from(v.as_i64().unwrap_or(0).clamp(0, 2)).unwrap_or(0),
         None => u8::from(m.is_persistent()),
     }
 }
@@ -63,10 +63,13 @@ impl Session {
     /// A packet id no message in flight has. The window keeps far fewer
     /// than 65,535 in flight, so one is found within a few steps; the
     /// search is bounded all the same (`None`: every id is taken).
+    /// QoS 1 and retained messages take ids below [`super::qos2::QOS2_IDS`]
+    /// in turn; QoS 2 deliveries take theirs from their queue position
+    /// above it (`qos2.rs`).
     fn next_packet_id(&mut self) -> Option<u16> {
-        for _ in 0..=u16::MAX {
-            self.next_id = self.next_id.wrapping_add(1);
-            if self.next_id != 0 && !self.inflight.contains_key(&self.next_id) {
+        for _ in 0..super::qos2::QOS2_IDS {
+            self.next_id = self.next_id % (super::qos2::QOS2_IDS - 1) + 1;
+            if !self.inflight.contains_key(&self.next_id) {
                 return Some(self.next_id);
             }
         }
@@ -108,7 +111,26 @@ impl Session {
             return Ok(());
         };
         let (tag, no_ack) = out;
-        let qos = if no_ack { 0 } else { published_qos(&d.message) };
+        let granted = self.granted.get(&d.consumer).copied().unwrap_or(1);
+        let qos = if no_ack {
+            0
+        } else {
+            published_qos(&d.message).min(granted)
+        };
+        let from = self
+            .consumers
+            .get(d.consumer)
+            .and_then(|e| e.queue.as_ref().map(|q| q.name.clone()));
+        if qos == 2 {
+            if let Some(q) = &from {
+                if self.released_keys.remove(&(q.clone(), d.seq)) {
+                    // The client has it (its PUBREC came before a restart):
+                    // settled, not sent again.
+                    self.settle(tag);
+                    return Ok(());
+                }
+            }
+        }
         if !wanted || (!no_ack && qos == 0) {
             // Settled here: not for the client, or sent at QoS 0 from a QoS 1 queue.
             if !no_ack {
@@ -119,13 +141,28 @@ impl Session {
             }
         }
         let packet_id = if qos > 0 {
-            let Some(id) = self.next_packet_id() else {
+            let queue = from.unwrap_or_default();
+            let id = if qos == 2 {
+                self.qos2_packet_id(&queue, d.seq)
+            } else {
+                self.next_packet_id()
+            };
+            let Some(id) = id else {
                 // Unreachable while the window holds (see WINDOW): the
                 // message goes back to its queue rather than spin.
                 self.requeue_one(tag);
                 return Ok(());
             };
-            self.inflight.insert(id, Some(tag));
+            let entry = if qos == 2 {
+                super::Inflight::Received {
+                    tag,
+                    queue,
+                    seq: d.seq,
+                }
+            } else {
+                super::Inflight::Acked(tag)
+            };
+            self.inflight.insert(id, entry);
             Some(id)
         } else {
             None
@@ -146,7 +183,7 @@ impl Session {
         if !self.fits_client(&p) {
             // Larger than the client takes: dropped as if sent.
             if let Some(id) = packet_id {
-                self.acked(id);
+                self.dropped(id);
             }
             return Ok(());
         }
@@ -210,8 +247,14 @@ impl Session {
     /// retained one just frees its place in the window).
     pub(super) fn acked(&mut self, id: u16) {
         match self.inflight.remove(&id) {
-            Some(Some(tag)) => self.settle(tag),
-            Some(None) => self.delivery.free_place(&self.consumers, &self.vhost),
+            Some(super::Inflight::Acked(tag)) => self.settle(tag),
+            Some(super::Inflight::Retained) => {
+                self.delivery.free_place(&self.consumers, &self.vhost)
+            }
+            // A PUBACK for a QoS 2 message is a client's mistake: kept.
+            Some(other) => {
+                self.inflight.insert(id, other);
+            }
             None => {}
         }
     }
@@ -224,7 +267,7 @@ impl Session {
     }
 
     /// Acknowledges one delivery in its queue.
-    fn settle(&mut self, tag: u64) {
+    pub(super) fn settle(&mut self, tag: u64) {
         if let Some(items) = self.delivery.take(tag, false) {
             self.delivery.ack(&self.consumers, &self.vhost, items);
         }
@@ -322,7 +365,7 @@ impl Session {
                 self.delivery.free_place(&self.consumers, &self.vhost);
                 return;
             };
-            self.inflight.insert(packet_id, None);
+            self.inflight.insert(packet_id, super::Inflight::Retained);
             Some(packet_id)
         } else {
             None
@@ -339,7 +382,7 @@ impl Session {
         }
         if !self.fits_client(&out) {
             if let Some(packet_id) = packet_id {
-                self.acked(packet_id);
+                self.dropped(packet_id);
             }
             return;
         }
@@ -383,8 +426,13 @@ impl Session {
         let all = self.delivery.take_all();
         self.delivery.requeue(&self.consumers, &self.vhost, all);
         if !self.persistent {
-            for qos in 0..2 {
-                let name = super::queue_name(&self.client_id, qos);
+            let names = (0..3)
+                .map(|qos| super::queue_name(&self.client_id, qos))
+                .chain([super::released_queue_name(&self.client_id)]);
+            for name in names {
+                if self.vhost.queue(&name).is_err() {
+                    continue;
+                }
                 if let Err(e) = self.vhost.delete_queue(&name, false, false, self.id) {
                     tracing::warn!("cannot delete {name}: {}", e.reply_text());
                 }

@@ -192,7 +192,7 @@ impl Session {
             }
             self.out(ack);
         }
-        Ok(())
+        self.release_committed(upto)
     }
 
     pub(super) fn check_write(&mut self, key: &str) -> Result<(), String> {
@@ -206,7 +206,7 @@ impl Session {
     /// The AMQP message an MQTT publish becomes (RabbitMQ's mapping).
     pub(super) fn to_amqp(&self, p: &Publish, key: String) -> Message {
         let mut headers = FieldTable::new();
-        headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(1)));
+        headers.insert("x-mqtt-publish-qos", FieldValue::U8(p.qos.min(2)));
         headers.insert("x-mqtt-dup", FieldValue::Bool(p.dup));
         if p.retain {
             // For subscriptions with retain-as-published.

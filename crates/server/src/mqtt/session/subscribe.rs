@@ -152,6 +152,7 @@ impl Session {
             .add(0, tag.clone(), Some(q.clone()), flow, no_ack);
         debug_assert_eq!(added, key);
         self.delivery.add_consumer(tag, key);
+        self.granted.insert(key, qos);
         self.queues.insert(q.name.clone(), (q, key));
         Ok(())
     }
@@ -191,7 +192,7 @@ impl Session {
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained = Vec::new();
         for (filter, opts) in &s.filters {
-            let qos = opts.qos.min(1);
+            let qos = opts.qos.min(2);
             let t = match self.target(filter, qos) {
                 Ok(t) => t,
                 Err(why) => {
