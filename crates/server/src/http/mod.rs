@@ -66,7 +66,7 @@ pub(crate) struct Api {
     pub max_body: usize,
     /// KiB of buffered request bodies allowed at once.
     pub body_budget: Semaphore,
-    /// Failed logins per source.
+    /// Failed logins per source and per user name.
     pub logins: throttle::LoginThrottle,
     node: String,
 }
@@ -296,15 +296,19 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
 }
 
 /// `columns=a,b.c` on any GET: listings select columns per item
-/// themselves (before paging); single objects are trimmed here.
+/// themselves (before paging); single objects are trimmed here. A query
+/// whose size would multiply the work is refused first
+/// ([`listing::check_query`]).
 async fn select_columns(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let columns = Query::<HashMap<String, String>>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|q| q.0.get("columns").cloned());
+    let query = Query::<HashMap<String, String>>::try_from_uri(req.uri()).ok();
+    if let Some(Err(e)) = query.as_ref().map(|q| listing::check_query(&q.0)) {
+        return e.into_response();
+    }
+    let columns = query.and_then(|q| q.0.get("columns").cloned());
     let resp = next.run(req).await;
     let Some(columns) = columns else {
         return resp;
