@@ -1,7 +1,9 @@
-//! The HTTP listeners' accept loop: HTTP/1.1 with a bounded number of
-//! connections and a deadline for each request's headers, so idle or
-//! slow clients can't pile up (a connection past the limit is closed at
-//! once; one that sends its headers too slowly is dropped).
+//! The HTTP listeners' accept loop: HTTP/1.1 with bounded connections
+//! (in all, per source, with a reserve: [`super::guard`]), a deadline for
+//! each request's headers, and a write timeout, so idle, slow or
+//! non-reading clients can't pile up or lock operators out (a connection
+//! that can't be admitted is closed at once; one that sends its headers
+//! too slowly, or doesn't read its answers, is dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +13,10 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// Open HTTP connections at most, per listener.
-pub(crate) const MAX_CONNECTIONS: usize = 1024;
+use super::guard::{Admission, Guarded, Refused, MAX_CONNECTIONS, MAX_PER_SOURCE};
+
 /// How long a client may take to send a request's headers.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes buffered per connection.
@@ -28,7 +29,7 @@ pub(crate) async fn serve(
     router: Router,
     tls: Option<Arc<crate::tls::Reloadable>>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Admission::new(MAX_PER_SOURCE);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, p)) => (
@@ -42,15 +43,31 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("HTTP connection from {peer} refused: {MAX_CONNECTIONS} already open");
-            continue;
+        let slot = match slots.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(Refused::Source) => {
+                tracing::debug!(
+                    "HTTP connection from {peer} refused: {MAX_PER_SOURCE} already open from there"
+                );
+                continue;
+            }
+            Err(Refused::Full) => {
+                tracing::warn!(
+                    "HTTP connection from {peer} refused: {MAX_CONNECTIONS} connections open"
+                );
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        // Handlers see the peer as axum's `ConnectInfo`.
+        // The socket holds the slot: an upgraded connection keeps it.
+        let stream = Guarded::new(stream, slot);
+        let gate = stream.gate();
+        // Handlers see the peer as axum's `ConnectInfo`, and the socket's
+        // read gate as an extension.
         let service = router.clone().map_request(
             move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(gate.clone());
                 req.map(axum::body::Body::new)
             },
         );
@@ -84,7 +101,6 @@ pub(crate) async fn serve(
             if let Err(e) = r {
                 tracing::debug!("HTTP connection from {peer}: {e}");
             }
-            drop(slot);
         });
     }
 }

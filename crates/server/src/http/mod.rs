@@ -7,7 +7,9 @@
 //! own: every listing reads the live objects, and message rates come from
 //! the broker's sampler.
 //!
-//! - [`listener`]: the accept loop (bounded connections, header deadline);
+//! - [`listener`]: the accept loop (header deadline); [`guard`]: bounded
+//!   connections (in all, per source, a reserve for operators) and the
+//!   socket's write timeout and read gate;
 //! - [`auth`]: basic auth and RabbitMQ's tag rules;
 //! - [`error`], [`body`]: error shapes, request bodies;
 //! - [`listing`]: sorting, paging, filtering and columns for listings;
@@ -29,6 +31,7 @@ mod connections;
 mod definitions;
 mod error;
 mod exchanges;
+mod guard;
 mod listener;
 mod listing;
 pub(crate) mod metrics;
@@ -54,6 +57,7 @@ use warren_broker::Broker;
 
 use crate::config::Config;
 pub(crate) use error::{ApiError, ApiResult};
+pub(crate) use guard::ReadGate;
 pub(crate) use listener::serve;
 
 /// What every handler shares.

@@ -309,9 +309,13 @@ pub(crate) async fn aliveness(
     let v = api.broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
     const QUEUE: &str = "aliveness-test";
     let refused = |e: warren_broker::error::AmqpError| super::error::channel_error(&e);
+    // All three up front (RabbitMQ finds out one step at a time, and
+    // leaves a test message behind when the get is refused).
     let mut access = api.access(&caller, &vhost);
     access
         .check(Operation::Configure, Resource::Queue, QUEUE)
+        .and_then(|()| access.check(Operation::Write, Resource::Exchange, ""))
+        .and_then(|()| access.check(Operation::Read, Resource::Queue, QUEUE))
         .map_err(refused)?;
     let name = ShortStr::from_static(QUEUE);
     let spec = QueueSpec {
@@ -324,16 +328,10 @@ pub(crate) async fn aliveness(
         server_named: false,
     };
     v.declare_queue(&spec, 0).map_err(refused)?;
-    access
-        .check(Operation::Write, Resource::Exchange, "")
-        .map_err(refused)?;
     let body = Bytes::from_static(b"test_message");
     api.admin
         .publish(&vhost, "", QUEUE, BasicProperties::default(), body.clone())
         .await?;
-    access
-        .check(Operation::Read, Resource::Queue, QUEUE)
-        .map_err(refused)?;
     let got = api
         .admin
         .get_messages(&vhost, QUEUE, 1, GetMode::Ack)
