@@ -138,6 +138,19 @@ def test_purge_is_durable_when_answered(warren):
     assert drain(w, qn) == []
 
 
+def test_cli_purge_is_durable_when_answered(warren):
+    """The control socket's purge (warrenctl purge_queue) too: the admin layer's other front-end."""
+    w = warren()
+    qn = uniq("ctl-purged")
+    declare(w, qn)
+    publish(w, qn, [body(i) for i in range(25)])
+    r = w.ctl("purge_queue", qn)
+    assert r.returncode == 0, r.stderr
+    w.kill9()
+    w.start()
+    assert drain(w, qn) == []
+
+
 # --- exclusive queues (item 15) ------------------------------------------------------------
 
 

@@ -308,7 +308,7 @@ impl Admin {
     /// A commit ticket that covers the ack marks written so far as well
     /// as every durable write (ack marks are otherwise synced only every
     /// 200 ms: nobody waits for them on the AMQP path).
-    fn marks_ticket(&self, v: &VirtualHost) -> Ticket {
+    pub(super) fn marks_ticket(&self, v: &VirtualHost) -> Ticket {
         match self.broker.persistence() {
             Some(p) => p.committer.issue_with_marks(),
             None => v.issue_ticket(),
@@ -349,6 +349,32 @@ async fn wait_durable(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
         return Err(storage_failed());
     }
     Ok(())
+}
+
+/// As [`wait_durable`], for a caller on a blocking thread (the control
+/// socket's requests run there).
+pub(super) fn wait_durable_blocking(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
+    if ticket == 0 {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    v.notify_commit(ticket, OnceBlocking(parking_lot::Mutex::new(Some(tx))));
+    if rx.recv().is_err() || v.ticket_failed(ticket) {
+        return Err(storage_failed());
+    }
+    Ok(())
+}
+
+/// Hears of one commit, for a blocking waiter.
+struct OnceBlocking(parking_lot::Mutex<Option<std::sync::mpsc::SyncSender<Ticket>>>);
+
+impl crate::store::CommitSink for OnceBlocking {
+    fn committed(&self, ticket: Ticket) -> bool {
+        self.0
+            .lock()
+            .take()
+            .is_some_and(|tx| tx.send(ticket).is_ok())
+    }
 }
 
 /// Hears of one commit.
