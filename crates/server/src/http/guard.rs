@@ -18,9 +18,9 @@
 //!   [`ReadGate`] allows (MQTT over WebSockets before login).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -318,7 +318,10 @@ mod tests {
         assert_eq!(a.admit(fresh).unwrap_err(), Refused::Full);
         drop(s);
         for k in 0..NEW_SOURCE_RESERVE as u32 {
-            held.push(a.admit(IpAddr::from((0xc633_6400 + k).to_be_bytes())).unwrap());
+            held.push(
+                a.admit(IpAddr::from((0xc633_6400 + k).to_be_bytes()))
+                    .unwrap(),
+            );
         }
         assert_eq!(a.admit(fresh).unwrap_err(), Refused::Full);
         // Loopback still gets in, up to the last slot.

@@ -63,8 +63,7 @@ pub(crate) fn check_query(q: &HashMap<String, String>) -> ApiResult<()> {
             )));
         }
     }
-    if q
-        .get("sort")
+    if q.get("sort")
         .is_some_and(|s| s.split('.').count() > MAX_PATH_PARTS)
     {
         return Err(ApiError::bad_request(format!(

@@ -173,7 +173,10 @@ mod tests {
         assert!(!t.blocked(other, "x", t0));
         assert!(t.blocked(other, "admin", t0));
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(!t.blocked(lo, "admin", t0), "loopback ignores the name's count");
+        assert!(
+            !t.blocked(lo, "admin", t0),
+            "loopback ignores the name's count"
+        );
         assert!(!t.blocked(ip, "x", t0 + WINDOW), "the window passed");
         t.succeeded(ip, "admin", t0);
         assert!(!t.blocked(ip, "admin", t0));
