@@ -344,6 +344,16 @@ def test_silent_connections_from_one_source_do_not_lock_the_api_out(warren):
         close_all(flood)
 
 
+def test_the_per_source_limit_is_a_setting(warren):
+    w, http = start(warren, "--http-max-connections-per-source", "3")
+    socks = silent(http.port, "127.0.0.5", 4)
+    try:
+        assert len(still_open(socks)) == 3
+        assert overview_from(http.port, "127.0.0.1") == 200
+    finally:
+        close_all(socks)
+
+
 def test_the_reserve_lets_an_operator_in_when_the_listener_is_full(warren):
     w, http = start(warren)
     socks = []

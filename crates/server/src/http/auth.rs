@@ -121,7 +121,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            .map(|c| super::guard::source_of(c.0.ip()));
         let now = std::time::Instant::now();
         let credentials = basic_credentials(parts);
         let name = credentials.as_ref().map_or("", |(n, _)| n.as_str());

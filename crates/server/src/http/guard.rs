@@ -4,7 +4,8 @@
 //!
 //! - [`Admission`]: at most [`MAX_CONNECTIONS`] open connections per
 //!   listener, at most `per_source` of them (default
-//!   [`MAX_PER_SOURCE`]) from one address, and a reserve so an operator
+//!   [`MAX_PER_SOURCE`]) from one source (an IPv4 address or an IPv6 /64,
+//!   [`source_of`]), and a reserve so an operator
 //!   can still reach the API while they are taken: the last
 //!   [`NEW_SOURCE_RESERVE`] + [`LOOPBACK_RESERVE`] slots go only to a
 //!   source with no connection open (one each), and the very last
@@ -44,6 +45,19 @@ pub(crate) const LOOPBACK_RESERVE: usize = 8;
 /// dropped.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The source a peer's connections and failed logins count under: its
+/// IPv4 address, or its IPv6 /64 (one host usually has a whole /64 to
+/// pick addresses from). Loopback stays as it is.
+pub(crate) fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if !v6.is_loopback() => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+        other => other,
+    }
+}
+
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -76,6 +90,7 @@ impl Admission {
 
     /// A slot for a connection from `ip`, or why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
+        let ip = source_of(ip);
         let mut open = self.open.lock();
         let mine = open.by_source.get(&ip).copied().unwrap_or(0);
         if mine >= self.per_source {
@@ -338,6 +353,18 @@ mod tests {
         assert_eq!(a.admit(lo).unwrap_err(), Refused::Source);
         drop(v);
         assert!(a.admit(lo).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(source_of(a), source_of(b));
+        assert_ne!(source_of(a), source_of("2001:db8:1:3::1".parse().unwrap()));
+        let lo: IpAddr = "::1".parse().unwrap();
+        assert_eq!(source_of(lo), lo);
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(source_of(v4), v4);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::guard::{Admission, Guarded, Refused, MAX_CONNECTIONS, MAX_PER_SOURCE};
+use super::guard::{Admission, Guarded, Refused, MAX_CONNECTIONS};
 
 /// How long a client may take to send a request's headers.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,13 +23,21 @@ pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_HEADER_BUFFER: usize = 64 * 1024;
 
 /// Serves `router` on `listener` for the life of the process; over TLS
-/// (HTTPS) when `tls` is given.
+/// (HTTPS) when `tls` is given; at most `per_source` connections from one
+/// address (`http_max_connections_per_source`).
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<crate::tls::Reloadable>>,
+    per_source: usize,
 ) {
-    let slots = Admission::new(MAX_PER_SOURCE);
+    // 0: no per-source limit but the listener's own.
+    let per_source = if per_source == 0 {
+        MAX_CONNECTIONS
+    } else {
+        per_source
+    };
+    let slots = Admission::new(per_source);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, p)) => (
@@ -47,7 +55,7 @@ pub(crate) async fn serve(
             Ok(s) => s,
             Err(Refused::Source) => {
                 tracing::debug!(
-                    "HTTP connection from {peer} refused: {MAX_PER_SOURCE} already open from there"
+                    "HTTP connection from {peer} refused: {per_source} already open from there"
                 );
                 continue;
             }

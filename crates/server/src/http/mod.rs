@@ -57,7 +57,7 @@ use warren_broker::Broker;
 
 use crate::config::Config;
 pub(crate) use error::{ApiError, ApiResult};
-pub(crate) use guard::ReadGate;
+pub(crate) use guard::{ReadGate, MAX_PER_SOURCE};
 pub(crate) use listener::serve;
 
 /// What every handler shares.
