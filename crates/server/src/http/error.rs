@@ -57,12 +57,12 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
-    /// 429: too many failed logins from this source.
+    /// 429: too many failed logins from this source or for this user name.
     pub fn too_many_logins() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
-            "Too many failed login attempts from this address; try again later",
+            "Too many failed login attempts from this address or for this user; try again later",
         )
     }
 
