@@ -21,6 +21,8 @@ use super::guard::{Admission, Guarded, Refused, MAX_CONNECTIONS};
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes buffered per connection.
 const MAX_HEADER_BUFFER: usize = 64 * 1024;
+/// How often a full listener says so in the log.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` for the life of the process; over TLS
 /// (HTTPS) when `tls` is given; at most `per_source` connections from one
@@ -38,6 +40,7 @@ pub(crate) async fn serve(
         per_source
     };
     let slots = Admission::new(per_source);
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, p)) => (
@@ -60,9 +63,14 @@ pub(crate) async fn serve(
                 continue;
             }
             Err(Refused::Full) => {
-                tracing::warn!(
-                    "HTTP connection from {peer} refused: {MAX_CONNECTIONS} connections open"
-                );
+                // Once per [`FULL_WARNING_EVERY`]: a flood must not flood
+                // the log too.
+                if last_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+                    last_warning = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "HTTP connection from {peer} refused: {MAX_CONNECTIONS} connections open"
+                    );
+                }
                 continue;
             }
         };
