@@ -26,6 +26,7 @@ import time
 from http.client import HTTPConnection
 
 import pika
+import pytest
 import requests
 
 from conftest import uniq
@@ -404,6 +405,34 @@ def test_a_client_that_never_reads_is_dropped(warren):
             dropped = True
     s.close()
     assert dropped, "a client that does not read was held for 40 s"
+
+
+@pytest.mark.timeout(150)
+def test_slow_bodies_cannot_hold_the_body_budget(warren):
+    """Bodies are buffered within a 64 MiB budget; a client that declares 10 MB and sends nothing
+    used to hold its share for ever, and the requests queued behind it waited for ever too."""
+    w, http = start(warren)
+    head = ("PUT /api/queues/%%2F/slow-%d HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n{")
+    slow = []
+    try:
+        for k in range(8):
+            s = socket.socket()
+            s.bind(("127.0.0.6", 0))
+            s.connect(("127.0.0.1", http.port))
+            s.sendall((head % (k, auth_header("guest", "guest")["Authorization"])).encode())
+            slow.append(s)
+        time.sleep(1)  # let them take the budget first (ordering only)
+        r = http("PUT", "/api/queues/%2F/" + uniq("legit"), json={}, timeout=100)
+        assert r.status_code in (201, 408), r.text
+        # The slow ones were told 408.
+        for s in slow:
+            s.settimeout(30)
+            assert s.recv(12).startswith(b"HTTP/1.1 408")
+        r = http("PUT", "/api/queues/%2F/" + uniq("after"), json={})
+        assert r.status_code == 201, r.text
+    finally:
+        close_all(slow)
 
 
 WS_HANDSHAKE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

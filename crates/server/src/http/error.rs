@@ -96,6 +96,16 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time (the connection is closed
+    /// after the answer: the rest of the body is not read).
+    pub fn request_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
     pub fn service_unavailable(reason: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
