@@ -80,6 +80,10 @@ pub struct Args {
     #[arg(long, env = "WARREN_MANAGEMENT_LOGIN_FAILURES")]
     pub management_login_failures: Option<u32>,
 
+    /// Open connections per source address on each HTTP listener (management, Prometheus, web MQTT); 0: only the listener's 1,024 [default: 64]
+    #[arg(long, env = "WARREN_HTTP_MAX_CONNECTIONS_PER_SOURCE")]
+    pub http_max_connections_per_source: Option<usize>,
+
     /// Serve the management API and UI (and Prometheus) over HTTPS with the same certificate
     #[arg(long, env = "WARREN_MANAGEMENT_SSL")]
     pub management_ssl: bool,
@@ -265,6 +269,7 @@ pub struct FileConfig {
     /// HTTPS for the management and Prometheus listeners.
     pub management_ssl: Option<bool>,
     pub management_login_failures: Option<u32>,
+    pub http_max_connections_per_source: Option<usize>,
     pub default_user: Option<String>,
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,
@@ -324,6 +329,9 @@ pub struct Config {
     pub consumer_max_per_channel: Option<u64>,
     /// Failed management logins per source per minute (0: unlimited).
     pub management_login_failures: u32,
+    /// Open connections per source address on each HTTP listener (0: no
+    /// limit but the listener's).
+    pub http_max_connections_per_source: usize,
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
@@ -404,6 +412,7 @@ impl Default for Config {
             connection_max: None,
             consumer_max_per_channel: None,
             management_login_failures: 10,
+            http_max_connections_per_source: crate::http::MAX_PER_SOURCE,
             frame_max: 131_072,
             channel_max: 2047,
             default_user: "guest".into(),
@@ -522,6 +531,10 @@ impl Config {
                 .management_login_failures
                 .or(file.management_login_failures)
                 .unwrap_or(d.management_login_failures),
+            http_max_connections_per_source: args
+                .http_max_connections_per_source
+                .or(file.http_max_connections_per_source)
+                .unwrap_or(d.http_max_connections_per_source),
             consumer_timeout: match args.consumer_timeout.or(file.consumer_timeout) {
                 Some(0) => None,
                 Some(ms) => Some(std::time::Duration::from_millis(ms)),

@@ -148,7 +148,12 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         let l = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (management): {e}"))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
-        tokio::spawn(http::serve(l, http::router(api.clone()), http_tls.clone()));
+        tokio::spawn(http::serve(
+            l,
+            http::router(api.clone()),
+            http_tls.clone(),
+            cfg.http_max_connections_per_source,
+        ));
     }
     if let Some(port) = cfg.prometheus_port {
         let addr = SocketAddr::new(cfg.management_bind(), port);
@@ -159,6 +164,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             l,
             http::metrics::router(api.clone()),
             http_tls.clone(),
+            cfg.http_max_connections_per_source,
         ));
     }
     tokio::spawn(control::serve(
@@ -201,7 +207,12 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             let local = l.local_addr()?;
             info!("listening for MQTT over WebSockets on ws://{local}/ws");
             let router = mqtt::web::router(front.clone(), local);
-            accepting.push(tokio::spawn(http::serve(l, router, None)));
+            accepting.push(tokio::spawn(http::serve(
+                l,
+                router,
+                None,
+                cfg.http_max_connections_per_source,
+            )));
         }
         accepting.push(tokio::spawn(mqtt::accept(listener, front)));
     }

@@ -1,15 +1,22 @@
 //! Messages handled by an operator rather than a client: publishing from
-//! the management UI, getting (peeking at) a queue's head, and moving a
-//! queue's messages to another queue (the dead-letter replay people ask
-//! RabbitMQ for).
+//! the management UI, getting (peeking at) a queue's head, purging, and
+//! moving a queue's messages to another queue (the dead-letter replay
+//! people ask RabbitMQ for).
 //!
 //! Each takes the same paths as AMQP: routing through the vhost,
-//! `Queue::publish`, `Queue::get`, and the group commit. Nothing is
-//! reported done before it is on disk: a publish returns once the commit
-//! covering it is durable (as RabbitMQ's HTTP publish waits for its
-//! confirm), and a move acknowledges a message in the source only once
-//! its copy in the destination is durable, so a crash in between leaves
-//! a message in both queues, never in neither.
+//! `Queue::publish`, `Queue::get`, and the group commit, with AMQP's
+//! exclusivity rule (taking from another connection's exclusive queue is
+//! refused with 405 RESOURCE_LOCKED; putting into one is allowed, as
+//! basic.publish). Nothing is reported done before it is on disk: a
+//! publish returns once the commit covering it is durable (as RabbitMQ's
+//! HTTP publish waits for its confirm); a get that removes messages, a
+//! purge and a move return once the ack marks of what they removed are
+//! synced (the commit of a [`Committer::issue_with_marks`] ticket); and a
+//! move acknowledges a message in the source only once its copy in the
+//! destination is durable, so a crash in between leaves a message in both
+//! queues, never in neither.
+//!
+//! [`Committer::issue_with_marks`]: crate::store::Committer::issue_with_marks
 
 use std::sync::Arc;
 
@@ -61,6 +68,16 @@ pub struct GotMessage {
 /// The most messages one `move_messages` call takes per commit.
 const MOVE_BATCH: usize = 1000;
 
+/// A get stops taking messages once their bodies reach this many bytes
+/// (it always takes one): the answer holds them all, and JSON (base64,
+/// escapes) makes them bigger still.
+pub const GET_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The connection an operator acts as: none (connection ids start at 1),
+/// so another connection's exclusive queue is locked to it, as to any
+/// AMQP client but its owner.
+const NO_CONNECTION: u64 = 0;
+
 impl Admin {
     fn queue_arc(&self, vhost: &VirtualHost, name: &str) -> AdminResult<Arc<Queue>> {
         vhost
@@ -69,6 +86,15 @@ impl Admin {
                 vhost: vhost.name.clone(),
                 name: name.to_string(),
             })
+    }
+
+    /// A queue messages are taken from (get, move's source, purge): as
+    /// basic.get and queue.purge, refused with 405 RESOURCE_LOCKED when it
+    /// is another connection's exclusive queue.
+    fn queue_to_take_from(&self, vhost: &VirtualHost, name: &str) -> AdminResult<Arc<Queue>> {
+        let q = self.queue_arc(vhost, name)?;
+        vhost.check_exclusive(&q, NO_CONNECTION)?;
+        Ok(q)
     }
 
     /// Publishes one message as basic.publish to `exchange` would, and
@@ -135,8 +161,9 @@ impl Admin {
         Ok(routed)
     }
 
-    /// Takes up to `count` messages from the head of a queue and then
-    /// requeues, acknowledges or rejects them as `mode` says.
+    /// Takes up to `count` messages from the head of a queue (fewer once
+    /// [`GET_MAX_BYTES`] of bodies are taken) and then requeues,
+    /// acknowledges or rejects them as `mode` says.
     pub async fn get_messages(
         &self,
         vhost: &str,
@@ -145,13 +172,14 @@ impl Admin {
         mode: GetMode,
     ) -> AdminResult<Vec<GotMessage>> {
         let v = self.vhost(vhost)?;
-        let q = self.queue_arc(&v, queue)?;
+        let q = self.queue_to_take_from(&v, queue)?;
         let mut taken: Vec<QueuedMessage> = Vec::new();
         let mut out = Vec::new();
         // Taking for good is a get without ack (RabbitMQ counts it so);
         // the others are gets to be settled after.
         let auto_ack = mode == GetMode::Ack;
-        while taken.len() < count {
+        let mut bytes = 0u64;
+        while taken.len() < count && bytes < GET_MAX_BYTES {
             let (got, dead) = q.get(auto_ack);
             v.dead_letter(dead);
             let Some((qm, remaining)) = got else {
@@ -175,6 +203,7 @@ impl Admin {
                 properties: qm.message.properties(),
                 body: qm.message.body.clone(),
             });
+            bytes += qm.message.body.len() as u64;
             taken.push(qm);
         }
         match mode {
@@ -182,14 +211,15 @@ impl Admin {
                 v.dead_letter(q.requeue(returned(taken)));
             }
             GetMode::Ack => {
-                // Taken with auto-ack: their removal is flushed with the
-                // next commit; wait so that a message reported gone stays
+                // Taken with auto-ack: their ack marks must be on disk
+                // before we answer, so that a message reported gone stays
                 // gone after a crash.
-                wait_durable(&v, v.issue_ticket()).await?;
+                wait_durable(&v, self.marks_ticket(&v)).await?;
             }
             GetMode::Reject => {
                 v.dead_letter(q.discard(taken.into_iter().map(|m| (m.message, m.disk)).collect()));
-                wait_durable(&v, v.issue_ticket()).await?;
+                // The dead letters' copies and the ack marks alike.
+                wait_durable(&v, self.marks_ticket(&v)).await?;
             }
         }
         Ok(out)
@@ -207,7 +237,9 @@ impl Admin {
         destination: &str,
     ) -> AdminResult<u64> {
         let v = self.vhost(vhost)?;
-        let src = self.queue_arc(&v, source)?;
+        let src = self.queue_to_take_from(&v, source)?;
+        // Putting messages in is a publish, which AMQP allows into any
+        // queue, exclusive or not.
         let dst = self.queue_arc(&v, destination)?;
         if Arc::ptr_eq(&src, &dst) {
             return Err(AdminError::invalid(
@@ -257,9 +289,30 @@ impl Admin {
                 break;
             }
         }
-        // The acks in the source are durable too before we say done.
-        wait_durable(&v, v.issue_ticket()).await?;
+        // The acks in the source are durable too before we say done (the
+        // marks files are synced with this commit, not on their period).
+        wait_durable(&v, self.marks_ticket(&v)).await?;
         Ok(moved)
+    }
+
+    /// Drops a queue's ready messages and returns how many, once their
+    /// removal is durable (a purge reported done stays done after a
+    /// crash).
+    pub async fn purge_durably(&self, vhost: &str, name: &str) -> AdminResult<u32> {
+        let v = self.vhost(vhost)?;
+        let n = self.queue_to_take_from(&v, name)?.purge();
+        wait_durable(&v, self.marks_ticket(&v)).await?;
+        Ok(n)
+    }
+
+    /// A commit ticket that covers the ack marks written so far as well
+    /// as every durable write (ack marks are otherwise synced only every
+    /// 200 ms: nobody waits for them on the AMQP path).
+    pub(super) fn marks_ticket(&self, v: &VirtualHost) -> Ticket {
+        match self.broker.persistence() {
+            Some(p) => p.committer.issue_with_marks(),
+            None => v.issue_ticket(),
+        }
     }
 }
 
@@ -296,6 +349,32 @@ async fn wait_durable(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
         return Err(storage_failed());
     }
     Ok(())
+}
+
+/// As [`wait_durable`], for a caller on a blocking thread (the control
+/// socket's requests run there).
+pub(super) fn wait_durable_blocking(v: &VirtualHost, ticket: Ticket) -> AdminResult<()> {
+    if ticket == 0 {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    v.notify_commit(ticket, OnceBlocking(parking_lot::Mutex::new(Some(tx))));
+    if rx.recv().is_err() || v.ticket_failed(ticket) {
+        return Err(storage_failed());
+    }
+    Ok(())
+}
+
+/// Hears of one commit, for a blocking waiter.
+struct OnceBlocking(parking_lot::Mutex<Option<std::sync::mpsc::SyncSender<Ticket>>>);
+
+impl crate::store::CommitSink for OnceBlocking {
+    fn committed(&self, ticket: Ticket) -> bool {
+        self.0
+            .lock()
+            .take()
+            .is_some_and(|tx| tx.send(ticket).is_ok())
+    }
 }
 
 /// Hears of one commit.

@@ -121,9 +121,15 @@ impl Admin {
         out
     }
 
-    /// Drops a queue's ready messages; returns how many.
+    /// Drops a queue's ready messages; returns how many, once their
+    /// removal is durable. Blocks (the control socket calls it on a
+    /// blocking thread; the HTTP API has [`Admin::purge_durably`]). Like
+    /// `rabbitmqctl purge_queue`, it purges any queue, exclusive or not.
     pub fn purge_queue(&self, vhost: &str, name: &str) -> AdminResult<u32> {
-        Ok(self.queue(vhost, name)?.purge())
+        let n = self.queue(vhost, name)?.purge();
+        let v = self.vhost(vhost)?;
+        super::messages::wait_durable_blocking(&v, self.marks_ticket(&v))?;
+        Ok(n)
     }
 
     /// Deletes a queue as queue.delete would (but regardless of which

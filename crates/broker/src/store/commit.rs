@@ -207,6 +207,17 @@ impl Committer {
         self.committed.load(Ordering::Acquire)
     }
 
+    /// A ticket that, once committed, also covers the ack and delivery
+    /// marks written so far (synced with the next commit rather than on
+    /// the [`IDLE_SYNC`] period): for an operator who is told messages are
+    /// gone (the HTTP API's get, move and purge). The commit that ends it
+    /// reads the flag after this store, so it, or an earlier commit that
+    /// saw the flag, synced the marks files.
+    pub fn issue_with_marks(&self) -> Ticket {
+        self.flush_lazy.store(true, Ordering::SeqCst);
+        self.issue()
+    }
+
     /// Tells `sink` once `ticket` is durable.
     pub fn notify(&self, ticket: Ticket, sink: Box<dyn CommitSink>) {
         let mut w = self.waiters.lock();

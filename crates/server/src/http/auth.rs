@@ -121,22 +121,22 @@ impl FromRequestParts<Arc<Api>> for Caller {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            .map(|c| super::guard::source_of(c.0.ip()));
         let now = std::time::Instant::now();
-        if peer.is_some_and(|ip| api.logins.blocked(ip, now)) {
+        let credentials = basic_credentials(parts);
+        let name = credentials.as_ref().map_or("", |(n, _)| n.as_str());
+        if peer.is_some_and(|ip| api.logins.blocked(ip, name, now)) {
             return Err(ApiError::too_many_logins());
         }
-        let user = basic_credentials(parts)
-            .and_then(|(name, password)| api.broker.auth.authenticate(&name, &password));
+        let user = credentials
+            .as_ref()
+            .and_then(|(name, password)| api.broker.auth.authenticate(name, password));
         let Some(user) = user else {
             if let Some(ip) = peer {
-                api.logins.failed(ip, now);
+                api.logins.failed(ip, name, now);
             }
             return Err(ApiError::login_failed());
         };
-        if let Some(ip) = peer {
-            api.logins.succeeded(ip);
-        }
         if let Some(ip) = peer {
             if !api.broker.login_allowed_from(&user.name, ip) {
                 return Err(ApiError::not_authorised(
@@ -147,6 +147,11 @@ impl FromRequestParts<Arc<Api>> for Caller {
         let management = ["management", "policymaker", "monitoring", "administrator"];
         if !management.iter().any(|t| user.has_tag(t)) {
             return Err(ApiError::not_authorised("Not management user"));
+        }
+        // Only now: the right password of a user who may not use the API
+        // must not reset the count (issue 19: it let guessing go on).
+        if let Some(ip) = peer {
+            api.logins.succeeded(ip, &user.name, now);
         }
         Ok(Caller { user })
     }

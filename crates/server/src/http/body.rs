@@ -1,5 +1,6 @@
-//! Request bodies: JSON objects read within a size limit and a shared
-//! memory budget, with RabbitMQ's error texts for what isn't JSON.
+//! Request bodies: JSON objects read within a size limit, a shared
+//! memory budget and a deadline, with RabbitMQ's error texts for what
+//! isn't JSON.
 
 use std::sync::Arc;
 
@@ -16,6 +17,11 @@ use super::Api;
 /// limit this bounds the API's memory whatever clients send.
 pub(crate) const BODY_BUDGET: usize = 64 << 20;
 
+/// How long a request may take to get its share of the budget and send
+/// its body: a client that sends slowly (or not at all) can't hold its
+/// share, and the requests queued behind it, for longer.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request body that is a JSON object (an empty body, or `null`, is an
 /// empty object, as RabbitMQ takes them).
 pub(crate) struct JsonBody(pub Map<String, Value>);
@@ -30,8 +36,15 @@ impl FromRequest<Arc<Api>> for JsonBody {
 }
 
 /// Reads a body of at most the configured limit, holding a share of the
-/// budget while it is buffered.
+/// budget while it is buffered; 408 if that takes longer than
+/// [`BODY_TIMEOUT`].
 pub(crate) async fn read_limited(req: Request, api: &Api) -> ApiResult<bytes::Bytes> {
+    tokio::time::timeout(BODY_TIMEOUT, read_within_budget(req, api))
+        .await
+        .unwrap_or_else(|_| Err(ApiError::request_timeout()))
+}
+
+async fn read_within_budget(req: Request, api: &Api) -> ApiResult<bytes::Bytes> {
     let limit = api.max_body;
     let declared = req
         .headers()

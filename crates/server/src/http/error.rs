@@ -57,12 +57,12 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "not_authorised", reason)
     }
 
-    /// 429: too many failed logins from this source.
+    /// 429: too many failed logins from this source or for this user name.
     pub fn too_many_logins() -> ApiError {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
-            "Too many failed login attempts from this address; try again later",
+            "Too many failed login attempts from this address or for this user; try again later",
         )
     }
 
@@ -93,6 +93,16 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "Unsupported Media Type",
+        )
+    }
+
+    /// 408: the body did not arrive in time (the connection is closed
+    /// after the answer: the rest of the body is not read).
+    pub fn request_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
         )
     }
 
@@ -131,12 +141,30 @@ impl IntoResponse for ApiError {
 
 /// A refused AMQP operation, as RabbitMQ's `direct_request` reports it:
 /// 404 for not-found, 401 "Access refused." for permissions, 400 with the
-/// explanation for the rest.
+/// explanation for the rest. Another connection's exclusive queue is 400
+/// with the code and the whole reply text (`405 RESOURCE_LOCKED - cannot
+/// obtain exclusive access…`): RabbitMQ runs purge, delete, get and
+/// (un)bind on a channel of its own, whose 405 close becomes
+/// `bad_request_exception(Code, Reason)`, formatted `"~p ~s"`.
 pub(crate) fn amqp(code: u16, text: &str) -> ApiError {
     match code {
         reply::NOT_FOUND => ApiError::not_found_reason(text),
         reply::ACCESS_REFUSED | reply::NOT_ALLOWED => ApiError::not_authorised("Access refused."),
+        reply::RESOURCE_LOCKED => {
+            ApiError::bad_request(format!("{code} {} - {text}", reply::name(code)))
+        }
         _ => ApiError::bad_request(text),
+    }
+}
+
+/// A channel error as RabbitMQ's `with_channel` reports it (aliveness
+/// test, get): 404 and 401 with the whole reply text, 400 `"<code>
+/// <reply text>"` for the rest.
+pub(crate) fn channel_error(e: &warren_broker::error::AmqpError) -> ApiError {
+    match e.code {
+        reply::NOT_FOUND => ApiError::not_found_reason(e.reply_text()),
+        reply::ACCESS_REFUSED => ApiError::not_authorised(e.reply_text()),
+        code => ApiError::bad_request(format!("{code} {}", e.reply_text())),
     }
 }
 

@@ -1,7 +1,9 @@
-//! The HTTP listeners' accept loop: HTTP/1.1 with a bounded number of
-//! connections and a deadline for each request's headers, so idle or
-//! slow clients can't pile up (a connection past the limit is closed at
-//! once; one that sends its headers too slowly is dropped).
+//! The HTTP listeners' accept loop: HTTP/1.1 with bounded connections
+//! (in all, per source, with a reserve: [`super::guard`]), a deadline for
+//! each request's headers, and a write timeout, so idle, slow or
+//! non-reading clients can't pile up or lock operators out (a connection
+//! that can't be admitted is closed at once; one that sends its headers
+//! too slowly, or doesn't read its answers, is dropped).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,24 +13,34 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-/// Open HTTP connections at most, per listener.
-pub(crate) const MAX_CONNECTIONS: usize = 1024;
+use super::guard::{Admission, Guarded, Refused, MAX_CONNECTIONS};
+
 /// How long a client may take to send a request's headers.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes buffered per connection.
 const MAX_HEADER_BUFFER: usize = 64 * 1024;
+/// How often a full listener says so in the log.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` for the life of the process; over TLS
-/// (HTTPS) when `tls` is given.
+/// (HTTPS) when `tls` is given; at most `per_source` connections from one
+/// address (`http_max_connections_per_source`).
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<crate::tls::Reloadable>>,
+    per_source: usize,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // 0: no per-source limit but the listener's own.
+    let per_source = if per_source == 0 {
+        MAX_CONNECTIONS
+    } else {
+        per_source
+    };
+    let slots = Admission::new(per_source);
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok((s, p)) => (
@@ -42,15 +54,36 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("HTTP connection from {peer} refused: {MAX_CONNECTIONS} already open");
-            continue;
+        let slot = match slots.admit(peer.ip()) {
+            Ok(s) => s,
+            Err(Refused::Source) => {
+                tracing::debug!(
+                    "HTTP connection from {peer} refused: {per_source} already open from there"
+                );
+                continue;
+            }
+            Err(Refused::Full) => {
+                // Once per [`FULL_WARNING_EVERY`]: a flood must not flood
+                // the log too.
+                if last_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+                    last_warning = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "HTTP connection from {peer} refused: {MAX_CONNECTIONS} connections open"
+                    );
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
-        // Handlers see the peer as axum's `ConnectInfo`.
+        // The socket holds the slot: an upgraded connection keeps it.
+        let stream = Guarded::new(stream, slot);
+        let gate = stream.gate();
+        // Handlers see the peer as axum's `ConnectInfo`, and the socket's
+        // read gate as an extension.
         let service = router.clone().map_request(
             move |mut req: axum::extract::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(gate.clone());
                 req.map(axum::body::Body::new)
             },
         );
@@ -84,7 +117,6 @@ pub(crate) async fn serve(
             if let Err(e) = r {
                 tracing::debug!("HTTP connection from {peer}: {e}");
             }
-            drop(slot);
         });
     }
 }

@@ -1,6 +1,7 @@
 //! Listings as RabbitMQ's management API serves them: sorting
 //! (`sort`, `sort_reverse`), pagination with a name filter (`page`,
-//! `page_size`, `name`, `use_regex`) and column selection (`columns`).
+//! `page_size`, `name`, `use_regex`) and column selection (`columns`,
+//! in [`super::columns`], which also bounds the parameters).
 //!
 //! The rules are RabbitMQ's (`rabbit_mgmt_util`):
 //! - without `page` the whole list comes back as a JSON array, sorted and
@@ -18,7 +19,9 @@
 //! Rows are only turned into JSON for the page that is returned when the
 //! sort is on a column the row type knows how to compare directly
 //! ([`Row::sort_value`]): a page of 100 out of 100,000 queues builds 100
-//! JSON objects, not 100,000.
+//! JSON objects, not 100,000. On other columns every row's JSON is built
+//! once to read its sort values, and a page keeps only those values, not
+//! the objects.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -27,11 +30,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{Map, Value};
 
+use super::columns::Columns;
 use super::error::{ApiError, ApiResult};
 
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 pub(crate) const MAX_PAGE_SIZE: usize = 500;
-
 /// A value to sort by, ordered as Erlang orders terms.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SortValue {
@@ -301,7 +304,8 @@ pub(crate) fn respond<R: Row>(rows: Vec<R>, q: &ListQuery) -> ApiResult<Response
     vhost_names.sort_unstable();
     vhost_names.dedup();
     // What the sort reads, per row: the sort columns' values (or, on the
-    // slow path, the row's JSON and every key read from it).
+    // slow path, every key read from the row's JSON, and without a page
+    // the JSON itself, which is all returned anyway).
     let mut cols: Vec<Vec<SortValue>> = Vec::new();
     let mut jsons: Vec<Option<Value>> = Vec::new();
     if let Some(names) = &sort_keys {
@@ -323,7 +327,12 @@ pub(crate) fn respond<R: Row>(rows: Vec<R>, q: &ListQuery) -> ApiResult<Response
                         .map(|k| SortValue::of_json(dotted(&j, k)))
                         .collect(),
                 );
-                jsons.push(Some(j));
+                // A page keeps only its sort values: its rows' JSON is
+                // built again for the page alone, so sorting 100,000
+                // queues on such a column doesn't hold 100,000 objects.
+                if page.is_none() {
+                    jsons.push(Some(j));
+                }
             }
         }
     }
@@ -418,55 +427,6 @@ pub(crate) fn respond<R: Row>(rows: Vec<R>, q: &ListQuery) -> ApiResult<Response
     Ok(Json(Value::Object(env)).into_response())
 }
 
-/// A `columns=a,b.c` selection.
-pub(crate) struct Columns(Option<Vec<Vec<String>>>);
-
-impl Columns {
-    pub fn parse(spec: Option<&str>) -> Columns {
-        Columns(spec.map(|s| {
-            s.split(',')
-                .filter(|c| !c.is_empty())
-                .map(|c| c.split('.').map(str::to_string).collect())
-                .collect()
-        }))
-    }
-
-    /// Keeps only the selected keys (and, for dotted columns, the selected
-    /// keys inside).
-    pub fn apply(&self, v: Value) -> Value {
-        match &self.0 {
-            None => v,
-            Some(cols) => select(v, cols),
-        }
-    }
-}
-
-fn select(v: Value, cols: &[Vec<String>]) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, val) in m {
-                let sub: Vec<Vec<String>> = cols
-                    .iter()
-                    .filter(|c| c.first().is_some_and(|h| *h == k))
-                    .map(|c| c[1..].to_vec())
-                    .collect();
-                if sub.is_empty() {
-                    continue;
-                }
-                if sub.iter().any(|c| c.is_empty()) {
-                    out.insert(k, val);
-                } else {
-                    out.insert(k, select(val, &sub));
-                }
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(|i| select(i, cols)).collect()),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +486,17 @@ mod tests {
         let v = body(respond(rows(), &q(&[("sort", "deep.x"), ("sort_reverse", "true")])).unwrap())
             .await;
         assert_eq!(names(&v), ["d", "cA", "b", "a"]);
+        // The same on a page: the page's JSON is built again.
+        let v = body(
+            respond(
+                rows(),
+                &q(&[("sort", "deep.x"), ("page", "1"), ("page_size", "2")]),
+            )
+            .unwrap(),
+        )
+        .await;
+        assert_eq!(names(&v), ["a", "b"]);
+        assert_eq!(v["items"][0]["deep"]["x"], -3);
         let v = body(respond(rows(), &q(&[("page", "2"), ("page_size", "3")])).unwrap()).await;
         assert_eq!(names(&v), ["d"]);
         assert_eq!(v["page_count"], 2);

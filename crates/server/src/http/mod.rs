@@ -7,10 +7,13 @@
 //! own: every listing reads the live objects, and message rates come from
 //! the broker's sampler.
 //!
-//! - [`listener`]: the accept loop (bounded connections, header deadline);
+//! - [`listener`]: the accept loop (header deadline); [`guard`]: bounded
+//!   connections (in all, per source, a reserve for operators) and the
+//!   socket's write timeout and read gate;
 //! - [`auth`]: basic auth and RabbitMQ's tag rules;
 //! - [`error`], [`body`]: error shapes, request bodies;
-//! - [`listing`]: sorting, paging, filtering and columns for listings;
+//! - [`listing`]: sorting, paging and filtering for listings; [`columns`]:
+//!   column selection and the bounds on query parameters;
 //! - [`stats`]: `message_stats` objects;
 //! - [`overview`]: overview, whoami, nodes, health checks;
 //! - [`queues`], [`exchanges`], [`bindings`]: the topology, publish, get,
@@ -25,10 +28,12 @@ mod assets;
 mod auth;
 mod bindings;
 mod body;
+mod columns;
 mod connections;
 mod definitions;
 mod error;
 mod exchanges;
+mod guard;
 mod listener;
 mod listing;
 pub(crate) mod metrics;
@@ -54,6 +59,7 @@ use warren_broker::Broker;
 
 use crate::config::Config;
 pub(crate) use error::{ApiError, ApiResult};
+pub(crate) use guard::{ReadGate, MAX_PER_SOURCE};
 pub(crate) use listener::serve;
 
 /// What every handler shares.
@@ -66,7 +72,7 @@ pub(crate) struct Api {
     pub max_body: usize,
     /// KiB of buffered request bodies allowed at once.
     pub body_budget: Semaphore,
-    /// Failed logins per source.
+    /// Failed logins per source and per user name.
     pub logins: throttle::LoginThrottle,
     node: String,
 }
@@ -296,17 +302,21 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
 }
 
 /// `columns=a,b.c` on any GET: listings select columns per item
-/// themselves (before paging); single objects are trimmed here.
+/// themselves (before paging); single objects are trimmed here. A query
+/// whose size would multiply the work is refused first
+/// ([`columns::check_query`]).
 async fn select_columns(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let columns = Query::<HashMap<String, String>>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|q| q.0.get("columns").cloned());
+    let query = Query::<HashMap<String, String>>::try_from_uri(req.uri()).ok();
+    if let Some(Err(e)) = query.as_ref().map(|q| columns::check_query(&q.0)) {
+        return e.into_response();
+    }
+    let selected = query.and_then(|q| q.0.get("columns").cloned());
     let resp = next.run(req).await;
-    let Some(columns) = columns else {
+    let Some(selected) = selected else {
         return resp;
     };
     if resp.status() != axum::http::StatusCode::OK {
@@ -319,7 +329,7 @@ async fn select_columns(
     let value: serde_json::Value = match serde_json::from_slice(&bytes) {
         // A paged envelope has its items selected already.
         Ok(serde_json::Value::Object(m)) if !m.contains_key("page_count") => {
-            listing::Columns::parse(Some(&columns)).apply(serde_json::Value::Object(m))
+            columns::Columns::parse(Some(&selected)).apply(serde_json::Value::Object(m))
         }
         _ => return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes)),
     };

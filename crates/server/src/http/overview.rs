@@ -295,15 +295,29 @@ pub(crate) async fn node(
 }
 
 /// RabbitMQ's aliveness test: declares `aliveness-test` in the vhost,
-/// publishes a message to it and gets it back.
+/// publishes a message to it and gets one back (no ack), on a channel of
+/// the caller's, so with the caller's rights: configure and read on the
+/// queue, write on the default exchange, and AMQP's exclusivity rule. A
+/// refusal is RabbitMQ's `with_channel` 401 with the AMQP reply text.
 pub(crate) async fn aliveness(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(vhost): Path<String>,
 ) -> ApiResult<Response> {
+    use warren_broker::access::{Operation, Resource};
     caller.require_vhost(&api, &vhost)?;
     let v = api.broker.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    let name = ShortStr::from_static("aliveness-test");
+    const QUEUE: &str = "aliveness-test";
+    let refused = |e: warren_broker::error::AmqpError| super::error::channel_error(&e);
+    // All three up front (RabbitMQ finds out one step at a time, and
+    // leaves a test message behind when the get is refused).
+    let mut access = api.access(&caller, &vhost);
+    access
+        .check(Operation::Configure, Resource::Queue, QUEUE)
+        .and_then(|()| access.check(Operation::Write, Resource::Exchange, ""))
+        .and_then(|()| access.check(Operation::Read, Resource::Queue, QUEUE))
+        .map_err(refused)?;
+    let name = ShortStr::from_static(QUEUE);
     let spec = QueueSpec {
         name: name.clone(),
         passive: false,
@@ -313,21 +327,14 @@ pub(crate) async fn aliveness(
         arguments: FieldTable::new(),
         server_named: false,
     };
-    v.declare_queue(&spec, 0)
-        .map_err(|e| ApiError::internal(e.reply_text()))?;
+    v.declare_queue(&spec, 0).map_err(refused)?;
     let body = Bytes::from_static(b"test_message");
     api.admin
-        .publish(
-            &vhost,
-            "",
-            "aliveness-test",
-            BasicProperties::default(),
-            body.clone(),
-        )
+        .publish(&vhost, "", QUEUE, BasicProperties::default(), body.clone())
         .await?;
     let got = api
         .admin
-        .get_messages(&vhost, "aliveness-test", 1, GetMode::Ack)
+        .get_messages(&vhost, QUEUE, 1, GetMode::Ack)
         .await?;
     if got.first().map(|m| &m.body) != Some(&body) {
         return Ok((

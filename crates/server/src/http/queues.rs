@@ -259,7 +259,12 @@ pub(crate) async fn declare(
     }
     let existed = v.queue(&spec.name).is_ok();
     // The texts are the AMQP ones ("expected integer, got longstr"…).
-    v.declare_queue(&spec, 0)?;
+    // RabbitMQ declares without a channel: a locked queue's text comes
+    // without the code, as an inequivalent one's.
+    v.declare_queue(&spec, 0).map_err(|e| match e.code {
+        warren_protocol::constants::reply::RESOURCE_LOCKED => ApiError::bad_request(e.text),
+        _ => ApiError::from(e),
+    })?;
     Ok(super::put_status(existed))
 }
 
@@ -290,10 +295,12 @@ pub(crate) async fn purge(
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     caller.require_vhost(&api, &vhost)?;
-    let q = find(&api, &vhost, &name)?;
+    find(&api, &vhost, &name)?;
     api.access(&caller, &vhost)
         .check(Operation::Read, Resource::Queue, &name)?;
-    q.purge();
+    // Refused for another connection's exclusive queue; answers once the
+    // removal is durable.
+    api.admin.purge_durably(&vhost, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
