@@ -185,6 +185,18 @@ class Collector:
         return len(self.items)
 
 
+@pytest.fixture(autouse=True)
+def _brokers_did_not_panic():
+    """Every Warren a test started itself (warren_process.WarrenProcess, inside the `warren`
+    fixture or not) is stopped after the test, and a panic in its log fails the test."""
+    import warren_process
+    first = len(warren_process.WarrenProcess.started)
+    yield
+    started = warren_process.WarrenProcess.started[first:]
+    del warren_process.WarrenProcess.started[first:]
+    warren_process.check_panics(started)
+
+
 @pytest.fixture
 def connection_factory():
     """connection_factory(**param_overrides) -> BlockingConnection, all closed at teardown."""
