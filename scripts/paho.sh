@@ -20,8 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-PAHO5_MIN="${PAHO5_MIN:-0}"
-PAHO311_MIN="${PAHO311_MIN:-0}"
+# What passes today (see the list of failures with their reasons in the
+# commit that set these). MQTT 5's test_request_response passes or fails by
+# a race in the suite itself (it waits for the wrong client's SUBACK before
+# publishing), so it is not counted on.
+PAHO5_MIN="${PAHO5_MIN:-13}"
+PAHO311_MIN="${PAHO311_MIN:-8}"
 limit="${PAHO_TEST_TIMEOUT:-60}"
 
 if [ "${WARREN_SKIP_PAHO:-}" = "1" ]; then
