@@ -799,6 +799,10 @@ fn a_broker_that_panicked_fails_its_test() {
         .append(true)
         .open(broker.data_dir.join("broker.log"))
         .expect("broker.log");
-    writeln!(log, "thread 'tokio-runtime-worker' panicked at src/x.rs:1:1:\nboom").expect("write");
+    writeln!(
+        log,
+        "thread 'tokio-runtime-worker' panicked at src/x.rs:1:1:\nboom"
+    )
+    .expect("write");
     drop(broker);
 }
