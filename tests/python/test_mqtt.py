@@ -255,7 +255,18 @@ def test_retained_messages(clients):
     pub = clients(uniq("pub")).connect()
     pub.publish(f"{t}/state", b"on", qos=1, retain=True)
     pub.publish(f"{t}/other", b"x" * 70_000, qos=0, retain=True)
-    time.sleep(0.2)
+    # A QoS 0 publish has no acknowledgement: a probe subscriber sees when it is retained.
+    for _ in range(50):
+        probe = clients(uniq("probe")).connect()
+        probe.subscribe(f"{t}/other", qos=0)
+        try:
+            retained = probe.get(timeout=0.2).retain  # a live copy (not yet stored) is not
+        except queue.Empty:
+            retained = False
+        probe.close()
+        if retained:
+            break
+    assert retained, "the QoS 0 retained message was never stored"
     sub = clients(uniq("sub")).connect()
     sub.subscribe(f"{t}/#", qos=1)
     got = sorted((m.topic, m.payload, m.retain) for m in (sub.get(), sub.get()))
