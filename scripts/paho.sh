@@ -20,11 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-# What passes today (see the list of failures with their reasons in the
-# commit that set these). MQTT 5's test_request_response passes or fails by
-# a race in the suite itself (it waits for the wrong client's SUBACK before
-# publishing), so it is not counted on.
-PAHO5_MIN="${PAHO5_MIN:-13}"
+# What passes every time today. Two more MQTT 5 tests pass only sometimes
+# and are not counted on: test_request_response (a race in the suite: it
+# waits for the wrong client's SUBACK before publishing) and, on a loaded
+# machine, any test whose CONNACK takes longer than the suite client's 0.5 s
+# socket timeout (seen: test_unsubscribe's setUpClass).
+PAHO5_MIN="${PAHO5_MIN:-12}"
 PAHO311_MIN="${PAHO311_MIN:-8}"
 limit="${PAHO_TEST_TIMEOUT:-60}"
 
@@ -36,7 +37,8 @@ paho="${PAHO_DIR:-$root/../shared/conformance/paho-mqtt-testing}"
 if [ ! -f "$paho/interoperability/client_test5.py" ]; then
     # A git worktree's root is not the main checkout's: try beside that too.
     common="$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
-    if [ -n "$common" ] && [ -f "$common/../../shared/conformance/paho-mqtt-testing/interoperability/client_test5.py" ]; then
+    if [ -z "${PAHO_DIR:-}" ] && [ -n "$common" ] &&
+        [ -f "$common/../../shared/conformance/paho-mqtt-testing/interoperability/client_test5.py" ]; then
         paho="$common/../../shared/conformance/paho-mqtt-testing"
     else
         echo "paho: no Paho suite at $paho (set PAHO_DIR, or WARREN_SKIP_PAHO=1 to skip)" >&2
