@@ -155,31 +155,36 @@ def test_sigterm_keeps_confirmed_messages_and_requeues_unacked_deliveries(warren
         c.process_data_events(time_limit=0.05)
     unacked = [held.get_nowait() for _ in range(held.qsize())]
     assert len(unacked) == 10, unacked
-    # A producer keeps confirming while the broker gets SIGTERM.
+    # Three producers keep confirming (each has a publish waiting for its confirm at almost any
+    # moment) while the broker gets SIGTERM.
     confirmed, errors = [], []
-    started = threading.Event()
+    started, stopping = threading.Event(), threading.Event()
 
-    def producer():
+    def producer(n):
         try:
             pc = w.connect()
             pch = pc.channel()
             pch.confirm_delivery()
             for i in range(100_000):
-                pch.basic_publish("", "work", b"new-%d" % i, PERSISTENT)
-                confirmed.append(b"new-%d" % i)
+                pch.basic_publish("", "work", b"new-%d-%d" % (n, i), PERSISTENT)
+                confirmed.append(b"new-%d-%d" % (n, i))
                 started.set()
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionWrongStateError, OSError):
-            pass  # the shutdown closed it (320) or the socket went; checked below
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionWrongStateError, OSError) as e:
+            if not stopping.is_set():  # after the SIGTERM: the shutdown's 320, or the socket went
+                errors.append(repr(e))
         except Exception as e:  # noqa: BLE001 - reported in the test's thread
             errors.append(repr(e))
 
-    t = threading.Thread(target=producer, daemon=True)
-    t.start()
-    assert started.wait(10), "the producer confirmed nothing"
-    time.sleep(0.2)  # not synchronisation: lets more publishes be in flight at the SIGTERM
+    threads = [threading.Thread(target=producer, args=(n,), daemon=True) for n in range(3)]
+    for t in threads:
+        t.start()
+    assert started.wait(10), "the producers confirmed nothing"
+    time.sleep(0.2)  # not synchronisation: lets the producers get going before the SIGTERM
+    stopping.set()
     w.stop()  # SIGTERM; waits for the exit
-    t.join(10)
-    assert not t.is_alive() and not errors, errors
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads) and not errors, errors
     assert len(confirmed) > 0
     w.start()
     c = w.connect()
