@@ -127,7 +127,11 @@ def test_a_resource_alarm_blocks_mqtt_publishers_not_subscribers(warren):
     assert pub.read() == (0x40, b"\x00\x01")
     assert sub.get().payload == b"before the alarm"
     assert w.ctl("set_vm_memory_high_watermark", "0.000001").returncode == 0
-    time.sleep(0.5)
+    # The alarm is on once status lists it (bounded poll, not a sleep).
+    deadline = time.monotonic() + WAIT
+    while "memory resource limit alarm" not in w.ctl("status").stdout:
+        assert time.monotonic() < deadline, "no memory alarm:\n" + w.ctl("status").stdout
+        time.sleep(0.05)
     pub.publish(f"{t}/b", 2, b"during the alarm")
     pub.sock.settimeout(1.5)
     # Blocked is silent, not disconnected: a read times out (EOF would be a cut connection).
