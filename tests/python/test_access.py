@@ -3,7 +3,8 @@
 and what happens to open connections when users, vhosts and permissions change.
 
 Covered, each with an allowed and a refused case (refusals assert the exact code and text, e.g.
-403 "ACCESS_REFUSED - access to queue 'Q' in vhost '/' refused for user 'U'"):
+403 "ACCESS_REFUSED - access to queue 'Q' in vhost '/' refused for user 'U'", and that the refused
+operation changed nothing: queues keep their messages, nothing is routed; see snapshot()):
     queue.declare (configure; passive needs none; server-named: configure on the amq.gen- name),
     exchange.declare (configure; passive needs none), queue.delete / exchange.delete (configure),
     queue.bind (write on the queue, read on the exchange), exchange.bind (write on the
@@ -225,21 +226,69 @@ def assert_refused(operation, pattern):
     assert re.fullmatch(pattern, ei.value.reply_text), (ei.value.reply_text, pattern)
 
 
+def snapshot(n, probe):
+    """What a refused operation must leave alone: every module queue's (messages, consumers) and
+    whether it and every module exchange exist, and the messages routed to `probe` (a queue the
+    admin bound to every module exchange: "k" on the direct ones, "#" on the topic one)."""
+    conn = connect()
+    try:
+        def declare(method, name, **kw):
+            ch = conn.channel()
+            try:
+                ok = method(ch)(name, passive=True, **kw).method
+                ch.close()
+                return (getattr(ok, "message_count", None), getattr(ok, "consumer_count", None))
+            except ChannelClosedByBroker as e:
+                assert e.reply_code == 404, e
+                return "missing"
+        state = {}
+        for kind in KINDS:
+            state[n(kind + "-q")] = declare(lambda ch: ch.queue_declare, n(kind + "-q"))
+            state[n(kind + "-x")] = declare(lambda ch: ch.exchange_declare, n(kind + "-x"))
+        state["ok-tq"] = declare(lambda ch: ch.queue_declare, n("ok-tq"))
+        state["probe"] = declare(lambda ch: ch.queue_declare, probe)
+        return state
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def probe(names):
+    """A queue bound to every module exchange, to see a refused publish route nothing."""
+    q = names.admin_queue()
+    for kind in KINDS:
+        names.admin.queue_bind(q, names(kind + "-x"), "k")
+    names.admin.queue_bind(q, names("ok-tx"), "#")
+    return q
+
+
+def assert_refused_and_unchanged(names, probe, operation, pattern):
+    """The 403 with its text, and the refused operation changed nothing: the queue a refused
+    delete, purge, get or consume named still has its messages (and no consumer), the exchange a
+    refused delete named still exists, and a refused publish reached no queue."""
+    before = snapshot(names, probe)
+    assert before["probe"] == (0, 0), before
+    assert_refused(operation, pattern)
+    assert snapshot(names, probe) == before
+
+
 @pytest.mark.parametrize("who,operation,kind,key", [row[1:] for row in REFUSED], ids=[row[0] for row in REFUSED])
-def test_refused(names, user_channel, who, operation, kind, key):
+def test_refused(names, probe, user_channel, who, operation, kind, key):
     user, channel = user_channel(who)
     what = "%s '%s'" % (kind, names.pattern(key))
-    assert_refused(lambda: (operation(names, channel), sync(channel)), refusal_re(what, user))
+    assert_refused_and_unchanged(names, probe, lambda: (operation(names, channel), sync(channel)),
+                                 refusal_re(what, user))
 
 
 @pytest.mark.parametrize("operation,topic", [
     (lambda n, ch: ch.basic_publish(n("ok-tx"), "other.news", b"m"), "other.news"),
     (lambda n, ch: ch.queue_bind(n("ok-tq"), n("ok-tx"), "x.a"), "x.a"),
 ], ids=["publish-routing-key-needs-write", "queue.bind-binding-key-needs-read"])
-def test_topic_refused(names, user_channel, operation, topic):
+def test_topic_refused(names, probe, user_channel, operation, topic):
     user, channel = user_channel("main")
     what = re.escape("topic '%s' in exchange '%s'" % (topic, names("ok-tx")))
-    assert_refused(lambda: (operation(names, channel), sync(channel)), refusal_re(what, user))
+    assert_refused_and_unchanged(names, probe, lambda: (operation(names, channel), sync(channel)),
+                                 refusal_re(what, user))
 
 
 # ---------------------------------------------------------------- vhost access and logins

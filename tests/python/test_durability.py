@@ -27,6 +27,23 @@ def drain(conn, queue, limit=1_000_000, timeout=30):
     return out
 
 
+MARK_ACKED = 2  # docs/storage.md: <n>.acks holds 12-byte marks, u32 entry | u8 kind | 3 | u32 CRC
+
+
+def wait_for_mark(w, entry, kind, timeout=10):
+    """Polls (bounded) the durable queues' marks files until one holds the mark (entry, kind)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in glob.glob(os.path.join(w.data_dir, "vhosts", "*", "queues", "*", "*.acks")):
+            with open(path, "rb") as f:
+                data = f.read()
+            marks = {(int.from_bytes(data[i:i + 4], "big"), data[i + 4]) for i in range(0, len(data) - 11, 12)}
+            if (entry, kind) in marks:
+                return
+        assert time.monotonic() < deadline, "mark %s of entry %d not written within %ss" % (kind, entry, timeout)
+        time.sleep(0.02)
+
+
 def test_tutorial_durable_queue_survives_restart(warren):
     w = warren()
     c = w.connect()
@@ -67,7 +84,9 @@ def test_unacked_messages_come_back_redelivered_after_crash(warren):
     ch.basic_ack(m0.delivery_tag)
     ch.basic_get("q")  # m1 delivered, never acked
     ch.queue_declare("q", durable=True, passive=True)  # a round trip: the ack is in
-    time.sleep(0.5)  # acks are synced within 200 ms
+    # Acks are written lazily (every 200 ms, not with the next confirm's commit): wait until
+    # m0's ack mark is in the queue's marks file, which is what a SIGKILL leaves behind.
+    wait_for_mark(w, entry=0, kind=MARK_ACKED)
     w.restart(crash=True)
     got = drain(w.connect(), "q")
     # After a crash every recovered message is marked redelivered: a delivery
@@ -105,8 +124,10 @@ def test_confirmed_messages_survive_repeated_sigkill(warren):
     total_confirmed = 0
     for r in range(rounds):
         confirmed = []
+        unexpected = []
         lock = threading.Lock()
         stop = threading.Event()
+        killed = threading.Event()
 
         def producer(pid):
             try:
@@ -120,17 +141,31 @@ def test_confirmed_messages_survive_repeated_sigkill(warren):
                     with lock:
                         confirmed.append(body)
                     i += 1
-            except Exception:  # noqa: BLE001 - the broker was killed under us
-                pass
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.ConnectionWrongStateError,
+                    pika.exceptions.ChannelWrongStateError, OSError) as e:
+                # The broker was killed under us; before the kill, losing the connection is a
+                # failure like any other.
+                if not killed.is_set():
+                    unexpected.append(repr(e))
+            except Exception as e:  # noqa: BLE001 - reported below, in the test's thread
+                unexpected.append(repr(e))
 
         threads = [threading.Thread(target=producer, args=(p,), daemon=True) for p in range(3)]
         for t in threads:
             t.start()
+        # The kill comes once something was confirmed (bounded), at a random moment after it.
+        deadline = time.monotonic() + 30
+        while not confirmed and not unexpected and time.monotonic() < deadline:
+            time.sleep(0.01)
         time.sleep(rng.uniform(0.3, 1.0))
+        killed.set()
         w.kill9()
         stop.set()
         for t in threads:
             t.join(10)
+        assert not any(t.is_alive() for t in threads), "round %d: a producer hung" % r
+        assert not unexpected, "round %d: producers failed: %s" % (r, unexpected)
+        assert confirmed, "round %d: nothing was confirmed before the kill" % r
         w.start()
         got = {b for b, _ in drain(w.connect(), "crash", timeout=60)}
         missing = [b for b in confirmed if b not in got]

@@ -21,6 +21,20 @@ from mqtt_client import HOST, PORT, WAIT, Client, RawMqtt, body, clients  # noqa
 from warren_process import free_port, warren  # noqa: F401  (fixture)
 
 
+def wait_for_topic_binding(pred, present=True, timeout=WAIT):
+    """Polls the management API (bounded) until a binding from amq.topic for which pred(binding)
+    holds exists (present) or no longer exists: how a test knows a subscription made by a client
+    it cannot ask (mosquitto_sub) is in place, or that an unsubscribe has taken effect."""
+    from mgmt import api, expect
+    deadline = time.time() + timeout
+    while True:
+        bindings = expect(api("GET", "/api/exchanges/%2F/amq.topic/bindings/source"), 200).json()
+        if any(pred(b) for b in bindings) == present:
+            return
+        assert time.time() < deadline, "no binding change within %ss" % timeout
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("v5", [False, True], ids=["3.1.1", "5.0"])
 def test_publish_subscribe_qos0_and_qos1_every_byte(clients, v5):
     t = uniq("m")
@@ -173,7 +187,8 @@ def test_subscribe_reason_codes_mqtt5(clients):
 def test_shared_subscription_spreads_messages_over_the_group(clients):
     t = uniq("sh")
     group = uniq("g")
-    members = [clients(uniq("m"), v5=v5).connect() for v5 in (True, False, True)]
+    ids = [uniq("m") for _ in range(3)]
+    members = [clients(cid, v5=v5).connect() for cid, v5 in zip(ids, (True, False, True))]
     for m in members:
         assert m.subscribe(f"$share/{group}/{t}/#", qos=1) == [1]
     plain = clients(uniq("plain")).connect()
@@ -196,7 +211,8 @@ def test_shared_subscription_spreads_messages_over_the_group(clients):
     assert all(any(who is m for who, _ in got) for m in members), "round robin over the group"
     # One member leaving keeps the group's subscription for the others.
     members[0].c.unsubscribe(f"$share/{group}/{t}/#")
-    time.sleep(0.3)
+    wait_for_topic_binding(lambda b: (b.get("arguments") or {}).get("x-mqtt-shared-member") == ids[0],
+                           present=False)
     pub.publish(f"{t}/after", b"after", qos=1)
     seen = []
     deadline = time.time() + WAIT
@@ -239,7 +255,18 @@ def test_retained_messages(clients):
     pub = clients(uniq("pub")).connect()
     pub.publish(f"{t}/state", b"on", qos=1, retain=True)
     pub.publish(f"{t}/other", b"x" * 70_000, qos=0, retain=True)
-    time.sleep(0.2)
+    # A QoS 0 publish has no acknowledgement: a probe subscriber sees when it is retained.
+    for _ in range(50):
+        probe = clients(uniq("probe")).connect()
+        probe.subscribe(f"{t}/other", qos=0)
+        try:
+            retained = probe.get(timeout=0.2).retain  # a live copy (not yet stored) is not
+        except queue.Empty:
+            retained = False
+        probe.close()
+        if retained:
+            break
+    assert retained, "the QoS 0 retained message was never stored"
     sub = clients(uniq("sub")).connect()
     sub.subscribe(f"{t}/#", qos=1)
     got = sorted((m.topic, m.payload, m.retain) for m in (sub.get(), sub.get()))
@@ -357,7 +384,9 @@ def test_mosquitto_clients_round_trip(clients):
                              "-t", f"{t}/#", "-q", "1", "-C", "3", "-v", "-W", "20"],
                             stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.8)
+        # mosquitto_sub has subscribed once its binding ({t}/# is routing key {t}.#) exists.
+        wait_for_topic_binding(lambda b: b["routing_key"] == f"{t}.#" and b["destination"].startswith(
+            "mqtt-subscription-"))
         for i, (v, q) in enumerate([("mqttv311", "1"), ("mqttv5", "0"), ("mqttv311", "0")]):
             subprocess.run(["mosquitto_pub", "-h", HOST, "-p", str(PORT), "-u", "guest", "-P", "guest",
                             "-V", v, "-q", q, "-t", f"{t}/{i}", "-m", f"hello {i} é"],

@@ -22,7 +22,12 @@ def free_port():
 
 
 class WarrenProcess:
+    # Every broker a test starts, whoever starts it (the `warren` fixture or the test itself):
+    # conftest's autouse fixture checks their logs for panics after each test (check_panics).
+    started = []
+
     def __init__(self, binary, data_dir, extra_args=(), env=None):
+        WarrenProcess.started.append(self)
         self.binary = binary
         self.data_dir = str(data_dir)
         self.port = free_port()
@@ -100,6 +105,19 @@ class WarrenProcess:
                               capture_output=True, text=True, timeout=30)
 
 
+def check_panics(brokers):
+    """Stops (SIGKILL) what is still running of `brokers` and fails if any log shows a panic."""
+    panicked = []
+    for w in brokers:
+        w.kill9()
+        log = w.log()
+        if "panicked" in log:
+            at = log.index("panicked")
+            panicked.append("%s:\n%s" % (w.log_path, log[max(0, log.rfind("\n", 0, at)):at + 2000]))
+    if panicked:
+        pytest.fail("a broker started by this test panicked:\n" + "\n".join(panicked), pytrace=False)
+
+
 @pytest.fixture
 def warren(tmp_path):
     """warren(extra_args=(), env=None) -> a started WarrenProcess; stopped at teardown."""
@@ -116,7 +134,4 @@ def warren(tmp_path):
         return w.start()
 
     yield make
-    for w in made:
-        w.kill9()
-        log = w.log()
-        assert "panicked" not in log, log
+    check_panics(made)

@@ -13,6 +13,49 @@ use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 
+/// docs/storage.md: `<n>.acks` holds 12-byte marks,
+/// `u32 entry | u8 kind (1 delivered, 2 acked) | 3 reserved | u32 CRC`.
+const MARK_ACKED: u8 = 2;
+
+/// Polls (bounded) the durable queues' marks files until one holds the
+/// mark (entry, kind).
+async fn wait_for_mark(broker: &TestBroker, entry: u32, kind: u8) {
+    let marks = |dir: &std::path::Path| -> Vec<(u32, u8)> {
+        let mut out = Vec::new();
+        let Ok(vhosts) = std::fs::read_dir(dir.join("vhosts")) else {
+            return out;
+        };
+        for vhost in vhosts.flatten() {
+            let Ok(queues) = std::fs::read_dir(vhost.path().join("queues")) else {
+                continue;
+            };
+            for queue in queues.flatten() {
+                let Ok(files) = std::fs::read_dir(queue.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    if f.path().extension().is_some_and(|e| e == "acks") {
+                        let data = std::fs::read(f.path()).unwrap_or_default();
+                        out.extend(
+                            data.chunks_exact(12)
+                                .map(|m| (u32::from_be_bytes([m[0], m[1], m[2], m[3]]), m[4])),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    };
+    let deadline = std::time::Instant::now() + STEP;
+    while !marks(&broker.data_dir).contains(&(entry, kind)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mark {kind} of entry {entry} not written within {STEP:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -126,18 +169,10 @@ async fn unacked_deliveries_return_redelivered_after_crash() {
             .await
             .expect("get")
             .expect("a message");
-        // A round trip after the ack, then time for the ack to be synced.
-        ch.queue_declare(
-            "work",
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("passive declare");
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // Acks are written lazily (every 200 ms): wait until "a"'s ack
+        // mark is in the queue's marks file, which is what a SIGKILL
+        // leaves behind, instead of sleeping for it.
+        wait_for_mark(&broker, 0, MARK_ACKED).await;
         std::mem::forget(conn);
     })
     .await;

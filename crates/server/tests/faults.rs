@@ -464,8 +464,7 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    /// `None` (the test is skipped, with a message) where private mount
-    /// namespaces are not permitted.
+    /// `None` where private mount namespaces are not permitted.
     fn new(megabytes: u32) -> Option<SmallDisk> {
         let dir = std::env::temp_dir().join(unique("tmpfs"));
         std::fs::create_dir_all(&dir).ok()?;
@@ -506,6 +505,21 @@ impl SmallDisk {
 }
 
 impl SmallDisk {
+    /// [`SmallDisk::new`], or a failure where private mount namespaces are
+    /// not permitted: a test that cannot run must not report ok. Only
+    /// `WARREN_SKIP_NAMESPACE_TESTS=1` skips it (`None`), on purpose.
+    fn new_or_skip(megabytes: u32) -> Option<SmallDisk> {
+        if let Some(disk) = SmallDisk::new(megabytes) {
+            return Some(disk);
+        }
+        let why = "private mount namespaces (unshare --mount, as root) are not permitted here";
+        if std::env::var("WARREN_SKIP_NAMESPACE_TESTS").as_deref() == Ok("1") {
+            eprintln!("skipped (WARREN_SKIP_NAMESPACE_TESTS=1): {why}");
+            return None;
+        }
+        panic!("{why}; set WARREN_SKIP_NAMESPACE_TESTS=1 to skip the full-disk tests explicitly");
+    }
+
     /// Grows (or shrinks) the file system in place.
     fn resize(&self, megabytes: u32) {
         let status = std::process::Command::new("nsenter")
@@ -537,10 +551,7 @@ impl Drop for SmallDisk {
 /// sign is ENOSPC itself): confirmed messages all survive a SIGKILL.
 #[tokio::test]
 async fn a_full_disk_loses_no_confirmed_message() {
-    let Some(disk) = SmallDisk::new(24) else {
-        eprintln!(
-            "skipped: private mount namespaces (unshare --mount, as root) are not permitted here"
-        );
+    let Some(disk) = SmallDisk::new_or_skip(24) else {
         return;
     };
     // The broker's log and its data live in the namespace's tmpfs; the
@@ -608,10 +619,7 @@ async fn a_full_disk_loses_no_confirmed_message() {
 /// there byte for byte, also after a SIGKILL.
 #[tokio::test]
 async fn a_full_disk_blocks_publishers_and_resumes_when_space_returns() {
-    let Some(disk) = SmallDisk::new(24) else {
-        eprintln!(
-            "skipped: private mount namespaces (unshare --mount, as root) are not permitted here"
-        );
+    let Some(disk) = SmallDisk::new_or_skip(24) else {
         return;
     };
     let broker = TestBroker::launch(disk.launch(&["--disk-free-limit", "0"]));
@@ -777,4 +785,24 @@ async fn data_files_and_the_control_socket_are_private() {
         }
     }
     assert!(checked >= 6, "only {checked} files looked at");
+}
+
+/// The harness itself: a broker whose log shows a panic fails the test
+/// that ran it when it is dropped (here the panic line is written into
+/// the log by hand; a real one comes from the broker's panic hook).
+#[test]
+#[should_panic(expected = "the broker panicked")]
+fn a_broker_that_panicked_fails_its_test() {
+    let broker = TestBroker::start();
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(broker.data_dir.join("broker.log"))
+        .expect("broker.log");
+    writeln!(
+        log,
+        "thread 'tokio-runtime-worker' panicked at src/x.rs:1:1:\nboom"
+    )
+    .expect("write");
+    drop(broker);
 }

@@ -303,11 +303,7 @@ impl TestBroker {
     }
 
     fn log_at(&self, data_dir: &Path) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(data_dir.join("broker.log")) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
+        read_log(data_dir)
     }
 }
 
@@ -355,9 +351,32 @@ impl Stopped {
 impl Drop for Stopped {
     fn drop(&mut self) {
         if !self.data_dir.as_os_str().is_empty() {
+            let log = read_log(&self.data_dir);
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            fail_on_panic(&log);
         }
     }
+}
+
+fn read_log(data_dir: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(data_dir.join("broker.log")) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+/// A broker that panicked (in any thread, even one the test never
+/// noticed) fails the test that ran it, when it is dropped; unless the
+/// test is failing already.
+fn fail_on_panic(log: &str) {
+    if std::thread::panicking() || !log.contains("panicked") {
+        return;
+    }
+    let at = log.find("panicked").unwrap_or(0);
+    let from = log[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let excerpt: String = log[from..].lines().take(20).collect::<Vec<_>>().join("\n");
+    panic!("the broker panicked:\n{excerpt}");
 }
 
 impl Drop for TestBroker {
@@ -372,8 +391,11 @@ impl Drop for TestBroker {
                 eprintln!("{line}");
             }
         }
+        // An empty data_dir: stop() handed the directory (and its log) on.
         if !self.data_dir.as_os_str().is_empty() {
+            let log = self.log();
             let _ = std::fs::remove_dir_all(&self.data_dir);
+            fail_on_panic(&log);
         }
     }
 }
