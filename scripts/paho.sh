@@ -20,13 +20,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-# What passes every time today. Two more MQTT 5 tests pass only sometimes
-# and are not counted on: test_request_response (a race in the suite: it
-# waits for the wrong client's SUBACK before publishing) and, on a loaded
-# machine, any test whose CONNACK takes longer than the suite client's 0.5 s
-# socket timeout (seen: test_unsubscribe's setUpClass).
-PAHO5_MIN="${PAHO5_MIN:-12}"
-PAHO311_MIN="${PAHO311_MIN:-9}"
+# What must pass (issue 19 asks for 25 of 27 MQTT 5 tests). Today 26 pass;
+# test_subscribe_failure does not (the suite wants SUBACK 0x80 where MQTT 5
+# has 0x87, not authorized, which Warren sends). Some tests race in the
+# suite itself: test_request_response waits for the wrong client's SUBACK
+# before publishing, and on a loaded machine a CONNACK can miss the suite
+# client's 0.5 s socket timeout (seen: test_unsubscribe's setUpClass). A
+# failed test is therefore run once more, in a new process, and a pass then
+# is shown as "pass (2nd run)".
+PAHO5_MIN="${PAHO5_MIN:-25}"
+PAHO311_MIN="${PAHO311_MIN:-10}"
 limit="${PAHO_TEST_TIMEOUT:-60}"
 
 if [ "${WARREN_SKIP_PAHO:-}" = "1" ]; then
@@ -76,7 +79,8 @@ trap cleanup EXIT
 for j in $(seq 0 $((jobs - 1))); do
     mqtt_port="$(free_port)"
     "$bin" --bind 127.0.0.1 --amqp-port "$(free_port)" --mqtt-port "$mqtt_port" --data-dir "$work/data$j" \
-        --disable-management --disable-prometheus --log-level warn >"$out/warren$j.log" 2>&1 &
+        --disable-management --disable-prometheus --log-level warn \
+        --mqtt-max-keepalive 60 >"$out/warren$j.log" 2>&1 &
     pids+=($!)
     ports+=("$mqtt_port")
 done
@@ -114,6 +118,12 @@ shard() {
         # The suite's own host default is "localhost" (AF_INET): 127.0.0.1.
         (cd "$work/suite" && timeout -k 5 "$limit" python3 "$file" -p "${ports[$j]}" "Test.$t") \
             >"$out/$label.$t.log" 2>&1 </dev/null || rc=$?
+        if [ "$rc" != 0 ]; then
+            # Once more (see PAHO5_MIN): rc 200 marks a pass on the 2nd run.
+            mv "$out/$label.$t.log" "$out/$label.$t.1st.log"
+            (cd "$work/suite" && timeout -k 5 "$limit" python3 "$file" -p "${ports[$j]}" "Test.$t") \
+                >"$out/$label.$t.log" 2>&1 </dev/null && rc=200
+        fi
         echo "$label $t $rc $((SECONDS - start))" >>"$work/results"
     done <"$work/tests"
 }
@@ -130,9 +140,9 @@ total=([mqtt5]=0 [mqtt311]=0)
 while read -r file label t; do
     read -r _ _ rc secs < <(grep "^$label $t " "$work/results")
     total[$label]=$((total[$label] + 1))
-    if [ "$rc" = 0 ]; then
+    if [ "$rc" = 0 ] || [ "$rc" = 200 ]; then
         passed[$label]=$((passed[$label] + 1))
-        printf 'paho %-8s pass  %-34s %3ss\n' "$label" "$t" "$secs"
+        printf 'paho %-8s pass  %-34s %3ss%s\n' "$label" "$t" "$secs" "$([ "$rc" = 200 ] && echo '  (2nd run)')"
     elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
         printf 'paho %-8s FAIL  %-34s %3ss  (no result within %ss)\n' "$label" "$t" "$secs" "$limit"
     else

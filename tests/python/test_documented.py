@@ -80,8 +80,6 @@ def test_max_message_size_refuses_amqp_and_mqtt_publishes_and_stores_nothing(war
     assert message_count(w, "sized") == 2
 
 
-@pytest.mark.xfail(strict=True, reason="Warren bug: an MQTT message over max_message_size but within the packet "
-                   "limit (max_message_size + 64 KiB) gets a PUBACK; AMQP refuses the same body with 406")
 def test_an_mqtt_message_just_over_max_message_size_is_refused(warren, tmp_path):
     cfg = tmp_path / "warren.toml"
     cfg.write_text("max_message_size = %d\n" % LIMIT)

@@ -284,7 +284,11 @@ impl Session {
             entries: None,
             loaded: VecDeque::new(),
         };
-        if self.retained_waiting.insert(filter.clone(), batch).is_none() {
+        if self
+            .retained_waiting
+            .insert(filter.clone(), batch)
+            .is_none()
+        {
             self.retained_order.push_back(filter);
         }
     }

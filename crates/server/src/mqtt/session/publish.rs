@@ -83,6 +83,17 @@ impl Session {
                 return Ok(());
             }
         }
+        if p.payload.len() as u64 > self.max_message_size {
+            // As AMQP refuses a body over max_message_size (the packet
+            // limit leaves room for the headers, not for a larger body).
+            let why = format!(
+                "message size {} is larger than configured max size {}",
+                p.payload.len(),
+                self.max_message_size
+            );
+            self.disconnect(0x95, why.clone());
+            return Err(why);
+        }
         if p.qos > 0 {
             self.inbound_taken()?;
         }

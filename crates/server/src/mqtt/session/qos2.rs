@@ -63,7 +63,8 @@ impl Session {
                 self.release(id, tag, &queue, seq)
             }
             Some(Inflight::Retained) => {
-                self.inflight.insert(id, Inflight::Released { marker: None });
+                self.inflight
+                    .insert(id, Inflight::Released { marker: None });
                 if reason < 0x80 {
                     self.out(Packet::PubRel(Ack::new(id, 0)));
                 } else {
@@ -96,7 +97,8 @@ impl Session {
         self.delivery.flow().hold();
         if !self.persistent {
             self.settle(tag);
-            self.inflight.insert(id, Inflight::Released { marker: None });
+            self.inflight
+                .insert(id, Inflight::Released { marker: None });
             self.out(Packet::PubRel(Ack::new(id, 0)));
             return Ok(());
         }
@@ -221,10 +223,7 @@ impl Session {
         };
         let q = match self.vhost.declare_queue(&spec, self.id) {
             Ok((q, _)) => q,
-            Err(_) => self
-                .vhost
-                .queue(&spec.name)
-                .map_err(|e| e.reply_text())?,
+            Err(_) => self.vhost.queue(&spec.name).map_err(|e| e.reply_text())?,
         };
         self.released = Some(q.clone());
         Ok(q)
