@@ -9,6 +9,9 @@ QoS 1 at 1 KiB, and stops it. Both brokers get the same in-flight window for QoS
 Warren's 64 (its MQTT prefetch) and mosquitto's max_inflight_messages 64; mosquitto's queue is
 allowed to hold everything (max_queued_messages 0) so neither drops messages. Prints the median
 receive rate of each. Not a test: no thresholds.
+
+With WARREN_BASE=/path/to/an/older/warren, the other side is that build instead of mosquitto
+(a before/after comparison of a change, in one sitting).
 """
 import json
 import os
@@ -26,14 +29,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARREN = os.path.join(ROOT, "target", "release", "warren")
 PERF = os.path.join(ROOT, "target", "release", "warren-mqtt-perf")
 SECONDS = os.environ.get("SECONDS_PER_RUN", "8")
+BASE = os.environ.get("WARREN_BASE")
+OTHER = "base" if BASE else "mosquitto"
 CASES = [("QoS 0, 16 B", ["--qos", "0", "-s", "16"]),
          ("QoS 1, 16 B", ["--qos", "1", "-s", "16"]),
          ("QoS 1, 1 KiB", ["--qos", "1", "-s", "1024"])]
 
 
 def start(kind, port, scratch):
-    if kind == "warren":
-        cmd = [WARREN, "--bind", "127.0.0.1", "--amqp-port", str(free_port()), "--mqtt-port", str(port),
+    if kind in ("warren", "base"):
+        cmd = [WARREN if kind == "warren" else BASE, "--bind", "127.0.0.1", "--amqp-port", str(free_port()), "--mqtt-port", str(port),
                "--data-dir", os.path.join(scratch, "data"), "--disable-management", "--disable-prometheus",
                "--log-level", "warn"]
     else:
@@ -79,15 +84,15 @@ def main():
     for name, args in CASES:
         if only and not any(o in name for o in only):
             continue
-        got = {"warren": [], "mosquitto": []}
+        got = {"warren": [], OTHER: []}
         for r in range(rounds):
-            order = ["warren", "mosquitto"] if r % 2 == 0 else ["mosquitto", "warren"]
+            order = ["warren", OTHER] if r % 2 == 0 else [OTHER, "warren"]
             for kind in order:
                 got[kind].append(run(kind, args))
-        w, m = statistics.median(got["warren"]), statistics.median(got["mosquitto"])
-        print("%-14s warren %9.0f   mosquitto %9.0f   warren/mosquitto %.2f" % (name, w, m, w / m))
-        print("               runs: warren %s; mosquitto %s" % (
-            ", ".join("%.0f" % x for x in got["warren"]), ", ".join("%.0f" % x for x in got["mosquitto"])))
+        w, m = statistics.median(got["warren"]), statistics.median(got[OTHER])
+        print("%-14s warren %9.0f   %s %9.0f   warren/%s %.2f" % (name, w, OTHER, m, OTHER, w / m))
+        print("               runs: warren %s; %s %s" % (
+            ", ".join("%.0f" % x for x in got["warren"]), OTHER, ", ".join("%.0f" % x for x in got[OTHER])))
 
 
 if __name__ == "__main__":

@@ -88,14 +88,15 @@ def test_names_longer_than_amqp_allows_are_refused_not_cut(clients):
     assert not pub.c.is_connected()
 
 
-def test_qos2_is_granted_as_qos1_and_qos2_publish_completes(clients):
+def test_qos2_is_granted_and_delivered_as_qos2(clients):
     t = uniq("q2")
     sub = clients(uniq("sub")).connect()
-    assert sub.subscribe(t, qos=2) == [1]  # RabbitMQ grants QoS 2 as 1
+    assert sub.subscribe(t, qos=2) == [2]  # RabbitMQ grants QoS 2 as 1; Warren keeps 2
     pub = clients(uniq("pub")).connect()
     pub.publish(t, b"exactly", qos=2)  # PUBREC/PUBREL/PUBCOMP
     m = sub.get()
-    assert (m.payload, m.qos) == (b"exactly", 1)
+    assert (m.payload, m.qos) == (b"exactly", 2)
+    assert sub.nothing()
 
 
 def test_amqp_and_mqtt_reach_each_other(clients):
@@ -181,7 +182,7 @@ def test_server_sends_topic_aliases_to_a_client_that_takes_them(clients):
 def test_subscribe_reason_codes_mqtt5(clients):
     sub = clients(uniq("sub"), v5=True).connect()
     assert sub.subscribe("a/*", qos=1) == [0x8F]  # '*' would be AMQP's wildcard once mapped
-    assert sub.subscribe("$share/g/a/#", qos=2) == [1]
+    assert sub.subscribe("$share/g/a/#", qos=2) == [2]
 
 
 def test_shared_subscription_spreads_messages_over_the_group(clients):

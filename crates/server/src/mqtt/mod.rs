@@ -2,7 +2,7 @@
 //! as RabbitMQ's MQTT plugin builds it: every MQTT publish is an AMQP
 //! message published to `amq.topic` (topic `a/b` is routing key `a.b`),
 //! and every subscription is a binding from `amq.topic` to the client's
-//! queue, `mqtt-subscription-<client id>qos0` or `…qos1`. So MQTT and AMQP
+//! queue, `mqtt-subscription-<client id>qos0`, `…qos1` or `…qos2`. So MQTT and AMQP
 //! clients reach each other, under the same users, vhosts and
 //! permissions (topic permissions included).
 //!
@@ -16,8 +16,9 @@
 //! - no user name logs in as `guest`/`guest` (RabbitMQ's default
 //!   `mqtt.allow_anonymous` with `mqtt.default_user`), which loopback
 //!   rules then hold to localhost;
-//! - QoS 2 subscriptions are granted QoS 1, as RabbitMQ grants them; a
-//!   QoS 2 PUBLISH gets the full PUBREC/PUBREL/PUBCOMP exchange;
+//! - QoS 2 both ways (RabbitMQ grants QoS 1): a QoS 2 subscription has
+//!   its own queue (`…qos2`), and deliveries are exactly once across
+//!   lost connections and crashes (`session/qos2.rs`);
 //! - a clean session's queues are exclusive (gone with the connection);
 //!   a persistent one's are durable, and an MQTT 5 session expiry becomes
 //!   the queues' `x-expires`.

@@ -337,8 +337,11 @@ fn owner(args: &FieldTable) -> Option<&[u8]> {
 /// has none, or only queues made before sessions had owners (those are
 /// resumed under the queue permission checks alone).
 pub(super) fn session_owner(vhost: &VirtualHost, client_id: &str) -> Option<String> {
-    for qos in 0..2u8 {
-        if let Ok(q) = vhost.queue(&queue_name(client_id, qos)) {
+    let names = (0..3u8)
+        .map(|qos| queue_name(client_id, qos))
+        .chain([released_queue_name(client_id)]);
+    for name in names {
+        if let Ok(q) = vhost.queue(&name) {
             if let Some(o) = owner(&q.options.arguments) {
                 return Some(String::from_utf8_lossy(o).into_owned());
             }
