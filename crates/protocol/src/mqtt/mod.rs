@@ -162,18 +162,16 @@ pub enum Packet {
 
 /// Makes room for more of a packet of `size` bytes whose first
 /// `buf.len()` bytes have arrived. Memory follows the bytes that actually
-/// arrive, never the size the fixed header announces: the capacity is at
-/// most twice what is buffered (amortised doubling as the body arrives)
-/// and never past `size`, so a peer that announces 256 MiB and sends a
-/// few bytes holds a few bytes. (The reader grows the buffer by itself
-/// when it is full; this only saves reallocations.)
+/// arrive, never the size the fixed header announces: room for twice what
+/// is buffered (which the allocator may round up to twice again), so a
+/// peer that announces
+/// 256 MiB and sends a few bytes holds a few bytes. A buffer that already
+/// has that room is left alone (its capacity is the reader's: replacing
+/// it by an exact-sized one would make every later read a small one).
 fn grow(buf: &mut BytesMut, size: usize) {
     let target = size.min(buf.len().saturating_mul(2));
     if target > buf.capacity() {
-        // Exactly `target` (`reserve` may double the old capacity).
-        let mut bigger = BytesMut::with_capacity(target);
-        bigger.extend_from_slice(buf);
-        *buf = bigger;
+        buf.reserve(target - buf.len());
     }
 }
 
