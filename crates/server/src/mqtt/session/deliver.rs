@@ -117,10 +117,14 @@ impl Session {
         } else {
             published_qos(&d.message).min(granted)
         };
-        let from = self
-            .consumers
-            .get(d.consumer)
-            .and_then(|e| e.queue.as_ref().map(|q| q.name.clone()));
+        // The queue's name, for QoS 2's packet ids and markers only.
+        let from = (qos == 2)
+            .then(|| {
+                self.consumers
+                    .get(d.consumer)
+                    .and_then(|e| e.queue.as_ref().map(|q| q.name.clone()))
+            })
+            .flatten();
         if qos == 2 {
             if let Some(q) = &from {
                 if self.released_keys.remove(&(q.clone(), d.seq)) {
