@@ -157,22 +157,26 @@ class RawMqtt:
     def read(self):
         """(packet type and flags, body), or None once the broker closed the connection."""
         try:
-            head = self._exact(1)
-            if head is None:
-                return None
-            length, shift = 0, 0
-            while True:
-                b = self._exact(1)
-                if b is None:
-                    return None
-                length |= (b[0] & 0x7F) << shift
-                shift += 7
-                if not b[0] & 0x80:
-                    break
-            data = self._exact(length) if length else b""
-            return None if data is None else (head[0], data)
+            return self.read_or_raise()
         except OSError:  # reset by the broker, or a timeout
             return None
+
+    def read_or_raise(self):
+        """As read(), but a timeout or a reset raises (OSError) rather than looking like EOF."""
+        head = self._exact(1)
+        if head is None:
+            return None
+        length, shift = 0, 0
+        while True:
+            b = self._exact(1)
+            if b is None:
+                return None
+            length |= (b[0] & 0x7F) << shift
+            shift += 7
+            if not b[0] & 0x80:
+                break
+        data = self._exact(length) if length else b""
+        return None if data is None else (head[0], data)
 
     def publish(self, topic, packet_id, payload):
         self.sock.sendall(_packet(0x32, _s(topic) + packet_id.to_bytes(2, "big") + payload))

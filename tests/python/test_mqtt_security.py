@@ -22,7 +22,7 @@ import pika
 import pytest
 
 from conftest import accounts, ctl_ok, uniq  # noqa: F401  (accounts: fixture)
-from mqtt_client import PORT, WAIT, _packet, _s, _varint
+from mqtt_client import PORT, WAIT, RawMqtt, _packet, _s, _varint
 from warren_process import free_port, warren  # noqa: F401  (warren: fixture)
 
 AMQP_PORT = int(os.environ.get("AMQP_PORT", "5672"))
@@ -30,13 +30,14 @@ MGMT_URL = os.environ.get("MGMT_URL", "http://127.0.0.1:15672").rstrip("/")
 WINDOW = 1024  # the session window for clients that set no Receive Maximum (session.rs WINDOW)
 
 
-class Raw:
+class Raw(RawMqtt):
     """A socket-level MQTT client (3.1.1, or 5.0 with `v5`) that logs in as anyone and reports
     every packet the broker sends."""
 
-    def __init__(self, client_id, user="guest", password="guest", clean=True, v5=False,
-                 props=b"", expect=0, port=None, will=None):
-        """`will`: (topic, payload, will properties) sets a QoS 1 will."""
+    def __init__(self, client_id, user="guest", password="guest", clean=True, v5=False,  # noqa: D107
+                 props=b"", expect=0, port=None, will=None):  # pylint: disable=super-init-not-called
+        """Logs in as `user` (RawMqtt's own CONNECT is guest's). `will`: (topic, payload, will
+        properties) sets a QoS 1 will."""
         self.v5 = v5
         self.sock = socket.create_connection(("127.0.0.1", port or PORT), timeout=WAIT)
         flags = 0xC0 | (0x02 if clean else 0) | (0x0C if will else 0)
@@ -56,32 +57,10 @@ class Raw:
         self.code = got[1][1]
         assert expect is None or self.code == expect, (self.code, expect)
 
-    def _exact(self, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
-
     def read(self, timeout=WAIT):
         """(first byte, body); None at EOF; raises socket.timeout when nothing comes in time."""
         self.sock.settimeout(timeout)
-        head = self._exact(1)
-        if head is None:
-            return None
-        length, shift = 0, 0
-        while True:
-            b = self._exact(1)
-            if b is None:
-                return None
-            length |= (b[0] & 0x7F) << shift
-            shift += 7
-            if not b[0] & 0x80:
-                break
-        data = self._exact(length) if length else b""
-        return None if data is None else (head[0], data)
+        return self.read_or_raise()
 
     def props(self):
         return b"\x00" if self.v5 else b""

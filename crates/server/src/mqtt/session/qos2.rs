@@ -23,9 +23,9 @@ use warren_broker::queue::Durability;
 use warren_broker::vhost::QueueSpec;
 use warren_broker::Message;
 use warren_protocol::mqtt::{Ack, Packet, LEVEL_5};
-use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
+use warren_protocol::{BasicProperties, ShortStr};
 
-use super::{released_queue_name, Inflight, Session, StartError, OWNER};
+use super::{released_queue_name, Inflight, Session, StartError};
 
 /// Packet ids from this one up are QoS 2 deliveries'; below, QoS 1's and
 /// retained messages'.
@@ -204,14 +204,7 @@ impl Session {
         if let Some(q) = &self.released {
             return Ok(q.clone());
         }
-        let mut arguments = FieldTable::new();
-        arguments.insert(OWNER, FieldValue::LongStr(self.user.clone()));
-        if let Some(ms) = self.expires_ms {
-            arguments.insert(
-                "x-expires",
-                FieldValue::I64(i64::try_from(ms).unwrap_or(i64::MAX)),
-            );
-        }
+        let arguments = self.queue_arguments(super::subscribe::Owned::Yes);
         let spec = QueueSpec {
             name: released_queue_name(&self.client_id),
             server_named: false,

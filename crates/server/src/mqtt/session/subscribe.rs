@@ -16,6 +16,13 @@ use super::{
     Shared, Sub, OWNER,
 };
 
+/// Whether a queue belongs to the session's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owned {
+    Yes,
+    No,
+}
+
 /// Where a subscription's messages go: the session's own queue for its
 /// QoS, or a shared group's queue.
 struct Target {
@@ -85,14 +92,11 @@ impl Session {
         }
     }
 
-    /// Declares (or finds) a subscription queue and consumes from it.
-    fn queue_for(&mut self, t: &Target, qos: u8) -> Result<Arc<Queue>, String> {
-        if let Some((q, _)) = self.queues.get(&t.queue) {
-            return Ok(q.clone());
-        }
+    /// A session queue's arguments: its owner (the session's own queues,
+    /// not a shared group's) and its expiry.
+    pub(super) fn queue_arguments(&self, owned: Owned) -> FieldTable {
         let mut arguments = FieldTable::new();
-        if !t.shared {
-            // The session's own queue belongs to its user.
+        if owned == Owned::Yes {
             arguments.insert(OWNER, FieldValue::LongStr(self.user.clone()));
         }
         if let Some(ms) = self.expires_ms {
@@ -101,6 +105,17 @@ impl Session {
                 FieldValue::I64(i64::try_from(ms).unwrap_or(i64::MAX)),
             );
         }
+        arguments
+    }
+
+    /// Declares (or finds) a subscription queue and consumes from it.
+    fn queue_for(&mut self, t: &Target, qos: u8) -> Result<Arc<Queue>, String> {
+        if let Some((q, _)) = self.queues.get(&t.queue) {
+            return Ok(q.clone());
+        }
+        // The session's own queue belongs to its user; a group's, to none.
+        let owned = if t.shared { Owned::No } else { Owned::Yes };
+        let arguments = self.queue_arguments(owned);
         let spec = QueueSpec {
             name: t.queue.clone(),
             server_named: false,
