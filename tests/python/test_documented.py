@@ -51,7 +51,9 @@ def message_count(w, q):
         c.close()
 
 
-def test_max_message_size_refuses_amqp_and_mqtt_publishes_and_stores_nothing(warren, tmp_path):
+def sized_broker(warren, tmp_path):
+    """A broker with max_message_size = LIMIT and MQTT, and a durable queue "sized" bound to
+    amq.topic for sized.#: (broker, MQTT port, AMQP connection, channel)."""
     cfg = tmp_path / "warren.toml"
     cfg.write_text("max_message_size = %d\n" % LIMIT)
     mqtt_port = free_port()
@@ -60,6 +62,11 @@ def test_max_message_size_refuses_amqp_and_mqtt_publishes_and_stores_nothing(war
     ch = c.channel()
     ch.queue_declare("sized", durable=True)
     ch.queue_bind("sized", "amq.topic", "sized.#")
+    return w, mqtt_port, c, ch
+
+
+def test_max_message_size_refuses_amqp_and_mqtt_publishes_and_stores_nothing(warren, tmp_path):
+    w, mqtt_port, c, ch = sized_broker(warren, tmp_path)
     ch.confirm_delivery()
     ch.basic_publish("", "sized", b"a" * LIMIT, PERSISTENT)  # at the limit: taken
     with pytest.raises(ChannelClosedByBroker) as e:
@@ -81,14 +88,7 @@ def test_max_message_size_refuses_amqp_and_mqtt_publishes_and_stores_nothing(war
 
 
 def test_an_mqtt_message_just_over_max_message_size_is_refused(warren, tmp_path):
-    cfg = tmp_path / "warren.toml"
-    cfg.write_text("max_message_size = %d\n" % LIMIT)
-    mqtt_port = free_port()
-    w = warren(["--config", str(cfg), "--mqtt-port", str(mqtt_port)])
-    c = w.connect()
-    ch = c.channel()
-    ch.queue_declare("sized", durable=True)
-    ch.queue_bind("sized", "amq.topic", "sized.#")
+    w, mqtt_port, c, ch = sized_broker(warren, tmp_path)
     c.close()
     pub = Publisher(mqtt_port, uniq("pub"))
     pub.sock.settimeout(3)

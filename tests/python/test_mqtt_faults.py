@@ -4,8 +4,6 @@ fsyncs failing, then SIGKILL), resource alarms blocking MQTT publishers but not 
 subscriber that stops reading holding back only itself. A raw-socket MQTT 3.1.1 publisher sees
 exactly which packets were acknowledged; paho-mqtt subscribes; every payload is checked byte for
 byte."""
-import json
-import os
 import queue
 import socket
 import time
@@ -33,22 +31,6 @@ class Publisher(RawMqtt):
             raise Silent("no reply and no EOF within %ss" % self.sock.gettimeout()) from e
 
 
-def control(w, op, *args):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(os.path.join(w.data_dir, "warren.sock"))
-    s.sendall((json.dumps({"op": op, "args": list(args)}) + "\n").encode())
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    reply = json.loads(out)
-    assert reply.get("ok") is True, reply
-    return reply
-
-
 def number_of(payload, size):
     i = int(payload.split(b":", 1)[0])
     assert payload == body(i, size), "message %d came back corrupted" % i
@@ -70,7 +52,7 @@ def test_qos1_is_acknowledged_only_when_on_disk_under_store_faults(warren):
     acked, cut_short = set(), 0
     for rnd in range(8):
         op, path, skip, err = faults[rnd % len(faults)]
-        control(w, "inject_fault", op, path, str(skip), "1", err)
+        w.control("inject_fault", op, path, str(skip), "1", err)
         pub = Publisher(port, uniq("pub"))
         pending = {}
         for k in range(100):

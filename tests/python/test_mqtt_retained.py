@@ -4,7 +4,6 @@ on disk, memory bounded, loaded at start from record headers only, a bytes bound
 0x97, byte-exact across SIGKILL) and packets that announce a large size and never arrive (the
 read buffer grows with the bytes, not with the announcement). Each test starts its own broker
 and reads its /proc/PID/{status,io}."""
-import json
 import os
 import socket
 import struct
@@ -271,22 +270,6 @@ def test_a_subscription_matching_70000_retained_topics(warren, tmp_path):
         probe.close()
 
 
-def control(w, op, *args):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(os.path.join(w.data_dir, "warren.sock"))
-    s.sendall((json.dumps({"op": op, "args": list(args)}) + "\n").encode())
-    out = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        out += chunk
-    s.close()
-    reply = json.loads(out)
-    assert reply.get("ok") is True, reply
-    return reply
-
-
 def test_a_retain_is_acknowledged_only_once_fsynced(warren):
     """Injected write and fsync failures of the retained log: the retain is refused (MQTT 5:
     PUBACK 0x80; 3.1.1: disconnected), the next one succeeds, another client is served
@@ -309,7 +292,7 @@ def test_a_retain_is_acknowledged_only_once_fsynced(warren):
     assert retain(f"{t}/1", body(1, 5000)) == 0
     kept[f"{t}/1"] = body(1, 5000)
     for i, (op, err) in enumerate([("fsync", "eio"), ("write", "enospc"), ("fsync", "eio")]):
-        control(w, "inject_fault", op, "/mqtt/retained", "0", "1", err)
+        w.control("inject_fault", op, "/mqtt/retained", "0", "1", err)
         refused = f"{t}/refused{i}"
         assert retain(refused, body(100 + i, 3000)) == 0x80, (op, err)
         # Served meanwhile.
@@ -320,12 +303,12 @@ def test_a_retain_is_acknowledged_only_once_fsynced(warren):
         assert retain(ok, body(200 + i, 7000)) == 0
         kept[ok] = body(200 + i, 7000)
     # An existing topic's message is not replaced by a refused retain.
-    control(w, "inject_fault", "fsync", "/mqtt/retained", "0", "1", "eio")
+    w.control("inject_fault", "fsync", "/mqtt/retained", "0", "1", "eio")
     assert retain(f"{t}/1", b"must not replace") == 0x80
     # MQTT 3.1.1 can't be told no: it is disconnected without a PUBACK.
     old = _raw_connect(port, False)
     assert _read_packet(old)[0] == 0x20
-    control(w, "inject_fault", "fsync", "/mqtt/retained", "0", "1", "eio")
+    w.control("inject_fault", "fsync", "/mqtt/retained", "0", "1", "eio")
     old.sendall(_packet(0x33, _s(f"{t}/old") + (9).to_bytes(2, "big") + b"never acked"))
     old.settimeout(WAIT)
     try:

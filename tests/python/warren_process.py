@@ -3,6 +3,7 @@
 The binary comes from $WARREN_BIN (scripts/test.sh sets it). Without it these tests fail,
 unless AMQP_ALLOW_NO_WARREN_BIN=1 (running the suite against RabbitMQ), which skips them.
 """
+import json
 import os
 import signal
 import socket
@@ -98,6 +99,22 @@ class WarrenProcess:
 
     def connect(self, **kw):
         return pika.BlockingConnection(self.params(**kw))
+
+    def control(self, op, *args):
+        """One request to the broker's control socket (e.g. inject_fault); asserts it was ok."""
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(self.data_dir, "warren.sock"))
+        s.sendall((json.dumps({"op": op, "args": list(args)}) + "\n").encode())
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        reply = json.loads(out)
+        assert reply.get("ok") is True, reply
+        return reply
 
     def ctl(self, *args):
         ctl = os.path.join(os.path.dirname(self.binary), "warrenctl")
