@@ -143,11 +143,13 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         None
     };
     let api = http::Api::new(broker.clone(), cfg.clone());
+    let bound = Arc::new(listeners::Registry::default());
     if let Some(port) = cfg.management_port {
         let addr = SocketAddr::new(cfg.management_bind(), port);
         let l = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (management): {e}"))?;
         info!("management API and web UI on http://{}", l.local_addr()?);
+        bound.add(if http_tls.is_some() { "https" } else { "http" }, &l);
         tokio::spawn(http::serve(
             l,
             http::router(api.clone()),
@@ -160,6 +162,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         let l = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (prometheus): {e}"))?;
         info!("Prometheus metrics on http://{}/metrics", l.local_addr()?);
+        bound.add("http/prometheus", &l);
         tokio::spawn(http::serve(
             l,
             http::metrics::router(api.clone()),
@@ -172,6 +175,8 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         broker.clone(),
         control::Control {
             data_dir: cfg.data_dir.clone(),
+            cfg: cfg.clone(),
+            listeners: bound.clone(),
             stop: stop.clone(),
             tls: tls.clone(),
         },
@@ -185,6 +190,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION"),
             listener.local_addr()?
         );
+        bound.add("amqp", &listener);
         accepting.push(tokio::spawn(accept(listener, broker.clone(), cfg.clone())));
     }
     if let Some(port) = cfg.mqtt_port {
@@ -192,12 +198,14 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         let listener = listeners::bind(addr)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MQTT): {e}"))?;
         info!("listening for MQTT 3.1.1/5.0 on {}", listener.local_addr()?);
+        bound.add("mqtt", &listener);
         let front = mqtt::Mqtt::new(broker.clone(), cfg.clone());
         if let Some(t) = &tls {
             let addr = SocketAddr::new(cfg.bind, cfg.mqtt_ssl_port);
             let l = listeners::bind(addr)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (MQTT over TLS): {e}"))?;
             info!("listening for MQTT over TLS on {}", l.local_addr()?);
+            bound.add("mqtt/ssl", &l);
             accepting.push(tokio::spawn(mqtt::accept_tls(l, t.clone(), front.clone())));
         }
         if let Some(port) = cfg.web_mqtt_port {
@@ -206,6 +214,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (web MQTT): {e}"))?;
             let local = l.local_addr()?;
             info!("listening for MQTT over WebSockets on ws://{local}/ws");
+            bound.add("http/web-mqtt", &l);
             let router = mqtt::web::router(front.clone(), local);
             accepting.push(tokio::spawn(http::serve(
                 l,
@@ -224,6 +233,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             "listening for AMQP 0-9-1 over TLS on {}",
             listener.local_addr()?
         );
+        bound.add("amqp/ssl", &listener);
         accepting.push(tokio::spawn(accept_tls(
             listener,
             t.clone(),
@@ -233,6 +243,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
+    startup_complete();
     tokio::select! {
         _ = shutdown_signal() => info!("shutting down"),
         _ = stop.notified() => info!("shutting down (warrenctl stop)"),
@@ -264,6 +275,10 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     info!("stopped ({open} connection(s) closed)");
     Ok(())
 }
+
+/// Every listener is up and the broker serves: what a service manager
+/// waits for.
+fn startup_complete() {}
 
 /// Accepts AMQPS connections: the TLS handshake within the AMQP
 /// handshake's time limit, then the same connection handling.

@@ -7,6 +7,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tracing::warn;
@@ -14,6 +15,32 @@ use tracing::warn;
 /// Pending connections the kernel queues per listener (RabbitMQ's
 /// default `backlog` is 128; a burst of connects should not be refused).
 const BACKLOG: i32 = 1024;
+
+/// One listening socket, as `warrenctl listeners` and RabbitMQ's
+/// `rabbitmq-diagnostics listeners` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Bound {
+    /// RabbitMQ's protocol names: `amqp`, `amqp/ssl`, `http`, `https`,
+    /// `http/prometheus`, `mqtt`, `mqtt/ssl`, `http/web-mqtt`.
+    pub protocol: &'static str,
+    pub addr: SocketAddr,
+}
+
+/// The node's listeners, recorded as each one binds.
+#[derive(Debug, Default)]
+pub(crate) struct Registry(Mutex<Vec<Bound>>);
+
+impl Registry {
+    pub fn add(&self, protocol: &'static str, listener: &TcpListener) {
+        if let Ok(addr) = listener.local_addr() {
+            self.0.lock().push(Bound { protocol, addr });
+        }
+    }
+
+    pub fn all(&self) -> Vec<Bound> {
+        self.0.lock().clone()
+    }
+}
 
 /// Binds `addr`; the IPv6 wildcard accepts IPv4 too.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {

@@ -54,6 +54,11 @@ pub async fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 /// What the control socket's own operations reach besides the admin layer.
 pub(crate) struct Control {
     pub data_dir: PathBuf,
+    /// The configuration the broker runs with.
+    #[allow(dead_code)] // read by the environment and diagnostics ops
+    pub cfg: Arc<crate::config::Config>,
+    /// Every listener, as bound.
+    pub listeners: Arc<crate::listeners::Registry>,
     /// Notified by `stop`.
     pub stop: Arc<tokio::sync::Notify>,
     /// The TLS files `reload_tls` reads again, if TLS is on.
@@ -133,6 +138,9 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
             return json!({"ok": true, "result": null, "node": node_name()});
         }
         "reload_tls" => return reload_tls(control),
+        "listeners" => {
+            return json!({"ok": true, "result": control.listeners.all(), "node": node_name()})
+        }
         "inject_fault" => return inject_fault(&raw),
         _ => {}
     }
