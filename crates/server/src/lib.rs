@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod context;
 mod control;
+mod error_log;
 mod handshake;
 mod http;
 mod io;
@@ -357,7 +358,9 @@ fn import_definitions_file(broker: &Arc<Broker>, path: &std::path::Path) -> anyh
     let defs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!("definitions file {} is not valid JSON: {e}", path.display())
     })?;
-    warren_broker::admin::Admin::new(broker.clone())
+    use warren_broker::admin::{Actor, Admin, Via};
+    Admin::new(broker.clone())
+        .acting_as(Actor::new(path.display().to_string(), Via::DefinitionsFile))
         .import_definitions(&defs, None)
         .map_err(|e| anyhow::anyhow!("cannot import definitions from {}: {e}", path.display()))?;
     info!("imported definitions from {}", path.display());

@@ -165,7 +165,8 @@ pub(crate) async fn import(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let defs = import_body(&api, req).await?;
-    api.admin
+    caller
+        .admin(&api)
         .import_definitions(&defs, None)
         .map_err(import_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -180,7 +181,8 @@ pub(crate) async fn import_vhost(
     caller.require_admin()?;
     api.target_vhost(&vhost)?;
     let defs = import_body(&api, req).await?;
-    api.admin
+    caller
+        .admin(&api)
         .import_definitions(&defs, Some(&vhost))
         .map_err(import_error)?;
     Ok(StatusCode::NO_CONTENT)
