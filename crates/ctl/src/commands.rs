@@ -461,7 +461,18 @@ fn list_queues(c: &Ctx) -> Result<(), Failure> {
         c.line.options.timeout as f64
     ));
     c.out.info(&format!("Listing queues for vhost {vhost} ..."));
-    let rows = c.rows(json!({"op": "list_queues", "vhost": vhost}), |_| None)?;
+    let mut rows = c.rows(json!({"op": "list_queues", "vhost": vhost}), |_| None)?;
+    if !c.line.options.json {
+        // Said plainly in the table; JSON keeps RabbitMQ's `type` and
+        // carries `replicated`.
+        for r in &mut rows {
+            if r.get("type").and_then(Value::as_str) == Some("quorum")
+                && r.get("replicated").and_then(Value::as_bool) == Some(false)
+            {
+                r["type"] = "quorum (not replicated)".into();
+            }
+        }
+    }
     c.out.table(&columns, &rows, true, &|_, v| cell(v));
     Ok(())
 }
