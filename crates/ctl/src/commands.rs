@@ -99,7 +99,7 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "check_virtual_hosts", usage: "", min: 0, max: 0, help: "Health check that checks if all vhosts are running in the target node", run: crate::diagnostics::check_virtual_hosts },
     Command { name: "listeners", usage: "", min: 0, max: 0, help: "Lists active connection listeners (bound interface, port, protocol) on the target node", run: crate::diagnostics::listeners },
     Command { name: "alarms", usage: "", min: 0, max: 0, help: "Lists resource alarms (local or cluster-wide) in effect on the target node", run: crate::diagnostics::alarms },
-    Command { name: "memory_breakdown", usage: "[--unit <unit>]", min: 0, max: 0, help: "Provides a memory usage breakdown on the target node.", run: crate::diagnostics::memory_breakdown },
+    Command { name: "memory_breakdown", usage: "[--unit <unit>]", min: 0, max: 0, help: "Provides a memory usage breakdown on the target node.", run: crate::memory::memory_breakdown },
     Command { name: "server_version", usage: "", min: 0, max: 0, help: "Displays server version on the target node", run: crate::diagnostics::server_version },
 ];
 

@@ -22,6 +22,7 @@ mod diagnostics;
 mod features;
 mod help;
 mod limits;
+mod memory;
 mod node;
 mod output;
 mod password;
