@@ -208,6 +208,9 @@ def test_checks_exit_69_when_the_broker_is_down(tmp_path):
                     ["listeners"], ["check_protocol_listener", "amqp"], ["cluster_status"]):
         res = w.ctl(*command)
         assert res.returncode == EX_UNAVAILABLE, (command, res)
+        if command != ["ping"]:
+            # rabbitmqctl's unreachable-node text, adapted.
+            assert res.stderr.startswith("Error: unable to perform an operation on node '"), res
     res = w.ctl("-n", "warren@somewhere", "ping")
     assert res.stderr == "Error:\nFailed to connect and authenticate to warren@somewhere in 60000 ms\n", res
 
