@@ -9,7 +9,8 @@ and restores it. The broker-down cases use a private broker (WARREN_BIN) killed 
 """
 import json
 import os
-import shlex
+import socket
+import threading
 
 import pika
 import pytest
@@ -213,6 +214,68 @@ def test_checks_exit_69_when_the_broker_is_down(tmp_path):
             assert res.stderr.startswith("Error: unable to perform an operation on node '"), res
     res = w.ctl("-n", "warren@somewhere", "ping")
     assert res.stderr == "Error:\nFailed to connect and authenticate to warren@somewhere in 60000 ms\n", res
+
+
+class FakeNode:
+    """A control socket that answers every request with one `diagnostics` result: the failures a
+    live broker can't be made to show on demand (a listener that refuses, a node still booting)."""
+
+    def __init__(self, path, result):
+        self.path, self.result = str(path), result
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        self.sock.settimeout(30)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.makefile().readline()
+                reply = {"ok": True, "result": self.result, "node": "warren@fake"}
+                conn.sendall((json.dumps(reply) + "\n").encode())
+
+    def ctl(self, *args):
+        warrenctl_only()
+        return ctl("--socket", self.path, *args, prefix=ctl_prefix()[:1])
+
+    def close(self):
+        self.sock.close()
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_port_connectivity_failure_and_booting_node(tmp_path):
+    port = closed_port()
+    listener = {"protocol": "amqp", "addr": "127.0.0.1:%d" % port}
+    fake = FakeNode(tmp_path / "warren.sock", {"booted": False, "version": "0.0.0", "alarms": [],
+                                               "listeners": [listener]})
+    try:
+        res = fake.ctl("check_port_connectivity")
+        assert res.rc == EX_UNAVAILABLE, res
+        assert res.err == ("Error:\nConnection to ports of the following listeners on node warren@fake failed: \n"
+                           "Interface: 127.0.0.1, port: %d, protocol: amqp, purpose: AMQP 0-9-1\n" % port), res
+        res = fake.ctl("--formatter", "json", "check_port_connectivity")
+        assert res.rc == EX_UNAVAILABLE, res
+        assert json.loads(res.err)["failures"][0]["port"] == port, res
+        # Listening, but still starting: check_running fails, ping succeeds.
+        res = fake.ctl("check_running")
+        assert res.rc == EX_UNAVAILABLE, res
+        assert res.err == ("Error:\nRabbitMQ on node warren@fake is not running or has not fully booted yet "
+                           "(check with is_booting)\n"), res
+        assert fake.ctl("ping").rc == 0
+    finally:
+        fake.close()
 
 
 # ---------------------------------------------------------------- -n
