@@ -408,6 +408,10 @@ def test_hash_password_logs_in(cleanup):
     res = ctl("--data-dir", "/nonexistent-warren-dir", "-q", "hash_password", password)
     assert res.rc == 0 and len(res.out.strip()) == len(hashed), res
     assert ctl("hash_password", "").rc == EX_DATAERR
+    # From standard input when no argument is given, as add_user reads its password.
+    res = ctl("-q", "hash_password", stdin=password + "\n")
+    assert res.rc == 0 and len(res.out.strip()) == len(hashed), res
+    assert len(json.loads(ctl_ok("--formatter", "json", "hash_password", password))["message"]) == len(hashed)
 
     definitions = {
         "users": [{"name": user, "password_hash": hashed, "tags": "",

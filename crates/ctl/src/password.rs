@@ -63,7 +63,13 @@ pub(crate) fn hash_password(c: &Ctx) -> Result<(), Failure> {
             p
         }
     };
-    println_safe(&hash_with_salt(salt()?, &password));
+    let hash = hash_with_salt(salt()?, &password);
+    if c.out.json {
+        // rabbitmqctl's JSON formatter prints a string result this way.
+        println_safe(&serde_json::json!({ "message": hash }).to_string());
+    } else {
+        println_safe(&hash);
+    }
     Ok(())
 }
 
