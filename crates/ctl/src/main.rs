@@ -68,7 +68,11 @@ fn run(argv: &[String]) -> Result<(), Failure> {
     if name == "help" || name == "--help" {
         // `help <command>`: that command's page.
         return match line.positional.first() {
-            Some(c) if help::offered(c) => match help::page(c) {
+            None => {
+                output::println_safe(&help());
+                Ok(())
+            }
+            Some(c) => match help::page(c).filter(|_| help::offered(c)) {
                 Some(p) => {
                     output::println_safe(&p);
                     Ok(())
@@ -78,14 +82,6 @@ fn run(argv: &[String]) -> Result<(), Failure> {
                     format!("\nCommand '{c}' not found. \n{}", help()),
                 )),
             },
-            Some(c) => Err(Failure::new(
-                EX_USAGE,
-                format!("\nCommand '{c}' not found. \n{}", help()),
-            )),
-            None => {
-                output::println_safe(&help());
-                Ok(())
-            }
         };
     }
     if name == "version" {
