@@ -35,9 +35,10 @@ def node_name():
 def diagnostics_prefix():
     """$WARRENCTL with the program replaced by the warren-diagnostics binary beside it."""
     prefix = ctl_prefix()
+    if os.path.basename(prefix[0]) != "warrenctl":
+        pytest.skip("WARRENCTL is not Warren's warrenctl")
     binary = os.path.join(os.path.dirname(prefix[0]), "warren-diagnostics")
-    if os.path.basename(prefix[0]) != "warrenctl" or not os.path.exists(binary):
-        pytest.skip("WARRENCTL is not Warren's warrenctl: no warren-diagnostics beside it")
+    assert os.path.exists(binary), "no %s: cargo build --workspace --bins makes it" % binary
     return [binary] + prefix[1:]
 
 
