@@ -288,9 +288,10 @@ def test_node_flag_refuses_other_nodes():
     for other in ("other@somehost", "rabbit"):
         res = ctl("-n", other, "list_queues")
         assert res.rc == EX_UNAVAILABLE, res
-        expanded = other if "@" in other else "%s@%s" % (other, node.split("@", 1)[1])
+        expanded = other if "@" in other else "%s@%s" % (other, socket.gethostname().split(".")[0])
         assert res.err.startswith("Error: unable to perform an operation on node '%s'." % expanded), res
         assert "attempted to contact: [%s]" % expanded in res.err, res
+        assert res.err.rstrip("\n").endswith("local node: %s" % node), res
         assert res.out == "", res
     res = ctl("--node", "other@somehost", "check_running")
     assert res.rc == EX_UNAVAILABLE, res
