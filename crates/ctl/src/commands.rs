@@ -79,11 +79,6 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "export_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>]", min: 1, max: 1, help: "Exports definitions in JSON or compressed Erlang Term Format.", run: export_definitions },
     Command { name: "import_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged] [--timeout <timeout>]", min: 0, max: 1, help: "Imports definitions in JSON or compressed Erlang Term Format.", run: import_definitions },
     Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
-    Command { name: "stop", usage: "[--idempotent] [<pidfile>]", min: 0, max: 1, help: "Stops RabbitMQ and its runtime (Erlang VM). Requires a local node pid file path to monitor progress.", run: stop },
-    Command { name: "await_startup", usage: "", min: 0, max: 0, help: "Waits for the RabbitMQ application to start on the target node", run: await_startup },
-    Command { name: "reload_tls", usage: "", min: 0, max: 0, help: "Reads the TLS certificate, key and CA files again (Warren's own; as SIGHUP). New connections use them; on an error the old certificate stays", run: reload_tls },
-    Command { name: "set_vm_memory_high_watermark", usage: "<fraction> | absolute <value>", min: 1, max: 2, help: "Sets the vm_memory_high_watermark setting", run: set_vm_memory_high_watermark },
-    Command { name: "set_disk_free_limit", usage: "<disk_limit> | mem_relative <fraction>", min: 1, max: 2, help: "Sets the disk_free_limit setting", run: set_disk_free_limit },
     // Issue 20: rabbitmq-diagnostics' checks and the runbook commands.
     Command { name: "cluster_status", usage: "", min: 0, max: 0, help: "Displays all the nodes in the cluster grouped by node type, together with the currently running nodes", run: crate::cluster::cluster_status },
     Command { name: "report", usage: "", min: 0, max: 0, help: "Generate a server status report containing a concatenation of all server status information for support purposes", run: crate::report::report },
@@ -101,6 +96,11 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "alarms", usage: "", min: 0, max: 0, help: "Lists resource alarms (local or cluster-wide) in effect on the target node", run: crate::diagnostics::alarms },
     Command { name: "memory_breakdown", usage: "[--unit <unit>]", min: 0, max: 0, help: "Provides a memory usage breakdown on the target node.", run: crate::memory::memory_breakdown },
     Command { name: "server_version", usage: "", min: 0, max: 0, help: "Displays server version on the target node", run: crate::diagnostics::server_version },
+    Command { name: "stop", usage: "[--idempotent] [<pidfile>]", min: 0, max: 1, help: "Stops RabbitMQ and its runtime (Erlang VM). Requires a local node pid file path to monitor progress.", run: stop },
+    Command { name: "await_startup", usage: "", min: 0, max: 0, help: "Waits for the RabbitMQ application to start on the target node", run: await_startup },
+    Command { name: "reload_tls", usage: "", min: 0, max: 0, help: "Reads the TLS certificate, key and CA files again (Warren's own; as SIGHUP). New connections use them; on an error the old certificate stays", run: reload_tls },
+    Command { name: "set_vm_memory_high_watermark", usage: "<fraction> | absolute <value>", min: 1, max: 2, help: "Sets the vm_memory_high_watermark setting", run: set_vm_memory_high_watermark },
+    Command { name: "set_disk_free_limit", usage: "<disk_limit> | mem_relative <fraction>", min: 1, max: 2, help: "Sets the disk_free_limit setting", run: set_disk_free_limit },
 ];
 
 /// `Error:` and the message on stderr, with an exit code.
