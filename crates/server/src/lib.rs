@@ -244,6 +244,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
+    control::diagnostics::mark_booted();
     startup_complete();
     tokio::select! {
         _ = shutdown_signal() => info!("shutting down"),

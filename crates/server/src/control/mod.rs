@@ -21,6 +21,8 @@ use warren_broker::admin::{Actor, Admin, AdminError, Request, Via};
 use warren_broker::connections::node_name;
 use warren_broker::Broker;
 
+pub(crate) mod diagnostics;
+
 /// The longest request: definitions files of large installations run to
 /// tens of MB (30,000 queues with bindings: 6 MB); the socket is the
 /// broker user's only, and this still bounds what one request can hold.
@@ -179,6 +181,8 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
             return json!({"ok": true, "result": control.listeners.all(), "node": node_name()})
         }
         "inject_fault" => return inject_fault(&raw),
+        "diagnostics" => return diagnostics::diagnostics(admin, control),
+        "memory_breakdown" => return diagnostics::memory_breakdown(admin),
         _ => {}
     }
     let req: Request = match serde_json::from_value(raw) {
