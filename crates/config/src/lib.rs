@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use env::Env;
+pub use env::{Env, LOG_BASE};
 pub use size::parse_size;
 
 /// Where the package puts the config file; read when no other is named

@@ -10,6 +10,9 @@
 //! …, "message": …}}`. Rows carry every field; the CLI picks and formats
 //! the columns.
 
+mod environment;
+mod logging;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -142,6 +145,8 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
             return json!({"ok": true, "result": control.listeners.all(), "node": node_name()})
         }
         "inject_fault" => return inject_fault(&raw),
+        "environment" => return environment::environment(control),
+        "rotate_logs" | "set_log_level" => return logging::handle(&op, &raw),
         _ => {}
     }
     let req: Request = match serde_json::from_value(raw) {
