@@ -13,6 +13,7 @@
 mod args;
 mod client;
 mod commands;
+mod environment;
 mod limits;
 mod output;
 mod policies;

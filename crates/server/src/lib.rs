@@ -58,9 +58,14 @@ pub fn main() -> anyhow::Result<()> {
         builder.worker_threads(cfg.worker_threads);
     }
     let runtime = builder.enable_all().build()?;
+    let to_file = cfg.log.file.is_some();
     let result = runtime.block_on(run(Arc::new(cfg)));
     if let Err(e) = &result {
-        error!("{e}");
+        // The console gets it on stderr from main's caller; the file
+        // should say why the broker stopped too.
+        if to_file {
+            error!("{e}");
+        }
     }
     logging::flush();
     result

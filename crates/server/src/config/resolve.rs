@@ -273,7 +273,7 @@ impl Config {
         if let Some((path, source)) = &loaded.config_file {
             extra.push(row(
                 "config_file",
-                "RABBITMQ_CONFIG_FILE",
+                "",
                 path.display().to_string(),
                 source,
             ));
@@ -281,7 +281,7 @@ impl Config {
         if let Some(path) = &loaded.env_file {
             extra.push(row(
                 "env_file",
-                "RABBITMQ_CONF_ENV_FILE",
+                "",
                 path.display().to_string(),
                 &Source::Default,
             ));
