@@ -229,9 +229,7 @@ fn action(key: &str, v: &str) -> Result<Option<Action>, String> {
             port(v)?;
             Later
         }
-        "management.ssl.certfile" | "management.ssl.keyfile" | "management.ssl.cacertfile" => {
-            Later
-        }
+        "management.ssl.certfile" | "management.ssl.keyfile" | "management.ssl.cacertfile" => Later,
         "management.http.max_body_size" => Set("management_max_body_size", number(v)?),
         "management.load_definitions" | "load_definitions" | "definitions.local.path" => {
             Set("load_definitions", text())

@@ -45,9 +45,8 @@ impl Env {
             _ => default_file.exists().then(|| default_file.to_path_buf()),
         };
         if let Some(path) = file {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::new(format!("cannot read env file {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::new(format!("cannot read env file {}: {e}", path.display())))?;
             for (name, value) in parse_env_file(&path, &text)? {
                 // The real environment wins over the file.
                 env.vars.entry(name).or_insert((value, true));

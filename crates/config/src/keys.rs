@@ -35,6 +35,7 @@ const fn s(
     }
 }
 
+#[rustfmt::skip]
 pub const SPECS: &[Spec] = &[
     s("node_name", "warren.node_name", "--node-name", "RABBITMQ_NODENAME, WARREN_NODE_NAME", "warren@<short hostname>", "The node's name (status, listings, the management API)"),
     s("data_dir", "warren.data_dir", "--data-dir", "WARREN_DATA_DIR, RABBITMQ_MNESIA_DIR, RABBITMQ_MNESIA_BASE (+ /<node name>)", "$XDG_DATA_HOME/warren or ~/.local/share/warren", "Definitions, messages and the control socket"),
@@ -104,7 +105,8 @@ pub fn spec(name: &str) -> Option<&'static Spec> {
 }
 
 const CLUSTER: &str = "clustering is not supported yet";
-const TLS_FIXED: &str = "Warren's TLS (rustls) chooses protocol versions, ciphers and renegotiation itself";
+const TLS_FIXED: &str =
+    "Warren's TLS (rustls) chooses protocol versions, ciphers and renegotiation itself";
 const NET: &str = "Warren's listeners use fixed socket options";
 const AUTH: &str = "Warren authenticates against its internal user database only";
 const MGMT: &str = "not implemented by Warren's management API";
@@ -114,6 +116,7 @@ const LOG: &str = "Warren logs to the console and one file only";
 /// Prometheus plugins, plus plugins Warren lacks) accepted and ignored,
 /// each with the reason. A pattern ending in `.` matches the key and
 /// everything under it.
+#[rustfmt::skip]
 pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("cluster_formation.", CLUSTER),
     ("cluster_partition_handling.", CLUSTER),

@@ -55,9 +55,14 @@ pub enum Source {
         key: String,
     },
     /// An environment variable; `file` when it came from the env file.
-    Env { var: String, file: Option<PathBuf> },
+    Env {
+        var: String,
+        file: Option<PathBuf>,
+    },
     /// A command-line flag.
-    Flag { name: String },
+    Flag {
+        name: String,
+    },
 }
 
 impl Source {
@@ -94,10 +99,7 @@ impl Source {
             } => format!("{} line {l}: '{key}'", path.display()),
             Source::File { path, key, .. } => format!("{}: '{key}'", path.display()),
             Source::Env { var, file: None } => format!("environment variable {var}"),
-            Source::Env {
-                var,
-                file: Some(f),
-            } => format!("{var} in {}", f.display()),
+            Source::Env { var, file: Some(f) } => format!("{var} in {}", f.display()),
             Source::Flag { name } => format!("flag {name}"),
         }
     }
@@ -114,10 +116,9 @@ impl fmt::Display for Source {
             } => write!(f, "{} line {l} ({key})", path.display()),
             Source::File { path, key, .. } => write!(f, "{} ({key})", path.display()),
             Source::Env { var, file: None } => write!(f, "environment {var}"),
-            Source::Env {
-                var,
-                file: Some(p),
-            } => write!(f, "environment {var} (from {})", p.display()),
+            Source::Env { var, file: Some(p) } => {
+                write!(f, "environment {var} (from {})", p.display())
+            }
             Source::Flag { name } => write!(f, "flag {name}"),
         }
     }
@@ -230,9 +231,8 @@ pub fn load(config: Option<(PathBuf, Source)>, env: &Env) -> Result<Loaded, Erro
         ..Default::default()
     };
     if let Some((path, _)) = &config {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(format!("cannot read config file {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::new(format!("cannot read config file {}: {e}", path.display())))?;
         let is_toml = path.extension().and_then(|e| e.to_str()) == Some("toml");
         if is_toml {
             toml_file::apply(path, &text, &mut loaded.layers)?;
@@ -295,7 +295,10 @@ pub fn data_dir(layers: &Layers, node: &str) -> (PathBuf, Source) {
     if let Some(s) = given.filter(|s| s.source.rank() >= 2) {
         return (PathBuf::from(s.text()), s.source.clone());
     }
-    if let Some(base) = layers.get(env::MNESIA_BASE).filter(|s| !s.text().is_empty()) {
+    if let Some(base) = layers
+        .get(env::MNESIA_BASE)
+        .filter(|s| !s.text().is_empty())
+    {
         return (PathBuf::from(base.text()).join(node), base.source.clone());
     }
     if let Some(s) = given {
@@ -314,7 +317,10 @@ pub fn locate_data_dir() -> Result<(PathBuf, Source), Error> {
     let mut layers = loaded.layers;
     // WARREN_DATA_DIR and WARREN_NODE_NAME, as the broker's flag parser
     // reads them.
-    for (var, name) in [("WARREN_DATA_DIR", "data_dir"), ("WARREN_NODE_NAME", "node_name")] {
+    for (var, name) in [
+        ("WARREN_DATA_DIR", "data_dir"),
+        ("WARREN_NODE_NAME", "node_name"),
+    ] {
         if let Some((v, source)) = env.get(var) {
             layers.set(name, vec![v.to_string()], source);
         }

@@ -62,7 +62,10 @@ fn rabbitmq_keys_map_to_settings() {
     assert_eq!(g("vm_memory_high_watermark"), vec!["0.6"]);
     assert_eq!(g("disk_free_limit"), vec!["1000000000B"]);
     assert_eq!(g("frame_max"), vec!["65536"]);
-    assert_eq!(g("mqtt_retained_max_bytes"), vec![(512u64 << 20).to_string()]);
+    assert_eq!(
+        g("mqtt_retained_max_bytes"),
+        vec![(512u64 << 20).to_string()]
+    );
     match &l.layers.get("management_port").unwrap().source {
         Source::File { line, key, .. } => {
             assert_eq!(*line, Some(3));
@@ -71,7 +74,8 @@ fn rabbitmq_keys_map_to_settings() {
         s => panic!("{s:?}"),
     }
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
-    let l = conf("listeners.tcp = none\nloopback_users = none\nmqtt.listeners.tcp = none\n").unwrap();
+    let l =
+        conf("listeners.tcp = none\nloopback_users = none\nmqtt.listeners.tcp = none\n").unwrap();
     assert!(l.layers.get("listeners").unwrap().values.is_empty());
     assert!(l.layers.get("loopback_users").unwrap().values.is_empty());
     assert_eq!(l.layers.get("mqtt").unwrap().text(), "false");
@@ -79,17 +83,24 @@ fn rabbitmq_keys_map_to_settings() {
 
 #[test]
 fn unknown_key_is_an_error_naming_key_and_line() {
-    let err = conf("heartbeat = 30\n\n# x\nfoo.bar = 1\n").unwrap_err().to_string();
+    let err = conf("heartbeat = 30\n\n# x\nfoo.bar = 1\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.ends_with("line 4: unknown key 'foo.bar'"), "{err}");
 }
 
 #[test]
 fn bad_value_is_an_error_naming_key_and_line() {
     let err = conf("heartbeat = often\n").unwrap_err().to_string();
-    assert!(err.contains("line 1: invalid value 'often' for 'heartbeat'"), "{err}");
+    assert!(
+        err.contains("line 1: invalid value 'often' for 'heartbeat'"),
+        "{err}"
+    );
     let err = conf("log.console.level = warn\n").unwrap_err().to_string();
     assert!(err.contains("'log.console.level'"), "{err}");
-    let err = conf("listeners.tcp.default = localhost\n").unwrap_err().to_string();
+    let err = conf("listeners.tcp.default = localhost\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("listeners.tcp.default"), "{err}");
 }
 
@@ -114,26 +125,57 @@ fn unsupported_keys_are_collected_with_reasons() {
 fn precedence_flag_env_file_default() {
     let d = dir("prec");
     let p = d.join("rabbitmq.conf");
-    std::fs::write(&p, "default_user = fromfile\nheartbeat = 5\nwarren.data_dir = /file\n").unwrap();
-    let e = env(&[("RABBITMQ_DEFAULT_USER", "fromenv"), ("RABBITMQ_NODE_PORT", "6000")]);
+    std::fs::write(
+        &p,
+        "default_user = fromfile\nheartbeat = 5\nwarren.data_dir = /file\n",
+    )
+    .unwrap();
+    let e = env(&[
+        ("RABBITMQ_DEFAULT_USER", "fromenv"),
+        ("RABBITMQ_NODE_PORT", "6000"),
+    ]);
     let mut l = load(Some((p.clone(), Source::Default)), &e).unwrap().layers;
     assert_eq!(l.get("default_user").unwrap().text(), "fromenv");
     assert_eq!(l.get("heartbeat").unwrap().text(), "5");
-    l.set("amqp_port", vec!["7000".into()], Source::Flag { name: "--amqp-port".into() });
-    l.set("default_user", vec!["x".into()], Source::File { path: p, line: None, key: "x".into() });
+    l.set(
+        "amqp_port",
+        vec!["7000".into()],
+        Source::Flag {
+            name: "--amqp-port".into(),
+        },
+    );
+    l.set(
+        "default_user",
+        vec!["x".into()],
+        Source::File {
+            path: p,
+            line: None,
+            key: "x".into(),
+        },
+    );
     assert_eq!(l.get("amqp_port").unwrap().text(), "7000");
-    assert_eq!(l.get("default_user").unwrap().text(), "fromenv", "a file never beats the environment");
+    assert_eq!(
+        l.get("default_user").unwrap().text(),
+        "fromenv",
+        "a file never beats the environment"
+    );
     assert_eq!(data_dir(&l, "n@h").0, PathBuf::from("/file"));
 }
 
 #[test]
 fn data_dir_resolution() {
-    let e = env(&[("RABBITMQ_MNESIA_BASE", "/base"), ("RABBITMQ_NODENAME", "rabbit")]);
+    let e = env(&[
+        ("RABBITMQ_MNESIA_BASE", "/base"),
+        ("RABBITMQ_NODENAME", "rabbit"),
+    ]);
     let l = load(None, &e).unwrap().layers;
     let (node, _) = node_name(&l);
     assert!(node.starts_with("rabbit@"), "{node}");
     assert_eq!(data_dir(&l, &node).0, PathBuf::from("/base").join(&node));
-    let e = env(&[("RABBITMQ_MNESIA_BASE", "/base"), ("RABBITMQ_MNESIA_DIR", "/mnesia")]);
+    let e = env(&[
+        ("RABBITMQ_MNESIA_BASE", "/base"),
+        ("RABBITMQ_MNESIA_DIR", "/mnesia"),
+    ]);
     let l = load(None, &e).unwrap().layers;
     assert_eq!(data_dir(&l, "x@y").0, PathBuf::from("/mnesia"));
     assert_eq!(data_dir(&Layers::default(), "x@y").1, Source::Default);
@@ -144,7 +186,10 @@ fn env_file_is_read_and_the_environment_wins() {
     let d = dir("envfile");
     let f = d.join("rabbitmq-env.conf");
     std::fs::write(&f, "# package defaults\nMNESIA_DIR=/var/lib/warren\nNODE_PORT=\"5999\"\nRABBITMQ_NODENAME=a@b\n").unwrap();
-    let e = env(&[("RABBITMQ_CONF_ENV_FILE", f.to_str().unwrap()), ("RABBITMQ_NODENAME", "c@d")]);
+    let e = env(&[
+        ("RABBITMQ_CONF_ENV_FILE", f.to_str().unwrap()),
+        ("RABBITMQ_NODENAME", "c@d"),
+    ]);
     assert_eq!(e.get("RABBITMQ_MNESIA_DIR").unwrap().0, "/var/lib/warren");
     assert_eq!(e.get("RABBITMQ_NODE_PORT").unwrap().0, "5999");
     assert_eq!(e.get("RABBITMQ_NODENAME").unwrap().0, "c@d");
@@ -160,7 +205,12 @@ fn config_file_location_order() {
     let f = d.join("rabbitmq.conf");
     std::fs::write(&f, "").unwrap();
     let e = env(&[("RABBITMQ_CONFIG_FILE", d.join("rabbitmq").to_str().unwrap())]);
-    assert_eq!(config_file_location(None, &e, Path::new("/nonexistent")).unwrap().0, f);
+    assert_eq!(
+        config_file_location(None, &e, Path::new("/nonexistent"))
+            .unwrap()
+            .0,
+        f
+    );
     assert!(config_file_location(None, &env(&[]), Path::new("/nonexistent")).is_none());
     assert_eq!(config_file_location(None, &env(&[]), &f).unwrap().0, f);
 }
@@ -169,12 +219,20 @@ fn config_file_location_order() {
 fn toml_still_denies_unknown_fields() {
     let d = dir("toml");
     let p = d.join("warren.toml");
-    std::fs::write(&p, "amqp_port = 5999\nlisteners = [\"127.0.0.1:1\"]\n[ssl_options]\ncertfile = \"/c\"\n").unwrap();
-    let l = load(Some((p.clone(), Source::Default)), &env(&[])).unwrap().layers;
+    std::fs::write(
+        &p,
+        "amqp_port = 5999\nlisteners = [\"127.0.0.1:1\"]\n[ssl_options]\ncertfile = \"/c\"\n",
+    )
+    .unwrap();
+    let l = load(Some((p.clone(), Source::Default)), &env(&[]))
+        .unwrap()
+        .layers;
     assert_eq!(l.get("amqp_port").unwrap().text(), "5999");
     assert_eq!(l.get("ssl_options.certfile").unwrap().text(), "/c");
     std::fs::write(&p, "no_such_key = 1\n").unwrap();
-    let err = load(Some((p, Source::Default)), &env(&[])).unwrap_err().to_string();
+    let err = load(Some((p, Source::Default)), &env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown key 'no_such_key'"), "{err}");
 }
 

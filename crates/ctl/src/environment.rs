@@ -21,7 +21,10 @@ pub(crate) fn environment(c: &Ctx) -> Result<(), Failure> {
         "Application environment of node {} ...",
         c.client.node()
     ));
-    let rows: Vec<&Value> = r["settings"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let rows: Vec<&Value> = r["settings"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     let width = rows
         .iter()
         .filter_map(|row| row["name"].as_str())
@@ -50,7 +53,9 @@ pub(crate) fn environment(c: &Ctx) -> Result<(), Failure> {
         }
     }
     if let Some(n) = r["log_lines_dropped"].as_u64().filter(|n| *n > 0) {
-        out.push_str(&format!("\nLog lines dropped (the log file writer fell behind): {n}\n"));
+        out.push_str(&format!(
+            "\nLog lines dropped (the log file writer fell behind): {n}\n"
+        ));
     }
     println_safe(out.trim_end());
     Ok(())
@@ -58,7 +63,8 @@ pub(crate) fn environment(c: &Ctx) -> Result<(), Failure> {
 
 pub(crate) fn rotate_logs(c: &Ctx) -> Result<(), Failure> {
     let r = c.call(json!({"op": "rotate_logs"}), |_| None)?;
-    c.out.info(&format!("Rotating logs for node {} ...", c.client.node()));
+    c.out
+        .info(&format!("Rotating logs for node {} ...", c.client.node()));
     if r["file"].is_null() {
         c.out.info("(no log file is configured: nothing to rotate)");
     }

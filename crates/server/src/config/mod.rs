@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use warren_broker::alarms::Watermark;
 
-
 #[derive(Debug, Parser)]
 #[command(
     name = "warren",

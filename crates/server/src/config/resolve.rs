@@ -31,7 +31,10 @@ const FLAGS: &[(&str, &str)] = &[
     ("ssl_cacertfile", "ssl_options.cacertfile"),
     ("ssl_verify", "ssl_options.verify"),
     ("management_login_failures", "management_login_failures"),
-    ("http_max_connections_per_source", "http_max_connections_per_source"),
+    (
+        "http_max_connections_per_source",
+        "http_max_connections_per_source",
+    ),
     ("consumer_timeout", "consumer_timeout"),
     ("handshake_timeout", "handshake_timeout"),
     ("ssl_handshake_timeout", "ssl_handshake_timeout"),
@@ -239,7 +242,11 @@ impl Config {
     pub fn from_command_line() -> anyhow::Result<Config> {
         let matches = Args::command().get_matches();
         let env = Env::from_process()?;
-        Config::resolve(&matches, &env, Path::new(warren_config::DEFAULT_CONFIG_FILE))
+        Config::resolve(
+            &matches,
+            &env,
+            Path::new(warren_config::DEFAULT_CONFIG_FILE),
+        )
     }
 
     /// Merges flags, environment, file and defaults.
@@ -263,20 +270,10 @@ impl Config {
         cfg.effective = effective(&layers, &cfg);
         let mut extra = vec![
             row("node_name", "", node, &node_source),
-            row(
-                "data_dir",
-                "",
-                data_dir.display().to_string(),
-                &data_source,
-            ),
+            row("data_dir", "", data_dir.display().to_string(), &data_source),
         ];
         if let Some((path, source)) = &loaded.config_file {
-            extra.push(row(
-                "config_file",
-                "",
-                path.display().to_string(),
-                source,
-            ));
+            extra.push(row("config_file", "", path.display().to_string(), source));
         }
         if let Some(path) = &loaded.env_file {
             extra.push(row(
@@ -286,7 +283,8 @@ impl Config {
                 &Source::Default,
             ));
         }
-        cfg.effective.retain(|r| r.name != "node_name" && r.name != "data_dir");
+        cfg.effective
+            .retain(|r| r.name != "node_name" && r.name != "data_dir");
         extra.append(&mut cfg.effective);
         cfg.effective = extra;
         Ok(cfg)
@@ -348,9 +346,7 @@ fn effective(layers: &Layers, cfg: &Config) -> Vec<EffectiveSetting> {
                 _ => value,
             };
             let source = match (spec.name, layers.get(warren_config::LOG_BASE)) {
-                ("log_file", Some(base)) if layers.get("log_file").is_none() => {
-                    base.source.clone()
-                }
+                ("log_file", Some(base)) if layers.get("log_file").is_none() => base.source.clone(),
                 _ => source,
             };
             row(spec.name, spec.rabbitmq, value, &source)
@@ -368,12 +364,8 @@ fn output_level(t: &Typed, own: &str) -> anyhow::Result<crate::logging::LevelSpe
     };
     match t.get(pick) {
         None => Ok(crate::logging::LevelSpec::default()),
-        Some(s) => parse_level(s.text()).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid configuration: {}: {e}",
-                s.source.locate(pick)
-            )
-        }),
+        Some(s) => parse_level(s.text())
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}: {e}", s.source.locate(pick))),
     }
 }
 
@@ -390,7 +382,9 @@ fn typed(layers: &Layers) -> anyhow::Result<Config> {
             s.unwrap_or_default()
         );
     }
-    let bind = t.parse::<IpAddr>("bind", "an IP address")?.unwrap_or(d.bind);
+    let bind = t
+        .parse::<IpAddr>("bind", "an IP address")?
+        .unwrap_or(d.bind);
     let amqp_port = t.parse::<u16>("amqp_port", port)?.unwrap_or(d.amqp_port);
     // Listeners, unless --bind / --amqp-port (RABBITMQ_NODE_IP_ADDRESS /
     // RABBITMQ_NODE_PORT) come from a higher layer.
@@ -558,7 +552,11 @@ fn typed(layers: &Layers) -> anyhow::Result<Config> {
         web_mqtt_port: t.parse("web_mqtt_port", port)?,
         mqtt_vhost: t.text("mqtt_vhost"),
         mqtt_retained_max_bytes: t
-            .with("mqtt_retained_max_bytes", "bytes", warren_config::parse_size)?
+            .with(
+                "mqtt_retained_max_bytes",
+                "bytes",
+                warren_config::parse_size,
+            )?
             .unwrap_or(d.mqtt_retained_max_bytes),
         effective: Vec::new(),
         ignored_keys: Vec::new(),

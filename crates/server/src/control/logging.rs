@@ -14,7 +14,10 @@ pub(super) fn handle(op: &str, raw: &Value) -> Value {
     match op {
         "rotate_logs" => match crate::logging::rotate() {
             Ok(Some(path)) => {
-                info!("log file {} rotated (warrenctl rotate_logs)", path.display());
+                info!(
+                    "log file {} rotated (warrenctl rotate_logs)",
+                    path.display()
+                );
                 json!({"ok": true, "result": {"file": path.display().to_string()}, "node": node_name()})
             }
             Ok(None) => json!({"ok": true, "result": {"file": null}, "node": node_name()}),
@@ -24,7 +27,11 @@ pub(super) fn handle(op: &str, raw: &Value) -> Value {
             let level = raw
                 .get("level")
                 .and_then(Value::as_str)
-                .or_else(|| raw.get("args").and_then(|a| a.get(0)).and_then(Value::as_str))
+                .or_else(|| {
+                    raw.get("args")
+                        .and_then(|a| a.get(0))
+                        .and_then(Value::as_str)
+                })
                 .unwrap_or("");
             let spec = match crate::logging::parse_level(level) {
                 Ok(s) => s,

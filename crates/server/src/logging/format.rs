@@ -35,8 +35,10 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.msg, "{value:?}");
         } else {
-            self.rest
-                .insert(field.name().to_string(), Value::String(format!("{value:?}")));
+            self.rest.insert(
+                field.name().to_string(),
+                Value::String(format!("{value:?}")),
+            );
         }
     }
 
@@ -183,11 +185,25 @@ mod tests {
             msg: "bad \x1b[31m name\nforged".into(),
             rest: Map::from_iter([("peer".to_string(), Value::from("1.2.3.4"))]),
         };
-        let plain = Format { json: false, ansi: false }.line(&tracing::Level::WARN, f);
+        let plain = Format {
+            json: false,
+            ansi: false,
+        }
+        .line(&tracing::Level::WARN, f);
         assert!(!plain.contains('\x1b') && !plain.contains('\n'), "{plain}");
-        assert!(plain.contains("[warning] bad \\u{1b}[31m name\\u{a}forged peer=1.2.3.4"), "{plain}");
-        let f = Fields { msg: "hello".into(), rest: Map::new() };
-        let json = Format { json: true, ansi: false }.line(&tracing::Level::ERROR, f);
+        assert!(
+            plain.contains("[warning] bad \\u{1b}[31m name\\u{a}forged peer=1.2.3.4"),
+            "{plain}"
+        );
+        let f = Fields {
+            msg: "hello".into(),
+            rest: Map::new(),
+        };
+        let json = Format {
+            json: true,
+            ansi: false,
+        }
+        .line(&tracing::Level::ERROR, f);
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["level"], "error");
         assert_eq!(v["msg"], "hello");

@@ -111,7 +111,9 @@ mod tests {
         assert!(parse_level("trace").is_err());
         assert!(parse_level("").is_err());
         assert_eq!(
-            parse_level("info, warren_server::mqtt=debug").unwrap().directives(),
+            parse_level("info, warren_server::mqtt=debug")
+                .unwrap()
+                .directives(),
             "info,warren_server::mqtt=debug"
         );
         assert!(parse_level("x=loud").is_err());

@@ -58,15 +58,24 @@ fn loopback_users_and_definitions_are_configurable() {
     assert_eq!(c.loopback_users, vec!["guest".to_string()]);
     assert!(c.definitions.is_none());
     let c = load(&["--loopback-users", ""]).unwrap();
-    assert!(c.loopback_users.is_empty(), "an empty list lets guest in from anywhere");
+    assert!(
+        c.loopback_users.is_empty(),
+        "an empty list lets guest in from anywhere"
+    );
     let c = load(&["--loopback-users", "guest,ops", "--definitions", "/d.json"]).unwrap();
-    assert_eq!(c.loopback_users, vec!["guest".to_string(), "ops".to_string()]);
+    assert_eq!(
+        c.loopback_users,
+        vec!["guest".to_string(), "ops".to_string()]
+    );
     assert_eq!(c.definitions.as_deref(), Some(Path::new("/d.json")));
 }
 
 #[test]
 fn flags_override_the_file() {
-    let file = temp("warren.toml", "amqp_port = 5999\nheartbeat = 10\nbind = \"127.0.0.1\"\n");
+    let file = temp(
+        "warren.toml",
+        "amqp_port = 5999\nheartbeat = 10\nbind = \"127.0.0.1\"\n",
+    );
     let path = file.to_str().unwrap();
     let c = load(&["--config", path, "--heartbeat", "5"]).unwrap();
     assert_eq!(c.amqp_port, 5999);
@@ -88,7 +97,10 @@ fn rabbitmq_conf_listeners_and_environment() {
     );
     let path = file.to_str().unwrap();
     let c = load(&["--config", path]).unwrap();
-    assert_eq!(c.listeners, vec!["127.0.0.1:5900".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        c.listeners,
+        vec!["127.0.0.1:5900".parse::<SocketAddr>().unwrap()]
+    );
     assert_eq!(c.heartbeat, 7);
     assert_eq!(c.default_permissions.read, "^r");
     assert_eq!(c.vm_memory_high_watermark, Watermark::Absolute(1 << 30));
@@ -96,7 +108,10 @@ fn rabbitmq_conf_listeners_and_environment() {
     assert_eq!(c.log.console_level.to_string(), "warning");
     // The environment's port wins over the file's listener.
     let c = load_with(&["--config", path], &[("RABBITMQ_NODE_PORT", "5901")]).unwrap();
-    assert_eq!(c.listeners, vec!["[::]:5901".parse::<SocketAddr>().unwrap()]);
+    assert_eq!(
+        c.listeners,
+        vec!["[::]:5901".parse::<SocketAddr>().unwrap()]
+    );
     // --log-level beats the file's per-output level.
     let c = load(&["--config", path, "--log-level", "debug"]).unwrap();
     assert_eq!(c.log.console_level.to_string(), "debug");
@@ -106,10 +121,20 @@ fn rabbitmq_conf_listeners_and_environment() {
 
 #[test]
 fn bad_values_name_their_source() {
-    let err = load_with(&[], &[("RABBITMQ_NODE_PORT", "lots")]).unwrap_err().to_string();
-    assert!(err.contains("environment variable RABBITMQ_NODE_PORT"), "{err}");
-    let file = temp("bad.conf", "heartbeat = 1\nlog.file.rotation.date = $W0D23\n");
-    let err = load(&["--config", file.to_str().unwrap()]).unwrap_err().to_string();
+    let err = load_with(&[], &[("RABBITMQ_NODE_PORT", "lots")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("environment variable RABBITMQ_NODE_PORT"),
+        "{err}"
+    );
+    let file = temp(
+        "bad.conf",
+        "heartbeat = 1\nlog.file.rotation.date = $W0D23\n",
+    );
+    let err = load(&["--config", file.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("line 2: 'log.file.rotation.date'"), "{err}");
 }
 
@@ -118,26 +143,65 @@ fn log_levels_are_rabbitmqs() {
     // `warning` once turned every line off: it is RabbitMQ's name for warn.
     let c = load(&["--log-level", "warning"]).unwrap();
     assert_eq!(c.log.console_level.directives(), "warn");
-    assert_eq!(load(&["--log-level", "critical"]).unwrap().log.console_level.directives(), "error");
-    assert_eq!(load(&["--log-level", "none"]).unwrap().log.console_level.directives(), "off");
+    assert_eq!(
+        load(&["--log-level", "critical"])
+            .unwrap()
+            .log
+            .console_level
+            .directives(),
+        "error"
+    );
+    assert_eq!(
+        load(&["--log-level", "none"])
+            .unwrap()
+            .log
+            .console_level
+            .directives(),
+        "off"
+    );
     let err = load(&["--log-level", "warn"]).unwrap_err().to_string();
     assert!(err.contains("flag --log-level"), "{err}");
     assert!(err.contains("unknown log level 'warn'"), "{err}");
     let c = load(&["--log-level", "info,warren_server::mqtt=debug"]).unwrap();
-    assert_eq!(c.log.console_level.directives(), "info,warren_server::mqtt=debug");
+    assert_eq!(
+        c.log.console_level.directives(),
+        "info,warren_server::mqtt=debug"
+    );
 }
 
 #[test]
 fn data_dir_and_node_name_from_rabbitmq_variables() {
-    let c = load_with(&[], &[("RABBITMQ_MNESIA_BASE", "/base"), ("RABBITMQ_NODENAME", "n1@h")]).unwrap();
+    let c = load_with(
+        &[],
+        &[
+            ("RABBITMQ_MNESIA_BASE", "/base"),
+            ("RABBITMQ_NODENAME", "n1@h"),
+        ],
+    )
+    .unwrap();
     assert_eq!(c.data_dir, Path::new("/base/n1@h"));
     assert_eq!(c.node_name, "n1@h");
     let c = load_with(&["--data-dir", "/flag"], &[("RABBITMQ_MNESIA_DIR", "/m")]).unwrap();
     assert_eq!(c.data_dir, Path::new("/flag"));
-    let c = load_with(&[], &[("RABBITMQ_LOG_BASE", "/logs"), ("RABBITMQ_NODENAME", "n1@h")]).unwrap();
+    let c = load_with(
+        &[],
+        &[
+            ("RABBITMQ_LOG_BASE", "/logs"),
+            ("RABBITMQ_NODENAME", "n1@h"),
+        ],
+    )
+    .unwrap();
     assert_eq!(c.log.file.as_deref(), Some(Path::new("/logs/n1@h.log")));
-    let c = load_with(&[], &[("RABBITMQ_LOGS", "-"), ("RABBITMQ_LOG_BASE", "/logs")]).unwrap();
+    let c = load_with(
+        &[],
+        &[("RABBITMQ_LOGS", "-"), ("RABBITMQ_LOG_BASE", "/logs")],
+    )
+    .unwrap();
     assert!(c.log.file.is_none());
-    let pass = c.effective.iter().find(|r| r.name == "default_pass").unwrap();
+    let pass = c
+        .effective
+        .iter()
+        .find(|r| r.name == "default_pass")
+        .unwrap();
     assert_eq!(pass.value, "********");
 }
