@@ -310,10 +310,14 @@ pub fn data_dir(layers: &Layers, node: &str) -> (PathBuf, Source) {
 /// What `warrenctl` needs to find the broker: the data directory as the
 /// broker would resolve it from the environment, the env file and the
 /// config file (no flags: `warrenctl --data-dir` is checked before this).
+/// Fails only when the env file cannot be read.
 pub fn locate_data_dir() -> Result<(PathBuf, Source), Error> {
     let env = Env::from_process()?;
     let file = config_file_location(None, &env, Path::new(DEFAULT_CONFIG_FILE));
-    let loaded = load(file, &env)?;
+    // A config file warrenctl cannot read (the package's is the broker
+    // user's, mode 0640) or that is broken (the broker refuses it and says
+    // why): the environment and env file still locate the data directory.
+    let loaded = load(file, &env).or_else(|_| load(None, &env))?;
     let mut layers = loaded.layers;
     // WARREN_DATA_DIR and WARREN_NODE_NAME, as the broker's flag parser
     // reads them.

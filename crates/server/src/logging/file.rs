@@ -287,3 +287,68 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("warren-logfile-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn rotates_by_size_keeping_count() {
+        let d = dir("size");
+        let path = d.join("w.log");
+        let rotation = Rotation {
+            size: 100,
+            count: 2,
+            daily_hour: None,
+        };
+        let mut w = FileWriter::open(&path, rotation).unwrap();
+        for i in 0..41 {
+            w.write_all(format!("line {i:02} of the test, 30 bytes\n").as_bytes())
+                .unwrap();
+        }
+        w.flush();
+        let names: Vec<String> = {
+            let mut v: Vec<String> = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names, vec!["w.log", "w.log.0", "w.log.1"]);
+        let newest = std::fs::read_to_string(d.join("w.log.0")).unwrap();
+        let older = std::fs::read_to_string(d.join("w.log.1")).unwrap();
+        assert!(newest.len() >= 100 && older.len() >= 100);
+        assert!(older < newest, "{older} / {newest}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("line 40"));
+        assert_eq!(w.dropped(), 0);
+    }
+
+    #[test]
+    fn count_zero_truncates_and_rotate_now() {
+        let d = dir("zero");
+        let path = d.join("w.log");
+        let mut w = FileWriter::open(&path, Rotation::default()).unwrap();
+        w.write_all(b"before\n").unwrap();
+        w.rotate().unwrap();
+        w.write_all(b"after\n").unwrap();
+        w.flush();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        assert!(!d.join("w.log.0").exists());
+    }
+
+    #[test]
+    fn daily_rotation_is_within_a_day() {
+        let at = next_at_hour(0);
+        let now = SystemTime::now();
+        assert!(at > now);
+        assert!(at <= now + Duration::from_secs(25 * 3600));
+    }
+}
