@@ -33,7 +33,7 @@ def run_once(binary, args):
     data = tempfile.mkdtemp(prefix="warren-ab-")
     port = free_port()
     proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir", data,
-                             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, WARREN_DISABLE_MANAGEMENT="true",
                                      WARREN_DISABLE_PROMETHEUS="true", WARREN_DISABLE_MQTT="true"))
     try:

@@ -18,7 +18,7 @@ def start(binary):
     s.close()
     p = subprocess.Popen([binary, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir",
                           tempfile.mkdtemp(), "--disable-management", "--disable-prometheus", "--disable-mqtt",
-                          "--log-level", "warn"])
+                          "--log-level", "warning"])
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()

@@ -70,7 +70,7 @@ class Warren(Broker):
         log = open(os.path.join(WORK, "warren.log"), "a")
         t0 = time.monotonic()
         self.proc = subprocess.Popen([WARREN, "--bind", "127.0.0.1", "--amqp-port", str(self.port),
-                                      "--data-dir", self.data, "--log-level", "warn"],
+                                      "--data-dir", self.data, "--log-level", "warning"],
                                      stdout=log, stderr=subprocess.STDOUT, env=self.env)
         assert wait_port(self.port), "warren did not start"
         self.pid = self.proc.pid

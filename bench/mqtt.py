@@ -40,7 +40,7 @@ def start(kind, port, scratch):
     if kind in ("warren", "base"):
         cmd = [WARREN if kind == "warren" else BASE, "--bind", "127.0.0.1", "--amqp-port", str(free_port()), "--mqtt-port", str(port),
                "--data-dir", os.path.join(scratch, "data"), "--disable-management", "--disable-prometheus",
-               "--log-level", "warn"]
+               "--log-level", "warning"]
     else:
         conf = os.path.join(scratch, "mosquitto.conf")
         with open(conf, "w") as f:

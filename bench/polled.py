@@ -55,7 +55,7 @@ def run(polled):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARREN_DISABLE_")}
     proc = subprocess.Popen([WARREN, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir", data,
                              "--management-port", str(mport), "--prometheus-port", str(pport), "--disable-mqtt",
-                             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=env)
     stop, counter = threading.Event(), [0]
     try:

@@ -31,7 +31,7 @@ def main():
     s.close()
     data = tempfile.mkdtemp()
     p = subprocess.Popen([binary, "--bind", "127.0.0.1", "--amqp-port", str(port), "--data-dir", data,
-                          "--disable-management", "--disable-prometheus", "--disable-mqtt", "--log-level", "warn"])
+                          "--disable-management", "--disable-prometheus", "--disable-mqtt", "--log-level", "warning"])
     time.sleep(0.5)
     idle = rss_mb(p.pid)
     c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))

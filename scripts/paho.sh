@@ -79,7 +79,7 @@ trap cleanup EXIT
 for j in $(seq 0 $((jobs - 1))); do
     mqtt_port="$(free_port)"
     "$bin" --bind 127.0.0.1 --amqp-port "$(free_port)" --mqtt-port "$mqtt_port" --data-dir "$work/data$j" \
-        --disable-management --disable-prometheus --log-level warn \
+        --disable-management --disable-prometheus --log-level warning \
         --mqtt-max-keepalive 60 >"$out/warren$j.log" 2>&1 &
     pids+=($!)
     ports+=("$mqtt_port")

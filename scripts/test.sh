@@ -64,7 +64,7 @@ mqtt_port="$(free_port)"
 ./target/debug/warren --bind 127.0.0.1 --amqp-port "$port" --data-dir "$data_dir" \
     --management-port "$mgmt_port" --prometheus-port "$prom_port" --mqtt-port "$mqtt_port" \
     --management-login-failures 0 \
-    --log-level warn >"$data_dir/warren.log" 2>&1 &
+    --log-level warning >"$data_dir/warren.log" 2>&1 &
 broker_pid=$!
 cleanup() {
     rc=$?

@@ -75,6 +75,12 @@ pub struct BrokerSetup {
     pub disk_free_limit: u64,
     /// RabbitMQ's `loopback_users`: these may log in only from loopback.
     pub loopback_users: Vec<String>,
+    /// RabbitMQ's `default_user_tags`, given the default user on a first
+    /// start.
+    pub default_user_tags: Vec<String>,
+    /// RabbitMQ's `default_permissions`: configure, write, read patterns of
+    /// the default user on the default vhost, on a first start.
+    pub default_permissions: [String; 3],
 }
 
 /// Replies in flight to one direct reply-to requester at most (32 times a
@@ -117,6 +123,8 @@ impl Default for BrokerSetup {
             memory_high_watermark: Watermark::Relative(0.4),
             disk_free_limit: 50_000_000,
             loopback_users: vec!["guest".to_string()],
+            default_user_tags: vec!["administrator".to_string()],
+            default_permissions: [".*".into(), ".*".into(), ".*".into()],
         }
     }
 }
@@ -132,13 +140,14 @@ impl Broker {
             name: setup.default_user.clone(),
             password_hash: hash_password(&setup.default_pass),
             hashing: HashAlgorithm::Sha256,
-            tags: vec!["administrator".to_string()],
+            tags: setup.default_user_tags.clone(),
             limits: Default::default(),
         });
+        let [c, w, r] = &setup.default_permissions;
         broker.auth.set_permission(
             &setup.default_vhost,
             &setup.default_user,
-            Permission::full(),
+            Permission::new(c, w, r).unwrap_or_else(|_| Permission::full()),
         );
         Arc::new(broker)
     }
@@ -206,15 +215,16 @@ impl Broker {
                 name: setup.default_user.clone(),
                 password_hash: hash_password(&setup.default_pass),
                 hashing_algorithm: String::new(),
-                tags: vec!["administrator".to_string()],
+                tags: setup.default_user_tags.clone(),
                 limits: Default::default(),
             }));
+            let [configure, write, read] = setup.default_permissions.clone();
             s.apply(Change::SetPermissions(PermissionDef {
                 vhost: setup.default_vhost.clone(),
                 user: setup.default_user.clone(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
+                configure,
+                write,
+                read,
             }));
             s
         })?;

@@ -22,8 +22,20 @@ use crate::error::AmqpError;
 use crate::session::{ConnectionEvent, EventSender};
 use crate::stats::{Churn, Counters, GaugeRate, Rates};
 
-/// The node name in pids and listings, as RabbitMQ's `rabbit@host`.
+/// The configured node name (the server sets it once at startup).
+static NODE_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the node name [`node_name`] returns; only the first call counts.
+pub fn set_node_name(name: String) {
+    let _ = NODE_NAME.set(name);
+}
+
+/// The node name in pids and listings, as RabbitMQ's `rabbit@host`: the
+/// configured one, else `warren@<hostname>`.
 pub fn node_name() -> String {
+    if let Some(name) = NODE_NAME.get() {
+        return name.clone();
+    }
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();

@@ -11,17 +11,8 @@ use serde_json::Value;
 use crate::args::Options;
 use crate::{Failure, EX_SOFTWARE, EX_UNAVAILABLE};
 
-/// Where the broker started with the default configuration keeps its data
-/// (the same rule as the broker's).
-pub fn default_data_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("warren");
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/share/warren"),
-        None => PathBuf::from("warren-data"),
-    }
-}
+/// sysexits' configuration error.
+const EX_CONFIG: u8 = 78;
 
 /// An error the broker answered with: its kind and message.
 #[derive(Debug, Clone)]
@@ -31,7 +22,9 @@ pub struct Refusal {
 }
 
 pub struct Client {
-    path: PathBuf,
+    /// The control socket, or why it could not be found (a broken config
+    /// or env file).
+    path: Result<PathBuf, String>,
     timeout: Duration,
     /// The broker's node name, from its last answer.
     node: RefCell<String>,
@@ -41,12 +34,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(o: &Options) -> Client {
-        let path = o.socket.clone().unwrap_or_else(|| {
-            o.data_dir
-                .clone()
-                .unwrap_or_else(default_data_dir)
-                .join("warren.sock")
-        });
+        let path = match (&o.socket, &o.data_dir) {
+            (Some(socket), _) => Ok(socket.clone()),
+            (None, Some(dir)) => Ok(dir.join("warren.sock")),
+            // As the broker resolves its data directory: the environment
+            // (RABBITMQ_MNESIA_DIR, …), the env file, the config file.
+            (None, None) => warren_config::locate_data_dir()
+                .map(|(dir, _)| dir.join("warren.sock"))
+                .map_err(|e| e.to_string()),
+        };
         Client {
             path,
             timeout: Duration::from_secs(o.timeout.max(1)),
@@ -63,6 +59,15 @@ impl Client {
     /// Sends one request. `Err(Ok(refusal))`: the broker refused it;
     /// `Err(Err(failure))`: no answer (the broker is down, say).
     pub fn request(&self, req: Value) -> Result<Value, Result<Refusal, Failure>> {
+        let path = match &self.path {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(Err(Failure::new(
+                    EX_CONFIG,
+                    format!("Error: cannot find the broker: {e}"),
+                )))
+            }
+        };
         let down = |e: std::io::Error| {
             // rabbitmqctl's text for a node it cannot reach, in Warren's
             // terms (node.rs has the one for a node other than the local).
@@ -74,16 +79,16 @@ impl Client {
                      Most common reasons for this are:\n\n \
                      * Target node is not running\n \
                      * warrenctl looks in another data directory than the broker's: give it the broker's \
-                     --data-dir (or WARREN_DATA_DIR)\n \
+                     --data-dir (or WARREN_DATA_DIR, RABBITMQ_MNESIA_DIR, or the config file's data_dir)\n \
                      * warrenctl runs as a user that cannot open the broker's control socket (the broker's user and root can)\n\n\
                      DIAGNOSTICS\n===========\n\n\
                      attempted to contact: [{target}]\n\n\
                      control socket {}: {e}",
-                    self.path.display()
+                    path.display()
                 ),
             ))
         };
-        let mut stream = UnixStream::connect(&self.path).map_err(down)?;
+        let mut stream = UnixStream::connect(path).map_err(down)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(down)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(down)?;
         let mut line = req.to_string();

@@ -19,6 +19,7 @@ mod client;
 mod cluster;
 mod commands;
 mod diagnostics;
+mod environment;
 mod features;
 mod help;
 mod limits;

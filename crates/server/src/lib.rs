@@ -11,6 +11,7 @@ mod handshake;
 mod http;
 mod io;
 mod listeners;
+mod logging;
 mod mqtt;
 mod outbound;
 mod stream;
@@ -23,13 +24,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 use warren_broker::alarms;
 use warren_broker::Broker;
 
-use crate::config::{Args, Config};
+use crate::config::Config;
 
 /// How often message rates are sampled (RabbitMQ's collect_statistics_interval).
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
@@ -43,20 +43,33 @@ pub fn main() -> anyhow::Result<()> {
     unsafe {
         libc::umask(0o077);
     }
-    let cfg = Config::load(Args::parse())?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    // A bad setting stops the start here: its message (naming the key,
+    // and the file and line it is on) on stderr, a non-zero exit.
+    let cfg = Config::from_command_line()?;
+    logging::init(&cfg.log)?;
+    warren_broker::connections::set_node_name(cfg.node_name.clone());
+    if !cfg.ignored_keys.is_empty() {
+        tracing::warn!(
+            "configuration keys Warren does not act on: {}",
+            cfg.ignored_keys.join("; ")
+        );
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if cfg.worker_threads > 0 {
         builder.worker_threads(cfg.worker_threads);
     }
     let runtime = builder.enable_all().build()?;
-    runtime.block_on(run(Arc::new(cfg)))
+    let to_file = cfg.log.file.is_some();
+    let result = runtime.block_on(run(Arc::new(cfg)));
+    if let Err(e) = &result {
+        // The console gets it on stderr from main's caller; the file
+        // should say why the broker stopped too.
+        if to_file {
+            error!("{e}");
+        }
+    }
+    logging::flush();
+    result
 }
 
 async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {

@@ -10,6 +10,9 @@
 //! …, "message": …}}`. Rows carry every field; the CLI picks and formats
 //! the columns.
 
+mod environment;
+mod logging;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,7 +60,6 @@ pub async fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 pub(crate) struct Control {
     pub data_dir: PathBuf,
     /// The configuration the broker runs with.
-    #[allow(dead_code)] // read by the environment and diagnostics ops
     pub cfg: Arc<crate::config::Config>,
     /// Every listener, as bound.
     pub listeners: Arc<crate::listeners::Registry>,
@@ -183,6 +185,8 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
         "inject_fault" => return inject_fault(&raw),
         "diagnostics" => return diagnostics::diagnostics(admin, control),
         "memory_breakdown" => return diagnostics::memory_breakdown(admin),
+        "environment" => return environment::environment(control),
+        "rotate_logs" | "set_log_level" => return logging::handle(&op, &raw),
         _ => {}
     }
     let req: Request = match serde_json::from_value(raw) {
