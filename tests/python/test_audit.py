@@ -83,7 +83,7 @@ def test_changes_are_logged_with_who_and_how(audited):
     for secret in ("file-secret-pw", "cli-secret-pw", "cli-other-pw", "http-secret-pw"):
         assert secret not in log, "a password reached the log"
     # Audit lines are info: not warnings or errors.
-    assert re.search(r"INFO.*Created user 'http-user'", log), log[-2000:]
+    assert re.search(r"\[info\] Created user 'http-user'", log), log[-2000:]
 
 
 def test_channel_errors_are_logged_as_rabbitmq_does_and_bounded(warren):
@@ -100,7 +100,7 @@ def test_channel_errors_are_logged_as_rabbitmq_does_and_bounded(warren):
     finally:
         conn.close()
     m = wait_for_line(
-        w, r"WARN.*Channel error on connection [^\n]*\(vhost: '/', user: 'guest'\), channel \d+: "
+        w, r"\[warning\] Channel error on connection [^\n]*\(vhost: '/', user: 'guest'\), channel \d+: "
            r"operation queue\.declare caused a channel exception precondition_failed: "
            r"inequivalent arg 'durable' for queue 'audit-q' in vhost '/'")
     assert m
@@ -120,6 +120,6 @@ def test_connection_errors_are_logged(warren):
         assert m is not None and m[1:3] == (10, 50), m
     finally:
         c.close()
-    wait_for_line(w, r"WARN.*Error on AMQP connection .*\(vhost: '/', user: 'guest'\), channel 0: "
+    wait_for_line(w, r"\[warning\] Error on AMQP connection .*\(vhost: '/', user: 'guest'\), channel 0: "
                      r"operation queue\.declare caused a connection exception channel_error: "
                      r"expected 'channel\.open'")
