@@ -1,0 +1,429 @@
+#!/usr/bin/env bash
+# Tests the Debian package as an operator gets it (issue 20, "installed as a
+# service"): builds it (scripts/package.sh), installs it with dpkg -i into THIS
+# machine, checks files, modes, the warren user and the conffiles, starts the
+# INSTALLED broker the way its systemd unit does (ExecStart, User, Group,
+# WorkingDirectory, UMask, LimitNOFILE and Environment read from the installed
+# unit file; NoNewPrivileges and the empty capability bounding set through
+# setpriv) with a NOTIFY_SOCKET this script owns, and checks that READY=1
+# comes from the broker's own pid once the listeners accept; then a pika round
+# trip, a bare `warrenctl status` as root (no flags: it must find the broker
+# through /etc/warren), a clean stop (STOPPING=1, exit 0), a reinstall over
+# the same version (the upgrade path) that leaves the data directory and a
+# changed conffile as they were, a durable message surviving it, `dpkg -r`
+# keeping /var/lib/warren, and `dpkg -P` deleting it and /etc/warren.
+#
+# What it cannot do here: systemd is installed but not PID 1 (no systemctl
+# start), so the unit's sandboxing (ProtectSystem, PrivateTmp, the system
+# call filter, ...) is checked by `systemd-analyze verify` only, not enforced.
+#
+# Needs root and the package's default ports (5672, 15672, 15692, 1883) free:
+# it fails at once, naming what is in the way, if they are not, if a warren
+# package is installed, or if /var/lib/warren, /var/log/warren or /etc/warren
+# exist. It leaves the machine as it found it (a trap kills the broker,
+# purges the packages and deletes the warren user and group if it created
+# them).
+#
+# scripts/test.sh runs it as its last step; WARREN_SKIP_PACKAGE=1 skips it
+# there outside CI (under CI=true it always runs). WARREN_PACKAGE_SKIP_BUILD=1
+# packages an existing target/release build (scripts/package.sh).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PORTS=(5672 15672 15692 1883)
+UNIT=/lib/systemd/system/warren.service
+DATA=/var/lib/warren
+LOGS=/var/log/warren
+ETC=/etc/warren
+BARE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+step() { printf '\n--> %s\n' "$*"; }
+fail() {
+    echo "test-package.sh: FAIL: $*" >&2
+    exit 1
+}
+check() { # check "what" command...: fails naming what when the command fails
+    local what="$1"
+    shift
+    "$@" || fail "$what"
+}
+
+# ---------------------------------------------------------------- preflight
+[ "$(id -u)" = 0 ] || fail "must run as root (it installs a package)"
+for tool in dpkg dpkg-query setpriv getent readelf python3; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing"
+done
+installed_status() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true; }
+for p in warren warren-dbgsym; do
+    case "$(installed_status "$p")" in
+    "" | not-installed) ;;
+    *) fail "package $p is already on this machine ($(installed_status "$p")); this test installs and purges its own" ;;
+    esac
+done
+for d in "$DATA" "$LOGS" "$ETC"; do
+    [ ! -e "$d" ] || fail "$d exists; this test would purge it (move it away first)"
+done
+python3 - "${PORTS[@]}" <<'PY' || fail "the package's default ports must be free for this test"
+import socket, sys
+busy = []
+for port in map(int, sys.argv[1:]):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        s.bind(("::", port))
+        s.listen(1)
+    except OSError as e:
+        busy.append(f"{port} ({e.strerror})")
+    finally:
+        s.close()
+if busy:
+    print("ports in use: " + ", ".join(busy), file=sys.stderr)
+    sys.exit(1)
+PY
+user_existed=0
+getent passwd warren >/dev/null && user_existed=1
+group_existed=0
+getent group warren >/dev/null && group_existed=1
+
+tmp="$(mktemp -d)"
+chmod 0755 "$tmp"
+broker_pid=""
+listener_pid=""
+stop_pid() { # stop_pid PID: TERM, up to 60 s, then KILL
+    local pid="$1"
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$?
+    set +e
+    stop_pid "$broker_pid"
+    stop_pid "$listener_pid"
+    if [ "$rc" -ne 0 ] && [ -f "$tmp/broker.log" ]; then
+        echo "the installed broker's output (last 40 lines):" >&2
+        tail -40 "$tmp/broker.log" >&2
+    fi
+    for p in warren-dbgsym warren; do
+        case "$(installed_status "$p")" in
+        "" | not-installed) ;;
+        *) dpkg --purge "$p" >/dev/null 2>&1 || echo "cleanup: dpkg --purge $p failed" >&2 ;;
+        esac
+    done
+    [ "$user_existed" = 1 ] || ! getent passwd warren >/dev/null || userdel warren
+    [ "$group_existed" = 1 ] || ! getent group warren >/dev/null || groupdel warren
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------- build
+step "build the packages (scripts/package.sh)"
+mapfile -t debs < <(scripts/package.sh)
+deb="${debs[0]}"
+dbgdeb="${debs[1]}"
+[ -f "$deb" ] && [ -f "$dbgdeb" ] || fail "scripts/package.sh did not print two .deb files"
+case "$(basename "$deb")" in
+warren_*_"$(dpkg --print-architecture)".deb) ;;
+*) fail "unexpected package name $(basename "$deb")" ;;
+esac
+py="$(scripts/python-env.sh)"
+
+# ----------------------------------------------------------------- install
+step "dpkg -i $(basename "$deb") $(basename "$dbgdeb")"
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" "$dbgdeb" </dev/null
+[ "$(installed_status warren)" = installed ] || fail "warren is not installed after dpkg -i"
+
+step "files, modes, owners, the warren user"
+mode_owner() { stat -c '%a %U:%G' "$1"; }
+expect_mode() { # expect_mode PATH "MODE USER:GROUP"
+    local got
+    got="$(mode_owner "$1")"
+    [ "$got" = "$2" ] || fail "$1 is $got, expected $2"
+}
+for b in warren warrenctl; do
+    expect_mode "/usr/sbin/$b" "755 root:root"
+    sections="$(readelf -S -W "/usr/sbin/$b" 2>/dev/null)"
+    ! grep -q '\.debug_info' <<<"$sections" || fail "/usr/sbin/$b still carries debug info"
+    grep -q '\.gnu_debuglink' <<<"$sections" || fail "/usr/sbin/$b has no .gnu_debuglink"
+    id="$(readelf -n "/usr/sbin/$b" | sed -n 's/^ *Build ID: *\([0-9a-f]*\)$/\1/p' | head -1)"
+    symbols="/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug"
+    [ -n "$id" ] && [ -f "$symbols" ] || fail "no debug symbols for /usr/sbin/$b at $symbols"
+    readelf -S -W "$symbols" 2>/dev/null | grep -q '\.debug_info' || fail "$symbols has no .debug_info"
+done
+[ "$(readlink /usr/sbin/warren-diagnostics)" = warrenctl ] || fail "/usr/sbin/warren-diagnostics is not a link to warrenctl"
+size="$(stat -c %s /usr/sbin/warren)"
+echo "installed /usr/sbin/warren: $size bytes"
+passwd_line="$(getent passwd warren)" || fail "no warren user"
+IFS=: read -r _ _ uid gid _ home shell <<<"$passwd_line"
+[ "$uid" -lt 1000 ] || fail "warren is not a system user (uid $uid)"
+[ "$home" = "$DATA" ] || fail "warren's home is $home, expected $DATA"
+case "$shell" in */nologin | /bin/false) ;; *) fail "warren's shell is $shell" ;; esac
+[ "$(getent group warren | cut -d: -f3)" = "$gid" ] || fail "warren's primary group is not warren"
+expect_mode "$DATA" "700 warren:warren"
+expect_mode "$LOGS" "750 warren:warren"
+expect_mode "$ETC/rabbitmq.conf" "640 root:warren"
+expect_mode "$ETC/rabbitmq-env.conf" "644 root:root"
+expect_mode "$UNIT" "644 root:root"
+if grep -Ev '^[[:space:]]*(#|$)' "$ETC/rabbitmq.conf"; then
+    fail "$ETC/rabbitmq.conf sets the lines above; every line must be commented out"
+fi
+grep -qx 'MNESIA_DIR=/var/lib/warren' "$ETC/rabbitmq-env.conf" || fail "rabbitmq-env.conf lacks MNESIA_DIR=/var/lib/warren"
+grep -qx 'LOG_BASE=/var/log/warren' "$ETC/rabbitmq-env.conf" || fail "rabbitmq-env.conf lacks LOG_BASE=/var/log/warren"
+conffiles="$(dpkg-query -W -f='${Conffiles}\n' warren)"
+for f in "$ETC/rabbitmq.conf" "$ETC/rabbitmq-env.conf"; do
+    grep -q " $f " <<<"$conffiles" || fail "$f is not a conffile"
+done
+unit_get() { sed -n "s/^$1=//p" "$UNIT" | tail -1; }
+[ "$(unit_get Type)" = notify ] || fail "the unit is not Type=notify"
+[ "$(unit_get NotifyAccess)" = main ] || fail "the unit lacks NotifyAccess=main"
+grep -q '^EnvironmentFile=' "$UNIT" && fail "the unit has EnvironmentFile=, which this test does not emulate"
+if command -v systemd-analyze >/dev/null 2>&1; then
+    step "systemd-analyze verify $UNIT"
+    check "systemd-analyze verify found problems in $UNIT" systemd-analyze verify "$UNIT"
+else
+    echo "systemd-analyze is not installed: the unit's syntax is not verified"
+fi
+
+# ----------------------------------------------- the broker, as the unit runs it
+cat >"$tmp/listener.py" <<'PY'
+# A service manager's end of NOTIFY_SOCKET: records each datagram with the
+# sender's pid (SCM_CREDENTIALS), and on READY=1 at once (no retry) checks
+# that every port accepts and that the AMQP port answers the protocol header.
+import json, os, socket, struct, sys, time
+path, out, deadline_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+ports = [int(p) for p in sys.argv[4:]]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o666)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+s.settimeout(0.5)
+open(out + ".bound", "w").close()
+events = []
+deadline = time.monotonic() + deadline_s
+def amqp_start(port):
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        c.sendall(b"AMQP\x00\x00\x09\x01")
+        head = c.recv(7)
+        return len(head) == 7 and head[0] == 1  # a method frame: connection.start
+    finally:
+        c.close()
+while time.monotonic() < deadline:
+    try:
+        data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+    except socket.timeout:
+        continue
+    pid = None
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = struct.unpack("iII", cdata[:12])[0]
+    lines = data.decode(errors="replace").splitlines()
+    ev = {"lines": lines, "pid": pid}
+    if "READY=1" in lines:
+        ev["accepting"] = {}
+        for p in ports:
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=5).close()
+                ev["accepting"][str(p)] = True
+            except OSError as e:
+                ev["accepting"][str(p)] = str(e)
+        try:
+            ev["amqp_start"] = amqp_start(ports[0])
+        except OSError as e:
+            ev["amqp_start"] = str(e)
+    events.append(ev)
+    with open(out + ".tmp", "w") as f:
+        json.dump(events, f)
+    os.replace(out + ".tmp", out)
+    if "STOPPING=1" in lines:
+        break
+PY
+
+# start_broker NAME: the installed broker as the unit starts it; waits for
+# READY=1 and checks it.
+start_broker() {
+    local name="$1" exec_start user group workdir umask_v nofile home line
+    exec_start="$(unit_get ExecStart)"
+    exec_start="${exec_start#[-@+!:]}"
+    user="$(unit_get User)"
+    group="$(unit_get Group)"
+    workdir="$(unit_get WorkingDirectory)"
+    umask_v="$(unit_get UMask)"
+    nofile="$(unit_get LimitNOFILE)"
+    [ -n "$exec_start" ] && [ -n "$user" ] && [ -n "$group" ] || fail "the unit lacks ExecStart, User or Group"
+    home="$(getent passwd "$user" | cut -d: -f6)"
+    local unit_env=()
+    while IFS= read -r line; do
+        eval "unit_env+=($line)"
+    done < <(sed -n 's/^Environment=//p' "$UNIT")
+    local sock="$tmp/notify-$name" events="$tmp/events-$name.json"
+    "$py" "$tmp/listener.py" "$sock" "$events" 600 "${PORTS[@]}" >"$tmp/listener-$name.log" 2>&1 &
+    listener_pid=$!
+    for _ in $(seq 1 100); do
+        [ -e "$events.bound" ] && break
+        sleep 0.1
+    done
+    [ -e "$events.bound" ] || fail "the notify listener did not start: $(cat "$tmp/listener-$name.log")"
+    # systemd's environment for a system service with User=: PATH, HOME,
+    # USER, LOGNAME, SHELL, then the unit's Environment=, then NOTIFY_SOCKET.
+    # shellcheck disable=SC2086 # ExecStart's words
+    (
+        cd "${workdir:-/}"
+        [ -z "$umask_v" ] || umask "$umask_v"
+        if [ -n "$nofile" ] && ! ulimit -n "$nofile" 2>/dev/null; then
+            # Only PID 1 (or CAP_SYS_RESOURCE) raises a hard limit; what
+            # this machine allows is what the test can give.
+            ulimit -n "$(ulimit -Hn)"
+        fi
+        exec env -i PATH="$BARE_PATH" HOME="$home" USER="$user" LOGNAME="$user" SHELL=/usr/sbin/nologin \
+            "${unit_env[@]}" NOTIFY_SOCKET="$sock" \
+            setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
+            --bounding-set=-all --inh-caps=-all -- $exec_start
+    ) >>"$tmp/broker.log" 2>&1 &
+    broker_pid=$!
+    for _ in $(seq 1 600); do
+        [ -f "$events" ] && break
+        kill -0 "$broker_pid" 2>/dev/null || fail "the installed broker exited before READY=1"
+        sleep 0.2
+    done
+    [ -f "$events" ] || fail "no READY=1 on NOTIFY_SOCKET within 120 s"
+    "$py" - "$events" "$broker_pid" "${PORTS[@]}" <<'PY' || fail "readiness was not as the unit needs it"
+import json, sys
+events, pid, ports = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
+first = events[0]
+assert "READY=1" in first["lines"], f"the first notification is not READY=1: {first}"
+assert any(l.startswith("STATUS=") for l in first["lines"]), f"READY=1 without STATUS=: {first}"
+assert first["pid"] == pid, f"READY=1 came from pid {first['pid']}, not the main pid {pid} (NotifyAccess=main)"
+for p in ports:
+    assert first["accepting"][p] is True, f"port {p} did not accept when READY=1 arrived: {first['accepting'][p]}"
+assert first["amqp_start"] is True, f"the AMQP port did not answer the protocol header at READY=1: {first['amqp_start']}"
+print(f"READY=1 from pid {pid} with {[l for l in first['lines'] if l.startswith('STATUS=')][0]!r}; ports {', '.join(ports)} accepting")
+PY
+    local uid_line
+    uid_line="$(awk '/^Uid:/ {print $2}' "/proc/$broker_pid/status")"
+    [ "$uid_line" = "$(id -u "$user")" ] || fail "the broker runs as uid $uid_line, not $user"
+    if [ -n "$nofile" ]; then
+        local want="$nofile"
+        if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$nofile" ]; then
+            want="$(ulimit -Hn)"
+            echo "note: this machine's hard open-files limit is $want, below the unit's LimitNOFILE=$nofile (which systemd, as PID 1, can set); the broker gets $want here"
+        fi
+        grep -Eq "^Max open files +$want +$want " "/proc/$broker_pid/limits" || fail "the broker's open-files limit is not $want"
+    fi
+    # The data directory comes from /etc/warren/rabbitmq-env.conf (MNESIA_DIR).
+    [ -S "$DATA/warren.sock" ] || fail "no control socket $DATA/warren.sock: the broker did not take its data directory from $ETC/rabbitmq-env.conf (MNESIA_DIR)"
+}
+
+# stop_broker: SIGTERM, as systemd stops it; STOPPING=1 and exit status 0.
+stop_broker() {
+    local events="$1" rc=0
+    kill -TERM "$broker_pid"
+    for _ in $(seq 1 600); do
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -0 "$broker_pid" 2>/dev/null && fail "the broker did not stop within 120 s of SIGTERM"
+    wait "$broker_pid" || rc=$?
+    broker_pid=""
+    [ "$rc" = 0 ] || fail "the broker exited with status $rc after SIGTERM"
+    for _ in $(seq 1 100); do
+        kill -0 "$listener_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_pid "$listener_pid"
+    listener_pid=""
+    "$py" -c '
+import json, sys
+events = json.load(open(sys.argv[1]))
+assert any("STOPPING=1" in e["lines"] for e in events), f"no STOPPING=1: {events}"
+assert sum("READY=1" in e["lines"] for e in events) == 1, f"READY=1 more than once: {events}"
+' "$events" || fail "the stop was not notified as the unit needs it"
+}
+
+cat >"$tmp/amqp.py" <<'PY'
+# pika against the installed broker: a confirmed round trip, and a durable
+# message left for after the reinstall (mode "publish"), or taken back
+# (mode "survived").
+import sys, pika
+mode = sys.argv[1]
+conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
+ch = conn.channel()
+ch.confirm_delivery()
+persistent = pika.BasicProperties(delivery_mode=2)
+if mode == "publish":
+    ch.queue_declare("package-roundtrip", durable=True)
+    ch.basic_publish("", "package-roundtrip", b"round trip", persistent, mandatory=True)
+    method, _, body = ch.basic_get("package-roundtrip", auto_ack=False)
+    assert method is not None and body == b"round trip", (method, body)
+    ch.basic_ack(method.delivery_tag)
+    ch.queue_declare("package-upgrade", durable=True)
+    ch.basic_publish("", "package-upgrade", b"kept across the upgrade", persistent, mandatory=True)
+    print("round trip done; one durable message left in package-upgrade")
+elif mode == "survived":
+    method, _, body = ch.basic_get("package-upgrade", auto_ack=False)
+    assert method is not None, "the durable message did not survive the reinstall"
+    assert body == b"kept across the upgrade", body
+    ch.basic_ack(method.delivery_tag)
+    print("the durable message survived the reinstall")
+conn.close()
+PY
+
+# A bare warrenctl as root: no flags, no WARREN_* in the environment.
+bare() { env -i PATH="$BARE_PATH" HOME=/root "$@"; }
+
+step "start the installed broker as the unit does (setpriv as warren, NOTIFY_SOCKET ours)"
+start_broker first
+step "pika round trip"
+"$py" "$tmp/amqp.py" publish || fail "the pika round trip failed"
+step "bare warrenctl status, list_queues and warren-diagnostics ping (as root)"
+bare /usr/sbin/warrenctl status >"$tmp/status.out" 2>&1 || fail "warrenctl status failed: $(cat "$tmp/status.out")"
+head -5 "$tmp/status.out"
+bare /usr/sbin/warrenctl list_queues name messages >"$tmp/queues.out" 2>&1 || fail "warrenctl list_queues failed: $(cat "$tmp/queues.out")"
+grep -Eq '^package-upgrade[[:space:]]+1$' "$tmp/queues.out" || fail "list_queues does not show package-upgrade with 1 message: $(cat "$tmp/queues.out")"
+bare /usr/sbin/warren-diagnostics ping >"$tmp/ping.out" 2>&1 || fail "warren-diagnostics ping failed: $(cat "$tmp/ping.out")"
+step "stop with SIGTERM"
+stop_broker "$tmp/events-first.json"
+grep -rqi "startup complete" "$LOGS" || fail "no log file under $LOGS says 'startup complete' (LOG_BASE from rabbitmq-env.conf)"
+
+# --------------------------------------------------------------- upgrade
+fingerprint() { (cd "$DATA" && find . -printf '%P %y %s %m %u %g %T@\n' | sort | sha256sum); }
+step "reinstall the same package (the upgrade path): data and a changed conffile untouched"
+echo "# changed by test-package.sh" >>"$ETC/rabbitmq.conf"
+before="$(fingerprint)"
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" </dev/null
+[ "$(fingerprint)" = "$before" ] || fail "reinstalling changed $DATA"
+grep -qx '# changed by test-package.sh' "$ETC/rabbitmq.conf" || fail "reinstalling overwrote the changed $ETC/rabbitmq.conf"
+expect_mode "$DATA" "700 warren:warren"
+start_broker second
+"$py" "$tmp/amqp.py" survived || fail "the durable message was lost"
+stop_broker "$tmp/events-second.json"
+
+# ---------------------------------------------------------- remove, purge
+step "dpkg -r: the data directory, the logs and /etc/warren stay"
+before="$(fingerprint)"
+dpkg -r warren-dbgsym warren </dev/null
+[ ! -e /usr/sbin/warren ] || fail "/usr/sbin/warren is still there after dpkg -r"
+[ ! -e /usr/sbin/warren-diagnostics ] || fail "/usr/sbin/warren-diagnostics is still there after dpkg -r"
+[ "$(installed_status warren)" = config-files ] || fail "after dpkg -r warren is $(installed_status warren), expected config-files"
+[ "$(fingerprint)" = "$before" ] || fail "dpkg -r changed $DATA"
+[ -f "$DATA/definitions.json" ] || fail "dpkg -r lost $DATA/definitions.json"
+[ -d "$LOGS" ] || fail "dpkg -r removed $LOGS"
+[ -f "$ETC/rabbitmq.conf" ] || fail "dpkg -r removed the conffile $ETC/rabbitmq.conf"
+
+step "dpkg -P: the data directory, the logs and /etc/warren are deleted"
+dpkg -P warren </dev/null
+for d in "$DATA" "$LOGS" "$ETC"; do
+    [ ! -e "$d" ] || fail "$d is still there after dpkg -P"
+done
+case "$(installed_status warren)" in "" | not-installed) ;; *) fail "warren is $(installed_status warren) after dpkg -P" ;; esac
+
+echo
+echo "test-package.sh: the package installs, starts as its unit says, serves, upgrades, removes and purges as documented"
