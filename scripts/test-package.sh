@@ -156,8 +156,15 @@ for b in warren warrenctl; do
     id="$(readelf -n "/usr/sbin/$b" | sed -n 's/^ *Build ID: *\([0-9a-f]*\)$/\1/p' | head -1)"
     symbols="/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug"
     [ -n "$id" ] && [ -f "$symbols" ] || fail "no debug symbols for /usr/sbin/$b at $symbols"
-    readelf -S -W "$symbols" 2>/dev/null | grep -q '\.debug_info' || fail "$symbols has no .debug_info"
+    grep -q '\.debug_info' <<<"$(readelf -S -W "$symbols" 2>/dev/null)" || fail "$symbols has no .debug_info"
 done
+if command -v gdb >/dev/null 2>&1; then
+    # gdb looks in /usr/lib/debug by build id, as an operator's would.
+    grep -q 'crates/server/src/lib.rs' <<<"$(gdb -batch -ex 'info line warren_server::main' /usr/sbin/warren 2>/dev/null)" ||
+        fail "gdb does not find the installed debug symbols of /usr/sbin/warren"
+else
+    echo "gdb is not installed: the symbols' lookup by build id is checked by path only"
+fi
 [ "$(readlink /usr/sbin/warren-diagnostics)" = warrenctl ] || fail "/usr/sbin/warren-diagnostics is not a link to warrenctl"
 size="$(stat -c %s /usr/sbin/warren)"
 echo "installed /usr/sbin/warren: $size bytes"
