@@ -89,7 +89,8 @@ getent group warren >/dev/null && group_existed=1
 
 tmp="$(mktemp -d)"
 chmod 0755 "$tmp"
-broker_pid=""
+broker_pid=""   # the process this script started (strace, when tracing)
+main_pid=""     # the broker's own pid (systemd's main pid)
 listener_pid=""
 stop_pid() { # stop_pid PID: TERM, up to 60 s, then KILL
     local pid="$1"
@@ -105,6 +106,12 @@ stop_pid() { # stop_pid PID: TERM, up to 60 s, then KILL
 cleanup() {
     local rc=$?
     set +e
+    # strace, killed, would leave its tracee running: the broker goes first,
+    # found as strace's child if READY=1 never named it.
+    if [ -z "$main_pid" ] && [ -n "$broker_pid" ]; then
+        main_pid="$(ps -o pid= --ppid "$broker_pid" | head -1 | tr -d ' ')"
+    fi
+    stop_pid "$main_pid"
     stop_pid "$broker_pid"
     stop_pid "$listener_pid"
     if [ "$rc" -ne 0 ] && [ -f "$tmp/broker.log" ]; then
@@ -254,10 +261,17 @@ while time.monotonic() < deadline:
         break
 PY
 
-# start_broker NAME: the installed broker as the unit starts it; waits for
-# READY=1 and checks it.
+# start_broker NAME [traced]: the installed broker as the unit starts it;
+# waits for READY=1 and checks it. "traced" runs it under strace to check the
+# order of events: the listener's check at READY=1 can't see a READY sent a
+# moment too early (the broker binds its ports in microseconds), the
+# broker's system calls can.
 start_broker() {
-    local name="$1" exec_start user group workdir umask_v nofile home line
+    local name="$1" traced="${2:-}" exec_start user group workdir umask_v nofile home line
+    local tracer=()
+    if [ "$traced" = traced ]; then
+        tracer=(strace -f -qq -yy -e trace=listen,sendto,sendmsg -o "$tmp/trace-$name.txt")
+    fi
     exec_start="$(unit_get ExecStart)"
     exec_start="${exec_start#[-@+!:]}"
     user="$(unit_get User)"
@@ -290,21 +304,27 @@ start_broker() {
             # this machine allows is what the test can give.
             ulimit -n "$(ulimit -Hn)"
         fi
-        exec env -i PATH="$BARE_PATH" HOME="$home" USER="$user" LOGNAME="$user" SHELL=/usr/sbin/nologin \
+        exec "${tracer[@]}" env -i PATH="$BARE_PATH" HOME="$home" USER="$user" LOGNAME="$user" SHELL=/usr/sbin/nologin \
             "${unit_env[@]}" NOTIFY_SOCKET="$sock" \
             setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
             --bounding-set=-all --inh-caps=-all -- $exec_start
     ) >>"$tmp/broker.log" 2>&1 &
     broker_pid=$!
+    main_pid=""
     for _ in $(seq 1 600); do
         [ -f "$events" ] && break
         kill -0 "$broker_pid" 2>/dev/null || fail "the installed broker exited before READY=1"
         sleep 0.2
     done
     [ -f "$events" ] || fail "no READY=1 on NOTIFY_SOCKET within 120 s"
-    "$py" - "$events" "$broker_pid" "${PORTS[@]}" <<'PY' || fail "readiness was not as the unit needs it"
+    # The sender's pid: the broker (under strace, strace's child).
+    main_pid="$("$py" -c 'import json, sys; print(json.load(open(sys.argv[1]))[0]["pid"] or "")' "$events")"
+    local expect_pid="$broker_pid"
+    [ -z "$traced" ] || expect_pid=0 # strace's child
+    "$py" - "$events" "$expect_pid" "${PORTS[@]}" <<'PY' || fail "readiness was not as the unit needs it"
 import json, sys
 events, pid, ports = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3:]
+pid = pid or events[0]["pid"]
 first = events[0]
 assert "READY=1" in first["lines"], f"the first notification is not READY=1: {first}"
 assert any(l.startswith("STATUS=") for l in first["lines"]), f"READY=1 without STATUS=: {first}"
@@ -314,8 +334,21 @@ for p in ports:
 assert first["amqp_start"] is True, f"the AMQP port did not answer the protocol header at READY=1: {first['amqp_start']}"
 print(f"READY=1 from pid {pid} with {[l for l in first['lines'] if l.startswith('STATUS=')][0]!r}; ports {', '.join(ports)} accepting")
 PY
+    if [ -n "$traced" ]; then
+        "$py" - "$tmp/trace-$name.txt" "${PORTS[@]}" <<'PY' || fail "READY=1 was sent before every listener was up"
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+ready = next((i for i, l in enumerate(lines) if re.search(r"\b(sendto|sendmsg)\(.*READY=1", l)), None)
+assert ready is not None, "no READY=1 in the broker's system calls"
+for port in sys.argv[2:]:
+    listen = next((i for i, l in enumerate(lines) if re.search(r"\blisten\(\d+<TCP(v6)?:\[.*:" + port + r"\]>", l)), None)
+    assert listen is not None, f"no listen() on port {port}"
+    assert listen < ready, f"port {port}: listen() came after READY=1 was sent"
+print(f"the broker's system calls: listen() on {', '.join(sys.argv[2:])}, then READY=1")
+PY
+    fi
     local uid_line
-    uid_line="$(awk '/^Uid:/ {print $2}' "/proc/$broker_pid/status")"
+    uid_line="$(awk '/^Uid:/ {print $2}' "/proc/$main_pid/status")"
     [ "$uid_line" = "$(id -u "$user")" ] || fail "the broker runs as uid $uid_line, not $user"
     if [ -n "$nofile" ]; then
         local want="$nofile"
@@ -323,7 +356,7 @@ PY
             want="$(ulimit -Hn)"
             echo "note: this machine's hard open-files limit is $want, below the unit's LimitNOFILE=$nofile (which systemd, as PID 1, can set); the broker gets $want here"
         fi
-        grep -Eq "^Max open files +$want +$want " "/proc/$broker_pid/limits" || fail "the broker's open-files limit is not $want"
+        grep -Eq "^Max open files +$want +$want " "/proc/$main_pid/limits" || fail "the broker's open-files limit is not $want"
     fi
     # The data directory comes from /etc/warren/rabbitmq-env.conf (MNESIA_DIR).
     [ -S "$DATA/warren.sock" ] || fail "no control socket $DATA/warren.sock: the broker did not take its data directory from $ETC/rabbitmq-env.conf (MNESIA_DIR)"
@@ -332,7 +365,7 @@ PY
 # stop_broker: SIGTERM, as systemd stops it; STOPPING=1 and exit status 0.
 stop_broker() {
     local events="$1" rc=0
-    kill -TERM "$broker_pid"
+    kill -TERM "$main_pid"
     for _ in $(seq 1 600); do
         kill -0 "$broker_pid" 2>/dev/null || break
         sleep 0.2
@@ -340,6 +373,7 @@ stop_broker() {
     kill -0 "$broker_pid" 2>/dev/null && fail "the broker did not stop within 120 s of SIGTERM"
     wait "$broker_pid" || rc=$?
     broker_pid=""
+    main_pid=""
     [ "$rc" = 0 ] || fail "the broker exited with status $rc after SIGTERM"
     for _ in $(seq 1 100); do
         kill -0 "$listener_pid" 2>/dev/null || break
@@ -398,6 +432,15 @@ grep -Eq '^package-upgrade[[:space:]]+1$' "$tmp/queues.out" || fail "list_queues
 bare /usr/sbin/warren-diagnostics ping >"$tmp/ping.out" 2>&1 || fail "warren-diagnostics ping failed: $(cat "$tmp/ping.out")"
 step "stop with SIGTERM"
 stop_broker "$tmp/events-first.json"
+step "readiness order, traced: listen() on every port before READY=1 is sent"
+if ! command -v strace >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends strace >/dev/null ||
+        { apt-get update >/dev/null && apt-get install -y --no-install-recommends strace >/dev/null; } ||
+        fail "strace (Debian's package) could not be installed"
+fi
+start_broker traced traced
+stop_broker "$tmp/events-traced.json"
 grep -rqi "startup complete" "$LOGS" || fail "no log file under $LOGS says 'startup complete' (LOG_BASE from rabbitmq-env.conf)"
 
 # --------------------------------------------------------------- upgrade
