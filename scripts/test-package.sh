@@ -14,8 +14,13 @@
 # keeping /var/lib/warren, and `dpkg -P` deleting it and /etc/warren.
 #
 # What it cannot do here: systemd is installed but not PID 1 (no systemctl
-# start), so the unit's sandboxing (ProtectSystem, PrivateTmp, the system
-# call filter, ...) is checked by `systemd-analyze verify` only, not enforced.
+# start), so the unit's sandboxing is not enforced. Instead one start runs
+# under strace and every system call the broker makes (start, a pika round
+# trip, warrenctl, stop) is checked against the unit: SystemCallFilter (as
+# systemd-analyze expands it), MemoryDenyWriteExecute, RestrictAddressFamilies,
+# ProtectSystem=strict with ReadWritePaths, ProtectHome; and the same trace
+# shows listen() on every port before READY=1 is sent. `systemd-analyze
+# verify` checks the unit's syntax.
 #
 # Needs root and the package's default ports (5672, 15672, 15692, 1883) free:
 # it fails at once, naming what is in the way, if they are not, if a warren
@@ -262,15 +267,16 @@ while time.monotonic() < deadline:
 PY
 
 # start_broker NAME [traced]: the installed broker as the unit starts it;
-# waits for READY=1 and checks it. "traced" runs it under strace to check the
-# order of events: the listener's check at READY=1 can't see a READY sent a
-# moment too early (the broker binds its ports in microseconds), the
-# broker's system calls can.
+# waits for READY=1 and checks it. "traced" runs it under strace, recording
+# every system call: the order of events (the listener's check at READY=1
+# can't see a READY sent a moment too early: the broker binds its ports in
+# microseconds; its system calls can), and audit_trace's checks of the
+# unit's sandbox.
 start_broker() {
     local name="$1" traced="${2:-}" exec_start user group workdir umask_v nofile home line
     local tracer=()
     if [ "$traced" = traced ]; then
-        tracer=(strace -f -qq -yy -e trace=listen,sendto,sendmsg -o "$tmp/trace-$name.txt")
+        tracer=(strace -f -qq -yy -s 256 -o "$tmp/trace-$name.txt")
     fi
     exec_start="$(unit_get ExecStart)"
     exec_start="${exec_start#[-@+!:]}"
@@ -399,15 +405,17 @@ conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672))
 ch = conn.channel()
 ch.confirm_delivery()
 persistent = pika.BasicProperties(delivery_mode=2)
-if mode == "publish":
+if mode in ("publish", "roundtrip"):
     ch.queue_declare("package-roundtrip", durable=True)
     ch.basic_publish("", "package-roundtrip", b"round trip", persistent, mandatory=True)
     method, _, body = ch.basic_get("package-roundtrip", auto_ack=False)
     assert method is not None and body == b"round trip", (method, body)
     ch.basic_ack(method.delivery_tag)
+    print("round trip done")
+if mode == "publish":
     ch.queue_declare("package-upgrade", durable=True)
     ch.basic_publish("", "package-upgrade", b"kept across the upgrade", persistent, mandatory=True)
-    print("round trip done; one durable message left in package-upgrade")
+    print("one durable message left in package-upgrade")
 elif mode == "survived":
     method, _, body = ch.basic_get("package-upgrade", auto_ack=False)
     assert method is not None, "the durable message did not survive the reinstall"
@@ -416,6 +424,94 @@ elif mode == "survived":
     print("the durable message survived the reinstall")
 conn.close()
 PY
+
+# audit_trace FILE: what the broker did (from the exec of ExecStart on; setpriv
+# and env before it stand in for systemd) against the unit's sandbox, which
+# only systemd as PID 1 enforces: SystemCallFilter, MemoryDenyWriteExecute,
+# RestrictAddressFamilies, ProtectSystem=strict with ReadWritePaths (and
+# PrivateTmp, PrivateDevices), ProtectHome.
+audit_trace() {
+    local trace="$1" filter
+    filter="$(unit_get SystemCallFilter)"
+    local allowed="$tmp/allowed-syscalls.txt"
+    : >"$allowed"
+    if [ -n "$filter" ] && command -v systemd-analyze >/dev/null 2>&1; then
+        "$py" - "$filter" >"$allowed" <<'PY' || fail "cannot expand SystemCallFilter=$filter with systemd-analyze"
+import subprocess, sys
+seen, names, todo = set(), set(), sys.argv[1].split()
+while todo:
+    item = todo.pop()
+    if not item.startswith("@"):
+        names.add(item)
+        continue
+    if item in seen:
+        continue
+    seen.add(item)
+    out = subprocess.run(["systemd-analyze", "syscall-filter", item], check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines()[1:]:
+        word = line.strip()
+        if word and not word.startswith("#"):
+            todo.append(word)
+assert len(names) > 100, f"{sys.argv[1]} expanded to {len(names)} system calls only"
+print("\n".join(sorted(names)))
+PY
+    else
+        echo "note: no SystemCallFilter expansion (systemd-analyze missing): system calls not audited"
+    fi
+    "$py" - "$trace" "$(unit_get ExecStart)" "$allowed" "$(unit_get ReadWritePaths)" <<'PY' || fail "the broker does something its unit's sandbox forbids (above)"
+import re, sys
+trace, exec_start, allowed_file, rw = sys.argv[1], sys.argv[2].split()[0].lstrip("-@+!:"), sys.argv[3], sys.argv[4].split()
+lines = open(trace, errors="replace").read().splitlines()
+start = next((i for i, l in enumerate(lines) if re.search(r'\bexecve\("' + re.escape(exec_start) + r'"', l) and "= 0" in l), None)
+assert start is not None, f"no execve of {exec_start} in the trace"
+lines = lines[start + 1:]
+allowed = set(open(allowed_file).read().split())
+problems = []
+call = re.compile(r"^\d+ +(?:<\.\.\. )?([a-z0-9_]+)[( ]")
+used = set()
+for l in lines:
+    m = call.match(l)
+    if not m or l.split(None, 1)[1].startswith("+++") or l.split(None, 1)[1].startswith("---"):
+        continue
+    name = m.group(1)
+    used.add(name)
+    if allowed and name not in allowed:
+        problems.append(f"SystemCallFilter: {name} is not allowed: {l[:160]}")
+    if name == "mmap" and "PROT_WRITE" in l and "PROT_EXEC" in l:
+        problems.append(f"MemoryDenyWriteExecute: writable and executable mapping: {l[:160]}")
+    if name in ("mprotect", "pkey_mprotect") and "PROT_EXEC" in l:
+        problems.append(f"MemoryDenyWriteExecute: mprotect to executable: {l[:160]}")
+    if name in ("socket", "socketpair"):
+        fam = re.search(r"\((AF_[A-Z0-9]+)", l)
+        if fam and fam.group(1) not in ("AF_UNIX", "AF_INET", "AF_INET6"):
+            problems.append(f"RestrictAddressFamilies: {fam.group(1)}: {l[:160]}")
+    # Paths written: opened for writing or created, made, renamed, removed.
+    writes = []
+    if name in ("open", "openat", "openat2", "creat") and re.search(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC", l):
+        writes = re.findall(r'"(/[^"]*)"', l)[:1]
+        rel = re.search(r'openat\(AT_FDCWD<([^>]*)>, "([^/"][^"]*)"', l)
+        if rel:
+            writes = [rel.group(1) + "/" + rel.group(2)]
+    elif name in ("mkdir", "mkdirat", "rename", "renameat", "renameat2", "unlink", "unlinkat", "rmdir", "truncate", "link", "linkat", "symlink", "symlinkat", "bind"):
+        writes = re.findall(r'(?:<|")(/[^">]*)(?:>|")', l)
+        writes = [w for w in writes if not w.startswith("/dev/")] if name != "bind" else re.findall(r'sun_path="(/[^"]*)"', l)
+    for path in writes:
+        ok = any(path == d or path.startswith(d.rstrip("/") + "/") for d in rw + ["/tmp", "/var/tmp", "/dev/null"])
+        if not ok:
+            problems.append(f"ProtectSystem=strict: writes {path}: {l[:160]}")
+    for home in ("/home/", "/root/", "/run/user/"):
+        if f'"{home}' in l or f"<{home}" in l:
+            problems.append(f"ProtectHome: {l[:160]}")
+for p in problems[:40]:
+    print(p)
+if problems:
+    sys.exit(1)
+print(f"{len(lines)} system calls ({len(used)} kinds) from exec to exit: within "
+      + ("SystemCallFilter (" + str(len(allowed)) + " allowed), " if allowed else "")
+      + "MemoryDenyWriteExecute, RestrictAddressFamilies, ReadWritePaths and ProtectHome")
+PY
+}
 
 # A bare warrenctl as root: no flags, no WARREN_* in the environment.
 bare() { env -i PATH="$BARE_PATH" HOME=/root "$@"; }
@@ -432,7 +528,7 @@ grep -Eq '^package-upgrade[[:space:]]+1$' "$tmp/queues.out" || fail "list_queues
 bare /usr/sbin/warren-diagnostics ping >"$tmp/ping.out" 2>&1 || fail "warren-diagnostics ping failed: $(cat "$tmp/ping.out")"
 step "stop with SIGTERM"
 stop_broker "$tmp/events-first.json"
-step "readiness order, traced: listen() on every port before READY=1 is sent"
+step "traced: listen() on every port before READY=1; what the broker does fits the unit's sandbox"
 if ! command -v strace >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends strace >/dev/null ||
@@ -440,7 +536,10 @@ if ! command -v strace >/dev/null 2>&1; then
         fail "strace (Debian's package) could not be installed"
 fi
 start_broker traced traced
+"$py" "$tmp/amqp.py" roundtrip || fail "the pika round trip failed (traced)"
+bare /usr/sbin/warrenctl list_queues >/dev/null 2>&1 || fail "warrenctl list_queues failed (traced)"
 stop_broker "$tmp/events-traced.json"
+audit_trace "$tmp/trace-traced.txt"
 grep -rqi "startup complete" "$LOGS" || fail "no log file under $LOGS says 'startup complete' (LOG_BASE from rabbitmq-env.conf)"
 
 # --------------------------------------------------------------- upgrade
