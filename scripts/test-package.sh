@@ -27,7 +27,8 @@
 # package is installed, or if /var/lib/warren, /var/log/warren or /etc/warren
 # exist. It leaves the machine as it found it (a trap kills the broker,
 # purges the packages and deletes the warren user and group if it created
-# them).
+# them); the one thing it may add is Debian's strace package, installed when
+# missing as scripts/test.sh installs the other tools the tests need.
 #
 # scripts/test.sh runs it as its last step; WARREN_SKIP_PACKAGE=1 skips it
 # there outside CI (under CI=true it always runs). WARREN_PACKAGE_SKIP_BUILD=1
