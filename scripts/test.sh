@@ -9,6 +9,9 @@
 #   WARREN_SKIP_NAMESPACE_TESTS=1  the two real full-disk tests (tests/faults.rs)
 #                                  where private mount namespaces are not allowed
 #   WARREN_SKIP_PAHO=1             the Eclipse Paho interop suites (scripts/paho.sh)
+#   WARREN_SKIP_PACKAGE=1          the Debian package test (scripts/test-package.sh:
+#                                  installs into this machine as root, needs ports
+#                                  5672/15672/15692/1883 free); ignored under CI=true
 # Under CI (CI=true) a skipped pytest test fails (tests/python/conftest.py) and
 # fuzzing needs nightly (scripts/fuzz.sh). When anything fails after the shared
 # broker started, its log is kept in target/warren-suite.log.
@@ -109,3 +112,10 @@ scripts/paho.sh
 
 step "fuzzing: every cargo-fuzz target for ${FUZZ_SECONDS:-15} s (nightly; only compiled without it, outside CI)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+
+if [ "${WARREN_SKIP_PACKAGE:-0}" = 1 ] && [ "${CI:-}" != true ]; then
+    step "skipped: the Debian package test (WARREN_SKIP_PACKAGE=1)"
+else
+    step "the Debian package: build, dpkg -i, start as its systemd unit does, upgrade, remove, purge"
+    scripts/test-package.sh
+fi

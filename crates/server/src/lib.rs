@@ -13,6 +13,7 @@ mod io;
 mod listeners;
 mod logging;
 mod mqtt;
+mod notify;
 mod outbound;
 mod stream;
 mod tls;
@@ -263,6 +264,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         _ = shutdown_signal() => info!("shutting down"),
         _ = stop.notified() => info!("shutting down (warrenctl stop)"),
     }
+    notify::stopping();
     // Graceful: no new connections; every client told 320 (RabbitMQ's
     // text) and given a bounded time to go; then buffers to disk.
     for a in &accepting {
@@ -292,8 +294,15 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
 }
 
 /// Every listener is up and the broker serves: what a service manager
-/// waits for.
-fn startup_complete() {}
+/// waits for: systemd's readiness notification (`Type=notify`), if
+/// started by it.
+fn startup_complete() {
+    notify::ready(concat!(
+        "Warren ",
+        env!("CARGO_PKG_VERSION"),
+        ": server startup complete"
+    ));
+}
 
 /// Accepts AMQPS connections: the TLS handshake within the AMQP
 /// handshake's time limit, then the same connection handling.
