@@ -132,12 +132,29 @@ fn port(v: &str) -> Result<String, String> {
         .map_err(|_| "expected a port number (1-65535)".to_string())
 }
 
-/// A port, or ADDR:PORT (`[::1]:5672`, `127.0.0.1:5672`).
+/// A port, or ADDR:PORT (`[::1]:5672`, `127.0.0.1:5672`, and RabbitMQ's
+/// own IPv6 form without brackets, `::1:5672`, normalised to `[::1]:5672`).
 fn listener(v: &str) -> Result<String, String> {
     if v.parse::<u16>().is_ok() || v.parse::<std::net::SocketAddr>().is_ok() {
-        Ok(v.to_string())
-    } else {
-        Err("expected a port or ADDRESS:PORT".to_string())
+        return Ok(v.to_string());
+    }
+    if let Some((ip, port)) = v.rsplit_once(':') {
+        if let (Ok(ip), Ok(port)) = (ip.parse::<std::net::Ipv6Addr>(), port.parse::<u16>()) {
+            return Ok(std::net::SocketAddr::from((ip, port)).to_string());
+        }
+    }
+    Err("expected a port or ADDRESS:PORT".to_string())
+}
+
+#[cfg(test)]
+mod listener_tests {
+    #[test]
+    fn rabbitmqs_ipv6_form_is_accepted() {
+        assert_eq!(super::listener("::1:5672").as_deref(), Ok("[::1]:5672"));
+        assert_eq!(super::listener("[::]:5672").as_deref(), Ok("[::]:5672"));
+        assert_eq!(super::listener("5672").as_deref(), Ok("5672"));
+        assert!(super::listener("::1").is_err());
+        assert!(super::listener("host:5672").is_err());
     }
 }
 
