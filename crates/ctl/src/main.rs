@@ -15,6 +15,7 @@ mod client;
 mod commands;
 mod limits;
 mod output;
+mod parameters;
 mod policies;
 
 use std::process::ExitCode;

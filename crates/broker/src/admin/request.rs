@@ -251,6 +251,9 @@ pub enum Request {
     SetClusterName {
         name: String,
     },
+    /// The cluster name: the `cluster_name` global parameter, else the
+    /// node name (RabbitMQ's default).
+    ClusterName,
 }
 
 /// What a request returns.
@@ -495,6 +498,10 @@ impl Admin {
             ClearGlobalParameter { name } => done(self.clear_global_parameter(&name))?,
             ListGlobalParameters => rows(self.global_parameters()),
             SetClusterName { name } => done(self.set_cluster_name(&name))?,
+            ClusterName => Response::Value(Value::String(
+                self.cluster_name()
+                    .unwrap_or_else(crate::connections::node_name),
+            )),
         })
     }
 }
