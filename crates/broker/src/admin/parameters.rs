@@ -44,6 +44,15 @@ impl Admin {
     pub fn set_parameter(&self, p: ParameterDef) -> AdminResult<()> {
         match p.component.as_str() {
             VHOST_COMPONENT => {
+                // RabbitMQ leaves `[]` behind once a vhost's limits are
+                // cleared over HTTP, and exports it: no limits.
+                if matches!(&p.value, Value::Array(a) if a.is_empty()) {
+                    self.vhost(&p.vhost)?;
+                    if self.broker.vhost_limits(&p.vhost).is_empty() {
+                        return Ok(());
+                    }
+                    return self.clear_vhost_limits(&p.vhost, "all");
+                }
                 let parsed = limits::validate(&p.value, Kind::Vhost).map_err(AdminError::invalid)?;
                 let vhost = p.vhost.clone();
                 self.vhost(&vhost)?;
