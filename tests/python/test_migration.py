@@ -10,6 +10,7 @@ endpoints and commands answer as RabbitMQ 3.10.8 does (measured), and the cluste
 """
 import json
 import os
+import subprocess
 
 import pika
 import pytest
@@ -425,3 +426,25 @@ def test_parameter_and_limit_endpoints_permissions(warren):
         assert r.status_code == 401 and r.json()["reason"] == "User not authorised to access object", r.text
     assert http("GET", "/api/user-limits", "mon", "pw").status_code == 200
     assert http("GET", "/api/vhost-limits", "mon", "pw").json() == [{"vhost": "/", "value": {"max-queues": 9}}]
+
+
+def test_rabbitmqadmin_import_still_works(warren, tmp_path):
+    """rabbitmqadmin's `import` takes the 200 with a report, and the 204, as success."""
+    from test_rabbitmqadmin import admin_prefix
+    w, http = start(warren)
+    port = http.base.rsplit(":", 1)[1]
+    cmd = admin_prefix()
+    cmd[cmd.index("-P") + 1] = port
+    cmd[cmd.index("-u") + 1], cmd[cmd.index("-p") + 1] = "guest", "guest"
+    env = dict(os.environ, HOME=str(tmp_path), LC_ALL="C.UTF-8")
+
+    def run(*args):
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60, env=env)
+
+    res = run("import", FIXTURE)
+    assert res.returncode == 0 and "Uploaded definitions" in res.stderr + res.stdout, res
+    check_imported(w)
+    exported = tmp_path / "again.json"
+    exported.write_text(json.dumps(http("GET", "/api/definitions").json()))
+    res = run("import", str(exported))
+    assert res.returncode == 0, res
