@@ -489,6 +489,32 @@ mod tests {
     #[test]
     fn validation_texts() {
         let bad = |v: Value, op: bool| validate_definition(&v, op).unwrap_err();
+        let ha = bad(
+            serde_json::json!({"ha-mode": "all", "ha-params": 2, "message-ttl": 1}),
+            false,
+        );
+        assert!(
+            ha.starts_with("ha-mode, ha-params not supported") && ha.contains("quorum queues"),
+            "{ha}"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"federation-upstream-set": "all"}), false),
+            "[{<<\"federation-upstream-set\">>,<<\"all\">>}] are not recognised policy settings"
+        );
+        // A policy stored with ha-* keys before they were refused keeps
+        // its other keys in force.
+        let stored = PolicyDef {
+            vhost: "/".into(),
+            name: "old".into(),
+            pattern: ".".into(),
+            apply_to: "all".into(),
+            definition: serde_json::json!({"ha-mode": "all", "message-ttl": 5}),
+            priority: 0,
+            operator: false,
+        };
+        let set = PolicySet::new([&stored]);
+        assert_eq!(set.policies.len(), 1);
+        assert_eq!(set.policies[0].keys.message_ttl, Some(5));
         assert_eq!(
             bad(serde_json::json!({"max-length": "x"}), false),
             "<<\"x\">> is not a valid maximum length"

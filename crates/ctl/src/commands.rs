@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::args::Line;
 use crate::client::{Client, Refusal};
 use crate::limits;
-use crate::parameters;
 use crate::output::{cell, println_safe, term, Out};
+use crate::parameters;
 use crate::policies;
 use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
@@ -736,7 +736,10 @@ fn import_definitions(c: &Ctx) -> Result<(), Failure> {
     c.out.info("Successfully started definition import. This process is asynchronous and can take some time.");
     // What was left out: one line each on stderr, so stdout stays as
     // rabbitmqctl's; the exit code stays 0.
-    for item in report["skipped"].as_array().map_or(&[][..], |a| a.as_slice()) {
+    for item in report["skipped"]
+        .as_array()
+        .map_or(&[][..], |a| a.as_slice())
+    {
         eprintln!("Warning: {}", skipped_line(item));
     }
     Ok(())

@@ -53,7 +53,8 @@ impl Admin {
                     }
                     return self.clear_vhost_limits(&p.vhost, "all");
                 }
-                let parsed = limits::validate(&p.value, Kind::Vhost).map_err(AdminError::invalid)?;
+                let parsed =
+                    limits::validate(&p.value, Kind::Vhost).map_err(AdminError::invalid)?;
                 let vhost = p.vhost.clone();
                 self.vhost(&vhost)?;
                 // RabbitMQ keeps a vhost's limits under the name `limits`.
@@ -161,7 +162,9 @@ impl Admin {
 
     pub fn set_global_parameter(&self, g: GlobalParameterDef) -> AdminResult<()> {
         if g.name.is_empty() {
-            return Err(AdminError::invalid("a global parameter's name can't be empty"));
+            return Err(AdminError::invalid(
+                "a global parameter's name can't be empty",
+            ));
         }
         let _g = self.broker.ddl();
         self.record(Change::SetGlobalParameter(g.clone()))?;

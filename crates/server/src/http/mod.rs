@@ -268,7 +268,10 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
                 .delete(policies::remove),
         )
         .route("/api/parameters", get(parameters::list))
-        .route("/api/parameters/{component}", get(parameters::list_component))
+        .route(
+            "/api/parameters/{component}",
+            get(parameters::list_component),
+        )
         .route(
             "/api/parameters/{component}/{vhost}",
             get(parameters::list_vhost),
@@ -293,11 +296,13 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             axum::routing::put(parameters::put_user_limit).delete(parameters::remove_user_limit),
         )
         .route("/api/vhost-limits", get(parameters::vhost_limits))
-        .route("/api/vhost-limits/{vhost}", get(parameters::vhost_limits_of))
+        .route(
+            "/api/vhost-limits/{vhost}",
+            get(parameters::vhost_limits_of),
+        )
         .route(
             "/api/vhost-limits/{vhost}/{name}",
-            axum::routing::put(parameters::put_vhost_limit)
-                .delete(parameters::remove_vhost_limit),
+            axum::routing::put(parameters::put_vhost_limit).delete(parameters::remove_vhost_limit),
         )
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(axum::middleware::from_fn(select_columns))

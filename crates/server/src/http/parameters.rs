@@ -55,7 +55,12 @@ fn value_of(body: &Map<String, Value>) -> ApiResult<Value> {
         .ok_or_else(|| ApiError::bad_request("[{key_missing,value}]"))
 }
 
-fn listing(api: &Api, caller: &Caller, vhost: Option<&str>, component: Option<&str>) -> Json<Value> {
+fn listing(
+    api: &Api,
+    caller: &Caller,
+    vhost: Option<&str>,
+    component: Option<&str>,
+) -> Json<Value> {
     let rows: Vec<Value> = api
         .admin
         .parameters(vhost, component)
@@ -154,7 +159,12 @@ pub(crate) async fn list_global(
     caller: Caller,
 ) -> ApiResult<Json<Value>> {
     require_policymaker(&api, &caller, None)?;
-    let rows: Vec<Value> = api.admin.global_parameters().iter().map(global_json).collect();
+    let rows: Vec<Value> = api
+        .admin
+        .global_parameters()
+        .iter()
+        .map(global_json)
+        .collect();
     Ok(Json(Value::Array(rows)))
 }
 

@@ -81,7 +81,8 @@ pub struct ImportReport {
 pub(crate) const SHOVELS: &str = "shovels are not supported by Warren yet";
 pub(crate) const FEDERATION: &str = "federation is not supported by Warren yet";
 pub(crate) const STREAMS: &str = "streams are not supported by Warren yet";
-pub(crate) const MIRRORING: &str = "classic queue mirroring (ha-* keys) is not supported by Warren; \
+pub(crate) const MIRRORING: &str =
+    "classic queue mirroring (ha-* keys) is not supported by Warren; \
      quorum queues are the replacement";
 
 /// Policy keys of RabbitMQ features Warren does not have, with the reason.
@@ -343,7 +344,9 @@ pub(crate) fn sanitize(d: &Value, only: Option<&str>) -> (Value, Vec<Skipped>) {
         } else if to_queue && gone_queues.contains(&(vhost.clone(), dest.to_string())) {
             Some(format!("its destination queue '{dest}' was not imported"))
         } else if !to_queue && gone_exchanges.contains(&(vhost.clone(), dest.to_string())) {
-            Some(format!("its destination exchange '{dest}' was not imported"))
+            Some(format!(
+                "its destination exchange '{dest}' was not imported"
+            ))
         } else {
             None
         };
@@ -380,7 +383,10 @@ mod tests {
             .map(|p| p["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["both", "plain"]);
-        assert_eq!(clean["policies"][0]["definition"], json!({"message-ttl": 60000}));
+        assert_eq!(
+            clean["policies"][0]["definition"],
+            json!({"message-ttl": 60000})
+        );
         assert_eq!(report.len(), 2);
         assert_eq!(report[0].action, "imported without ha-mode");
         assert_eq!(report[1].action, "skipped");
@@ -420,7 +426,12 @@ mod tests {
         let kinds: Vec<&str> = report.iter().map(|r| r.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            ["global_parameter", "shovel", "federation-upstream-set", "parameter"]
+            [
+                "global_parameter",
+                "shovel",
+                "federation-upstream-set",
+                "parameter"
+            ]
         );
     }
 
