@@ -358,7 +358,8 @@ def test_parameter_endpoints(warren):
 
 
 def test_global_parameter_and_cluster_name_endpoints(warren):
-    w, http = start(warren)
+    pport = free_port()
+    w, http = start(warren, "--prometheus-port", str(pport))
     assert http("PUT", "/api/global-parameters/foo", json={"value": {"a": 1}}).status_code == 201
     assert http("PUT", "/api/global-parameters/foo", json={"value": {"a": 2}}).status_code == 204
     assert http("GET", "/api/global-parameters/foo").json() == {"value": {"a": 2}, "name": "foo"}
@@ -371,6 +372,12 @@ def test_global_parameter_and_cluster_name_endpoints(warren):
     assert http("GET", "/api/cluster-name").json() == {"name": "eu-1"}
     assert http("GET", "/api/overview").json()["cluster_name"] == "eu-1"
     assert {"name": "cluster_name", "value": "eu-1"} in http("GET", "/api/global-parameters").json()
+    # The AMQP handshake's server properties and Prometheus's identity say it too.
+    c = w.connect()
+    assert c._impl.server_properties["cluster_name"] == "eu-1"
+    c.close()
+    metrics = requests.get("http://127.0.0.1:%d/metrics" % pport, timeout=30).text
+    assert 'rabbitmq_cluster="eu-1"' in metrics, metrics[:2000]
 
 
 def test_limit_endpoints(warren):

@@ -221,16 +221,22 @@ impl Admin {
     /// The cluster name set, if any (RabbitMQ's default is the node name;
     /// front-ends fall back to it).
     pub fn cluster_name(&self) -> Option<String> {
-        self.broker
-            .runtime
-            .read()
-            .global_parameters
-            .get(CLUSTER_NAME)
-            .and_then(|g| match &g.value {
-                Value::String(s) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            })
+        cluster_name(&self.broker)
     }
+}
+
+/// The cluster name set on `broker`, if any (for front-ends without an
+/// `Admin`, such as the AMQP handshake's server properties).
+pub fn cluster_name(broker: &crate::Broker) -> Option<String> {
+    broker
+        .runtime
+        .read()
+        .global_parameters
+        .get(CLUSTER_NAME)
+        .and_then(|g| match &g.value {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
 }
 
 /// A `policy`/`operator_policy` parameter's value as a policy.
