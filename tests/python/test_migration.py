@@ -423,6 +423,15 @@ def test_parameter_and_limit_endpoints_permissions(warren):
     assert http("PUT", "/api/global-parameters/x", "pm", "pw", json={"value": 1}).status_code == 201
     assert http("PUT", "/api/parameters/vhost-limits/%2F/limits", "pm", "pw",
                 json={"value": {"max-queues": 9}}).status_code == 201
+    # Operator policies, in parameter form too, are for administrators.
+    op = {"value": {"pattern": ".*", "definition": {"max-length": 1}, "priority": 0, "apply-to": "queues"}}
+    r = http("PUT", "/api/parameters/operator_policy/%2F/cap", "pm", "pw", json=op)
+    assert r.status_code == 401 and r.json()["reason"] == "User not authorised to access object", r.text
+    assert http("PUT", "/api/parameters/operator_policy/%2F/cap", json=op).status_code == 201
+    assert http("GET", "/api/operator-policies/%2F/cap").json()["definition"] == {"max-length": 1}
+    assert http("DELETE", "/api/parameters/operator_policy/%2F/cap", "pm", "pw").status_code == 401
+    assert http("DELETE", "/api/parameters/operator_policy/%2F/cap").status_code == 204
+    assert http("GET", "/api/operator-policies").json() == []
     for method, path, body in [("PUT", "/api/user-limits/pm/max-channels", {"value": 1}),
                                ("PUT", "/api/vhost-limits/%2F/max-queues", {"value": 1}),
                                ("PUT", "/api/cluster-name", {"name": "x"})]:

@@ -212,6 +212,10 @@ impl Admin {
         if name.is_empty() {
             return Err(AdminError::invalid("a cluster name can't be empty"));
         }
+        // Set again at every boot from the configuration: journal changes only.
+        if self.cluster_name().as_deref() == Some(name) {
+            return Ok(());
+        }
         self.set_global_parameter(GlobalParameterDef {
             name: CLUSTER_NAME.into(),
             value: Value::String(name.into()),

@@ -32,6 +32,16 @@ fn object_denied() -> ApiError {
     ApiError::not_authorised("User not authorised to access object")
 }
 
+/// Writing a parameter: as [`require_policymaker`]; operator policies (in
+/// parameter form) are for administrators only, as through
+/// `/api/operator-policies`.
+fn require_writer(api: &Api, caller: &Caller, vhost: &str, component: &str) -> ApiResult<()> {
+    if component == "operator_policy" && !caller.is_admin() {
+        return Err(object_denied());
+    }
+    require_policymaker(api, caller, Some(vhost))
+}
+
 /// RabbitMQ's `is_authorized_policies`: policymakers, in their vhosts.
 fn require_policymaker(api: &Api, caller: &Caller, vhost: Option<&str>) -> ApiResult<()> {
     let ok = caller.is_admin()
@@ -117,7 +127,7 @@ pub(crate) async fn put(
     Path((component, vhost, name)): Path<(String, String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<StatusCode> {
-    require_policymaker(&api, &caller, Some(&vhost))?;
+    require_writer(&api, &caller, &vhost, &component)?;
     api.target_vhost(&vhost)?;
     let value = value_of(&body)?;
     let existed = api
@@ -139,7 +149,7 @@ pub(crate) async fn remove(
     caller: Caller,
     Path((component, vhost, name)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_policymaker(&api, &caller, Some(&vhost))?;
+    require_writer(&api, &caller, &vhost, &component)?;
     api.vhost(&vhost)?;
     match api.admin.clear_parameter(&vhost, &component, &name) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
