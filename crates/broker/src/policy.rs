@@ -79,6 +79,8 @@ pub struct PolicyKeys {
     pub dead_letter_exchange: Option<ShortStr>,
     pub dead_letter_routing_key: Option<ShortStr>,
     pub alternate_exchange: Option<ShortStr>,
+    /// Quorum queues only.
+    pub delivery_limit: Option<u64>,
 }
 
 /// A validated, compiled policy.
@@ -156,7 +158,6 @@ const ACCEPTED_KEYS: &[&str] = &[
     "queue-version",
     "max-in-memory-length",
     "max-in-memory-bytes",
-    "delivery-limit",
     "queue-master-locator",
     "queue-leader-locator",
     "max-age",
@@ -240,7 +241,7 @@ pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, St
     keys.max_length_bytes = int("max-length-bytes", 0, "maximum length in bytes")?;
     int("max-in-memory-length", 0, "maximum memory length")?;
     int("max-in-memory-bytes", 0, "maximum memory in bytes")?;
-    int("delivery-limit", 0, "delivery limit")?;
+    keys.delivery_limit = int("delivery-limit", 0, "delivery limit")?;
     keys.dead_letter_exchange = text("dead-letter-exchange", "dead letter exchange name")?;
     keys.dead_letter_routing_key = text("dead-letter-routing-key", "dead letter routing key")?;
     keys.alternate_exchange = text("alternate-exchange", "alternate exchange name")?;
@@ -277,6 +278,7 @@ const KNOWN_KEYS: &[&str] = &[
     "dead-letter-exchange",
     "dead-letter-routing-key",
     "alternate-exchange",
+    "delivery-limit",
 ];
 
 /// A stored policy without `ha-*` keys: a policy journaled before Warren
@@ -386,6 +388,7 @@ impl Applied {
                 .or_else(|| p.dead_letter_routing_key.clone()),
             single_active_consumer: args.single_active_consumer,
             max_priority: args.max_priority,
+            delivery_limit: least([args.delivery_limit, p.delivery_limit, o.delivery_limit]),
         }
     }
 

@@ -17,6 +17,8 @@ pub struct Options {
     pub timeout: u64,
     pub data_dir: Option<PathBuf>,
     pub socket: Option<PathBuf>,
+    /// `-n` / `--node`: checked against the local node (node.rs).
+    pub node: Option<String>,
 }
 
 /// One command line, split.
@@ -58,6 +60,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--priority",
     "--apply-to",
     "--user",
+    "--unit",
 ];
 
 /// Splits `args` (without the program name).
@@ -71,6 +74,7 @@ pub fn parse(args: &[String]) -> Result<Line, String> {
         timeout: 60,
         data_dir: std::env::var_os("WARREN_DATA_DIR").map(PathBuf::from),
         socket: std::env::var_os("WARREN_CTL_SOCKET").map(PathBuf::from),
+        node: None,
     };
     let mut command = None;
     let mut positional = Vec::new();
@@ -113,11 +117,9 @@ pub fn parse(args: &[String]) -> Result<Line, String> {
                     .parse()
                     .map_err(|_| format!("invalid timeout '{t}' (seconds)"))?;
             }
-            // Accepted for compatibility: Warren has one node, found
-            // through its data directory.
-            "-n" | "--node" => {
-                take(&mut i)?;
-            }
+            // Warren has one node, found through its data directory; a
+            // name other than its own is refused (node.rs).
+            "-n" | "--node" => o.node = Some(take(&mut i)?),
             "-l" | "--longnames" => {}
             "--data-dir" => o.data_dir = Some(PathBuf::from(take(&mut i)?)),
             "--socket" => o.socket = Some(PathBuf::from(take(&mut i)?)),

@@ -35,6 +35,8 @@ pub struct Client {
     timeout: Duration,
     /// The broker's node name, from its last answer.
     node: RefCell<String>,
+    /// The node `-n` named, for texts when the broker can't be reached.
+    asked: Option<String>,
 }
 
 impl Client {
@@ -49,6 +51,7 @@ impl Client {
             path,
             timeout: Duration::from_secs(o.timeout.max(1)),
             node: RefCell::new(String::new()),
+            asked: o.node.clone(),
         }
     }
 
@@ -61,12 +64,21 @@ impl Client {
     /// `Err(Err(failure))`: no answer (the broker is down, say).
     pub fn request(&self, req: Value) -> Result<Value, Result<Refusal, Failure>> {
         let down = |e: std::io::Error| {
+            // rabbitmqctl's text for a node it cannot reach, in Warren's
+            // terms (node.rs has the one for a node other than the local).
+            let target = crate::node::target(self.asked.as_deref());
             Err(Failure::new(
                 EX_UNAVAILABLE,
                 format!(
-                    "Error: unable to perform an operation on the Warren broker: it is not running \
-                     or not reachable ({e} at {}); start it, or point --data-dir / WARREN_DATA_DIR \
-                     at its data directory",
+                    "Error: unable to perform an operation on node '{target}'. Please see diagnostics information and suggestions below.\n\n\
+                     Most common reasons for this are:\n\n \
+                     * Target node is not running\n \
+                     * warrenctl looks in another data directory than the broker's: give it the broker's \
+                     --data-dir (or WARREN_DATA_DIR)\n \
+                     * warrenctl runs as a user that cannot open the broker's control socket (the broker's user and root can)\n\n\
+                     DIAGNOSTICS\n===========\n\n\
+                     attempted to contact: [{target}]\n\n\
+                     control socket {}: {e}",
                     self.path.display()
                 ),
             ))

@@ -87,6 +87,23 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "list_global_parameters", usage: "", min: 0, max: 0, help: "Lists global runtime parameters", run: parameters::list_global_parameters },
     Command { name: "set_cluster_name", usage: "<name>", min: 1, max: 1, help: "Sets the cluster name", run: parameters::set_cluster_name },
     Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
+    // Issue 20: rabbitmq-diagnostics' checks and the runbook commands.
+    Command { name: "cluster_status", usage: "", min: 0, max: 0, help: "Displays all the nodes in the cluster grouped by node type, together with the currently running nodes", run: crate::cluster::cluster_status },
+    Command { name: "report", usage: "", min: 0, max: 0, help: "Generate a server status report containing a concatenation of all server status information for support purposes", run: crate::report::report },
+    Command { name: "list_feature_flags", usage: "[<column> ...]", min: 0, max: MANY, help: "Lists feature flags", run: crate::features::list_feature_flags },
+    Command { name: "enable_feature_flag", usage: "<all | feature_flag>", min: 1, max: 1, help: "Enables a feature flag or all supported feature flags on the target node", run: crate::features::enable_feature_flag },
+    Command { name: "hash_password", usage: "<cleartext_password>", min: 0, max: 1, help: "Hashes a plaintext password", run: crate::password::hash_password },
+    Command { name: "ping", usage: "", min: 0, max: 0, help: "Checks that the node OS process is up and CLI tools can reach it", run: crate::diagnostics::ping },
+    Command { name: "check_running", usage: "", min: 0, max: 0, help: "Health check that exits with a non-zero code if the broker on the target node is not running", run: crate::diagnostics::check_running },
+    Command { name: "check_local_alarms", usage: "", min: 0, max: 0, help: "Health check that exits with a non-zero code if the target node reports any local alarms", run: crate::diagnostics::check_local_alarms },
+    Command { name: "check_alarms", usage: "", min: 0, max: 0, help: "Health check that exits with a non-zero code if the target node reports any alarms, local or cluster-wide.", run: crate::diagnostics::check_alarms },
+    Command { name: "check_port_connectivity", usage: "", min: 0, max: 0, help: "Basic TCP connectivity health check for each listener's port on the target node", run: crate::diagnostics::check_port_connectivity },
+    Command { name: "check_protocol_listener", usage: "<protocol>", min: 1, max: 1, help: "Health check that exits with a non-zero code if target node does not have an active listener for given protocol", run: crate::diagnostics::check_protocol_listener },
+    Command { name: "check_virtual_hosts", usage: "", min: 0, max: 0, help: "Health check that checks if all vhosts are running in the target node", run: crate::diagnostics::check_virtual_hosts },
+    Command { name: "listeners", usage: "", min: 0, max: 0, help: "Lists active connection listeners (bound interface, port, protocol) on the target node", run: crate::diagnostics::listeners },
+    Command { name: "alarms", usage: "", min: 0, max: 0, help: "Lists resource alarms (local or cluster-wide) in effect on the target node", run: crate::diagnostics::alarms },
+    Command { name: "memory_breakdown", usage: "[--unit <unit>]", min: 0, max: 0, help: "Provides a memory usage breakdown on the target node.", run: crate::memory::memory_breakdown },
+    Command { name: "server_version", usage: "", min: 0, max: 0, help: "Displays server version on the target node", run: crate::diagnostics::server_version },
     Command { name: "stop", usage: "[--idempotent] [<pidfile>]", min: 0, max: 1, help: "Stops RabbitMQ and its runtime (Erlang VM). Requires a local node pid file path to monitor progress.", run: stop },
     Command { name: "await_startup", usage: "", min: 0, max: 0, help: "Waits for the RabbitMQ application to start on the target node", run: await_startup },
     Command { name: "reload_tls", usage: "", min: 0, max: 0, help: "Reads the TLS certificate, key and CA files again (Warren's own; as SIGHUP). New connections use them; on an error the old certificate stays", run: reload_tls },
@@ -469,7 +486,18 @@ fn list_queues(c: &Ctx) -> Result<(), Failure> {
         c.line.options.timeout as f64
     ));
     c.out.info(&format!("Listing queues for vhost {vhost} ..."));
-    let rows = c.rows(json!({"op": "list_queues", "vhost": vhost}), |_| None)?;
+    let mut rows = c.rows(json!({"op": "list_queues", "vhost": vhost}), |_| None)?;
+    if !c.line.options.json {
+        // Said plainly in the table; JSON keeps RabbitMQ's `type` and
+        // carries `replicated`.
+        for r in &mut rows {
+            if r.get("type").and_then(Value::as_str) == Some("quorum")
+                && r.get("replicated").and_then(Value::as_bool) == Some(false)
+            {
+                r["type"] = "quorum (not replicated)".into();
+            }
+        }
+    }
     c.out.table(&columns, &rows, true, &|_, v| cell(v));
     Ok(())
 }

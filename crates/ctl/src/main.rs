@@ -8,15 +8,27 @@
 //! `WARREN_DATA_DIR` point it at another data directory, `--socket` or
 //! `WARREN_CTL_SOCKET` at a socket elsewhere. Exit codes are sysexits'
 //! codes as rabbitmqctl uses them: 64 usage, 65 data error, 67 no such
-//! user, 69 unavailable (broker down, no such vhost), 70 software error.
+//! user, 69 unavailable (broker down, no such vhost, failed health check,
+//! a node other than the local one), 70 software error.
+//!
+//! Run as `warren-diagnostics` (a link or the binary of that name), it
+//! offers rabbitmq-diagnostics' commands (help.rs lists them).
 
 mod args;
 mod client;
+mod cluster;
 mod commands;
+mod diagnostics;
+mod features;
+mod help;
 mod limits;
+mod memory;
+mod node;
 mod output;
 mod parameters;
+mod password;
 mod policies;
+mod report;
 
 use std::process::ExitCode;
 
@@ -45,13 +57,7 @@ impl Failure {
 }
 
 fn help() -> String {
-    let mut s = String::from(
-        "\nUsage\n\nwarrenctl [--node <node>] [--timeout <timeout>] [--longnames] [--quiet] [--data-dir <dir>] <command> [<command options>]\n\nAvailable commands:\n\n",
-    );
-    for c in COMMANDS {
-        s.push_str(&format!("   {:<30}{}\n", c.name, c.help));
-    }
-    s
+    help::all()
 }
 
 fn run(argv: &[String]) -> Result<(), Failure> {
@@ -61,19 +67,41 @@ fn run(argv: &[String]) -> Result<(), Failure> {
         return Err(Failure::new(EX_USAGE, help()));
     };
     if name == "help" || name == "--help" {
-        output::println_safe(&help());
-        return Ok(());
+        // `help <command>`: that command's page.
+        return match line.positional.first() {
+            None => {
+                output::println_safe(&help());
+                Ok(())
+            }
+            Some(c) => match help::page(c).filter(|_| help::offered(c)) {
+                Some(p) => {
+                    output::println_safe(&p);
+                    Ok(())
+                }
+                None => Err(Failure::new(
+                    EX_USAGE,
+                    format!("\nCommand '{c}' not found. \n{}", help()),
+                )),
+            },
+        };
     }
     if name == "version" {
         output::println_safe(env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let Some(cmd) = COMMANDS.iter().find(|c| c.name == name) else {
+    let Some(cmd) = COMMANDS
+        .iter()
+        .find(|c| c.name == name && help::offered(c.name))
+    else {
         return Err(Failure::new(
             EX_USAGE,
             format!("\nCommand '{name}' not found. \n{}", help()),
         ));
     };
+    if line.flag("--help") {
+        output::println_safe(&help::page(cmd.name).unwrap_or_default());
+        return Ok(());
+    }
     let n = line.positional.len();
     // Listings take columns; the rest have fixed arguments.
     if n < cmd.min {
@@ -87,6 +115,7 @@ fn run(argv: &[String]) -> Result<(), Failure> {
         client: client::Client::new(&line.options),
         line: &line,
     };
+    node::check(cmd.name, line.options.node.as_deref(), &ctx.client)?;
     (cmd.run)(&ctx)
 }
 
@@ -95,7 +124,10 @@ fn main() -> ExitCode {
     match run(&argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("{}", f.message);
+            // A health check under --silent fails with its exit code alone.
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }

@@ -42,6 +42,15 @@ macro_rules! amqp_methods {
                 match self { $( Method::$name(_) => $display ),* }
             }
 
+            /// The spec's name of the method with these ids (`None`: no
+            /// such method), for logs about a method already decoded.
+            pub fn name_of(class_id: u16, method_id: u16) -> Option<&'static str> {
+                match (class_id, method_id) {
+                    $( ($class, $method) => Some($display), )*
+                    _ => None,
+                }
+            }
+
             /// Appends the method payload (ids and arguments) to `buf`.
             pub fn encode(&self, buf: &mut BytesMut) {
                 let (class_id, method_id) = self.ids();

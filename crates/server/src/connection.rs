@@ -27,6 +27,7 @@ use warren_protocol::{DecodeError, Frame, FramePayload, Method, ShortStr};
 use crate::channel::{unexpected_content, Channel, ChannelState};
 use crate::config::Config;
 use crate::context::ConnContext;
+use crate::error_log::{ErrorLog, Subject};
 use crate::handshake::{self, Negotiated};
 use crate::io::{fill, Io, MIN_READ};
 use crate::outbound::{Outbound, HIGH_WATER};
@@ -216,6 +217,7 @@ async fn serve_io(
         input_pending: false,
         throttle: None,
         consumer_timeout: cfg.consumer_timeout,
+        errors: ErrorLog::new(Instant::now()),
     };
     let end = conn.run(&mut io, &mut events).await;
     let reason = match &end {
@@ -229,6 +231,16 @@ async fn serve_io(
     // must not wait on a peer that doesn't read (RabbitMQ requeues at once
     // too). Only then try to say goodbye, for a bounded time.
     conn.cleanup(&mut events);
+    if let End::Close(e, class_id, method_id) = &end {
+        let who = Subject {
+            connection: &conn.s.entry.name,
+            vhost: &conn.s.vhost.name,
+            user: &conn.s.user.name,
+        };
+        conn.errors
+            .connection_error(Instant::now(), &who, (*class_id, *method_id), e);
+    }
+    conn.errors.flush(&conn.s.entry.name);
     match end {
         End::ClientClosed => {
             // close-ok, then wait (bounded) for the client to hang up, as
@@ -323,6 +335,8 @@ struct Connection {
     memory_alarm: bool,
     /// RabbitMQ's `consumer_timeout`.
     consumer_timeout: Option<Duration>,
+    /// Channel and connection errors logged, within a budget.
+    errors: ErrorLog,
     /// Complete frames wait in the input buffer: processing stopped
     /// because the output buffer is full; it resumes as output drains.
     input_pending: bool,
@@ -749,7 +763,6 @@ impl Connection {
                  This timeout value can be configured, see consumers doc guide to learn more",
                 timeout.as_millis()
             ));
-            tracing::warn!("connection {}: {}", self.s.id, e.reply_text());
             self.after_channel_call(ch, Err(e), 0, 0)?;
         }
         Ok(())
@@ -769,7 +782,13 @@ impl Connection {
         if e.is_connection_error() {
             return Err(End::Close(e, class_id, method_id));
         }
-        debug!("connection {}: closing channel {ch}: {}", self.s.id, e);
+        let who = Subject {
+            connection: &self.s.entry.name,
+            vhost: &self.s.vhost.name,
+            user: &self.s.user.name,
+        };
+        self.errors
+            .channel_error(Instant::now(), &who, ch, (class_id, method_id), &e);
         if let Some(channel) = self.channels.get_mut(&ch) {
             // Confirms for publishes before the error still count, once
             // committed; after close they can't be sent any more.

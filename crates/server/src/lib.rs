@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod context;
 mod control;
+mod error_log;
 mod handshake;
 mod http;
 mod io;
@@ -243,6 +244,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     }
     info!("data directory {}", cfg.data_dir.display());
     info!("Server startup complete");
+    control::diagnostics::mark_booted();
     startup_complete();
     tokio::select! {
         _ = shutdown_signal() => info!("shutting down"),
@@ -358,7 +360,9 @@ fn import_definitions_file(broker: &Arc<Broker>, path: &std::path::Path) -> anyh
         anyhow::anyhow!("definitions file {} is not valid JSON: {e}", path.display())
     })?;
     // Each item left out is logged (warning) by the import itself.
-    let report = warren_broker::admin::Admin::new(broker.clone())
+    use warren_broker::admin::{Actor, Admin, Via};
+    let report = Admin::new(broker.clone())
+        .acting_as(Actor::new(path.display().to_string(), Via::DefinitionsFile))
         .import_definitions(&defs, None, false)
         .map_err(|e| anyhow::anyhow!("cannot import definitions from {}: {e}", path.display()))?;
     if report.skipped.is_empty() {

@@ -90,6 +90,10 @@ pub struct QueueInfo {
     pub state: &'static str,
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// Whether the queue's messages live on more than one node: Warren's
+    /// own field, false for every queue until replication exists (a
+    /// quorum queue says so in `warrenctl list_queues type`).
+    pub replicated: bool,
     /// The owning connection's pid, for exclusive queues.
     pub owner_pid: Option<String>,
     /// The policy and operator policy in force, and their merged keys.
@@ -116,7 +120,8 @@ impl QueueInfo {
             consumers: s.consumers,
             memory: q.memory(),
             state: "running",
-            kind: "classic",
+            kind: q.kind().as_str(),
+            replicated: q.kind().is_replicated(),
             owner_pid,
             policy: applied.policy_name().map(str::to_string),
             operator_policy: applied.operator_policy_name().map(str::to_string),

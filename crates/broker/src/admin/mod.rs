@@ -15,8 +15,10 @@
 //! - [`definitions`]: RabbitMQ's JSON definitions, export and import;
 //! - [`parameters`]: runtime and global parameters, the cluster name;
 //! - [`messages`]: publishing, getting and moving messages;
-//! - [`request`]: the same operations as serialisable requests.
+//! - [`request`]: the same operations as serialisable requests;
+//! - [`audit`]: who changed what, through which interface, in the log.
 
+pub mod audit;
 pub mod definitions;
 pub mod error;
 pub mod info;
@@ -33,21 +35,41 @@ pub mod vhosts;
 
 use std::sync::Arc;
 
+pub use audit::{Actor, Via};
 pub use error::{AdminError, AdminResult};
 pub use request::{Request, Response};
 
 use crate::broker::Broker;
 use crate::vhost::VirtualHost;
 
-/// A handle on the broker for administrative operations (cheap to clone).
+/// A handle on the broker for administrative operations (cheap to clone),
+/// on behalf of an [`Actor`] the audit log names.
 #[derive(Debug, Clone)]
 pub struct Admin {
     broker: Arc<Broker>,
+    actor: Actor,
 }
 
 impl Admin {
+    /// The broker acting for itself; front-ends name the actor with
+    /// [`Admin::acting_as`].
     pub fn new(broker: Arc<Broker>) -> Admin {
-        Admin { broker }
+        Admin {
+            broker,
+            actor: Actor::broker(),
+        }
+    }
+
+    /// The same handle, on behalf of `actor`.
+    pub fn acting_as(&self, actor: Actor) -> Admin {
+        Admin {
+            broker: self.broker.clone(),
+            actor,
+        }
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -64,10 +86,16 @@ impl Admin {
     }
 
     /// Journals a change; a failure becomes `Storage` (nothing changed).
+    /// Once durable, an administrative change goes to the audit log.
     fn record(&self, change: crate::definitions::Change) -> AdminResult<()> {
+        let what = audit::describe(&change, &self.broker.auth);
         self.broker.record(change).map_err(|e| {
             tracing::error!("cannot journal a definition change: {e}");
             AdminError::storage(e)
-        })
+        })?;
+        if let Some(what) = what {
+            audit::log(&self.actor, &what);
+        }
+        Ok(())
     }
 }

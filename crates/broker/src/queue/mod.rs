@@ -25,6 +25,7 @@ mod paging;
 #[cfg(test)]
 mod priority_tests;
 mod ready;
+mod returns;
 mod setup;
 #[cfg(test)]
 mod tests;
@@ -497,20 +498,34 @@ impl Queue {
         messages: Vec<(Arc<Message>, Option<DiskRef>)>,
     ) -> DeadLetters {
         let mut st = self.state.lock();
+        Self::unacked_died(&mut st, messages, DeathReason::Rejected);
+        self.dispatch_locked(&mut st);
+        self.finish(st)
+    }
+
+    /// Delivered (unacked) messages that die rather than come back.
+    fn unacked_died(
+        st: &mut QueueState,
+        messages: Vec<(Arc<Message>, Option<DiskRef>)>,
+        reason: DeathReason,
+    ) {
         st.unacked = st.unacked.saturating_sub(messages.len() as u64);
         let bytes: u64 = messages.iter().map(|(m, _)| m.size() as u64).sum();
         st.unacked_bytes = st.unacked_bytes.saturating_sub(bytes);
         for (m, d) in messages {
             st.ready.forget(d);
-            st.dead.push((m, DeathReason::Rejected));
+            st.dead.push((m, reason));
         }
-        self.dispatch_locked(&mut st);
-        self.finish(st)
     }
 
     /// Puts delivered messages back in their original places, marked
-    /// redelivered, and dispatches them again.
+    /// redelivered, and dispatches them again: a consumer's requeue, or
+    /// its channel closing with them unacked. A quorum queue counts the
+    /// return (`returns.rs`).
     pub fn requeue(self: &Arc<Self>, items: Vec<Returned>) -> DeadLetters {
+        if self.kind() == QueueKind::Quorum {
+            return self.return_counted(items);
+        }
         self.put_back(items, true)
     }
 
@@ -518,7 +533,7 @@ impl Queue {
     /// the client (its consumer or channel went away first). `counted`
     /// says whether they were counted as unacked (ack-mode deliveries).
     /// Each goes back to its place by `seq` in its priority's lane.
-    pub fn put_back(self: &Arc<Self>, mut items: Vec<Returned>, counted: bool) -> DeadLetters {
+    pub fn put_back(self: &Arc<Self>, items: Vec<Returned>, counted: bool) -> DeadLetters {
         let mut st = self.state.lock();
         if counted {
             st.unacked = st.unacked.saturating_sub(items.len() as u64);
@@ -528,6 +543,13 @@ impl Queue {
         if self.is_deleted() {
             return DeadLetters::none();
         }
+        self.reinsert(&mut st, items);
+        self.dispatch_locked(&mut st);
+        self.finish(st)
+    }
+
+    /// Returns messages to their places, marked redelivered.
+    fn reinsert(&self, st: &mut QueueState, mut items: Vec<Returned>) {
         items.sort_unstable_by_key(|(seq, _, _)| *seq);
         let now = Instant::now();
         // Usually every requeued message is older than every ready one:
@@ -543,8 +565,6 @@ impl Queue {
             };
             st.ready.insert(lane, qm);
         }
-        self.dispatch_locked(&mut st);
-        self.finish(st)
     }
 
     /// Drops every ready message; returns how many.
@@ -557,13 +577,22 @@ impl Queue {
     /// What policies match as: a quorum queue (served by the classic
     /// implementation) still matches `apply-to: quorum_queues`.
     pub fn policy_target(&self) -> Target {
-        let quorum = self
+        Target::Queue {
+            quorum: self.kind() == QueueKind::Quorum,
+        }
+    }
+
+    /// The queue's type, as declared (`x-queue-type`).
+    pub fn kind(&self) -> QueueKind {
+        match self
             .options
             .arguments
             .get("x-queue-type")
             .and_then(|v| v.as_bytes())
-            == Some(b"quorum");
-        Target::Queue { quorum }
+        {
+            Some(b"quorum") => QueueKind::Quorum,
+            _ => QueueKind::Classic,
+        }
     }
 
     /// The policy and operator policy in force.

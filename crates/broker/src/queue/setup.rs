@@ -116,6 +116,9 @@ pub struct QueueLimits {
     pub single_active_consumer: bool,
     /// `x-max-priority`: lanes 0 to this (fixed at declaration).
     pub max_priority: Option<u8>,
+    /// `x-delivery-limit` (quorum queues): a message returned more times
+    /// than this is dead-lettered (reason `delivery_limit`) or dropped.
+    pub delivery_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,12 +128,40 @@ pub enum Overflow {
     RejectPublish,
 }
 
+/// A queue's type, as `x-queue-type` declared it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    Classic,
+    /// Served by the classic implementation on one node, with quorum
+    /// queues' declaration rules, delivery counting and delivery limit;
+    /// not replicated (listings say so) until replicated quorum queues
+    /// exist.
+    Quorum,
+}
+
+impl QueueKind {
+    /// RabbitMQ's name (`type` in listings).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QueueKind::Classic => "classic",
+            QueueKind::Quorum => "quorum",
+        }
+    }
+
+    /// Whether its messages live on more than one node (none do yet).
+    pub fn is_replicated(&self) -> bool {
+        false
+    }
+}
+
 /// Why a message was dead-lettered (the `reason` in `x-death`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeathReason {
     Rejected,
     Expired,
     MaxLen,
+    /// Returned more times than the queue's delivery limit.
+    DeliveryLimit,
 }
 
 impl DeathReason {
@@ -139,6 +170,7 @@ impl DeathReason {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
             DeathReason::MaxLen => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -316,5 +316,10 @@ pub(super) fn queue_limits(
         dead_letter_routing_key,
         single_active_consumer,
         max_priority,
+        delivery_limit: if quorum {
+            int_arg("x-delivery-limit", 0)?.map(|v| v as u64)
+        } else {
+            None
+        },
     })
 }

@@ -17,9 +17,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tracing::{debug, error, info, warn};
-use warren_broker::admin::{Admin, AdminError, Request};
+use warren_broker::admin::{Actor, Admin, AdminError, Request, Via};
 use warren_broker::connections::node_name;
 use warren_broker::Broker;
+
+pub(crate) mod diagnostics;
 
 /// The longest request: definitions files of large installations run to
 /// tens of MB (30,000 queues with bindings: 6 MB); the socket is the
@@ -72,7 +74,12 @@ pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: 
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let admin = admin.clone();
+        // The audit log names the operating-system user on the socket.
+        let who = stream
+            .peer_cred()
+            .map(|c| os_user(c.uid()))
+            .unwrap_or_else(|_| "unknown".to_string());
+        let admin = admin.acting_as(Actor::new(who, Via::Cli));
         let control = control.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
@@ -98,6 +105,38 @@ pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: 
                 warn!("control socket write failed: {e}");
             }
         });
+    }
+}
+
+/// The name of the user with this uid (`uid N` when it has none).
+fn os_user(uid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (whose length it is
+    // given) and sets `result` to `pwd` on success; `pw_name` then points
+    // into `buf`, a NUL-terminated string, read before `buf` is dropped.
+    let name = unsafe {
+        let rc = libc::getpwuid_r(
+            uid,
+            pwd.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || (*result).pw_name.is_null() {
+            None
+        } else {
+            Some(
+                std::ffi::CStr::from_ptr((*result).pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+    };
+    match name {
+        Some(n) => format!("{n} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 
@@ -142,6 +181,8 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
             return json!({"ok": true, "result": control.listeners.all(), "node": node_name()})
         }
         "inject_fault" => return inject_fault(&raw),
+        "diagnostics" => return diagnostics::diagnostics(admin, control),
+        "memory_breakdown" => return diagnostics::memory_breakdown(admin),
         _ => {}
     }
     let req: Request = match serde_json::from_value(raw) {

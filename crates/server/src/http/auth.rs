@@ -36,6 +36,14 @@ impl Caller {
         &self.user.name
     }
 
+    /// The admin layer on this user's behalf (the audit log names them
+    /// and the HTTP API): for every change a request makes.
+    pub fn admin(&self, api: &Api) -> warren_broker::admin::Admin {
+        use warren_broker::admin::{Actor, Via};
+        api.admin
+            .acting_as(Actor::new(self.user.name.as_str(), Via::HttpApi))
+    }
+
     pub fn is_admin(&self) -> bool {
         self.user.has_tag("administrator")
     }

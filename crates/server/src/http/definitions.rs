@@ -197,7 +197,7 @@ pub(crate) async fn import(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let defs = import_body(&api, req).await?;
-    Ok(import_answer(api.admin.import_definitions(
+    Ok(import_answer(caller.admin(&api).import_definitions(
         &defs,
         None,
         strict(&params),
@@ -214,7 +214,7 @@ pub(crate) async fn import_vhost(
     caller.require_admin()?;
     api.target_vhost(&vhost)?;
     let defs = import_body(&api, req).await?;
-    Ok(import_answer(api.admin.import_definitions(
+    Ok(import_answer(caller.admin(&api).import_definitions(
         &defs,
         Some(&vhost),
         strict(&params),

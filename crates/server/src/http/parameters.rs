@@ -135,7 +135,7 @@ pub(crate) async fn put(
         .parameters(Some(&vhost), Some(&component))
         .iter()
         .any(|p| p.name == name);
-    api.admin.set_parameter(ParameterDef {
+    caller.admin(&api).set_parameter(ParameterDef {
         vhost,
         component,
         name,
@@ -151,7 +151,10 @@ pub(crate) async fn remove(
 ) -> ApiResult<StatusCode> {
     require_writer(&api, &caller, &vhost, &component)?;
     api.vhost(&vhost)?;
-    match api.admin.clear_parameter(&vhost, &component, &name) {
+    match caller
+        .admin(&api)
+        .clear_parameter(&vhost, &component, &name)
+    {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(AdminError::NoSuchParameter { .. }) => Err(ApiError::not_found()),
         Err(e) => Err(e.into()),
@@ -202,7 +205,8 @@ pub(crate) async fn put_global(
     require_policymaker(&api, &caller, None)?;
     let value = value_of(&body)?;
     let existed = api.admin.global_parameters().iter().any(|g| g.name == name);
-    api.admin
+    caller
+        .admin(&api)
         .set_global_parameter(GlobalParameterDef { name, value })?;
     Ok(super::put_status(existed))
 }
@@ -213,7 +217,7 @@ pub(crate) async fn remove_global(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     require_policymaker(&api, &caller, None)?;
-    match api.admin.clear_global_parameter(&name) {
+    match caller.admin(&api).clear_global_parameter(&name) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(AdminError::NoSuchParameter { .. }) => Err(ApiError::not_found()),
         Err(e) => Err(e.into()),
@@ -232,7 +236,7 @@ pub(crate) async fn put_cluster_name(
         Some(_) => return Err(ApiError::bad_request("name must be a string")),
         None => return Err(ApiError::bad_request("[{key_missing,name}]")),
     };
-    api.admin.set_cluster_name(&name)?;
+    caller.admin(&api).set_cluster_name(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,7 +291,7 @@ pub(crate) async fn put_user_limit(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let limit = one_limit(&name, &body)?;
-    match api.admin.set_user_limits(&user, &limit) {
+    match caller.admin(&api).set_user_limits(&user, &limit) {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(AdminError::NoSuchUser { .. }) => Ok(no_such_user(&user)),
         Err(e) => Err(e.into()),
@@ -300,7 +304,7 @@ pub(crate) async fn remove_user_limit(
     Path((user, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require_admin()?;
-    match api.admin.clear_user_limits(&user, &name) {
+    match caller.admin(&api).clear_user_limits(&user, &name) {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(AdminError::NoSuchUser { .. }) => Ok(no_such_user(&user)),
         Err(e) => Err(e.into()),
@@ -344,7 +348,7 @@ pub(crate) async fn put_vhost_limit(
     caller.require_admin()?;
     api.vhost(&vhost)?;
     let limit = one_limit(&name, &body)?;
-    api.admin.set_vhost_limits(&vhost, &limit)?;
+    caller.admin(&api).set_vhost_limits(&vhost, &limit)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -355,6 +359,6 @@ pub(crate) async fn remove_vhost_limit(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     api.vhost(&vhost)?;
-    api.admin.clear_vhost_limits(&vhost, &name)?;
+    caller.admin(&api).clear_vhost_limits(&vhost, &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -183,7 +183,7 @@ fn put_of(
     let existed = stored(api, Some(&vhost), kind)
         .iter()
         .any(|p| p.name == name);
-    api.admin.set_policy(PolicyDef {
+    caller.admin(api).set_policy(PolicyDef {
         vhost,
         name,
         pattern,
@@ -221,8 +221,8 @@ fn remove_of(
     require(api, caller, Some(vhost), kind)?;
     api.vhost(vhost)?;
     let cleared = match kind {
-        Kind::Policy => api.admin.clear_policy(vhost, name)?,
-        Kind::Operator => api.admin.clear_operator_policy(vhost, name)?,
+        Kind::Policy => caller.admin(api).clear_policy(vhost, name)?,
+        Kind::Operator => caller.admin(api).clear_operator_policy(vhost, name)?,
     };
     if !cleared {
         return Err(ApiError::not_found());

@@ -90,7 +90,7 @@ impl Row for QueueRow<'_> {
             "durable" => b(self.q.options.durable),
             "auto_delete" => b(self.q.options.auto_delete),
             "exclusive" => b(self.q.options.exclusive),
-            "type" => Some(SortValue::Text("classic".into())),
+            "type" => Some(SortValue::Text(self.q.kind().as_str().into())),
             "state" => Some(SortValue::Text("running".into())),
             "node" => Some(SortValue::Text(self.api.node())),
             _ => None,
@@ -108,7 +108,17 @@ impl Row for QueueRow<'_> {
         o.insert("exclusive".into(), q.options.exclusive.into());
         o.insert("arguments".into(), table_to_json(&q.options.arguments));
         o.insert("node".into(), self.api.node().into());
-        o.insert("type".into(), "classic".into());
+        let kind = q.kind();
+        o.insert("type".into(), kind.as_str().into());
+        if kind == warren_broker::queue::QueueKind::Quorum {
+            // RabbitMQ's fields for a quorum queue: its members, those
+            // online and the leader; one node, and Warren's own
+            // `replicated` says plainly that it is not replicated.
+            o.insert("members".into(), vec![self.api.node()].into());
+            o.insert("online".into(), vec![self.api.node()].into());
+            o.insert("leader".into(), self.api.node().into());
+            o.insert("replicated".into(), kind.is_replicated().into());
+        }
         o.insert("state".into(), "running".into());
         if let Some(owner) = self.owner() {
             o.insert("owner_pid_details".into(), owner);

@@ -74,7 +74,7 @@ pub(crate) async fn bulk_delete(
     };
     for u in users {
         if let Some(name) = u.as_str() {
-            match api.admin.delete_user(name) {
+            match caller.admin(&api).delete_user(name) {
                 Ok(()) | Err(AdminError::NoSuchUser { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -119,7 +119,7 @@ pub(crate) async fn put(
     };
     // Neither: a new user gets no password (it can't log in with PLAIN),
     // an existing one keeps its own.
-    let created = api.admin.put_user(&name, credentials, tags)?;
+    let created = caller.admin(&api).put_user(&name, credentials, tags)?;
     Ok(super::put_status(!created))
 }
 
@@ -129,7 +129,7 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    api.admin.delete_user(&name)?;
+    caller.admin(&api).delete_user(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -197,7 +197,8 @@ pub(crate) async fn set_permission(
     let write = body.required_str("write")?;
     let read = body.required_str("read")?;
     let existed = api.broker.auth.permission(&vhost, &user).is_some();
-    api.admin
+    caller
+        .admin(&api)
         .set_permissions(&vhost, &user, &configure, &write, &read)
         .map_err(missing_as_bad_request)?;
     Ok(super::put_status(existed))
@@ -223,7 +224,7 @@ pub(crate) async fn clear_permission(
     if api.broker.auth.permission(&vhost, &user).is_none() {
         return Err(ApiError::not_found());
     }
-    api.admin.clear_permissions(&vhost, &user)?;
+    caller.admin(&api).clear_permissions(&vhost, &user)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,7 +282,8 @@ pub(crate) async fn set_topic_permission(
         .topic_permissions(Some(&vhost), Some(&user))
         .map(|l| l.iter().any(|t| t.exchange == exchange))
         .unwrap_or(false);
-    api.admin
+    caller
+        .admin(&api)
         .set_topic_permissions(&vhost, &user, &exchange, &write, &read)
         .map_err(missing_as_bad_request)?;
     Ok(super::put_status(existed))
@@ -300,6 +302,8 @@ pub(crate) async fn clear_topic_permission(
     {
         return Err(ApiError::not_found());
     }
-    api.admin.clear_topic_permissions(&vhost, &user, None)?;
+    caller
+        .admin(&api)
+        .clear_topic_permissions(&vhost, &user, None)?;
     Ok(StatusCode::NO_CONTENT)
 }

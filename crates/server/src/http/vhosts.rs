@@ -131,10 +131,11 @@ pub(crate) async fn put(
         tags: body.tags_field("tags")?,
         default_queue_type: body.str_field("default_queue_type")?,
     };
-    let created = api.admin.add_vhost(def)?;
+    let created = caller.admin(&api).add_vhost(def)?;
     if created {
         // As RabbitMQ: whoever creates a vhost over HTTP may use it.
-        api.admin
+        caller
+            .admin(&api)
             .set_permissions(&name, caller.name(), ".*", ".*", ".*")?;
     }
     Ok(super::put_status(!created))
@@ -146,6 +147,6 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    api.admin.delete_vhost(&name)?;
+    caller.admin(&api).delete_vhost(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
