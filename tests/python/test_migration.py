@@ -133,6 +133,10 @@ def test_cli_import_reports_what_is_left_out_and_imports_the_rest(warren):
     assert res.stderr.count("Warning: ") == len(EXPECTED), res.stderr
     check_imported(w)
     check_lines(w.log())  # the same lines in the log, as warnings
+    # rabbitmqctl's export format names each queue's type.
+    exported = json.loads(ok(w.ctl("export_definitions", "-")))
+    types = {q["name"]: q["type"] for q in exported["queues"] if q["vhost"] == "prod"}
+    assert types["orders-quorum"] == "quorum" and types["orders"] == "classic", types
     assert "WARN" in [line for line in w.log().split("\n") if "shovel 'orders-to-archive'" in line][0]
 
 

@@ -201,7 +201,7 @@ impl Admin {
                 queues.push(json!({
                     "name": q.name.to_string(), "vhost": v.name, "durable": q.options.durable,
                     "auto_delete": q.options.auto_delete, "arguments": table_to_json(&q.options.arguments),
-                    "type": "classic",
+                    "type": q.kind().as_str(),
                 }));
             }
             for x in v
