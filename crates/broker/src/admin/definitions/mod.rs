@@ -17,6 +17,8 @@
 //! changed.
 
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
