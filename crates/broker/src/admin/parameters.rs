@@ -16,7 +16,6 @@
 
 use serde_json::{json, Value};
 
-use super::definitions::report::KNOWN_COMPONENTS;
 use super::{Admin, AdminError, AdminResult};
 use crate::definitions::{Change, GlobalParameterDef, ParameterDef, PolicyDef};
 use crate::limits::{self, Kind, VHOST_COMPONENT};
@@ -146,18 +145,6 @@ impl Admin {
             (&a.vhost, &a.component, &a.name).cmp(&(&b.vhost, &b.component, &b.name))
         });
         out
-    }
-
-    /// Whether Warren has a component (RabbitMQ's 404 for the others).
-    pub fn known_component(&self, component: &str) -> bool {
-        KNOWN_COMPONENTS.contains(&component)
-            || self
-                .broker
-                .runtime
-                .read()
-                .parameters
-                .values()
-                .any(|p| p.component == component)
     }
 
     pub fn set_global_parameter(&self, g: GlobalParameterDef) -> AdminResult<()> {
