@@ -324,6 +324,7 @@ def test_global_parameter_commands(warren):
     res = w.ctl("set_global_parameter", "bad", "notjson")
     assert res.returncode == 69 and "JSON decoding error" in res.stderr
     ok(w.ctl("set_cluster_name", "rabbit-prod-eu"))
+    assert "Cluster name: rabbit-prod-eu" in ok(w.ctl("cluster_status"))
     out = ok(w.ctl("list_global_parameters"))
     assert out == 'Listing global runtime parameters ...\nname\tvalue\ncluster_name\t"rabbit-prod-eu"\n' \
                   'team\t{"owner":"ops"}\n', out
