@@ -18,8 +18,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let a = admin();
-    let _ = a.import_definitions(&v, None);
-    let _ = a.import_definitions(&v, Some("/"));
+    let _ = a.import_definitions(&v, None, true);
+    let _ = a.import_definitions(&v, None, false);
+    let _ = a.import_definitions(&v, Some("/"), false);
     a.export_definitions(None).expect("export after import");
     let _: Option<Arc<Broker>> = None;
 });

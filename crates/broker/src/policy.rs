@@ -148,25 +148,41 @@ pub const OPERATOR_KEYS: &[&str] = &[
 ];
 
 /// Keys RabbitMQ accepts in a policy definition that Warren stores but
-/// does not act on (mirroring, quorum and stream settings).
+/// does not need to act on: lazy mode (Warren's queues keep their backlog
+/// on disk anyway), queue placement (one node), quorum and stream
+/// settings. Classic mirroring's `ha-*` keys are refused (see
+/// [`mirroring_refusal`]); federation's keys are unrecognised, as they are
+/// by a RabbitMQ without the federation plugin.
 const ACCEPTED_KEYS: &[&str] = &[
     "queue-mode",
     "queue-version",
     "max-in-memory-length",
     "max-in-memory-bytes",
-    "ha-mode",
-    "ha-params",
-    "ha-sync-mode",
-    "ha-sync-batch-size",
-    "ha-promote-on-shutdown",
-    "ha-promote-on-failure",
     "queue-master-locator",
     "queue-leader-locator",
     "max-age",
     "stream-max-segment-size-bytes",
-    "federation-upstream",
-    "federation-upstream-set",
 ];
+
+/// RabbitMQ 3.10 accepts classic mirroring's `ha-*` keys; Warren would
+/// ignore them (one node, no mirrors), so they are refused with the
+/// reason and the replacement rather than stored as if they worked.
+pub fn mirroring_refusal(map: &Map<String, Value>) -> Option<String> {
+    let mut ha: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("ha-"))
+        .collect();
+    if ha.is_empty() {
+        return None;
+    }
+    ha.sort_unstable();
+    Some(format!(
+        "{} not supported: Warren does not do classic queue mirroring (its queues are not \
+         replicated); quorum queues (x-queue-type: quorum) are the replacement",
+        ha.join(", ")
+    ))
+}
 
 /// Checks every key of a definition; returns what Warren acts on.
 pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, String> {
@@ -175,6 +191,11 @@ pub fn validate_definition(def: &Value, operator: bool) -> Result<PolicyKeys, St
     };
     if map.is_empty() {
         return Err("no policy provided".into());
+    }
+    if !operator {
+        if let Some(e) = mirroring_refusal(map) {
+            return Err(e);
+        }
     }
     let mut unknown: Vec<&String> = map
         .keys()
@@ -260,6 +281,16 @@ const KNOWN_KEYS: &[&str] = &[
     "delivery-limit",
 ];
 
+/// A stored policy without `ha-*` keys: a policy journaled before Warren
+/// refused them keeps its other keys in force.
+fn without_mirroring(d: &PolicyDef) -> PolicyDef {
+    let mut d = d.clone();
+    if let Value::Object(m) = &mut d.definition {
+        m.retain(|k, _| !k.starts_with("ha-"));
+    }
+    d
+}
+
 /// A vhost's policies, compiled, best first.
 #[derive(Debug, Default)]
 pub struct PolicySet {
@@ -273,7 +304,7 @@ impl PolicySet {
     pub fn new<'a>(defs: impl IntoIterator<Item = &'a PolicyDef>) -> PolicySet {
         let mut policies: Vec<Arc<Policy>> = defs
             .into_iter()
-            .filter_map(|d| match Policy::compile(d.clone()) {
+            .filter_map(|d| match Policy::compile(without_mirroring(d)) {
                 Ok(p) => Some(Arc::new(p)),
                 Err(e) => {
                     tracing::warn!("policy '{}' in vhost '{}' ignored: {e}", d.name, d.vhost);
@@ -461,6 +492,32 @@ mod tests {
     #[test]
     fn validation_texts() {
         let bad = |v: Value, op: bool| validate_definition(&v, op).unwrap_err();
+        let ha = bad(
+            serde_json::json!({"ha-mode": "all", "ha-params": 2, "message-ttl": 1}),
+            false,
+        );
+        assert!(
+            ha.starts_with("ha-mode, ha-params not supported") && ha.contains("quorum queues"),
+            "{ha}"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"federation-upstream-set": "all"}), false),
+            "[{<<\"federation-upstream-set\">>,<<\"all\">>}] are not recognised policy settings"
+        );
+        // A policy stored with ha-* keys before they were refused keeps
+        // its other keys in force.
+        let stored = PolicyDef {
+            vhost: "/".into(),
+            name: "old".into(),
+            pattern: ".".into(),
+            apply_to: "all".into(),
+            definition: serde_json::json!({"ha-mode": "all", "message-ttl": 5}),
+            priority: 0,
+            operator: false,
+        };
+        let set = PolicySet::new([&stored]);
+        assert_eq!(set.policies.len(), 1);
+        assert_eq!(set.policies[0].keys.message_ttl, Some(5));
         assert_eq!(
             bad(serde_json::json!({"max-length": "x"}), false),
             "<<\"x\">> is not a valid maximum length"

@@ -10,6 +10,7 @@ use crate::args::Line;
 use crate::client::{Client, Refusal};
 use crate::limits;
 use crate::output::{cell, println_safe, term, Out};
+use crate::parameters;
 use crate::policies;
 use crate::{Failure, EX_DATAERR, EX_NOUSER, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE};
 
@@ -77,7 +78,14 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "close_connection", usage: "<connection pid> <explanation>", min: 2, max: 2, help: "Instructs the broker to close the connection associated with the Erlang process id", run: close_connection },
     Command { name: "close_all_connections", usage: "[--vhost <vhost> --limit <limit>] [-n <node> --global] [--per-connection-delay <delay>] <explanation>", min: 1, max: 1, help: "Instructs the broker to close all connections for the specified vhost or entire RabbitMQ node", run: close_all_connections },
     Command { name: "export_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>]", min: 1, max: 1, help: "Exports definitions in JSON or compressed Erlang Term Format.", run: export_definitions },
-    Command { name: "import_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged] [--timeout <timeout>]", min: 0, max: 1, help: "Imports definitions in JSON or compressed Erlang Term Format.", run: import_definitions },
+    Command { name: "import_definitions", usage: "<file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged] [--strict] [--timeout <timeout>]", min: 0, max: 1, help: "Imports definitions in JSON or compressed Erlang Term Format. Items Warren does not support are left out and reported; --strict refuses the whole file instead (Warren's own flag)", run: import_definitions },
+    Command { name: "set_parameter", usage: "[--vhost <vhost>] <component_name> <name> <value>", min: 3, max: 3, help: "Sets a runtime parameter.", run: parameters::set_parameter },
+    Command { name: "clear_parameter", usage: "[--vhost <vhost>] <component_name> <key>", min: 2, max: 2, help: "Clears a runtime parameter.", run: parameters::clear_parameter },
+    Command { name: "list_parameters", usage: "[--vhost <vhost>]", min: 0, max: 0, help: "Lists runtime parameters for a virtual host", run: parameters::list_parameters },
+    Command { name: "set_global_parameter", usage: "<name> <value>", min: 2, max: 2, help: "Sets a runtime parameter.", run: parameters::set_global_parameter },
+    Command { name: "clear_global_parameter", usage: "<key>", min: 1, max: 1, help: "Clears a global runtime parameter", run: parameters::clear_global_parameter },
+    Command { name: "list_global_parameters", usage: "", min: 0, max: 0, help: "Lists global runtime parameters", run: parameters::list_global_parameters },
+    Command { name: "set_cluster_name", usage: "<name>", min: 1, max: 1, help: "Sets the cluster name", run: parameters::set_cluster_name },
     Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
     // Issue 20: rabbitmq-diagnostics' checks and the runbook commands.
     Command { name: "cluster_status", usage: "", min: 0, max: 0, help: "Displays all the nodes in the cluster grouped by node type, together with the currently running nodes", run: crate::cluster::cluster_status },
@@ -746,12 +754,39 @@ fn import_definitions(c: &Ctx) -> Result<(), Failure> {
             format!("Failed to deserialise input (format: JSON) (error: {e})"),
         )
     })?;
-    c.call(
-        json!({"op": "import_definitions", "definitions": defs}),
-        |r| (r.kind == "invalid").then(|| error(EX_DATAERR, &r.message)),
+    // A strict import refused (65, as any bad file): the message lists
+    // every item that would have been left out.
+    let strict = c.line.flag("--strict");
+    let report = c.call(
+        json!({"op": "import_definitions", "definitions": defs, "strict": strict}),
+        |r| {
+            matches!(r.kind.as_str(), "invalid" | "import_refused")
+                .then(|| error(EX_DATAERR, &r.message))
+        },
     )?;
     c.out.info("Successfully started definition import. This process is asynchronous and can take some time.");
+    // What was left out: one line each on stderr, so stdout stays as
+    // rabbitmqctl's; the exit code stays 0.
+    for item in report["skipped"]
+        .as_array()
+        .map_or(&[][..], |a| a.as_slice())
+    {
+        eprintln!("Warning: {}", skipped_line(item));
+    }
     Ok(())
+}
+
+/// One reported item: `policy 'ha-all' in vhost 'prod': skipped: reason`.
+fn skipped_line(item: &Value) -> String {
+    let f = |k: &str| item[k].as_str().unwrap_or("");
+    let mut s = format!("{} '{}'", f("kind"), f("name"));
+    if !f("component").is_empty() && f("component") != f("kind") {
+        s.push_str(&format!(" (component '{}')", f("component")));
+    }
+    if !f("vhost").is_empty() {
+        s.push_str(&format!(" in vhost '{}'", f("vhost")));
+    }
+    format!("{s}: {}: {}", f("action"), f("reason"))
 }
 
 // ---- node ---------------------------------------------------------------

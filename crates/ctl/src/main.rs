@@ -26,6 +26,7 @@ mod limits;
 mod memory;
 mod node;
 mod output;
+mod parameters;
 mod password;
 mod policies;
 mod report;

@@ -56,7 +56,9 @@ impl From<std::io::Error> for HandshakeError {
     }
 }
 
-fn server_properties() -> FieldTable {
+/// `cluster_name`: the `cluster_name` global parameter, else the node
+/// name (RabbitMQ's default).
+fn server_properties(cluster_name: &str) -> FieldTable {
     let s = |v: &str| FieldValue::LongStr(Bytes::copy_from_slice(v.as_bytes()));
     let mut caps = FieldTable::new();
     for cap in [
@@ -74,7 +76,7 @@ fn server_properties() -> FieldTable {
     }
     let mut t = FieldTable::new();
     t.insert("capabilities", FieldValue::Table(caps));
-    t.insert("cluster_name", s("warren"));
+    t.insert("cluster_name", s(cluster_name));
     t.insert("copyright", s("Copyright (c) the Warren authors"));
     t.insert("information", s("Licensed under the Apache License 2.0"));
     t.insert("platform", s("Rust"));
@@ -187,7 +189,10 @@ pub async fn run(
         &ConnectionStart {
             version_major: 0,
             version_minor: 9,
-            server_properties: server_properties(),
+            server_properties: server_properties(
+                &warren_broker::admin::parameters::cluster_name(broker)
+                    .unwrap_or_else(warren_broker::connections::node_name),
+            ),
             // EXTERNAL (the client certificate's common name) on TLS
             // connections that presented one.
             mechanisms: Bytes::from_static(if cert_user.is_some() {

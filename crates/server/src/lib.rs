@@ -381,12 +381,21 @@ fn import_definitions_file(broker: &Arc<Broker>, path: &std::path::Path) -> anyh
     let defs: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         anyhow::anyhow!("definitions file {} is not valid JSON: {e}", path.display())
     })?;
+    // Each item left out is logged (warning) by the import itself.
     use warren_broker::admin::{Actor, Admin, Via};
-    Admin::new(broker.clone())
+    let report = Admin::new(broker.clone())
         .acting_as(Actor::new(path.display().to_string(), Via::DefinitionsFile))
-        .import_definitions(&defs, None)
+        .import_definitions(&defs, None, false)
         .map_err(|e| anyhow::anyhow!("cannot import definitions from {}: {e}", path.display()))?;
-    info!("imported definitions from {}", path.display());
+    if report.skipped.is_empty() {
+        info!("imported definitions from {}", path.display());
+    } else {
+        tracing::warn!(
+            "imported definitions from {}; {} item(s) Warren does not support were left out (see the warnings above)",
+            path.display(),
+            report.skipped.len()
+        );
+    }
     Ok(())
 }
 

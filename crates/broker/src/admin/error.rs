@@ -19,6 +19,18 @@ pub enum AdminError {
     NoSuchExchange { vhost: String, name: String },
     #[error("Parameter does not exist")]
     NoSuchPolicy { vhost: String, name: String },
+    #[error("Parameter does not exist")]
+    NoSuchParameter {
+        vhost: String,
+        component: String,
+        name: String,
+    },
+    /// A strict definitions import refused: what it would have left out.
+    #[error("{message}")]
+    ImportRefused {
+        message: String,
+        skipped: Vec<super::definitions::report::Skipped>,
+    },
     #[error("no connection named '{name}'")]
     NoSuchConnection { name: String },
     #[error("Queue is not empty")]

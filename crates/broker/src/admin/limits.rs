@@ -17,7 +17,7 @@ impl Admin {
         self.vhost(vhost)?;
         let mut all = self.broker.vhost_limits(vhost);
         all.extend(parsed);
-        self.set_parameter(limits_parameter(vhost, all))?;
+        self.store_parameter(limits_parameter(vhost, all))?;
         self.limits_changed(vhost);
         Ok(())
     }
@@ -44,7 +44,7 @@ impl Admin {
                 "limits".to_string(),
             ));
         } else {
-            self.set_parameter(limits_parameter(vhost, all))?;
+            self.store_parameter(limits_parameter(vhost, all))?;
         }
         self.limits_changed(vhost);
         Ok(())
@@ -68,7 +68,7 @@ impl Admin {
             .collect())
     }
 
-    fn limits_changed(&self, vhost: &str) {
+    pub(super) fn limits_changed(&self, vhost: &str) {
         if let Some(v) = self.broker.vhost(vhost) {
             v.set_max_queues(limits::get(&self.broker.vhost_limits(vhost), "max-queues"));
         }

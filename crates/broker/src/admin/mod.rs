@@ -13,6 +13,7 @@
 //! - [`objects`]: listing queues, exchanges, bindings, connections,
 //!   channels and consumers; purging, deleting, closing;
 //! - [`definitions`]: RabbitMQ's JSON definitions, export and import;
+//! - [`parameters`]: runtime and global parameters, the cluster name;
 //! - [`messages`]: publishing, getting and moving messages;
 //! - [`request`]: the same operations as serialisable requests;
 //! - [`audit`]: who changed what, through which interface, in the log.
@@ -25,6 +26,7 @@ pub mod json;
 pub mod limits;
 pub mod messages;
 pub mod objects;
+pub mod parameters;
 pub mod permissions;
 pub mod policies;
 pub mod request;

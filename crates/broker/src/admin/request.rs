@@ -210,6 +210,9 @@ pub enum Request {
         definitions: Value,
         #[serde(default)]
         vhost: Option<String>,
+        /// Refuse the whole file if anything would be left out.
+        #[serde(default)]
+        strict: bool,
     },
     Status,
     /// rabbitmqctl's arguments: `0.4` (of RAM) or `absolute 512MB`.
@@ -220,6 +223,37 @@ pub enum Request {
     SetDiskFreeLimit {
         args: Vec<String>,
     },
+    SetParameter {
+        #[serde(default = "root")]
+        vhost: String,
+        component: String,
+        name: String,
+        value: Value,
+    },
+    ClearParameter {
+        #[serde(default = "root")]
+        vhost: String,
+        component: String,
+        name: String,
+    },
+    ListParameters {
+        #[serde(default = "root")]
+        vhost: String,
+    },
+    SetGlobalParameter {
+        name: String,
+        value: Value,
+    },
+    ClearGlobalParameter {
+        name: String,
+    },
+    ListGlobalParameters,
+    SetClusterName {
+        name: String,
+    },
+    /// The cluster name: the `cluster_name` global parameter, else the
+    /// node name (RabbitMQ's default).
+    ClusterName,
 }
 
 /// What a request returns.
@@ -386,9 +420,18 @@ impl Admin {
             ExportDefinitions { vhost } => {
                 Response::Value(self.export_definitions(vhost.as_deref())?)
             }
-            ImportDefinitions { definitions, vhost } => {
-                done(self.import_definitions(&definitions, vhost.as_deref()))?
-            }
+            ImportDefinitions {
+                definitions,
+                vhost,
+                strict,
+            } => Response::Value(
+                serde_json::to_value(self.import_definitions(
+                    &definitions,
+                    vhost.as_deref(),
+                    strict,
+                )?)
+                .unwrap_or_default(),
+            ),
             Status => Response::Value(serde_json::to_value(self.status()).unwrap_or_default()),
             SetVmMemoryHighWatermark { args } => {
                 let w = match args.as_slice() {
@@ -429,6 +472,36 @@ impl Admin {
                 self.broker.alarms.set_disk_free_limit(bytes);
                 Response::Count { count: bytes }
             }
+            SetParameter {
+                vhost,
+                component,
+                name,
+                value,
+            } => done(self.set_parameter(crate::definitions::ParameterDef {
+                vhost,
+                component,
+                name,
+                value,
+            }))?,
+            ClearParameter {
+                vhost,
+                component,
+                name,
+            } => done(self.clear_parameter(&vhost, &component, &name))?,
+            ListParameters { vhost } => {
+                self.vhost(&vhost)?;
+                rows(self.parameters(Some(&vhost), None))
+            }
+            SetGlobalParameter { name, value } => done(
+                self.set_global_parameter(crate::definitions::GlobalParameterDef { name, value }),
+            )?,
+            ClearGlobalParameter { name } => done(self.clear_global_parameter(&name))?,
+            ListGlobalParameters => rows(self.global_parameters()),
+            SetClusterName { name } => done(self.set_cluster_name(&name))?,
+            ClusterName => Response::Value(Value::String(
+                self.cluster_name()
+                    .unwrap_or_else(crate::connections::node_name),
+            )),
         })
     }
 }

@@ -1,6 +1,11 @@
 //! `/api/definitions`: RabbitMQ's JSON definitions, exported and imported
 //! through the admin layer (the same code as `warrenctl
 //! export_definitions` / `import_definitions`). Administrators only.
+//!
+//! An import answers 204 when everything was imported (RabbitMQ's
+//! answer), 200 `{"skipped": [...]}` when items Warren does not support
+//! were left out, and with `?strict=true` 400 `{"error": "bad_request",
+//! "reason": ..., "skipped": [...]}` (nothing imported) instead.
 
 use std::sync::Arc;
 
@@ -8,7 +13,9 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
+use serde_json::{json, Value};
+use warren_broker::admin::definitions::ImportReport;
+use warren_broker::admin::AdminError;
 
 use super::auth::Caller;
 use super::body::read_limited;
@@ -151,39 +158,65 @@ async fn import_body(api: &Arc<Api>, req: Request) -> ApiResult<Value> {
 
 /// A definitions file that can't be applied is a bad request, whatever
 /// failed inside (a missing vhost included), as RabbitMQ answers.
-fn import_error(e: warren_broker::admin::AdminError) -> ApiError {
+fn import_error(e: AdminError) -> Response {
     match e {
-        warren_broker::admin::AdminError::Storage { .. } => e.into(),
-        other => ApiError::bad_request(other.to_string()),
+        AdminError::Storage { .. } => ApiError::from(e).into_response(),
+        // A strict import refused: RabbitMQ's error shape, plus the items.
+        AdminError::ImportRefused { message, skipped } => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "bad_request", "reason": message, "skipped": skipped})),
+        )
+            .into_response(),
+        other => ApiError::bad_request(other.to_string()).into_response(),
+    }
+}
+
+/// `?strict=true` refuses a file with anything Warren would leave out.
+fn strict(params: &Params) -> bool {
+    params
+        .get("strict")
+        .is_some_and(|v| matches!(v.as_str(), "true" | "1" | ""))
+}
+
+/// The answer to an import: 204 as RabbitMQ's when everything was
+/// imported; 200 with `{"skipped": [...]}` when something was left out
+/// (each item: kind, name, vhost, component, reason, action).
+fn import_answer(r: Result<ImportReport, AdminError>) -> Response {
+    match r {
+        Ok(report) if report.skipped.is_empty() => StatusCode::NO_CONTENT.into_response(),
+        Ok(report) => (StatusCode::OK, Json(json!({"skipped": report.skipped}))).into_response(),
+        Err(e) => import_error(e),
     }
 }
 
 pub(crate) async fn import(
     State(api): State<Arc<Api>>,
     caller: Caller,
+    params: Params,
     req: Request,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     caller.require_admin()?;
     let defs = import_body(&api, req).await?;
-    caller
-        .admin(&api)
-        .import_definitions(&defs, None)
-        .map_err(import_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(import_answer(caller.admin(&api).import_definitions(
+        &defs,
+        None,
+        strict(&params),
+    )))
 }
 
 pub(crate) async fn import_vhost(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(vhost): Path<String>,
+    params: Params,
     req: Request,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Response> {
     caller.require_admin()?;
     api.target_vhost(&vhost)?;
     let defs = import_body(&api, req).await?;
-    caller
-        .admin(&api)
-        .import_definitions(&defs, Some(&vhost))
-        .map_err(import_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(import_answer(caller.admin(&api).import_definitions(
+        &defs,
+        Some(&vhost),
+        strict(&params),
+    )))
 }

@@ -186,6 +186,7 @@ fn sum(s: &Snapshot, ms: &[Metric]) -> u64 {
 /// Node-wide figures, the same in both layouts.
 fn node_metrics(o: &mut Out, api: &Api) {
     let node = api.node();
+    let cluster = api.admin.cluster_name().unwrap_or_else(|| node.clone());
     o.family(
         "rabbitmq_identity_info",
         "untyped",
@@ -193,7 +194,11 @@ fn node_metrics(o: &mut Out, api: &Api) {
     );
     o.value(
         "rabbitmq_identity_info",
-        &format!("rabbitmq_node=\"{n}\",rabbitmq_cluster=\"{n}\",rabbitmq_cluster_permanent_id=\"warren-{n}\"", n = esc(&node)),
+        &format!(
+            "rabbitmq_node=\"{n}\",rabbitmq_cluster=\"{c}\",rabbitmq_cluster_permanent_id=\"warren-{n}\"",
+            n = esc(&node),
+            c = esc(&cluster)
+        ),
         1,
     );
     o.family(

@@ -20,7 +20,8 @@
 //!   purge and move;
 //! - [`connections`]: connections, channels and consumers;
 //! - [`users`], [`vhosts`], [`definitions`], [`policies`]: accounts,
-//!   definitions and policies;
+//!   definitions and policies; [`parameters`]: parameters, global
+//!   parameters, user and vhost limits, the cluster name;
 //! - [`assets`]: the web UI, embedded in the binary;
 //! - [`metrics`]: the Prometheus endpoint.
 
@@ -38,6 +39,7 @@ mod listener;
 mod listing;
 pub(crate) mod metrics;
 mod overview;
+mod parameters;
 mod policies;
 mod properties;
 mod queues;
@@ -100,7 +102,10 @@ pub(crate) type Params = Query<HashMap<String, String>>;
 pub(crate) fn router(api: Arc<Api>) -> Router {
     let routes = Router::new()
         .route("/api/overview", get(overview::overview))
-        .route("/api/cluster-name", get(overview::cluster_name))
+        .route(
+            "/api/cluster-name",
+            get(overview::cluster_name).put(parameters::put_cluster_name),
+        )
         .route("/api/whoami", get(overview::whoami))
         .route("/api/auth", get(overview::auth_settings))
         .route("/api/extensions", get(overview::extensions))
@@ -261,6 +266,43 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             get(policies::show)
                 .put(policies::put)
                 .delete(policies::remove),
+        )
+        .route("/api/parameters", get(parameters::list))
+        .route(
+            "/api/parameters/{component}",
+            get(parameters::list_component),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}",
+            get(parameters::list_vhost),
+        )
+        .route(
+            "/api/parameters/{component}/{vhost}/{name}",
+            get(parameters::show)
+                .put(parameters::put)
+                .delete(parameters::remove),
+        )
+        .route("/api/global-parameters", get(parameters::list_global))
+        .route(
+            "/api/global-parameters/{name}",
+            get(parameters::show_global)
+                .put(parameters::put_global)
+                .delete(parameters::remove_global),
+        )
+        .route("/api/user-limits", get(parameters::user_limits))
+        .route("/api/user-limits/{user}", get(parameters::user_limits_of))
+        .route(
+            "/api/user-limits/{user}/{name}",
+            axum::routing::put(parameters::put_user_limit).delete(parameters::remove_user_limit),
+        )
+        .route("/api/vhost-limits", get(parameters::vhost_limits))
+        .route(
+            "/api/vhost-limits/{vhost}",
+            get(parameters::vhost_limits_of),
+        )
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(parameters::put_vhost_limit).delete(parameters::remove_vhost_limit),
         )
         .route("/api/{*rest}", axum::routing::any(not_found))
         .layer(axum::middleware::from_fn(select_columns))

@@ -146,7 +146,7 @@ pub(crate) async fn overview(
     o.insert("product_version".into(), env!("CARGO_PKG_VERSION").into());
     o.insert("product_name".into(), "Warren".into());
     o.insert("rabbitmq_version".into(), RABBITMQ_VERSION.into());
-    o.insert("cluster_name".into(), api.node().into());
+    o.insert("cluster_name".into(), cluster_name_of(&api).into());
     o.insert("disable_stats".into(), false.into());
     o.insert("enable_queue_totals".into(), false.into());
     o.insert(
@@ -201,8 +201,14 @@ fn contexts(api: &Api) -> Value {
     Value::Array(out)
 }
 
+/// The `cluster_name` global parameter, or (RabbitMQ's default) the
+/// node's name.
+fn cluster_name_of(api: &Api) -> String {
+    api.admin.cluster_name().unwrap_or_else(|| api.node())
+}
+
 pub(crate) async fn cluster_name(State(api): State<Arc<Api>>, _c: Caller) -> Json<Value> {
-    Json(json!({ "name": api.node() }))
+    Json(json!({ "name": cluster_name_of(&api) }))
 }
 
 pub(crate) async fn whoami(caller: Caller) -> Json<Value> {

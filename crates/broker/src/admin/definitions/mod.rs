@@ -10,15 +10,27 @@
 //! existing object is updated where RabbitMQ would, and an object that
 //! conflicts (a queue redeclared with other arguments) fails the import
 //! with the declare's error.
+//!
+//! What Warren does not do (shovels, federation, mirroring, streams…) is
+//! never imported as if it worked: [`report`] leaves it out and reports
+//! it; a strict import refuses the whole file instead, before anything
+//! changed.
+
+pub mod report;
+#[cfg(test)]
+mod tests;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use warren_protocol::ShortStr;
 
+pub use report::{ImportReport, Skipped};
+
 use super::json::{json_to_table, table_to_json};
+use super::parameters::operator_policy_parameter;
 use super::users::Credentials;
 use super::{Admin, AdminError, AdminResult};
-use crate::definitions::{Change, GlobalParameterDef, ParameterDef, PolicyDef, VhostDef};
+use crate::definitions::{GlobalParameterDef, ParameterDef, PolicyDef, VhostDef};
 use crate::vhost::{ExchangeSpec, QueueSpec};
 
 /// Which RabbitMQ format version Warren's export corresponds to.
@@ -127,7 +139,7 @@ impl Admin {
                     "password_hash": u.password_hash,
                     "hashing_algorithm": u.hashing.rabbit_name(),
                     "tags": u.tags,
-                    "limits": {},
+                    "limits": u.limits,
                 })
             })
             .collect();
@@ -155,9 +167,19 @@ impl Admin {
             .into_iter()
             .map(|t| json!({"user": t.user, "vhost": t.vhost, "exchange": t.exchange, "write": t.write, "read": t.read}))
             .collect();
+        // Operator policies go out as RabbitMQ exports them: parameters of
+        // the component `operator_policy`.
         let parameters: Vec<Value> = rt
             .parameters
             .values()
+            .cloned()
+            .chain(
+                rt.policies
+                    .values()
+                    .filter(|p| p.operator)
+                    .cloned()
+                    .map(operator_policy_parameter),
+            )
             .filter(|p| mine(&p.vhost))
             .map(|p| json!({"vhost": p.vhost, "component": p.component, "name": p.name, "value": p.value}))
             .collect();
@@ -181,7 +203,7 @@ impl Admin {
                 queues.push(json!({
                     "name": q.name.to_string(), "vhost": v.name, "durable": q.options.durable,
                     "auto_delete": q.options.auto_delete, "arguments": table_to_json(&q.options.arguments),
-                    "type": "classic",
+                    "type": q.kind().as_str(),
                 }));
             }
             for x in v
@@ -238,10 +260,41 @@ impl Admin {
 
     /// Imports RabbitMQ-format definitions (all of them, or only the
     /// objects of vhost `only`, as `POST /api/definitions/{vhost}`).
-    pub fn import_definitions(&self, d: &Value, only: Option<&str>) -> AdminResult<()> {
+    ///
+    /// What Warren does not do is left out and reported (each item logged
+    /// as a warning); with `strict`, a file with anything to report is
+    /// refused whole (`ImportRefused`, carrying the report) before
+    /// anything changed.
+    pub fn import_definitions(
+        &self,
+        d: &Value,
+        only: Option<&str>,
+        strict: bool,
+    ) -> AdminResult<ImportReport> {
         if !d.is_object() {
             return Err(AdminError::invalid("definitions must be a JSON object"));
         }
+        let (clean, skipped) = report::sanitize(d, only);
+        if strict && !skipped.is_empty() {
+            let mut message = format!(
+                "definitions refused (strict import): {} item(s) Warren does not support; nothing was imported",
+                skipped.len()
+            );
+            for s in &skipped {
+                message.push_str("\n  ");
+                message.push_str(&s.line());
+            }
+            tracing::warn!("{message}");
+            return Err(AdminError::ImportRefused { message, skipped });
+        }
+        for s in &skipped {
+            tracing::warn!("definitions import: {}", s.line());
+        }
+        self.apply_definitions(&clean, only)?;
+        Ok(ImportReport { skipped })
+    }
+
+    fn apply_definitions(&self, d: &Value, only: Option<&str>) -> AdminResult<()> {
         if only.is_none() {
             for u in section(d, "users")? {
                 self.import_user(u)?;
@@ -291,11 +344,18 @@ impl Admin {
             .iter()
             .filter(|p| in_scope(p, only))
         {
+            let (component, name) = (text(p, "component")?, text(p, "name")?);
+            let vhost = vhost_of(p);
+            let at = format!(" ({vhost}/{component}/{name})");
             self.set_parameter(ParameterDef {
-                vhost: vhost_of(p),
-                component: text(p, "component")?,
-                name: text(p, "name")?,
+                vhost,
+                component,
+                name,
                 value: p.get("value").cloned().unwrap_or(Value::Null),
+            })
+            .map_err(|e| match e {
+                AdminError::Invalid { message } => AdminError::invalid(format!("{message}{at}")),
+                other => other,
             })?;
         }
         for p in section(d, "policies")?.iter().filter(|p| in_scope(p, only)) {
@@ -370,30 +430,26 @@ impl Admin {
             (None, Some(p)) => Credentials::Password(p.to_string()),
             (None, None) => Credentials::None,
         };
+        // User limits as RabbitMQ exports them (`{"max-connections": 10}`),
+        // validated before the user is touched; present, they replace the
+        // user's limits.
+        let limits = match u.get("limits") {
+            None | Some(Value::Null) => None,
+            Some(l) => Some(
+                crate::limits::validate(l, crate::limits::Kind::User)
+                    .map_err(|e| AdminError::invalid(format!("user '{name}': {e}")))?,
+            ),
+        };
         self.put_user(&name, Some(credentials), tags_of(u.get("tags")))?;
-        Ok(())
-    }
-
-    pub fn set_parameter(&self, p: ParameterDef) -> AdminResult<()> {
-        let _g = self.broker.ddl();
-        self.vhost(&p.vhost)?;
-        self.record(Change::SetParameter(p.clone()))?;
-        self.broker
-            .runtime
-            .write()
-            .parameters
-            .insert((p.vhost.clone(), p.component.clone(), p.name.clone()), p);
-        Ok(())
-    }
-
-    pub fn set_global_parameter(&self, g: GlobalParameterDef) -> AdminResult<()> {
-        let _g = self.broker.ddl();
-        self.record(Change::SetGlobalParameter(g.clone()))?;
-        self.broker
-            .runtime
-            .write()
-            .global_parameters
-            .insert(g.name.clone(), g);
+        if let Some(l) = limits {
+            let current = self.user_limits(Some(&name))?;
+            if current.first().map(|(_, m)| m) != Some(&l) {
+                self.clear_user_limits(&name, "all")?;
+                if !l.is_empty() {
+                    self.set_user_limits(&name, &Value::Object(l))?;
+                }
+            }
+        }
         Ok(())
     }
 }
