@@ -146,18 +146,6 @@ fn listener(v: &str) -> Result<String, String> {
     Err("expected a port or ADDRESS:PORT".to_string())
 }
 
-#[cfg(test)]
-mod listener_tests {
-    #[test]
-    fn rabbitmqs_ipv6_form_is_accepted() {
-        assert_eq!(super::listener("::1:5672").as_deref(), Ok("[::1]:5672"));
-        assert_eq!(super::listener("[::]:5672").as_deref(), Ok("[::]:5672"));
-        assert_eq!(super::listener("5672").as_deref(), Ok("5672"));
-        assert!(super::listener("::1").is_err());
-        assert!(super::listener("host:5672").is_err());
-    }
-}
-
 fn boolean(v: &str) -> Result<bool, String> {
     match v {
         "true" => Ok(true),
@@ -469,4 +457,16 @@ fn resolve_later(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod listener_tests {
+    #[test]
+    fn rabbitmqs_ipv6_form_is_accepted() {
+        assert_eq!(super::listener("::1:5672").as_deref(), Ok("[::1]:5672"));
+        assert_eq!(super::listener("[::]:5672").as_deref(), Ok("[::]:5672"));
+        assert_eq!(super::listener("5672").as_deref(), Ok("5672"));
+        assert!(super::listener("::1").is_err());
+        assert!(super::listener("host:5672").is_err());
+    }
 }

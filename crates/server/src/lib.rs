@@ -81,6 +81,13 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     if let Some(path) = &cfg.definitions {
         import_definitions_file(&broker, path)?;
     }
+    // RabbitMQ's `cluster_name` key: applied at every start (journaled only
+    // when it changes).
+    if let Some(name) = &cfg.cluster_name {
+        warren_broker::admin::Admin::new(broker.clone())
+            .set_cluster_name(name)
+            .map_err(|e| anyhow::anyhow!("cannot set the cluster name '{name}': {e}"))?;
+    }
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create data directory {}: {e}",

@@ -275,6 +275,15 @@ impl Admin {
             return Err(AdminError::invalid("definitions must be a JSON object"));
         }
         let (clean, skipped) = report::sanitize(d, only);
+        if !strict || skipped.is_empty() {
+            super::audit::log(
+                &self.actor,
+                &match only {
+                    Some(v) => format!("Importing definitions into vhost '{v}'"),
+                    None => "Importing definitions".to_string(),
+                },
+            );
+        }
         if strict && !skipped.is_empty() {
             let mut message = format!(
                 "definitions refused (strict import): {} item(s) Warren does not support; nothing was imported",
