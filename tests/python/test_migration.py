@@ -137,7 +137,7 @@ def test_cli_import_reports_what_is_left_out_and_imports_the_rest(warren):
     exported = json.loads(ok(w.ctl("export_definitions", "-")))
     types = {q["name"]: q["type"] for q in exported["queues"] if q["vhost"] == "prod"}
     assert types["orders-quorum"] == "quorum" and types["orders"] == "classic", types
-    assert "WARN" in [line for line in w.log().split("\n") if "shovel 'orders-to-archive'" in line][0]
+    assert "[warning]" in [line for line in w.log().split("\n") if "shovel 'orders-to-archive'" in line][0]
 
 
 def test_cli_strict_import_refuses_the_whole_file(warren):
