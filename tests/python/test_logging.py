@@ -157,3 +157,17 @@ def test_set_log_level_debug_at_runtime(tmp_path, brokers):
     control(b, "inject_fault")
     wait_for(lambda: "control request: inject_fault" in log.read_text(), "the marker")
     assert "control request: await_startup" not in log.read_text()
+
+
+def test_a_log_file_that_cannot_be_written_costs_lines_not_the_broker(tmp_path, brokers):
+    # /dev/full: every write fails with ENOSPC, as on a full disk.
+    b = start(tmp_path, brokers, "log.file = /dev/full\nlog.file.level = debug\n")
+    for _ in range(50):
+        control(b, "await_startup")
+    wait_for(lambda: "cannot write the log file /dev/full" in b.err(), "the failure said once")
+    assert b.err().count("cannot write the log file") == 1, b.err()
+    env = control(b, "environment")
+    assert env.get("ok") is True, env
+    wait_for(lambda: control(b, "environment")["result"]["log_lines_dropped"] > 0, "lost lines counted")
+    # Still serving.
+    socket.create_connection(("127.0.0.1", b.port), 2).close()

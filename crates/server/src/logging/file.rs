@@ -59,6 +59,7 @@ impl FileWriter {
             next_daily: None,
             dropped: dropped.clone(),
             reported: 0,
+            failing: false,
         };
         w.next_daily = w.rotation.daily_hour.map(next_at_hour);
         std::thread::Builder::new()
@@ -168,6 +169,10 @@ struct Writer {
     next_daily: Option<SystemTime>,
     dropped: Arc<AtomicU64>,
     reported: u64,
+    /// A write or flush failed (a full disk, say) and has not succeeded
+    /// since: said once on stderr (the journal under systemd), and the
+    /// lines lost meanwhile are counted with the dropped ones.
+    failing: bool,
 }
 
 impl Writer {
@@ -183,12 +188,12 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let _ = self.out.flush();
+                    self.flush();
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.report_dropped();
                     self.check_daily();
-                    let _ = self.out.flush();
+                    self.flush();
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let _ = self.out.flush();
@@ -212,23 +217,54 @@ impl Writer {
                 let _ = reply.send(self.rotate());
             }
             Msg::Flush(reply) => {
-                let _ = self.out.flush();
+                self.flush();
                 let _ = reply.send(());
             }
         }
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if self.out.write_all(bytes).is_ok() {
-            self.size += bytes.len() as u64;
+        match self.out.write_all(bytes) {
+            Ok(()) => self.size += bytes.len() as u64,
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Flushes; a failure is reported as a failed write.
+    fn flush(&mut self) {
+        match self.out.flush() {
+            Ok(()) => {
+                if self.failing {
+                    self.failing = false;
+                    eprintln!(
+                        "warren: the log file {} can be written again",
+                        self.path.display()
+                    );
+                }
+            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.failing {
+            self.failing = true;
+            eprintln!(
+                "warren: cannot write the log file {}: {e}; lines are lost (and counted) until it can be written again",
+                self.path.display()
+            );
         }
     }
 
     fn report_dropped(&mut self) {
+        if self.failing {
+            return;
+        }
         let n = self.dropped.load(Ordering::Relaxed);
         if n > self.reported {
             let line = format!(
-                "{} [warning] {} log line(s) dropped: the log file writer fell behind\n",
+                "{} [warning] {} log line(s) dropped: the log file writer fell behind or could not write\n",
                 super::format::now(),
                 n - self.reported
             );
