@@ -112,12 +112,15 @@ fn escape_controls(out: &mut String, s: &str) {
 
 impl Format {
     /// One event as one line (without the newline).
-    fn line(&self, level: &tracing::Level, fields: Fields) -> String {
+    /// `target`: the event's (the module, or `audit` for the audit
+    /// trail), in JSON lines only.
+    fn line(&self, level: &tracing::Level, target: &str, fields: Fields) -> String {
         let level = rabbit_name(level);
         if self.json {
             let mut m = Map::new();
             m.insert("time".into(), now().into());
             m.insert("level".into(), level.into());
+            m.insert("target".into(), target.into());
             m.insert("msg".into(), fields.msg.into());
             for (k, v) in fields.rest {
                 m.entry(k).or_insert(v);
@@ -164,7 +167,8 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        writeln!(writer, "{}", self.line(event.metadata().level(), fields))
+        let meta = event.metadata();
+        writeln!(writer, "{}", self.line(meta.level(), meta.target(), fields))
     }
 }
 
@@ -189,7 +193,7 @@ mod tests {
             json: false,
             ansi: false,
         }
-        .line(&tracing::Level::WARN, f);
+        .line(&tracing::Level::WARN, "warren_server", f);
         assert!(!plain.contains('\x1b') && !plain.contains('\n'), "{plain}");
         assert!(
             plain.contains("[warning] bad \\u{1b}[31m name\\u{a}forged peer=1.2.3.4"),
@@ -203,9 +207,10 @@ mod tests {
             json: true,
             ansi: false,
         }
-        .line(&tracing::Level::ERROR, f);
+        .line(&tracing::Level::ERROR, "audit", f);
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["level"], "error");
+        assert_eq!(v["target"], "audit");
         assert_eq!(v["msg"], "hello");
     }
 }
