@@ -157,27 +157,11 @@ impl Alarms {
     }
 }
 
-/// Parses a size as RabbitMQ writes them: `1024`, `50MB` (10^6), `50MiB`
-/// (2^20), `kB`/`KiB`, `GB`/`GiB`.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "kib" => 1024.0,
-        "mb" | "m" => 1e6,
-        "mib" => 1_048_576.0,
-        "gb" | "g" => 1e9,
-        "gib" => 1_073_741_824.0,
-        _ => return None,
-    };
-    (n >= 0.0).then_some((n * mult) as u64)
-}
+/// Sizes as RabbitMQ writes them (`50MB`, `512MiB`, `1024M`): one
+/// parser for the configuration and the CLI's `set_disk_free_limit` /
+/// `set_vm_memory_high_watermark absolute`, so a unit means the same in
+/// both.
+pub use warren_config::parse_size;
 
 /// Resident memory of this process, from /proc.
 pub fn process_rss() -> u64 {
