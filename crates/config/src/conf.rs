@@ -175,18 +175,7 @@ fn bytes(v: &str) -> Result<String, String> {
 
 /// RabbitMQ's level names (logger's, as 3.10 takes them).
 fn level(v: &str) -> Result<String, String> {
-    const LEVELS: &[&str] = &[
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-        "none",
-    ];
-    if LEVELS.contains(&v) {
+    if crate::LOG_LEVELS.contains(&v) {
         Ok(v.to_string())
     } else {
         Err("expected debug, info, warning, error, critical or none".to_string())

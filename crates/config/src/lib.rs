@@ -26,6 +26,20 @@ use std::path::{Path, PathBuf};
 pub use env::{Env, LOG_BASE};
 pub use size::parse_size;
 
+/// RabbitMQ's log level names (Erlang logger's, as 3.10 takes them):
+/// the only levels a configuration, a flag or `set_log_level` accepts.
+pub const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+    "none",
+];
+
 /// Where the package puts the config file; read when no other is named
 /// and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/warren/rabbitmq.conf";

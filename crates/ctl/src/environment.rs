@@ -71,22 +71,9 @@ pub(crate) fn rotate_logs(c: &Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// RabbitMQ's level names only.
-const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-    "none",
-];
-
 pub(crate) fn set_log_level(c: &Ctx) -> Result<(), Failure> {
     let level = c.arg(0);
-    if !LEVELS.contains(&level) {
+    if !warren_config::LOG_LEVELS.contains(&level) {
         return Err(error(
             EX_DATAERR,
             format!("level {level} is not supported. Try one of debug, info, warning, error, critical, none"),
