@@ -299,18 +299,7 @@ fn delete_vhost(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn list_vhosts(c: &Ctx) -> Result<(), Failure> {
-    let columns = columns(
-        c,
-        &["name"],
-        &[
-            "name",
-            "description",
-            "tags",
-            "default_queue_type",
-            "tracing",
-            "cluster_state",
-        ],
-    )?;
+    let columns = listing_columns(c)?;
     c.out.info("Listing vhosts ...");
     let rows = c.rows(json!({"op": "list_vhosts"}), |_| None)?;
     c.out.table(&columns, &rows, true, &|k, v| match (k, v) {
@@ -459,30 +448,8 @@ fn list_user_topic_permissions(c: &Ctx) -> Result<(), Failure> {
 
 // ---- queues, exchanges, bindings ----------------------------------------
 
-const QUEUE_KEYS: &[&str] = &[
-    "name",
-    "vhost",
-    "durable",
-    "auto_delete",
-    "exclusive",
-    "arguments",
-    "messages",
-    "messages_ready",
-    "messages_unacknowledged",
-    "message_bytes_ready",
-    "consumers",
-    "memory",
-    "state",
-    "type",
-    "owner_pid",
-    "policy",
-    // Not in rabbitmqctl 3.10 (later releases list them); asked by issue 10.
-    "operator_policy",
-    "effective_policy_definition",
-];
-
 fn list_queues(c: &Ctx) -> Result<(), Failure> {
-    let columns = columns(c, &["name", "messages"], QUEUE_KEYS)?;
+    let columns = listing_columns(c)?;
     let vhost = c.line.vhost();
     c.out.info(&format!(
         "Timeout: {:.1} seconds ...",
@@ -506,19 +473,7 @@ fn list_queues(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn list_exchanges(c: &Ctx) -> Result<(), Failure> {
-    let columns = columns(
-        c,
-        &["name", "type"],
-        &[
-            "name",
-            "vhost",
-            "type",
-            "durable",
-            "auto_delete",
-            "internal",
-            "arguments",
-        ],
-    )?;
+    let columns = listing_columns(c)?;
     let vhost = c.line.vhost();
     c.out
         .info(&format!("Listing exchanges for vhost {vhost} ..."));
@@ -528,16 +483,7 @@ fn list_exchanges(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn list_bindings(c: &Ctx) -> Result<(), Failure> {
-    let all = [
-        "source_name",
-        "source_kind",
-        "destination_name",
-        "destination_kind",
-        "routing_key",
-        "arguments",
-        "vhost",
-    ];
-    let columns = columns(c, &all[..6], &all)?;
+    let columns = listing_columns(c)?;
     let vhost = c.line.vhost();
     c.out
         .info(&format!("Listing bindings for vhost {vhost}..."));
@@ -549,34 +495,7 @@ fn list_bindings(c: &Ctx) -> Result<(), Failure> {
 // ---- connections, channels, consumers -----------------------------------
 
 fn list_connections(c: &Ctx) -> Result<(), Failure> {
-    let columns = columns(
-        c,
-        &["user", "peer_host", "peer_port", "state"],
-        &[
-            "pid",
-            "name",
-            "user",
-            "vhost",
-            "peer_host",
-            "peer_port",
-            "host",
-            "port",
-            "state",
-            "channels",
-            "protocol",
-            "ssl",
-            "auth_mechanism",
-            "client_properties",
-            "connected_at",
-            "frame_max",
-            "channel_max",
-            "timeout",
-            "recv_oct",
-            "recv_cnt",
-            "send_oct",
-            "send_cnt",
-        ],
-    )?;
+    let columns = listing_columns(c)?;
     c.out.info("Listing connections ...");
     let rows = c.rows(json!({"op": "list_connections"}), |_| None)?;
     c.out.table(&columns, &rows, true, &|k, v| match k {
@@ -588,25 +507,7 @@ fn list_connections(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn list_channels(c: &Ctx) -> Result<(), Failure> {
-    let columns = columns(
-        c,
-        &["pid", "user", "consumer_count", "messages_unacknowledged"],
-        &[
-            "pid",
-            "name",
-            "connection",
-            "number",
-            "user",
-            "vhost",
-            "consumer_count",
-            "messages_unacknowledged",
-            "prefetch_count",
-            "global_prefetch_count",
-            "confirm",
-            "transactional",
-            "state",
-        ],
-    )?;
+    let columns = listing_columns(c)?;
     c.out.info("Listing channels ...");
     let rows = c.rows(json!({"op": "list_channels"}), |_| None)?;
     c.out.table(&columns, &rows, true, &|_, v| cell(v));
@@ -614,18 +515,7 @@ fn list_channels(c: &Ctx) -> Result<(), Failure> {
 }
 
 fn list_consumers(c: &Ctx) -> Result<(), Failure> {
-    let all = [
-        "queue_name",
-        "channel_pid",
-        "consumer_tag",
-        "ack_required",
-        "prefetch_count",
-        "active",
-        "arguments",
-        "exclusive",
-        "vhost",
-    ];
-    let columns = columns(c, &all[..7], &all)?;
+    let columns = listing_columns(c)?;
     let vhost = c.line.vhost();
     c.out
         .info(&format!("Listing consumers in vhost {vhost} ..."));
@@ -924,6 +814,20 @@ fn cols(names: &[&str]) -> Vec<String> {
 }
 
 /// The requested columns (or the defaults), all of them known.
+/// The columns a listing prints: those asked for, checked against the
+/// listing's own (`help::COLUMNS`, the one list help pages show too), or
+/// its defaults.
+pub(crate) fn listing_columns(c: &Ctx) -> Result<Vec<String>, Failure> {
+    let name = c.line.command.as_deref().unwrap_or("");
+    match crate::help::COLUMNS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, allowed, default)) => columns(c, default, allowed),
+        None => Err(Failure::new(
+            EX_SOFTWARE,
+            format!("internal error: no columns for '{name}'"),
+        )),
+    }
+}
+
 fn columns(c: &Ctx, default: &[&str], allowed: &[&str]) -> Result<Vec<String>, Failure> {
     let asked = &c.line.positional;
     if asked.is_empty() {

@@ -89,39 +89,8 @@ pub(crate) fn rows() -> Vec<Value> {
         .collect()
 }
 
-const KEYS: &[&str] = &[
-    "name",
-    "state",
-    "stability",
-    "provided_by",
-    "desc",
-    "doc_url",
-];
-
 pub(crate) fn list_feature_flags(c: &Ctx) -> Result<(), Failure> {
-    let asked = &c.line.positional;
-    let columns: Vec<String> = if asked.is_empty() {
-        vec!["name".into(), "state".into()]
-    } else {
-        let bad: Vec<&str> = asked
-            .iter()
-            .filter(|k| !KEYS.contains(&k.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !bad.is_empty() {
-            let mut keys = KEYS.to_vec();
-            keys.sort_unstable();
-            return Err(Failure::new(
-                EX_USAGE,
-                format!(
-                    "Error (argument validation): Info key(s) {} are not supported\nSupported keys: {}",
-                    bad.join(","),
-                    keys.join(", ")
-                ),
-            ));
-        }
-        asked.clone()
-    };
+    let columns = crate::commands::listing_columns(c)?;
     // The node must be up (RabbitMQ's command requires it running).
     node(c)?;
     c.out.info("Listing feature flags ...");

@@ -283,13 +283,14 @@ pub(crate) const COLUMNS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "list_feature_flags",
+        // Sorted: rabbitmqctl lists these keys alphabetically.
         &[
-            "name",
-            "state",
-            "stability",
-            "provided_by",
             "desc",
             "doc_url",
+            "name",
+            "provided_by",
+            "stability",
+            "state",
         ],
         &["name", "state"],
     ),
