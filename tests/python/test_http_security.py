@@ -31,29 +31,13 @@ import requests
 
 from conftest import uniq
 from mqtt_client import Client
-from warren_process import free_port, warren  # noqa: F401  (fixture)
+from warren_process import free_port, start_with_management as start, warren  # noqa: F401  (fixture)
 
 LOCKED = ("405 RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '%s' in vhost '/'. "
           "It could be originally declared on another connection or the exclusive property value "
           "does not match that of the original declaration.")
 
 
-class Http:
-    """requests against one broker's management port, as guest (loopback) by default."""
-
-    def __init__(self, port):
-        self.base = "http://127.0.0.1:%d" % port
-        self.port = port
-
-    def __call__(self, method, path, user="guest", password="guest", **kw):
-        kw.setdefault("timeout", 30)
-        return requests.request(method, self.base + path, auth=(user, password), **kw)
-
-
-def start(warren, *extra):
-    mport = free_port()
-    w = warren(["--management-port", str(mport)] + list(extra))
-    return w, Http(mport)
 
 
 def body(i):

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from conftest import login
-from warren_process import free_port, warren  # noqa: F401 - fixture
+from warren_process import free_port, start_with_management as start, warren  # noqa: F401 - fixture
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "rabbitmq-3.10-definitions.json")
 CTL_FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "rabbitmq-3.10-rabbitmqctl-definitions.json")
@@ -101,19 +101,6 @@ def nothing_imported(w):
     assert ok(w.ctl("-q", "list_global_parameters")).strip() == ""
 
 
-class Http:
-    def __init__(self, port):
-        self.base = "http://127.0.0.1:%d" % port
-
-    def __call__(self, method, path, user="guest", password="guest", **kw):
-        kw.setdefault("timeout", 30)
-        return requests.request(method, self.base + path, auth=(user, password), **kw)
-
-
-def start(warren, *extra):
-    mport = free_port()
-    w = warren(["--management-port", str(mport)] + list(extra))
-    return w, Http(mport)
 
 
 def load(path=FIXTURE):

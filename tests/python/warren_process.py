@@ -12,6 +12,7 @@ import time
 
 import pika
 import pytest
+import requests
 
 
 def free_port():
@@ -120,6 +121,25 @@ class WarrenProcess:
         ctl = os.path.join(os.path.dirname(self.binary), "warrenctl")
         return subprocess.run([ctl, "--data-dir", self.data_dir] + list(args),
                               capture_output=True, text=True, timeout=30)
+
+
+class Http:
+    """The management API of a broker of our own: http(method, path, **requests kwargs)."""
+
+    def __init__(self, port):
+        self.base = "http://127.0.0.1:%d" % port
+        self.port = port
+
+    def __call__(self, method, path, user="guest", password="guest", **kw):
+        kw.setdefault("timeout", 30)
+        return requests.request(method, self.base + path, auth=(user, password), **kw)
+
+
+def start_with_management(warren, *extra):
+    """A broker from the `warren` fixture with the management API on a free port: (w, Http)."""
+    mport = free_port()
+    w = warren(["--management-port", str(mport)] + list(extra))
+    return w, Http(mport)
 
 
 def check_panics(brokers):
