@@ -67,7 +67,8 @@ cp -r "$paho/interoperability" "$work/suite"
 # against its own broker (the suite's tests share client ids and topics,
 # so within a shard they run one after another).
 jobs="${PAHO_JOBS:-3}"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Ports below the kernel's ephemeral range, all distinct (tests/python/ports.py).
+mapfile -t free_ports < <(python3 "$root/tests/python/ports.py" $((2 * jobs)))
 pids=()
 ports=()
 cleanup() {
@@ -77,8 +78,8 @@ cleanup() {
 }
 trap cleanup EXIT
 for j in $(seq 0 $((jobs - 1))); do
-    mqtt_port="$(free_port)"
-    "$bin" --bind 127.0.0.1 --amqp-port "$(free_port)" --mqtt-port "$mqtt_port" --data-dir "$work/data$j" \
+    mqtt_port="${free_ports[$((2 * j))]}"
+    "$bin" --bind 127.0.0.1 --amqp-port "${free_ports[$((2 * j + 1))]}" --mqtt-port "$mqtt_port" --data-dir "$work/data$j" \
         --disable-management --disable-prometheus --log-level warning \
         --mqtt-max-keepalive 60 >"$out/warren$j.log" 2>&1 &
     pids+=($!)

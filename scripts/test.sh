@@ -59,11 +59,13 @@ fi
 
 step "pika, HTTP API, rabbitmqadmin and Prometheus suites against a fresh broker"
 data_dir="$(mktemp -d)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port="$(free_port)"
-mgmt_port="$(free_port)"
-prom_port="$(free_port)"
-mqtt_port="$(free_port)"
+# Ports below the kernel's ephemeral range, all distinct (tests/python/ports.py): a port
+# from bind(0) could be handed to a client socket before the broker binds it.
+mapfile -t free_ports < <(python3 tests/python/ports.py 4)
+port="${free_ports[0]}"
+mgmt_port="${free_ports[1]}"
+prom_port="${free_ports[2]}"
+mqtt_port="${free_ports[3]}"
 ./target/debug/warren --bind 127.0.0.1 --amqp-port "$port" --data-dir "$data_dir" \
     --management-port "$mgmt_port" --prometheus-port "$prom_port" --mqtt-port "$mqtt_port" \
     --management-login-failures 0 \

@@ -16,7 +16,7 @@ import pika
 import pytest
 
 from conftest import VHOST, connect, ctl, ctl_ok, ctl_prefix, login, uniq
-from warren_process import WarrenProcess
+from warren_process import WarrenProcess, free_port
 
 EX_USAGE, EX_DATAERR, EX_UNAVAILABLE = 64, 65, 69
 
@@ -249,11 +249,7 @@ class FakeNode:
 
 
 def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port()
 
 
 def test_port_connectivity_failure_and_booting_node(tmp_path):

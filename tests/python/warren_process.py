@@ -15,12 +15,7 @@ import pytest
 import requests
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_port  # noqa: F401 (re-exported: tests import it from here)
 
 
 class WarrenProcess:
