@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Warren's whole test suite: formatting and lints, the Rust tests
-# (unit, property and lapin integration tests), then the pika suite against
-# a freshly started broker. This is exactly what CI runs (.ci/run).
+# (unit, property and lapin integration tests), tests/cluster, then the pika
+# suite against a freshly started broker. This is exactly what CI runs (.ci/run).
 #
 # Nothing is skipped silently. What a test needs is installed here (Debian
 # packages, as the other scripts/*.sh do), and a test that cannot run fails;
@@ -34,6 +34,9 @@ cargo test --workspace
 
 step "python environment (pika, paho-mqtt, pytest, requests)"
 scripts/python-env.sh
+
+step "cluster test tools (tests/cluster: the partition proxy against an echo server)"
+.venv/bin/python -m pytest tests/cluster -q
 
 step "rabbitmqadmin (extracted from Debian's rabbitmq-server package)"
 rabbitmqadmin="$(scripts/rabbitmqadmin-env.sh)"

@@ -240,8 +240,8 @@ def test_bad_value_names_key_and_line(tmp_path):
 def test_unsupported_keys_in_one_warning(tmp_path, brokers):
     port = free_port()
     path = conf(tmp_path, BASE + f"""listeners.tcp.1 = 127.0.0.1:{port}
-cluster_formation.peer_discovery_backend = classic_config
-cluster_formation.classic_config.nodes.1 = rabbit@other
+cluster_formation.peer_discovery_backend = dns
+cluster_partition_handling = autoheal
 auth_backends.1 = ldap
 collect_statistics_interval = 10000
 stomp.listeners.tcp.1 = 61613
@@ -254,8 +254,8 @@ stomp.listeners.tcp.1 = 61613
     assert len(lines) == 1, b.out()
     line = lines[0]
     assert "[warning]" in line
-    for expected in ("cluster_formation.peer_discovery_backend: clustering is not supported yet",
-                     "cluster_formation.classic_config.nodes.1: clustering is not supported yet",
+    for expected in ("cluster_formation.peer_discovery_backend = dns: Warren's only peer discovery is classic_config",
+                     "cluster_partition_handling: Warren's partition handling is Raft's majority rule",
                      "auth_backends.1: ", "collect_statistics_interval: ", "stomp.listeners.tcp.1: STOMP is not supported"):
         assert expected in line, line
     ignored = json.loads(b.ctl("environment", "--formatter", "json").stdout)["ignored_keys"]
@@ -306,3 +306,56 @@ def test_toml_unknown_key_still_refused(tmp_path):
     toml = conf(tmp_path, "amqp_port = 1\nno_such_key = 1\n", name="warren.toml")
     rc, out, err = Broker(tmp_path, args=["--config", str(toml)], env=clean_env(tmp_path)).exit()
     assert rc != 0 and "unknown key 'no_such_key'" in err, err
+
+
+# Clustering (issue 21): configured, checked, and refused until the cluster is wired, never ignored.
+
+def test_cluster_nodes_refuse_to_start_until_clustering_is_wired(tmp_path):
+    env = clean_env(tmp_path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    args = ["--bind", "127.0.0.1", "--node-name", "n1@localhost",
+            "--cluster-node", "n1@localhost=127.0.0.1:25001", "--cluster-node", "n2@localhost=127.0.0.1:25002"]
+    rc, out, err = Broker(tmp_path, args=args, env=env).exit()
+    assert rc != 0
+    assert "clustering is not available in this build yet: flag --cluster-node" in err, (out, err)
+    assert not (tmp_path / "d" / ".cluster_secret").exists(), "refused before anything is created"
+    path = conf(tmp_path, BASE + """cluster_formation.peer_discovery_backend = classic_config
+cluster_formation.classic_config.nodes.1 = n1@localhost
+cluster_formation.warren.addresses.n1@localhost = 127.0.0.1:25001
+""")
+    env = clean_env(tmp_path, RABBITMQ_CONFIG_FILE=path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    rc, out, err = Broker(tmp_path, env=env).exit()
+    assert rc != 0
+    assert "clustering is not available in this build yet: %s line 6: 'cluster_formation.classic_config.nodes.1'" % path \
+        in err, (out, err)
+
+
+def test_cluster_configuration_errors(tmp_path):
+    env = clean_env(tmp_path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    rc, out, err = Broker(tmp_path, args=["--cluster-node", "n2@localhost"], env=env).exit()
+    assert rc != 0
+    assert "flag --cluster-node: invalid cluster node 'n2@localhost': expected NAME=HOST:PORT" in err, err
+    rc, out, err = Broker(tmp_path, args=["--cluster-node", "a@h=h:1", "--cluster-node", "a@h=h:2"], env=env).exit()
+    assert rc != 0 and "cluster node 'a@h' is given two addresses: h:1 and h:2" in err, err
+    path = conf(tmp_path, BASE + "cluster_formation.classic_config.nodes.1 = n2@localhost\n")
+    env = clean_env(tmp_path, RABBITMQ_CONFIG_FILE=path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    rc, out, err = Broker(tmp_path, env=env).exit()
+    assert rc != 0
+    assert "%s line 5: cluster node 'n2@localhost'" % path in err and "has no address" in err, err
+
+
+def test_cluster_settings_in_environment(tmp_path, brokers):
+    port = free_port()
+    path = conf(tmp_path, BASE + "listeners.tcp.1 = 127.0.0.1:%d\nwarren.cluster.port = 25999\n" % port)
+    data = tmp_path / "d"
+    env = clean_env(tmp_path, RABBITMQ_CONFIG_FILE=path, RABBITMQ_MNESIA_DIR=data)
+    b = Broker(tmp_path, args=["--cluster-bind", "127.0.0.1"], env=env, port=port)
+    brokers.append(b)
+    b.start()
+    rows = b.environment()
+    assert rows["cluster_port"]["value"] == "25999"
+    assert rows["cluster_port"]["source"] == "%s line 6 (warren.cluster.port)" % path
+    assert rows["cluster_bind"]["value"] == "127.0.0.1"
+    assert rows["cluster_bind"]["origin"] == "flag"
+    assert rows["cluster_nodes"]["value"] == "" and rows["cluster_nodes"]["origin"] == "default"
+    assert rows["cluster_secret_file"]["value"] == str(data / ".cluster_secret")
+    assert "Warren does not act on" not in b.out(), b.out()

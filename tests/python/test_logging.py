@@ -52,7 +52,7 @@ def test_warning_level_shows_warnings_and_hides_info(tmp_path, brokers):
     # An ignored key makes the startup warning.
     b = start(tmp_path, brokers, "queue_master_locator = min-masters\n", ["--log-level", "warning"])
     wait_for(lambda: "[warning]" in b.out(), "the warning line")
-    assert "queue_master_locator: clustering is not supported yet" in b.out()
+    assert "queue_master_locator: Warren does not choose queue leaders by locator" in b.out()
     control(b, "await_startup")
     assert "[info]" not in b.out(), b.out()
     assert "[debug]" not in b.out(), b.out()

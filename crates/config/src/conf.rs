@@ -46,6 +46,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, Error> {
     Ok(out)
 }
 
+/// `cluster_formation.classic_config.nodes.N = NAME`: a member's name.
+const NODES: &str = "cluster_formation.classic_config.nodes.";
+/// `cluster_formation.warren.addresses.NAME = HOST:PORT`: where this node
+/// reaches it. NAME holds `@` and dots: it is the whole rest of the key.
+const ADDRESSES: &str = "cluster_formation.warren.addresses.";
+const BACKEND: &str = "cluster_formation.peer_discovery_backend";
+
 /// What one key does.
 enum Action {
     /// Sets a setting.
@@ -115,6 +122,19 @@ pub(crate) fn apply(
                 found.insert(name, (Vec::new(), source));
             }
             Action::Later => {
+                if let Some(prev) = later.get(&e.key) {
+                    if e.key.starts_with(ADDRESSES) && prev.value != e.value {
+                        return Err(Error::new(format!(
+                            "{} line {}: cluster node '{}' is given two addresses: {} (line {}) and {}",
+                            path.display(),
+                            e.line,
+                            &e.key[ADDRESSES.len()..],
+                            prev.value,
+                            prev.line,
+                            e.value
+                        )));
+                    }
+                }
                 later.insert(e.key.clone(), e.clone());
             }
         }
@@ -293,6 +313,16 @@ fn action(key: &str, v: &str) -> Result<Option<Action>, String> {
         "connection_max" => Set("connection_max", number_or_infinity(v)?),
         "consumer_max_per_channel" => Set("consumer_max_per_channel", number_or_infinity(v)?),
         "cluster_name" => Set("cluster_name", text()),
+        BACKEND => Later,
+        k if k.starts_with(NODES) && k.len() > NODES.len() => {
+            crate::cluster::node_name(v)?;
+            Later
+        }
+        k if k.starts_with(ADDRESSES) && k.len() > ADDRESSES.len() => {
+            crate::cluster::node_name(&k[ADDRESSES.len()..])?;
+            crate::cluster::address(v)?;
+            Later
+        }
         "log.default.level" => Set("log_level", level(v)?),
         "log.console" => Set("log_console", boolean(v)?.to_string()),
         "log.console.level" => Set("log_console_level", level(v)?),
@@ -312,6 +342,17 @@ fn action(key: &str, v: &str) -> Result<Option<Action>, String> {
             Set("bind", text())
         }
         "warren.worker_threads" => Set("worker_threads", number(v)?),
+        "warren.cluster.port" => match v.parse::<u16>() {
+            Ok(p) if p > 0 => Set("cluster_port", p.to_string()),
+            _ => return Err("expected a port number (1-65535)".into()),
+        },
+        "warren.cluster.bind" => {
+            v.parse::<std::net::IpAddr>()
+                .map_err(|_| "expected an IP address".to_string())?;
+            Set("cluster_bind", text())
+        }
+        "warren.cluster.secret_file" if v.is_empty() => return Err("expected a path".into()),
+        "warren.cluster.secret_file" => Set("cluster_secret_file", text()),
         "warren.mqtt.retained_max_bytes" => Set("mqtt_retained_max_bytes", bytes(v)?),
         "warren.mqtt.max_keepalive" => Set("mqtt_max_keepalive", number(v)?),
         "warren.management.login_failures" => Set("management_login_failures", number(v)?),
@@ -420,6 +461,7 @@ fn resolve_later(
             }
         }
     }
+    cluster_nodes(path, later, found, warnings)?;
     // Both forms given: absolute wins, as RabbitMQ's.
     for (what, rel_form) in [
         ("vm_memory_high_watermark", ""),
@@ -444,6 +486,69 @@ fn resolve_later(
         } else if let Some(e) = rel {
             found.insert(name, (vec![format!("{rel_form}{}", e.value)], src(e)));
         }
+    }
+    Ok(())
+}
+
+/// The classic config's members, each with its address, into
+/// `cluster_nodes` (`NAME=HOST:PORT` values, as the flag gives them).
+fn cluster_nodes(
+    path: &Path,
+    later: &BTreeMap<String, Entry>,
+    found: &mut BTreeMap<&'static str, (Vec<String>, Source)>,
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    if let Some(e) = later.get(BACKEND) {
+        if !crate::cluster::is_classic_config(&e.value) {
+            warnings.push(format!(
+                "{BACKEND} = {}: Warren's only peer discovery is classic_config \
+                 (cluster_formation.classic_config.nodes.N with cluster_formation.warren.addresses.NAME)",
+                e.value
+            ));
+        }
+    }
+    let mut members: Vec<&Entry> = later
+        .values()
+        .filter(|e| e.key.starts_with(NODES))
+        .collect();
+    members.sort_by_key(|e| e.line);
+    let at =
+        |e: &Entry, msg: String| Error::new(format!("{} line {}: {msg}", path.display(), e.line));
+    let mut values: Vec<String> = Vec::new();
+    for e in &members {
+        let Some(addr) = later.get(&format!("{ADDRESSES}{}", e.value)) else {
+            return Err(at(
+                e,
+                format!(
+                    "cluster node '{}' ('{}') has no address: add {ADDRESSES}{} = HOST:PORT",
+                    e.value, e.key, e.value
+                ),
+            ));
+        };
+        let v = format!("{}={}", e.value, addr.value);
+        if !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    for a in later.values().filter(|e| e.key.starts_with(ADDRESSES)) {
+        let name = &a.key[ADDRESSES.len()..];
+        if !members.iter().any(|m| m.value == name) {
+            return Err(at(
+                a,
+                format!(
+                    "'{}': '{name}' is not a cluster node: list it as {NODES}N = {name}",
+                    a.key
+                ),
+            ));
+        }
+    }
+    if let Some(first) = members.first() {
+        let source = Source::File {
+            path: path.to_path_buf(),
+            line: Some(first.line),
+            key: first.key.clone(),
+        };
+        found.insert("cluster_nodes", (values, source));
     }
     Ok(())
 }

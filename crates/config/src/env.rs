@@ -129,6 +129,7 @@ pub(crate) fn apply(env: &Env, layers: &mut Layers) {
     let map: &[(&str, &str)] = &[
         ("RABBITMQ_NODE_PORT", "amqp_port"),
         ("RABBITMQ_NODE_IP_ADDRESS", "bind"),
+        ("RABBITMQ_DIST_PORT", "cluster_port"),
         ("RABBITMQ_NODENAME", "node_name"),
         ("RABBITMQ_MNESIA_BASE", MNESIA_BASE),
         ("RABBITMQ_MNESIA_DIR", "data_dir"),

@@ -85,6 +85,10 @@ pub const SPECS: &[Spec] = &[
     s("connection_max", "connection_max", "--connection-max", "WARREN_CONNECTION_MAX", "infinity", "Most AMQP connections"),
     s("consumer_max_per_channel", "consumer_max_per_channel", "--consumer-max-per-channel", "WARREN_CONSUMER_MAX_PER_CHANNEL", "infinity", "Most consumers per channel"),
     s("cluster_name", "cluster_name", "", "", "node name", "The cluster's name (shown by the API)"),
+    s("cluster_nodes", "cluster_formation.classic_config.nodes.N = NAME with cluster_formation.warren.addresses.NAME = HOST:PORT", "--cluster-node", "WARREN_CLUSTER_NODE", "none (a single node)", "The cluster's members, NAME=HOST:PORT each: a node's name and where this node reaches it; this node may be listed"),
+    s("cluster_port", "warren.cluster.port", "--cluster-port", "WARREN_CLUSTER_PORT, RABBITMQ_DIST_PORT", "25672", "The inter-node port (RabbitMQ's distribution port)"),
+    s("cluster_bind", "warren.cluster.bind", "--cluster-bind", "WARREN_CLUSTER_BIND", "bind", "The address of the inter-node listener"),
+    s("cluster_secret_file", "warren.cluster.secret_file", "--cluster-secret-file", "WARREN_CLUSTER_SECRET_FILE", "<data dir>/.cluster_secret", "The secret the nodes share (RabbitMQ's Erlang cookie): created if missing, owner-only"),
     s("load_definitions", "load_definitions, management.load_definitions, definitions.local.path", "--definitions", "WARREN_DEFINITIONS", "", "Definitions file imported at every start"),
     s("worker_threads", "warren.worker_threads", "--worker-threads", "WARREN_WORKER_THREADS", "0 (one per core)", "Threads serving connections"),
     s("log_level", "log.default.level", "--log-level", "WARREN_LOG", "info", "Level of every log output unless set per output"),
@@ -104,7 +108,12 @@ pub fn spec(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
 }
 
-const CLUSTER: &str = "clustering is not supported yet";
+const DISCOVERY: &str =
+    "Warren finds its peers from cluster_formation.classic_config.nodes (classic_config) only";
+const DISCOVERY_OPTION: &str = "not used by Warren's peer discovery (classic_config)";
+const NO_ERLANG_DIST: &str =
+    "Warren's inter-node link is not Erlang distribution (see warren.cluster.*)";
+const PLACEMENT: &str = "Warren does not choose queue leaders by locator";
 const TLS_FIXED: &str =
     "Warren's TLS (rustls) chooses protocol versions, ciphers and renegotiation itself";
 const NET: &str = "Warren's listeners use fixed socket options";
@@ -118,17 +127,32 @@ const LOG: &str = "Warren logs to the console and one file only";
 /// everything under it.
 #[rustfmt::skip]
 pub const UNSUPPORTED: &[(&str, &str)] = &[
-    ("cluster_formation.", CLUSTER),
-    ("cluster_partition_handling.", CLUSTER),
-    ("cluster_keepalive_interval", CLUSTER),
-    ("cluster_queue_limit", CLUSTER),
-    ("queue_master_locator", CLUSTER),
-    ("queue_leader_locator", CLUSTER),
+    // cluster_formation.peer_discovery_backend, classic_config.nodes.N and
+    // warren.addresses.NAME are read (conf.rs); the other backends' keys:
+    ("cluster_formation.aws.", DISCOVERY),
+    ("cluster_formation.k8s.", DISCOVERY),
+    ("cluster_formation.consul.", DISCOVERY),
+    ("cluster_formation.etcd.", DISCOVERY),
+    ("cluster_formation.dns.", DISCOVERY),
+    ("cluster_formation.node_type", "Warren has no RAM nodes"),
+    ("cluster_formation.discovery_retry_limit", DISCOVERY_OPTION),
+    ("cluster_formation.discovery_retry_interval", DISCOVERY_OPTION),
+    ("cluster_formation.randomized_startup_delay_range.", DISCOVERY_OPTION),
+    ("cluster_formation.internal_lock_retries", DISCOVERY_OPTION),
+    ("cluster_formation.lock_retry_limit", DISCOVERY_OPTION),
+    ("cluster_formation.lock_retry_timeout", DISCOVERY_OPTION),
+    ("cluster_formation.node_cleanup.", DISCOVERY_OPTION),
+    ("cluster_formation.target_cluster_size_hint", DISCOVERY_OPTION),
+    ("cluster_partition_handling.", "Warren's partition handling is Raft's majority rule: only the side with a majority of the members makes changes"),
+    ("cluster_keepalive_interval", NO_ERLANG_DIST),
+    ("cluster_queue_limit", "not supported"),
+    ("queue_master_locator", PLACEMENT),
+    ("queue_leader_locator", PLACEMENT),
     ("mirroring_sync_batch_size", "classic queue mirroring is not supported"),
     ("mirroring_sync_max_throughput", "classic queue mirroring is not supported"),
-    ("delegate_count", CLUSTER),
-    ("net_ticktime", CLUSTER),
-    ("distribution.", CLUSTER),
+    ("delegate_count", "no Erlang delegates"),
+    ("net_ticktime", NO_ERLANG_DIST),
+    ("distribution.", NO_ERLANG_DIST),
     ("raft.", "quorum queues are not replicated (no Raft)"),
     ("quorum_queue.", "quorum queues are not replicated (no Raft)"),
     ("mnesia_table_loading_retry_timeout", "Warren has no Mnesia"),
@@ -231,7 +255,7 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("log.ra.", LOG),
     ("log.default.rotation.", "use log.file.rotation.*"),
     ("management.http_log_dir", "Warren writes no HTTP access log"),
-    ("management.delegate_count", CLUSTER),
+    ("management.delegate_count", "no Erlang delegates"),
     ("management.tcp.max_connections", "use warren.http.max_connections_per_source"),
     ("management.tcp.compress", MGMT),
     ("management.tcp.idle_timeout", MGMT),

@@ -13,6 +13,7 @@
 //! every one with its RabbitMQ key, flag, environment variables and
 //! default.
 
+pub mod cluster;
 mod conf;
 mod env;
 pub mod keys;
@@ -195,8 +196,8 @@ pub struct Loaded {
     pub config_file: Option<(PathBuf, Source)>,
     pub env_file: Option<PathBuf>,
     /// Keys RabbitMQ has that Warren does not act on, each with why
-    /// (`cluster_formation.peer_discovery_backend: clustering is not
-    /// supported yet`), and settings only partly honoured.
+    /// (`auth_backends.1: Warren authenticates against its internal user
+    /// database only`), and settings only partly honoured.
     pub warnings: Vec<String>,
 }
 

@@ -18,7 +18,10 @@ fn env(vars: &[(&str, &str)]) -> Env {
 }
 
 fn conf(text: &str) -> Result<Loaded, Error> {
-    let d = dir(&format!("conf{}", text.len()));
+    // One directory per call: tests run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = dir(&format!("conf{n}"));
     let p = d.join("rabbitmq.conf");
     std::fs::write(&p, text).unwrap();
     load(Some((p, Source::Default)), &env(&[]))
@@ -112,12 +115,15 @@ fn unsupported_keys_are_collected_with_reasons() {
          ssl_options.versions.1 = tlsv1.2\nstomp.listeners.tcp.1 = 61613\nheartbeat = 10\n",
     )
     .unwrap();
-    assert_eq!(l.warnings.len(), 5, "{:?}", l.warnings);
-    assert_eq!(
-        l.warnings[0],
-        "cluster_formation.peer_discovery_backend: clustering is not supported yet"
+    assert_eq!(l.warnings.len(), 4, "{:?}", l.warnings);
+    assert!(
+        l.warnings[0].starts_with(
+            "cluster_partition_handling: Warren's partition handling is Raft's majority rule"
+        ),
+        "{}",
+        l.warnings[0]
     );
-    assert!(l.warnings[4].starts_with("stomp.listeners.tcp.1: STOMP"));
+    assert!(l.warnings[3].starts_with("stomp.listeners.tcp.1: STOMP"));
     assert_eq!(l.layers.get("heartbeat").unwrap().text(), "10");
 }
 
@@ -247,4 +253,142 @@ fn sizes_as_rabbitmq_writes_them() {
     assert_eq!(parse_size("1gib"), Some(1 << 30));
     assert_eq!(parse_size("MB"), None);
     assert_eq!(parse_size("12 parsecs"), None);
+}
+
+#[test]
+fn cluster_from_rabbitmq_conf() {
+    let l = conf(
+        "cluster_formation.peer_discovery_backend = rabbit_peer_discovery_classic_config\n\
+         cluster_formation.classic_config.nodes.1 = rabbit@a\n\
+         cluster_formation.classic_config.nodes.2 = rabbit@b.example.com\n\
+         cluster_formation.classic_config.nodes.3 = rabbit@a\n\
+         cluster_formation.warren.addresses.rabbit@b.example.com = b.example.com:25673\n\
+         cluster_formation.warren.addresses.rabbit@a = 10.0.0.1:25672\n\
+         warren.cluster.port = 25999\nwarren.cluster.bind = 127.0.0.1\n\
+         warren.cluster.secret_file = /etc/warren/secret\n\
+         cluster_formation.dns.hostname = x\ncluster_formation.node_cleanup.interval = 30\n",
+    )
+    .unwrap();
+    let nodes = l.layers.get("cluster_nodes").unwrap();
+    assert_eq!(
+        nodes.values,
+        vec![
+            "rabbit@a=10.0.0.1:25672",
+            "rabbit@b.example.com=b.example.com:25673"
+        ]
+    );
+    match &nodes.source {
+        Source::File { line, key, .. } => {
+            assert_eq!(*line, Some(2));
+            assert_eq!(key, "cluster_formation.classic_config.nodes.1");
+        }
+        s => panic!("{s:?}"),
+    }
+    assert_eq!(l.layers.get("cluster_port").unwrap().text(), "25999");
+    assert_eq!(l.layers.get("cluster_bind").unwrap().text(), "127.0.0.1");
+    assert_eq!(
+        l.layers.get("cluster_secret_file").unwrap().text(),
+        "/etc/warren/secret"
+    );
+    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    assert!(l.warnings[0].starts_with("cluster_formation.dns.hostname: Warren finds its peers"));
+    // Another backend: warned, with what Warren does instead.
+    let l = conf("cluster_formation.peer_discovery_backend = dns\n").unwrap();
+    assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+    assert!(
+        l.warnings[0].starts_with(
+            "cluster_formation.peer_discovery_backend = dns: Warren's only peer discovery is classic_config"
+        ),
+        "{}",
+        l.warnings[0]
+    );
+    assert!(l.layers.get("cluster_nodes").is_none());
+}
+
+#[test]
+fn cluster_conf_errors_name_the_line() {
+    let err = |text: &str| conf(text).unwrap_err().to_string();
+    let e = err("heartbeat = 1\ncluster_formation.classic_config.nodes.1 = rabbit@a\n");
+    assert!(
+        e.ends_with("line 2: cluster node 'rabbit@a' ('cluster_formation.classic_config.nodes.1') has no address: add cluster_formation.warren.addresses.rabbit@a = HOST:PORT"),
+        "{e}"
+    );
+    let e = err("cluster_formation.classic_config.nodes.1 = rabbit@a\n\
+         cluster_formation.warren.addresses.rabbit@a = h:1\n\
+         cluster_formation.warren.addresses.rabbit@a = h:2\n");
+    assert!(
+        e.ends_with("line 3: cluster node 'rabbit@a' is given two addresses: h:1 (line 2) and h:2"),
+        "{e}"
+    );
+    let e = err("cluster_formation.warren.addresses.rabbit@z = h:1\n");
+    assert!(
+        e.ends_with("line 1: 'cluster_formation.warren.addresses.rabbit@z': 'rabbit@z' is not a cluster node: list it as cluster_formation.classic_config.nodes.N = rabbit@z"),
+        "{e}"
+    );
+    let e = err("cluster_formation.warren.addresses.rabbit@a = h\n");
+    assert!(
+        e.contains("line 1: invalid value 'h' for 'cluster_formation.warren.addresses.rabbit@a': invalid address 'h'"),
+        "{e}"
+    );
+    let e = err("cluster_formation.classic_config.nodes.1 = rabbit\n");
+    assert!(e.contains("line 1: invalid value 'rabbit'"), "{e}");
+    assert!(e.contains("expected NAME@HOST"), "{e}");
+    let e = err("warren.cluster.port = 0\n");
+    assert!(
+        e.contains("line 1: invalid value '0' for 'warren.cluster.port'"),
+        "{e}"
+    );
+    let e = err("warren.cluster.bind = anywhere\n");
+    assert!(
+        e.contains("'warren.cluster.bind': expected an IP address"),
+        "{e}"
+    );
+    let e = err("cluster_formation.classic_config.node.1 = rabbit@a\n");
+    assert!(
+        e.ends_with("unknown key 'cluster_formation.classic_config.node.1'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cluster_from_toml_and_environment() {
+    let d = dir("toml-cluster");
+    let p = d.join("warren.toml");
+    std::fs::write(
+        &p,
+        "cluster_port = 25001\ncluster_bind = \"::1\"\ncluster_secret_file = \"/s\"\n\
+         [cluster_nodes]\n\"n1@h\" = \"127.0.0.1:25001\"\n\"n2@h\" = \"127.0.0.1:25002\"\n",
+    )
+    .unwrap();
+    let l = load(Some((p.clone(), Source::Default)), &env(&[]))
+        .unwrap()
+        .layers;
+    assert_eq!(
+        l.get("cluster_nodes").unwrap().values,
+        vec!["n1@h=127.0.0.1:25001", "n2@h=127.0.0.1:25002"]
+    );
+    assert_eq!(l.get("cluster_port").unwrap().text(), "25001");
+    assert_eq!(l.get("cluster_bind").unwrap().text(), "::1");
+    std::fs::write(&p, "cluster_nodes = [\"n1@h=127.0.0.1:25001\"]\n").unwrap();
+    let l = load(
+        Some((p.clone(), Source::Default)),
+        &env(&[("RABBITMQ_DIST_PORT", "25100")]),
+    )
+    .unwrap()
+    .layers;
+    assert_eq!(
+        l.get("cluster_nodes").unwrap().values,
+        vec!["n1@h=127.0.0.1:25001"]
+    );
+    let port = l.get("cluster_port").unwrap();
+    assert_eq!(port.text(), "25100");
+    assert_eq!(
+        port.source.locate("cluster_port"),
+        "environment variable RABBITMQ_DIST_PORT"
+    );
+    std::fs::write(&p, "[cluster_nodes]\n\"n1@h\" = 25001\n").unwrap();
+    let e = load(Some((p, Source::Default)), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'cluster_nodes.n1@h' must be a string"), "{e}");
 }

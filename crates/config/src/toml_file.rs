@@ -1,6 +1,6 @@
 //! Warren's TOML config file: the settings' own names (`amqp_port = 5673`,
-//! `[ssl_options]`, `[default_permissions]`); an unknown key is an error,
-//! as the file's `deny_unknown_fields` was.
+//! `[ssl_options]`, `[default_permissions]`, `[cluster_nodes]`); an unknown
+//! key is an error, as the file's `deny_unknown_fields` was.
 
 use std::path::Path;
 
@@ -45,6 +45,26 @@ pub(crate) fn apply(path: &Path, body: &str, layers: &mut Layers) -> Result<(), 
     let mut flat = Vec::new();
     for (k, v) in &table {
         match (k.as_str(), v) {
+            // `[cluster_nodes]` with `"rabbit@a" = "10.0.0.1:25672"`: the
+            // same as `cluster_nodes = ["rabbit@a=10.0.0.1:25672"]`.
+            ("cluster_nodes", toml::Value::Table(t)) => {
+                let mut values = Vec::new();
+                for (name, addr) in t {
+                    let toml::Value::String(addr) = addr else {
+                        return Err(Error::new(format!(
+                            "invalid config file {}: 'cluster_nodes.{name}' must be a string, \"HOST:PORT\"",
+                            path.display()
+                        )));
+                    };
+                    values.push(format!("{name}={addr}"));
+                }
+                let source = Source::File {
+                    path: path.to_path_buf(),
+                    line: None,
+                    key: k.clone(),
+                };
+                layers.set(k, values, source);
+            }
             ("ssl_options" | "default_permissions", toml::Value::Table(t)) => {
                 for (sub, sv) in t {
                     flat.push((format!("{k}.{sub}"), sv));

@@ -47,6 +47,14 @@ pub fn main() -> anyhow::Result<()> {
     // A bad setting stops the start here: its message (naming the key,
     // and the file and line it is on) on stderr, a non-zero exit.
     let cfg = Config::from_command_line()?;
+    // TODO(cluster): removed when the cluster is wired. Until then a
+    // configured cluster stops the start rather than being ignored.
+    if cfg.cluster_enabled() {
+        anyhow::bail!(
+            "clustering is not available in this build yet: {}",
+            cfg.cluster.nodes_source.locate("cluster_nodes")
+        );
+    }
     logging::init(&cfg.log)?;
     warren_broker::connections::set_node_name(cfg.node_name.clone());
     if !cfg.ignored_keys.is_empty() {

@@ -8,6 +8,7 @@
 //! every setting.
 
 mod resolve;
+pub mod secret;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -210,6 +211,80 @@ pub struct Args {
     /// vhosts together); a retain past it is refused [default: 64 MiB]
     #[arg(long, env = "WARREN_MQTT_RETAINED_MAX_BYTES")]
     pub mqtt_retained_max_bytes: Option<u64>,
+
+    /// A cluster member, NAME=HOST:PORT: its node name and the address at
+    /// which this node reaches it; repeatable; this node may list itself
+    /// (RabbitMQ's cluster_formation.classic_config.nodes.N)
+    /// [e.g. --cluster-node rabbit@a=10.0.0.1:25672]
+    #[arg(long, env = "WARREN_CLUSTER_NODE", value_delimiter = ',')]
+    pub cluster_node: Vec<String>,
+
+    /// The inter-node port (RabbitMQ's distribution port, RABBITMQ_DIST_PORT) [default: 25672]
+    #[arg(long, env = "WARREN_CLUSTER_PORT")]
+    pub cluster_port: Option<u16>,
+
+    /// Address the inter-node port listens on [default: --bind]
+    #[arg(long, env = "WARREN_CLUSTER_BIND")]
+    pub cluster_bind: Option<IpAddr>,
+
+    /// The secret the cluster's nodes share (RabbitMQ's Erlang cookie):
+    /// created with a random one if missing; must be readable by its owner
+    /// only [default: <data dir>/.cluster_secret]
+    #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// The cluster as configured (issue 21). The members are the seed list:
+/// each node's name and the address at which THIS node reaches it (so a
+/// test can put a proxy on each directed link). This node may be among
+/// them (then it is not a peer, but its membership is confirmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The inter-node port this node listens on.
+    pub port: u16,
+    /// Where it listens (default: the `bind` address).
+    pub bind: IpAddr,
+    /// `(node name, "host:port")`, in the order given, names unique.
+    pub nodes: Vec<(String, String)>,
+    /// The shared secret's file: [`secret::load_or_create_secret`].
+    pub secret_file: PathBuf,
+    /// Where `nodes` came from (`flag --cluster-node`, a file's line),
+    /// for messages about them.
+    pub nodes_source: warren_config::Source,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            port: warren_config::cluster::DEFAULT_PORT,
+            bind: IpAddr::from([0u16; 8]),
+            nodes: Vec::new(),
+            secret_file: PathBuf::new(),
+            nodes_source: warren_config::Source::Default,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Clustered: some members are configured.
+    pub fn enabled(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    /// The inter-node listener's address.
+    #[allow(dead_code)] // TODO(cluster): used when the cluster is wired
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The members other than `own` (this node's name), with their addresses.
+    #[allow(dead_code)] // TODO(cluster): used when the cluster is wired
+    pub fn peers<'a>(&'a self, own: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |(n, _)| n != own)
+            .map(|(n, a)| (n.as_str(), a.as_str()))
+    }
 }
 
 /// The default user's permissions on the default vhost.
@@ -311,6 +386,8 @@ pub struct Config {
     /// Bytes of retained MQTT messages kept, on disk, all vhosts
     /// together (their log records: topic, properties and payload).
     pub mqtt_retained_max_bytes: u64,
+    /// The cluster's members, port, address and secret file.
+    pub cluster: ClusterSettings,
     /// Every setting's effective value and source, for `warrenctl
     /// environment` (secrets masked).
     pub effective: Vec<EffectiveSetting>,
@@ -336,6 +413,11 @@ impl Config {
                 self.default_permissions.read.clone(),
             ],
         }
+    }
+
+    /// Clustered: `--cluster-node`s or the classic config's nodes given.
+    pub fn cluster_enabled(&self) -> bool {
+        self.cluster.enabled()
     }
 
     /// The address the HTTP listeners bind.
@@ -398,6 +480,7 @@ impl Default for Config {
             web_mqtt_port: None,
             mqtt_vhost: None,
             mqtt_retained_max_bytes: 64 << 20,
+            cluster: ClusterSettings::default(),
             effective: Vec::new(),
             ignored_keys: Vec::new(),
         }

@@ -12,7 +12,7 @@ use clap::{ArgMatches, CommandFactory};
 use warren_broker::alarms::Watermark;
 use warren_config::{Env, Layers, Setting, Source};
 
-use super::{Args, Config, DefaultPermissions, EffectiveSetting};
+use super::{Args, ClusterSettings, Config, DefaultPermissions, EffectiveSetting};
 use crate::logging::{parse_level, LogSettings, Rotation};
 
 /// Flags (clap ids) and the settings they give.
@@ -59,6 +59,10 @@ const FLAGS: &[(&str, &str)] = &[
     ("mqtt_max_keepalive", "mqtt_max_keepalive"),
     ("mqtt_vhost", "mqtt_vhost"),
     ("mqtt_retained_max_bytes", "mqtt_retained_max_bytes"),
+    ("cluster_node", "cluster_nodes"),
+    ("cluster_port", "cluster_port"),
+    ("cluster_bind", "cluster_bind"),
+    ("cluster_secret_file", "cluster_secret_file"),
 ];
 
 /// Switches: the clap id, the setting, the value they set.
@@ -110,7 +114,7 @@ fn flag_layer(m: &ArgMatches, layers: &mut Layers) {
                 .collect()
             })
             .unwrap_or_default();
-        let values = if matches!(*name, "listeners" | "loopback_users") {
+        let values = if matches!(*name, "listeners" | "loopback_users" | "cluster_nodes") {
             values
         } else {
             // One value: commas belong to it.
@@ -267,6 +271,9 @@ impl Config {
         cfg.node_name = node.clone();
         cfg.data_dir = data_dir.clone();
         cfg.log.file = log_file(&layers, &node);
+        if cfg.cluster.secret_file.as_os_str().is_empty() {
+            cfg.cluster.secret_file = data_dir.join(warren_config::cluster::SECRET_FILE);
+        }
         cfg.effective = effective(&layers, &cfg);
         let mut extra = vec![
             row("node_name", "", node, &node_source),
@@ -337,6 +344,15 @@ fn effective(layers: &Layers, cfg: &Config) -> Vec<EffectiveSetting> {
                     .file
                     .as_ref()
                     .map_or("none".into(), |p| p.display().to_string()),
+                "cluster_nodes" => cfg
+                    .cluster
+                    .nodes
+                    .iter()
+                    .map(|(n, a)| format!("{n}={a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                "cluster_bind" => cfg.cluster.bind.to_string(),
+                "cluster_secret_file" => cfg.cluster.secret_file.display().to_string(),
                 "listeners" => cfg
                     .listeners
                     .iter()
@@ -448,6 +464,7 @@ fn typed(layers: &Layers) -> anyhow::Result<Config> {
         },
     };
     let on = |name: &str| -> anyhow::Result<bool> { Ok(t.boolean(name)?.unwrap_or(true)) };
+    let cluster = cluster(&t, bind)?;
     Ok(Config {
         node_name: d.node_name.clone(),
         cluster_name: t.text("cluster_name").filter(|c| !c.is_empty()),
@@ -558,8 +575,47 @@ fn typed(layers: &Layers) -> anyhow::Result<Config> {
                 warren_config::parse_size,
             )?
             .unwrap_or(d.mqtt_retained_max_bytes),
+        cluster,
         effective: Vec::new(),
         ignored_keys: Vec::new(),
+    })
+}
+
+/// The cluster settings; the secret file's default (in the data
+/// directory) is filled in once that is known.
+fn cluster(t: &Typed, bind: IpAddr) -> anyhow::Result<ClusterSettings> {
+    let port = t
+        .with("cluster_port", "a port number (1-65535)", |v| {
+            v.parse::<u16>().ok().filter(|p| *p > 0)
+        })?
+        .unwrap_or(warren_config::cluster::DEFAULT_PORT);
+    let (nodes, nodes_source) = match t.get("cluster_nodes") {
+        None => (Vec::new(), Source::Default),
+        Some(s) => {
+            let nodes = warren_config::cluster::nodes(&s.values).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid configuration: {}: {e}",
+                    s.source.locate("cluster_nodes")
+                )
+            })?;
+            (nodes, s.source.clone())
+        }
+    };
+    let secret_file = match t.get("cluster_secret_file") {
+        Some(s) if s.text().trim().is_empty() => {
+            return Err(invalid(s, "cluster_secret_file", "a path"))
+        }
+        Some(s) => PathBuf::from(s.text().trim()),
+        None => PathBuf::new(),
+    };
+    Ok(ClusterSettings {
+        port,
+        bind: t
+            .parse::<IpAddr>("cluster_bind", "an IP address")?
+            .unwrap_or(bind),
+        nodes,
+        secret_file,
+        nodes_source,
     })
 }
 

@@ -205,3 +205,130 @@ fn data_dir_and_node_name_from_rabbitmq_variables() {
         .unwrap();
     assert_eq!(pass.value, "********");
 }
+
+#[test]
+fn cluster_defaults_and_flags() {
+    let c = load(&["--data-dir", "/d", "--bind", "127.0.0.1"]).unwrap();
+    assert!(!c.cluster_enabled());
+    assert_eq!(c.cluster.port, 25672);
+    assert_eq!(c.cluster.bind.to_string(), "127.0.0.1", "bind's address");
+    assert_eq!(c.cluster.secret_file, Path::new("/d/.cluster_secret"));
+    let c = load(&[
+        "--node-name",
+        "n1@h",
+        "--cluster-node",
+        "n1@h=127.0.0.1:25001",
+        "--cluster-node",
+        "n2@h=127.0.0.1:25002,n3@h=[::1]:25003",
+        "--cluster-port",
+        "25001",
+        "--cluster-bind",
+        "::1",
+        "--cluster-secret-file",
+        "/s",
+    ])
+    .unwrap();
+    assert!(c.cluster_enabled());
+    assert_eq!(
+        c.cluster.nodes,
+        vec![
+            ("n1@h".to_string(), "127.0.0.1:25001".to_string()),
+            ("n2@h".to_string(), "127.0.0.1:25002".to_string()),
+            ("n3@h".to_string(), "[::1]:25003".to_string()),
+        ]
+    );
+    assert_eq!(
+        c.cluster.peers(&c.node_name).collect::<Vec<_>>(),
+        vec![("n2@h", "127.0.0.1:25002"), ("n3@h", "[::1]:25003")],
+        "this node is a member, not a peer"
+    );
+    assert_eq!(c.cluster.listen_addr().to_string(), "[::1]:25001");
+    assert_eq!(c.cluster.secret_file, Path::new("/s"));
+    assert_eq!(
+        c.cluster.nodes_source.locate("cluster_nodes"),
+        "flag --cluster-node"
+    );
+    let row = |name: &str| c.effective.iter().find(|r| r.name == name).unwrap().clone();
+    assert_eq!(
+        row("cluster_nodes").value,
+        "n1@h=127.0.0.1:25001, n2@h=127.0.0.1:25002, n3@h=[::1]:25003"
+    );
+    assert_eq!(row("cluster_nodes").source, "flag --cluster-node");
+    assert_eq!(row("cluster_port").value, "25001");
+    assert_eq!(row("cluster_bind").value, "::1");
+    assert_eq!(row("cluster_secret_file").value, "/s");
+    let c = load(&["--data-dir", "/d"]).unwrap();
+    let row = c
+        .effective
+        .iter()
+        .find(|r| r.name == "cluster_secret_file")
+        .unwrap();
+    assert_eq!(row.value, "/d/.cluster_secret");
+    assert_eq!(row.origin, "default");
+}
+
+#[test]
+fn cluster_errors_name_their_source() {
+    let err = |args: &[&str], vars: &[(&str, &str)]| load_with(args, vars).unwrap_err().to_string();
+    let e = err(&["--cluster-node", "n1@h"], &[]);
+    assert_eq!(
+        e,
+        "invalid configuration: flag --cluster-node: invalid cluster node 'n1@h': expected NAME=HOST:PORT (rabbit@a=10.0.0.1:25672)"
+    );
+    let e = err(
+        &["--cluster-node", "n1@h=h:1", "--cluster-node", "n1@h=h:2"],
+        &[],
+    );
+    assert!(
+        e.ends_with("flag --cluster-node: cluster node 'n1@h' is given two addresses: h:1 and h:2"),
+        "{e}"
+    );
+    let e = err(&["--cluster-node", "n1@h=h"], &[]);
+    assert!(e.contains("invalid address 'h'"), "{e}");
+    let e = err(&[], &[("RABBITMQ_DIST_PORT", "0")]);
+    assert!(
+        e.contains("environment variable RABBITMQ_DIST_PORT: invalid value '0' (expected a port number (1-65535))"),
+        "{e}"
+    );
+    // The flag wins over the environment, RabbitMQ's variable is read.
+    let c = load_with(&[], &[("RABBITMQ_DIST_PORT", "25100")]).unwrap();
+    assert_eq!(c.cluster.port, 25100);
+    let c = load_with(
+        &["--cluster-port", "25200"],
+        &[("RABBITMQ_DIST_PORT", "25100")],
+    )
+    .unwrap();
+    assert_eq!(c.cluster.port, 25200);
+    let file = temp("cluster.toml", "[cluster_nodes]\n\"n1@h\" = \"nowhere\"\n");
+    let e = err(&["--config", file.to_str().unwrap()], &[]);
+    assert!(
+        e.contains("'cluster_nodes': invalid address 'nowhere'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cluster_flags_replace_the_files_nodes() {
+    let file = temp(
+        "cluster.conf",
+        "cluster_formation.classic_config.nodes.1 = a@h\n\
+         cluster_formation.warren.addresses.a@h = h:1\nwarren.cluster.port = 25300\n",
+    );
+    let path = file.to_str().unwrap();
+    let c = load(&["--config", path]).unwrap();
+    assert_eq!(
+        c.cluster.nodes,
+        vec![("a@h".to_string(), "h:1".to_string())]
+    );
+    assert_eq!(c.cluster.port, 25300);
+    assert!(c
+        .cluster
+        .nodes_source
+        .locate("cluster_nodes")
+        .ends_with("line 1: 'cluster_formation.classic_config.nodes.1'"));
+    let c = load(&["--config", path, "--cluster-node", "b@h=h:2"]).unwrap();
+    assert_eq!(
+        c.cluster.nodes,
+        vec![("b@h".to_string(), "h:2".to_string())]
+    );
+}
