@@ -63,6 +63,8 @@ pub struct Broker {
     pub(crate) runtime: RwLock<Runtime>,
     /// Broker-wide message statistics (see `sampler`).
     pub stats: crate::sampler::BrokerStats,
+    /// On a cluster: where definitions changes go instead of the journal.
+    replicator: std::sync::OnceLock<Arc<dyn crate::cluster::Replicator>>,
 }
 
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
@@ -152,6 +154,13 @@ impl Broker {
         Arc::new(broker)
     }
 
+    /// A broker with no definitions at all and no storage (a cluster
+    /// member's before its replicated definitions arrive, in tests).
+    #[cfg(test)]
+    pub(crate) fn without_definitions(setup: &BrokerSetup) -> Arc<Self> {
+        Arc::new(Self::empty(setup, None))
+    }
+
     /// No vhosts, no users yet.
     fn empty(setup: &BrokerSetup, persistence: Option<Arc<Persistence>>) -> Broker {
         Broker {
@@ -169,6 +178,7 @@ impl Broker {
             ddl: Mutex::new(()),
             runtime: RwLock::new(Runtime::default()),
             stats: Default::default(),
+            replicator: std::sync::OnceLock::new(),
         }
     }
 
@@ -302,6 +312,46 @@ impl Broker {
     /// Takes the definitions lock: journal, then apply, while holding it.
     pub(crate) fn ddl(&self) -> MutexGuard<'_, ()> {
         self.ddl.lock()
+    }
+
+    /// Makes this broker a cluster member: definitions changes go to
+    /// `replicator` from now on (see `crate::cluster`), and exchanges,
+    /// queues and bindings are refused until the cluster replicates them.
+    pub fn set_replicator(&self, replicator: Arc<dyn crate::cluster::Replicator>) {
+        let _ = self.replicator.set(replicator);
+        if let Some(p) = &self.persistence {
+            p.clustered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this broker runs in a cluster.
+    pub fn is_clustered(&self) -> bool {
+        self.replicator.get().is_some()
+    }
+
+    /// Makes a definitions change durable: on a cluster, committed by a
+    /// majority and applied on this node by the replicated state machine
+    /// ([`crate::cluster::Recorded::Replicated`]: the caller applies
+    /// nothing); alone, journaled here (the caller applies it).
+    pub(crate) fn commit(
+        &self,
+        change: Change,
+    ) -> Result<crate::cluster::Recorded, crate::admin::AdminError> {
+        match self.replicator.get() {
+            Some(r) => {
+                let r = r.clone();
+                crate::blocking::run(|| r.propose(&change))?;
+                Ok(crate::cluster::Recorded::Replicated)
+            }
+            None => {
+                self.record(change).map_err(|e| {
+                    tracing::error!("cannot journal a definition change: {e}");
+                    crate::admin::AdminError::storage(e)
+                })?;
+                Ok(crate::cluster::Recorded::Journaled)
+            }
+        }
     }
 
     /// Journals a change (fsynced) before the caller applies it. Without a

@@ -20,6 +20,7 @@ pub mod alarms;
 pub mod auth;
 pub mod blocking;
 pub mod broker;
+pub mod cluster;
 pub mod connections;
 pub mod definitions;
 pub mod delayed;

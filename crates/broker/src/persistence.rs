@@ -39,6 +39,9 @@ pub struct Persistence {
     _lock: std::fs::File,
     /// The last run did not end with a clean shutdown.
     pub unclean_start: bool,
+    /// Set once the node runs in a cluster: topology changes are refused
+    /// until the cluster replicates them (see `crate::cluster`).
+    pub clustered: std::sync::atomic::AtomicBool,
 }
 
 impl Persistence {
@@ -67,6 +70,7 @@ impl Persistence {
             next_transient_id: AtomicU64::new(0),
             _lock: lock,
             unclean_start: !clean,
+            clustered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -2,9 +2,9 @@
 //! these to its own form: the CLI to rabbitmqctl's messages and exit
 //! codes, the HTTP API to status codes and `{"error", "reason"}` bodies.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AdminError {
     #[error("User \"{name}\" does not exist")]
@@ -51,6 +51,10 @@ pub enum AdminError {
     /// The change could not be made durable; nothing changed.
     #[error("the change could not be written to disk: {message}")]
     Storage { message: String },
+    /// A cluster could not commit the change in time (no majority); the
+    /// message says whether it certainly was not made.
+    #[error("{message}")]
+    Unavailable { message: String },
 }
 
 impl AdminError {

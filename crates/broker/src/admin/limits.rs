@@ -33,11 +33,16 @@ impl Admin {
         }
         if all.is_empty() {
             let _g = self.broker.ddl();
-            self.record(Change::ClearParameter {
-                vhost: vhost.to_string(),
-                component: VHOST_COMPONENT.to_string(),
-                name: "limits".to_string(),
-            })?;
+            if self
+                .record(Change::ClearParameter {
+                    vhost: vhost.to_string(),
+                    component: VHOST_COMPONENT.to_string(),
+                    name: "limits".to_string(),
+                })?
+                .is_replicated()
+            {
+                return Ok(());
+            }
             self.broker.runtime.write().parameters.remove(&(
                 vhost.to_string(),
                 VHOST_COMPONENT.to_string(),

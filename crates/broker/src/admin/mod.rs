@@ -40,6 +40,7 @@ pub use error::{AdminError, AdminResult};
 pub use request::{Request, Response};
 
 use crate::broker::Broker;
+use crate::cluster::Recorded;
 use crate::vhost::VirtualHost;
 
 /// A handle on the broker for administrative operations (cheap to clone),
@@ -85,17 +86,16 @@ impl Admin {
             })
     }
 
-    /// Journals a change; a failure becomes `Storage` (nothing changed).
-    /// Once durable, an administrative change goes to the audit log.
-    fn record(&self, change: crate::definitions::Change) -> AdminResult<()> {
+    /// Makes a change durable ([`Broker::commit`]); a failure changes
+    /// nothing. On [`Recorded::Replicated`] the change is already in
+    /// effect on this node and the caller must not apply it again. Once
+    /// durable, an administrative change goes to the audit log.
+    fn record(&self, change: crate::definitions::Change) -> AdminResult<Recorded> {
         let what = audit::describe(&change, &self.broker.auth);
-        self.broker.record(change).map_err(|e| {
-            tracing::error!("cannot journal a definition change: {e}");
-            AdminError::storage(e)
-        })?;
+        let recorded = self.broker.commit(change)?;
         if let Some(what) = what {
             audit::log(&self.actor, &what);
         }
-        Ok(())
+        Ok(recorded)
     }
 }

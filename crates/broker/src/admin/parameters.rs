@@ -74,7 +74,12 @@ impl Admin {
     pub(crate) fn store_parameter(&self, p: ParameterDef) -> AdminResult<()> {
         let _g = self.broker.ddl();
         self.vhost(&p.vhost)?;
-        self.record(Change::SetParameter(p.clone()))?;
+        if self
+            .record(Change::SetParameter(p.clone()))?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker
             .runtime
             .write()
@@ -113,11 +118,16 @@ impl Admin {
         if !self.broker.runtime.read().parameters.contains_key(&key) {
             return Err(no_such_parameter(vhost, component, name));
         }
-        self.record(Change::ClearParameter {
-            vhost: vhost.into(),
-            component: component.into(),
-            name: name.into(),
-        })?;
+        if self
+            .record(Change::ClearParameter {
+                vhost: vhost.into(),
+                component: component.into(),
+                name: name.into(),
+            })?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker.runtime.write().parameters.remove(&key);
         Ok(())
     }
@@ -154,7 +164,12 @@ impl Admin {
             ));
         }
         let _g = self.broker.ddl();
-        self.record(Change::SetGlobalParameter(g.clone()))?;
+        if self
+            .record(Change::SetGlobalParameter(g.clone()))?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker
             .runtime
             .write()
@@ -174,7 +189,12 @@ impl Admin {
         {
             return Err(no_such_parameter("", "global", name));
         }
-        self.record(Change::ClearGlobalParameter { name: name.into() })?;
+        if self
+            .record(Change::ClearGlobalParameter { name: name.into() })?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker.runtime.write().global_parameters.remove(name);
         Ok(())
     }

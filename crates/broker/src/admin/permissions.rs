@@ -29,13 +29,18 @@ impl Admin {
         let _g = self.broker.ddl();
         self.vhost(vhost)?;
         self.require_user(user)?;
-        self.record(Change::SetPermissions(PermissionDef {
-            vhost: vhost.to_string(),
-            user: user.to_string(),
-            configure: configure.to_string(),
-            write: write.to_string(),
-            read: read.to_string(),
-        }))?;
+        if self
+            .record(Change::SetPermissions(PermissionDef {
+                vhost: vhost.to_string(),
+                user: user.to_string(),
+                configure: configure.to_string(),
+                write: write.to_string(),
+                read: read.to_string(),
+            }))?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker.auth.set_permission(vhost, user, perm);
         Ok(())
     }
@@ -47,10 +52,15 @@ impl Admin {
         if self.broker.auth.permission(vhost, user).is_none() {
             return Ok(());
         }
-        self.record(Change::ClearPermissions {
-            vhost: vhost.to_string(),
-            user: user.to_string(),
-        })?;
+        if self
+            .record(Change::ClearPermissions {
+                vhost: vhost.to_string(),
+                user: user.to_string(),
+            })?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker.auth.clear_permission(vhost, user);
         Ok(())
     }
@@ -103,13 +113,18 @@ impl Admin {
         self.require_user(user)?;
         let tp = TopicPermission::new(exchange, write, read, user, vhost)
             .map_err(|message| AdminError::InvalidRegex { message })?;
-        self.record(Change::SetTopicPermissions(TopicPermissionDef {
-            vhost: vhost.to_string(),
-            user: user.to_string(),
-            exchange: exchange.to_string(),
-            write: write.to_string(),
-            read: read.to_string(),
-        }))?;
+        if self
+            .record(Change::SetTopicPermissions(TopicPermissionDef {
+                vhost: vhost.to_string(),
+                user: user.to_string(),
+                exchange: exchange.to_string(),
+                write: write.to_string(),
+                read: read.to_string(),
+            }))?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker.auth.set_topic_permission(vhost, user, tp);
         Ok(())
     }
@@ -123,11 +138,16 @@ impl Admin {
         let _g = self.broker.ddl();
         self.require_user(user)?;
         self.vhost(vhost)?;
-        self.record(Change::ClearTopicPermissions {
-            vhost: vhost.to_string(),
-            user: user.to_string(),
-            exchange: exchange.map(str::to_string),
-        })?;
+        if self
+            .record(Change::ClearTopicPermissions {
+                vhost: vhost.to_string(),
+                user: user.to_string(),
+                exchange: exchange.map(str::to_string),
+            })?
+            .is_replicated()
+        {
+            return Ok(());
+        }
         self.broker
             .auth
             .clear_topic_permission(vhost, user, exchange);

@@ -26,7 +26,9 @@ impl Admin {
         Policy::compile(p.clone()).map_err(AdminError::invalid)?;
         let _g = self.broker.ddl();
         self.vhost(&p.vhost)?;
-        self.record(Change::SetPolicy(p.clone()))?;
+        if self.record(Change::SetPolicy(p.clone()))?.is_replicated() {
+            return Ok(());
+        }
         let vhost = p.vhost.clone();
         self.broker
             .runtime
@@ -54,11 +56,16 @@ impl Admin {
         if !self.broker.runtime.read().policies.contains_key(&key) {
             return Ok(false);
         }
-        self.record(Change::ClearPolicy {
-            vhost: vhost.to_string(),
-            name: name.to_string(),
-            operator: kind.is_operator(),
-        })?;
+        if self
+            .record(Change::ClearPolicy {
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+                operator: kind.is_operator(),
+            })?
+            .is_replicated()
+        {
+            return Ok(true);
+        }
         self.broker.runtime.write().policies.remove(&key);
         self.reapply(vhost);
         Ok(true)

@@ -104,7 +104,9 @@ impl Admin {
     }
 
     fn store_user(&self, def: UserDef) -> AdminResult<()> {
-        self.record(Change::PutUser(def.clone()))?;
+        if self.record(Change::PutUser(def.clone()))?.is_replicated() {
+            return Ok(());
+        }
         self.broker.auth.put_user(user_from_def(&def));
         Ok(())
     }
@@ -203,9 +205,14 @@ impl Admin {
                     name: name.to_string(),
                 });
             }
-            self.record(Change::DeleteUser {
-                name: name.to_string(),
-            })?;
+            if self
+                .record(Change::DeleteUser {
+                    name: name.to_string(),
+                })?
+                .is_replicated()
+            {
+                return Ok(());
+            }
             self.broker.auth.delete_user(name);
         }
         let why = format!("user '{name}' is deleted");

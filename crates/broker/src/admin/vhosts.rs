@@ -22,7 +22,9 @@ impl Admin {
                 return Ok(false);
             }
         }
-        self.record(Change::PutVhost(meta.clone()))?;
+        if self.record(Change::PutVhost(meta.clone()))?.is_replicated() {
+            return Ok(existing.is_none());
+        }
         self.broker
             .create_vhost(meta)
             .map_err(AdminError::storage)?;
@@ -39,9 +41,14 @@ impl Admin {
                     name: name.to_string(),
                 });
             }
-            self.record(Change::DeleteVhost {
-                name: name.to_string(),
-            })?;
+            if self
+                .record(Change::DeleteVhost {
+                    name: name.to_string(),
+                })?
+                .is_replicated()
+            {
+                return Ok(());
+            }
             self.broker.auth.clear_vhost(name);
             let mut rt = self.broker.runtime.write();
             rt.policies.retain(|k, _| k.0 != name);

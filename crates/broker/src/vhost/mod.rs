@@ -209,6 +209,22 @@ impl VirtualHost {
         *self.meta.write() = meta;
     }
 
+    /// On a cluster, exchanges, queues and bindings are not replicated yet:
+    /// refused (540) rather than made on one node only.
+    fn refuse_on_cluster(&self) -> Result<()> {
+        let clustered = self.storage.as_ref().is_some_and(|s| {
+            s.persistence
+                .clustered
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
+        if clustered {
+            return Err(AmqpError::not_implemented(
+                crate::cluster::TOPOLOGY_NOT_REPLICATED.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Journals a change (fsynced); a failure is a 541 for the client,
     /// and the change must then not be applied.
     fn record(&self, change: Change) -> Result<()> {

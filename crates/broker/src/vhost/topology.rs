@@ -49,6 +49,7 @@ impl VirtualHost {
                 check_name("exchange", &d.name)?;
                 Exchange::validate_arguments(kind, &d.arguments)?;
                 let _ddl = self.ddl.lock();
+                self.refuse_on_cluster()?;
                 let existing = self.exchanges.read().get(&d.name).cloned();
                 match existing {
                     Some(ex) => ex,
@@ -111,6 +112,7 @@ impl VirtualHost {
             )));
         }
         let _ddl = self.ddl.lock();
+        self.refuse_on_cluster()?;
         let Some(ex) = self.exchanges.read().get(name).cloned() else {
             return Ok(());
         };
@@ -198,6 +200,7 @@ impl VirtualHost {
         }
         let limits = queue_limits(&d.arguments, &what, durable, d.exclusive, Checks::Declare)?;
         let _ddl = self.ddl.lock();
+        self.refuse_on_cluster()?;
         if let Some(q) = self.queues.read().get(&name).cloned() {
             self.check_equivalence(&q, d, durable, connection_id, &what)?;
             let c = counts(&q);
@@ -308,6 +311,7 @@ impl VirtualHost {
         connection_id: u64,
     ) -> Result<u32> {
         let _ddl = self.ddl.lock();
+        self.refuse_on_cluster()?;
         let Some(q) = self.queues.read().get(name).cloned() else {
             return Ok(0);
         };
@@ -396,6 +400,7 @@ impl VirtualHost {
             return Err(default_exchange_refused());
         }
         let _ddl = self.ddl.lock();
+        self.refuse_on_cluster()?;
         let ex = self.exchange(source)?;
         let destination = self.binding_target(dest, dest_is_queue, connection_id)?;
         let binding = Binding {
@@ -428,6 +433,7 @@ impl VirtualHost {
             return Err(default_exchange_refused());
         }
         let _ddl = self.ddl.lock();
+        self.refuse_on_cluster()?;
         // RabbitMQ answers unbind-ok when the exchange or the destination
         // doesn't exist: there is nothing left to unbind.
         let Ok(ex) = self.exchange(source) else {

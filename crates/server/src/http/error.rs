@@ -194,6 +194,7 @@ impl From<AdminError> for ApiError {
             | AdminError::NoSuchConnection { .. } => ApiError::not_found(),
             AdminError::Refused { code, text } => amqp(*code, explanation(*code, text)),
             AdminError::Storage { .. } => ApiError::internal(e.to_string()),
+            AdminError::Unavailable { message } => ApiError::service_unavailable(message.clone()),
             AdminError::QueueNotEmpty { .. } | AdminError::QueueInUse { .. } => {
                 ApiError::bad_request(format!("{} {e}", reply::PRECONDITION_FAILED))
             }

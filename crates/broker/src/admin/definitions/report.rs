@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use crate::exchange::ExchangeKind;
 
 /// One item of a definitions file Warren did not import as it was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Skipped {
     /// `policy`, `operator_policy`, `queue`, `exchange`, `binding`,
     /// `global_parameter`, or a parameter's component (`shovel`,
@@ -45,10 +45,10 @@ pub struct Skipped {
     /// component Warren does not know).
     pub kind: String,
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost: Option<String>,
     /// A parameter's component.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
     pub reason: String,
     /// `skipped`, or `imported without <keys>` for a policy whose other
