@@ -67,6 +67,43 @@ pub struct Broker {
     replicator: std::sync::OnceLock<Arc<dyn crate::cluster::Replicator>>,
 }
 
+/// Where a broker's definitions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Definitions {
+    /// This node's own journal (`definitions.json` + `definitions.log`).
+    Local,
+    /// The cluster's replicated state machine (see `crate::cluster`).
+    Replicated,
+}
+
+/// The changes a first start makes: the default vhost, the default user and
+/// its permissions there (RabbitMQ's `default_user`, `default_vhost`,
+/// `default_user_tags`, `default_permissions`).
+pub fn default_changes(setup: &BrokerSetup) -> Vec<Change> {
+    let [configure, write, read] = setup.default_permissions.clone();
+    vec![
+        Change::PutVhost(VhostDef {
+            name: setup.default_vhost.clone(),
+            description: "Default virtual host".into(),
+            ..Default::default()
+        }),
+        Change::PutUser(UserDef {
+            name: setup.default_user.clone(),
+            password_hash: hash_password(&setup.default_pass),
+            hashing_algorithm: String::new(),
+            tags: setup.default_user_tags.clone(),
+            limits: Default::default(),
+        }),
+        Change::SetPermissions(PermissionDef {
+            vhost: setup.default_vhost.clone(),
+            user: setup.default_user.clone(),
+            configure,
+            write,
+            read,
+        }),
+    ]
+}
+
 /// First-start settings: the default user, as RabbitMQ's `default_user`.
 #[derive(Debug, Clone)]
 pub struct BrokerSetup {
@@ -186,6 +223,18 @@ impl Broker {
     /// messages, or on a first start creates the default vhost and user
     /// from `setup` (later starts ignore `setup`, as RabbitMQ does).
     pub fn open(setup: &BrokerSetup, data_dir: &std::path::Path) -> Result<Arc<Self>, String> {
+        Self::open_with(setup, data_dir, Definitions::Local)
+    }
+
+    /// Opens the broker on a data directory, its definitions kept as
+    /// `mode` says: a cluster member's come from the cluster (its own
+    /// journal stays empty, and one that holds a single node's definitions
+    /// is refused rather than silently dropped).
+    pub fn open_with(
+        setup: &BrokerSetup,
+        data_dir: &std::path::Path,
+        mode: Definitions,
+    ) -> Result<Arc<Self>, String> {
         // Password hashes and message bodies live here: the broker's user
         // only (an existing directory is tightened too).
         create_dir_private(data_dir)
@@ -213,31 +262,26 @@ impl Broker {
         // `default_user`; later starts ignore `setup` for them.
         let (defs, snap, _first_start) = DefinitionsLog::load_and_open(data_dir, || {
             let mut s = DefinitionsState::default();
-            s.apply(Change::AddVhost {
-                name: setup.default_vhost.clone(),
-            });
-            s.apply(Change::PutVhost(VhostDef {
-                name: setup.default_vhost.clone(),
-                description: "Default virtual host".into(),
-                ..Default::default()
-            }));
-            s.apply(Change::PutUser(UserDef {
-                name: setup.default_user.clone(),
-                password_hash: hash_password(&setup.default_pass),
-                hashing_algorithm: String::new(),
-                tags: setup.default_user_tags.clone(),
-                limits: Default::default(),
-            }));
-            let [configure, write, read] = setup.default_permissions.clone();
-            s.apply(Change::SetPermissions(PermissionDef {
-                vhost: setup.default_vhost.clone(),
-                user: setup.default_user.clone(),
-                configure,
-                write,
-                read,
-            }));
+            if !matches!(mode, Definitions::Replicated) {
+                for c in default_changes(setup) {
+                    s.apply(c);
+                }
+            }
             s
         })?;
+        if matches!(mode, Definitions::Replicated)
+            && (!snap.users.is_empty() || !snap.vhosts.is_empty())
+        {
+            return Err(format!(
+                "{} holds a single node's definitions ({} user(s), {} vhost(s)); a cluster member \
+                 takes its definitions from the cluster. Export them (warrenctl \
+                 export_definitions), start this node on an empty data directory and import \
+                 them into the cluster",
+                data_dir.display(),
+                snap.users.len(),
+                snap.vhosts.len()
+            ));
+        }
         let persistence = Arc::new(Persistence::new(
             data_dir,
             defs,

@@ -86,6 +86,18 @@ impl Admin {
             })
     }
 
+    /// A new cluster's first-start definitions (see
+    /// [`crate::broker::default_changes`]), made through the cluster like
+    /// any change.
+    pub fn make_defaults(&self, setup: &crate::broker::BrokerSetup) -> AdminResult<()> {
+        for change in crate::broker::default_changes(setup) {
+            if !self.record(change.clone())?.is_replicated() {
+                self.broker.apply_live(&change);
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a change durable ([`Broker::commit`]); a failure changes
     /// nothing. On [`Recorded::Replicated`] the change is already in
     /// effect on this node and the caller must not apply it again. Once
