@@ -34,7 +34,7 @@ const READ_BUFFER: usize = 64 * 1024;
 const MAX_BATCH: usize = 1024;
 
 /// A frame waiting for the writer.
-pub(super) struct Out {
+pub(crate) struct Out {
     kind: Kind,
     service: Service,
     id: u64,
@@ -50,7 +50,7 @@ struct Calls {
 }
 
 /// What the drivers and the `Link` share about one connection.
-pub(super) struct Conn {
+pub(crate) struct Conn {
     /// The node at the other end.
     pub peer: NodeName,
     tx: mpsc::UnboundedSender<Out>,
@@ -321,7 +321,8 @@ fn dispatch(
             }
             let (handler, conn) = (handler.clone(), conn.clone());
             serving.spawn(async move {
-                let (kind, payload) = match handler.request(&conn.peer, f.service, f.payload).await {
+                let (kind, payload) = match handler.request(&conn.peer, f.service, f.payload).await
+                {
                     Ok(b) if b.len() <= MAX_PAYLOAD => (Kind::ResponseOk, b),
                     Ok(b) => (
                         Kind::ResponseErr,
@@ -415,7 +416,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         conn.queued
             .fetch_sub(HEADER_LEN + out.payload.len(), Ordering::AcqRel);
         n += 1;
-        next = if n < MAX_BATCH { rx.try_recv().ok() } else { None };
+        next = if n < MAX_BATCH {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
     }
     Ok(())
 }

@@ -198,9 +198,8 @@ pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let Hello { from, to, nonce_c } = hello;
     if to != me {
-        let e = HandshakeError::Protocol(format!(
-            "addressed to node '{to}', but this is node '{me}'"
-        ));
+        let e =
+            HandshakeError::Protocol(format!("addressed to node '{to}', but this is node '{me}'"));
         refuse(s, &e.to_string()).await;
         return Err(e);
     }
@@ -250,7 +249,9 @@ fn parse_hello(ty: u8, body: &[u8]) -> Result<Hello, HandshakeError> {
         if len == 0 || tail.len() < len {
             return Err(bad());
         }
-        let n = std::str::from_utf8(&tail[..len]).map_err(|_| bad())?.to_owned();
+        let n = std::str::from_utf8(&tail[..len])
+            .map_err(|_| bad())?
+            .to_owned();
         rest = &tail[len..];
         Ok(n)
     };
@@ -315,7 +316,10 @@ mod tests {
         assert_eq!(ty, CHALLENGE);
         write_msg(&mut a, PROOF, &[0u8; MAC]).await.unwrap();
         let reply = read_msg(&mut a).await;
-        assert!(matches!(reply, Err(HandshakeError::WrongSecret)), "{reply:?}");
+        assert!(
+            matches!(reply, Err(HandshakeError::WrongSecret)),
+            "{reply:?}"
+        );
         assert!(matches!(
             acceptor.await.unwrap(),
             Err(HandshakeError::WrongSecret)

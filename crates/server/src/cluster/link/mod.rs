@@ -182,17 +182,13 @@ impl Link {
     /// Binds the listener (error if the port is taken, naming the address) and starts dialing every peer.
     pub async fn start(cfg: LinkConfig, handler: Arc<dyn Handler>) -> anyhow::Result<Link> {
         if !handshake::valid_name(&cfg.node) {
-            anyhow::bail!(
-                "cluster node name '{}' must be 1 to 255 bytes",
-                cfg.node
-            );
+            anyhow::bail!("cluster node name '{}' must be 1 to 255 bytes", cfg.node);
         }
         if cfg.secret.is_empty() {
             anyhow::bail!("the cluster secret is empty");
         }
-        let listener = crate::listeners::bind(cfg.listen).map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (inter-node): {e}", cfg.listen)
-        })?;
+        let listener = crate::listeners::bind(cfg.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (inter-node): {e}", cfg.listen))?;
         let local_addr = listener.local_addr()?;
         info!("listening for inter-node connections on {local_addr}");
         let shared = Arc::new(Shared {
@@ -272,9 +268,9 @@ impl Link {
             .ok_or_else(|| LinkError::UnknownPeer(to.to_owned()))?;
         peer.conn().ok_or_else(|| {
             let s = peer.status();
-            LinkError::Disconnected(match s.reason {
-                Some(r) => format!("{to} is {:?}: {r}", s.state),
-                None => format!("{to} is {:?}", s.state),
+            LinkError::Disconnected(match (s.state, s.reason) {
+                (PeerState::Down, Some(r)) => format!("no connection to {to}: {r}"),
+                _ => format!("no connection to {to} yet"),
             })
         })
     }
@@ -329,7 +325,10 @@ impl Link {
             // Each ends promptly once stopped; bounded regardless.
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
-        info!("inter-node link of {} shut down", self.inner.shared.local.node);
+        info!(
+            "inter-node link of {} shut down",
+            self.inner.shared.local.node
+        );
     }
 }
 

@@ -156,10 +156,7 @@ async fn dial_loop(peer: Arc<Peer>, local: Arc<Local>) {
                     break;
                 }
                 peer.set(PeerState::Up, None);
-                info!(
-                    "inter-node link to {} ({}) up",
-                    peer.name, peer.addr
-                );
+                info!("inter-node link to {} ({}) up", peer.name, peer.addr);
                 let why = conn::run(
                     stream,
                     conn.clone(),
@@ -230,9 +227,6 @@ async fn connect(peer: &Peer, local: &Local) -> Result<TcpStream, String> {
     };
     match tokio::time::timeout(handshake::TIMEOUT, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "no handshake within {:?}",
-            handshake::TIMEOUT
-        )),
+        Err(_) => Err(format!("no handshake within {:?}", handshake::TIMEOUT)),
     }
 }
