@@ -317,7 +317,23 @@ fn dispatch(
         (Role::Inbound(handler), Kind::OneWay) => handler.message(&conn.peer, f.service, f.payload),
         (Role::Inbound(handler), Kind::Request) => {
             if serving.len() >= MAX_IN_FLIGHT {
-                return Err(format!("more than {MAX_IN_FLIGHT} requests in flight"));
+                // The dialer bounds its calls in flight too, but calls it
+                // gave up on (timed out) may still run here: refuse this
+                // one rather than run without bound or drop the rest.
+                let busy = format!(
+                    "node busy: {MAX_IN_FLIGHT} requests from {} in progress",
+                    conn.peer
+                );
+                let out = Out {
+                    kind: Kind::ResponseErr,
+                    service: f.service,
+                    id: f.id,
+                    payload: Bytes::from(busy),
+                };
+                if let Err(LinkError::Overloaded(e)) = conn.push(out) {
+                    return Err(format!("responses not read ({e})"));
+                }
+                return Ok(());
             }
             let (handler, conn) = (handler.clone(), conn.clone());
             serving.spawn(async move {

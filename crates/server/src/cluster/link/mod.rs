@@ -128,7 +128,8 @@ pub(crate) struct LinkConfig {
 pub(crate) trait Handler: Send + Sync + 'static {
     /// A request from `from`; the returned bytes (or error text) go back as the response.
     async fn request(&self, from: &str, service: Service, payload: Bytes) -> Result<Bytes, String>;
-    /// A one-way message.
+    /// A one-way message. Called on the connection's reader: it must
+    /// not block (hand the work to a task or a channel).
     fn message(&self, from: &str, service: Service, payload: Bytes);
 }
 

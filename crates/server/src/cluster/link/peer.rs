@@ -146,8 +146,8 @@ async fn dial_loop(peer: Arc<Peer>, local: Arc<Local>) {
         };
         match attempt {
             Ok(stream) => {
-                backoff = BACKOFF_MIN;
                 last_error = None;
+                let connected = Instant::now();
                 let (conn, rx) = Conn::new(peer.name.clone());
                 *peer.conn.lock() = Some(conn.clone());
                 if *stop.borrow() {
@@ -173,6 +173,12 @@ async fn dial_loop(peer: Arc<Peer>, local: Arc<Local>) {
                     }
                 }
                 peer.set(PeerState::Down, Some(why.clone()));
+                // A connection that lasted starts the backoff over; one
+                // dropped right after its handshake does not, so a peer
+                // that accepts and closes is not redialed in a tight loop.
+                if connected.elapsed() >= BACKOFF_MAX {
+                    backoff = BACKOFF_MIN;
+                }
                 if *stop.borrow() {
                     break;
                 }

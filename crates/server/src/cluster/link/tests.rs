@@ -626,3 +626,87 @@ async fn start_refuses_a_taken_port_naming_it() {
     let e = Link::start(cfg, echo).await.err().expect("port taken");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_are_bounded() {
+    let (a, b) = (node("a").await, node("b").await);
+    a.link.add_peer("b".into(), b.addr());
+    up(&a, "b").await;
+    let mut hanging = Vec::new();
+    for _ in 0..conn::MAX_IN_FLIGHT {
+        let link = a.link.clone();
+        hanging.push(tokio::spawn(async move {
+            link.call("b", Service::RAFT, Bytes::from("hang"), WAIT)
+                .await
+        }));
+    }
+    until("every hanging call is pending", || {
+        b.echo.requests.load(Ordering::SeqCst) == conn::MAX_IN_FLIGHT
+    })
+    .await;
+    let r = a
+        .link
+        .call("b", Service::RAFT, Bytes::from("x"), CALL)
+        .await;
+    assert!(matches!(r, Err(LinkError::Overloaded(_))), "{r:?}");
+    // One-way messages are bounded by bytes only.
+    a.link
+        .send("b", Service::FORWARD, Bytes::from("m"))
+        .unwrap();
+    until("b gets the message", || b.echo.messages.lock().len() == 1).await;
+    // Cancelled calls leave no trace at the dialer: room again there...
+    for h in &hanging {
+        h.abort();
+    }
+    for h in hanging {
+        let _ = h.await;
+    }
+    // ...but b still runs the abandoned requests: it answers "busy"
+    // rather than spawn more, and the connection stays.
+    let r = a
+        .link
+        .call("b", Service::RAFT, Bytes::from("x"), CALL)
+        .await;
+    assert!(
+        matches!(&r, Err(LinkError::Remote(t)) if t.contains("busy")),
+        "{r:?}"
+    );
+    a.link
+        .send("b", Service::FORWARD, Bytes::from("n"))
+        .unwrap();
+    until("b gets the message", || b.echo.messages.lock().len() == 2).await;
+    assert_eq!(a.state("b"), Some(PeerState::Up));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_dialer_is_closed_after_the_handshake_limit() {
+    let b = node("b").await;
+    let mut s = TcpStream::connect(b.link.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, s.read(&mut byte)).await.unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    assert!(started.elapsed() >= handshake::TIMEOUT - Duration::from_millis(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_link_stays_up_on_heartbeats() {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let short = Duration::from_millis(1000);
+    let a = node_at("a", any, SECRET, short).await;
+    let b = node_at("b", any, SECRET, short).await;
+    mesh(&[&a, &b]);
+    up(&a, "b").await;
+    up(&b, "a").await;
+    let since = a.link.peers()[0].since;
+    // Three times down_after with nothing but heartbeats.
+    tokio::time::sleep(3 * short).await;
+    let s = &a.link.peers()[0];
+    assert_eq!((s.state, s.since), (PeerState::Up, since), "{:?}", s.reason);
+    assert!(s.last_heard.unwrap() > since);
+    let r = a
+        .link
+        .call("b", Service::RAFT, Bytes::from("x"), CALL)
+        .await;
+    assert_eq!(&r.unwrap()[..], b"b<-a:1:x");
+}
