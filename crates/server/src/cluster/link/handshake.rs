@@ -326,6 +326,23 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_hellos_never_panic(
+            ty in 0u8..7,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            let _ = parse_hello(ty, &body);
+            // A well-formed prefix with random names and nonce.
+            let mut h = MAGIC.to_vec();
+            h.extend_from_slice(&VERSION.to_be_bytes());
+            h.extend_from_slice(&body);
+            if let Ok(hello) = parse_hello(HELLO, &h) {
+                proptest::prop_assert!(valid_name(&hello.from) && valid_name(&hello.to));
+            }
+        }
+    }
+
     #[tokio::test]
     async fn garbage_and_oversize_hellos_are_refused() {
         for junk in [&b"AMQP\x00\x00\x09\x01"[..], &[1, 0xff, 0xff][..], &[][..]] {

@@ -58,8 +58,23 @@
 //!   connection and [`conn::MAX_IN_FLIGHT`] (4096) requests in flight; beyond
 //!   them `send`/`call` fail fast with [`LinkError::Overloaded`].
 //! - When a connection breaks, every call pending on it fails at once with
-//!   `Disconnected`; `call` also fails with `Timeout` after its timeout.
-//! - The handler's error text comes back as [`LinkError::Remote`].
+//!   `Disconnected`; `call` also fails with `Timeout` after its timeout. A
+//!   call that timed out (or whose future was dropped) is forgotten here,
+//!   but its request may still run at the peer; a late response is dropped.
+//! - The handler's error text comes back as [`LinkError::Remote`]. An
+//!   acceptor already running `MAX_IN_FLIGHT` requests from one connection
+//!   (abandoned calls included) answers a new one with a "node busy"
+//!   `Remote` error rather than run it.
+//! - Requests are served concurrently (a task each, aborted if their
+//!   connection ends); one-way messages are handed to the handler in the
+//!   order they were sent, on the connection's reader, so
+//!   [`Handler::message`] must not block.
+//! - An acceptor whose responses are not read (over the same byte bound)
+//!   closes that connection.
+//! - `remove_peer` closes both directions with that node; the node may dial
+//!   us again (a node is accepted on the secret alone).
+//! - Dropping the last `Link` handle stops it as `shutdown` does, without
+//!   waiting.
 //!
 //! # TODO
 //!
@@ -69,8 +84,10 @@
 //! stream. Not done: the link authenticates peers but does not encrypt.
 
 pub(crate) mod conn;
+pub(crate) mod driver;
 pub(crate) mod frame;
 pub(crate) mod handshake;
+mod inbound;
 pub(crate) mod peer;
 #[cfg(test)]
 mod tests;
@@ -83,11 +100,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use self::conn::{Conn, Role};
+use self::conn::Conn;
 use self::peer::Peer;
 pub(crate) use self::peer::{PeerState, PeerStatus};
 
@@ -204,7 +220,7 @@ impl Link {
             next_inbound: AtomicU64::new(0),
             shut: AtomicBool::new(false),
         });
-        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let accept = tokio::spawn(inbound::accept_loop(listener, shared.clone()));
         let link = Link {
             inner: Arc::new(Inner {
                 shared,
@@ -358,58 +374,4 @@ impl Drop for Inner {
         // The last handle gone: nothing keeps running for it.
         self.stop();
     }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, from)) => {
-                tokio::spawn(serve(stream, from, shared.clone()));
-            }
-            Err(e) => {
-                warn!("inter-node accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// An inbound connection: the acceptor's handshake, then its requests
-/// served until it ends.
-async fn serve(mut stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let local = &shared.local;
-    let handshake = handshake::accept(&mut stream, &local.secret, &local.node);
-    let from = match tokio::time::timeout(handshake::TIMEOUT, handshake).await {
-        Ok(Ok(from)) => from,
-        Ok(Err(e)) => {
-            warn!("inter-node connection from {addr} refused: {e}");
-            return;
-        }
-        Err(_) => {
-            warn!(
-                "inter-node connection from {addr} refused: no handshake within {:?}",
-                handshake::TIMEOUT
-            );
-            return;
-        }
-    };
-    let (conn, rx) = Conn::new(from.clone());
-    let key = shared.next_inbound.fetch_add(1, Ordering::Relaxed);
-    shared.inbound.lock().insert(key, conn.clone());
-    if shared.shut.load(Ordering::Acquire) {
-        conn.close("this node is shutting down");
-    }
-    debug!("inter-node connection from {from} ({addr}) accepted");
-    let why = conn::run(
-        stream,
-        conn,
-        rx,
-        Role::Inbound(shared.handler.clone()),
-        local.heartbeat,
-        local.down_after,
-    )
-    .await;
-    shared.inbound.lock().remove(&key);
-    info!("inter-node connection from {from} ({addr}) closed: {why}");
 }

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::conn::{self, Conn, Role};
+use super::conn::Conn;
+use super::driver::{self, Role};
 use super::handshake;
 use super::{Local, NodeName};
 
@@ -157,7 +158,7 @@ async fn dial_loop(peer: Arc<Peer>, local: Arc<Local>) {
                 }
                 peer.set(PeerState::Up, None);
                 info!("inter-node link to {} ({}) up", peer.name, peer.addr);
-                let why = conn::run(
+                let why = driver::run(
                     stream,
                     conn.clone(),
                     rx,
