@@ -3,7 +3,7 @@
 //! [`super::driver`] does its I/O.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,8 @@ pub(crate) struct Conn {
     /// Bytes in `tx` and in the frame being written (the bound).
     pub(super) queued: AtomicUsize,
     calls: Mutex<Calls>,
+    /// Set by [`Conn::close`]: nothing more is queued.
+    closed: AtomicBool,
     next_id: AtomicU64,
     pub(super) close: watch::Sender<bool>,
 }
@@ -61,6 +63,7 @@ impl Conn {
                 closed: None,
                 waiting: HashMap::new(),
             }),
+            closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             close: watch::Sender::new(false),
         };
@@ -79,6 +82,9 @@ impl Conn {
                 "a payload of {} bytes is over the inter-node frame maximum ({MAX_PAYLOAD})",
                 out.payload.len()
             )));
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.disconnected());
         }
         let size = HEADER_LEN + out.payload.len();
         let before = self.queued.fetch_add(size, Ordering::AcqRel);
@@ -177,6 +183,7 @@ impl Conn {
             if calls.closed.is_none() {
                 calls.closed = Some(why.to_owned());
             }
+            self.closed.store(true, Ordering::Release);
             std::mem::take(&mut calls.waiting)
         };
         for (_, tx) in waiting {
