@@ -2,6 +2,7 @@
 //! over the broker core, and [`main`], which the `warren` binary runs.
 
 mod channel;
+mod cluster;
 mod config;
 mod connection;
 mod context;
