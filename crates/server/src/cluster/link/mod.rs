@@ -128,7 +128,7 @@ impl Service {
 }
 
 /// What [`Link::start`] needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct LinkConfig {
     /// This node's name.
     pub node: NodeName,
@@ -144,6 +144,20 @@ pub(crate) struct LinkConfig {
     /// A connection on which nothing arrived this long is dropped, and its
     /// peer is down (5 s).
     pub down_after: Duration,
+}
+
+/// Everything but the secret's bytes.
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("node", &self.node)
+            .field("listen", &self.listen)
+            .field("secret", &format_args!("<{} bytes>", self.secret.len()))
+            .field("peers", &self.peers)
+            .field("heartbeat", &self.heartbeat)
+            .field("down_after", &self.down_after)
+            .finish()
+    }
 }
 
 /// Serves what peers send this node.

@@ -243,6 +243,8 @@ async fn start_refuses_a_taken_port_naming_it() {
         heartbeat: Duration::from_secs(1),
         down_after: Duration::from_secs(5),
     };
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("the cluster secret"), "{shown}");
     let e = Link::start(cfg, echo).await.err().expect("port taken");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
 }
