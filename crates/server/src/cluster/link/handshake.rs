@@ -203,6 +203,14 @@ pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         refuse(s, &e.to_string()).await;
         return Err(e);
     }
+    if from == me {
+        // Two nodes configured with one name: say so rather than serve it.
+        let e = HandshakeError::Protocol(format!(
+            "the dialer calls itself '{from}', which is this node's own name"
+        ));
+        refuse(s, &e.to_string()).await;
+        return Err(e);
+    }
     let nonce_s = nonce();
     let mut challenge = Vec::with_capacity(NONCE + MAC);
     challenge.extend_from_slice(&nonce_s);
@@ -298,6 +306,18 @@ mod tests {
         let e = d.unwrap_err().to_string();
         assert!(e.contains("addressed to node 'c'"), "{e}");
         assert!(a.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dialer_with_the_acceptors_own_name_is_refused() {
+        let (mut a, mut b) = tokio::io::duplex(8192);
+        let (d, acc) = tokio::join!(
+            async move { dial(&mut a, b"s", "b", "b").await },
+            async move { accept(&mut b, b"s", "b").await }
+        );
+        let e = d.unwrap_err().to_string();
+        assert!(e.contains("this node's own name"), "{e}");
+        assert!(acc.is_err());
     }
 
     #[tokio::test]

@@ -243,6 +243,60 @@ async fn start_refuses_a_taken_port_naming_it() {
         heartbeat: Duration::from_secs(1),
         down_after: Duration::from_secs(5),
     };
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("the cluster secret"), "{shown}");
     let e = Link::start(cfg, echo).await.err().expect("port taken");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
+}
+
+/// A rough figure, not an assertion: `cargo test --release -p warren-server
+/// --lib cluster::link::tests::calls::throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let (a, b) = (node("a").await, node("b").await);
+    a.link.add_peer("b".into(), b.addr());
+    up(&a, "b").await;
+    for size in [16usize, 1024, 64 * 1024] {
+        let payload = Bytes::from(vec![0u8; size]);
+        let (tasks, per_task) = (64, 500);
+        let started = Instant::now();
+        let mut all = Vec::new();
+        for _ in 0..tasks {
+            let (link, p) = (a.link.clone(), payload.clone());
+            all.push(tokio::spawn(async move {
+                for _ in 0..per_task {
+                    link.call("b", Service::RAFT, p.clone(), CALL)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in all {
+            t.await.unwrap();
+        }
+        let n = tasks * per_task;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{size:>6} B: {n} calls in {secs:.2}s = {:.0} calls/s",
+            n as f64 / secs
+        );
+        let started = Instant::now();
+        let sends = 200_000usize.min((256 << 20) / size);
+        for _ in 0..sends {
+            while a.link.send("b", Service::FORWARD, payload.clone()).is_err() {
+                tokio::task::yield_now().await;
+            }
+        }
+        until("every message arrives", || {
+            b.echo.messages.lock().len() == sends
+        })
+        .await;
+        b.echo.messages.lock().clear();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{size:>6} B: {sends} one-way in {secs:.2}s = {:.0} msgs/s",
+            sends as f64 / secs
+        );
+    }
 }
