@@ -1,7 +1,8 @@
-//! `cluster_status`, as RabbitMQ 3.10 prints it, for a cluster of one:
-//! Warren does not cluster yet, so the node is the only disk node and the
-//! only running node, there are no partitions, and it is never under
-//! maintenance.
+//! `cluster_status`, as RabbitMQ 3.10 prints it: the members, those this
+//! node reaches (running) and those it does not (a partition), from the
+//! node's cluster view; a node alone is a cluster of one. Versions and
+//! alarms are this node's own for now (not yet asked of the others). No
+//! node is ever under maintenance.
 
 use std::io::IsTerminal;
 
@@ -43,10 +44,39 @@ fn cluster_name(c: &Ctx, node: &str) -> String {
     named.unwrap_or_else(|| node.to_string())
 }
 
+/// The cluster as the node sees it: (members, running, unreachable,
+/// leader); a node alone is its own cluster.
+fn membership(c: &Ctx, node: &str) -> (Vec<String>, Vec<String>, Vec<String>, Option<String>) {
+    let view = c
+        .client
+        .request(json!({"op": "cluster_members"}))
+        .ok()
+        .filter(|v| !v.is_null());
+    let names = |v: &Value, k: &str| -> Vec<String> {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    match view {
+        Some(v) => (
+            names(&v, "members"),
+            names(&v, "running"),
+            names(&v, "unreachable"),
+            v["leader"].as_str().map(str::to_string),
+        ),
+        None => (vec![node.to_string()], vec![node.to_string()], vec![], None),
+    }
+}
+
 pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
     let n = node(c)?;
     let name = cluster_name(c, &n.name);
     let node = n.name.as_str();
+    let (members, running, unreachable, leader) = membership(c, node);
     c.out.info(&format!("Cluster status of node {node} ..."));
     let flags = feature_flags();
     let versions_line = format!(
@@ -62,12 +92,13 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
         let listeners: Vec<Value> = n.listeners.iter().map(|l| l.json(node)).collect();
         let v = json!({
             "cluster_name": name,
-            "disk_nodes": [node],
+            "disk_nodes": members,
             "ram_nodes": [],
-            "running_nodes": [node],
+            "running_nodes": running,
+            "definitions_leader": leader,
             "alarms": alarms,
             "maintenance_status": {node: "not under maintenance"},
-            "partitions": {},
+            "partitions": if unreachable.is_empty() { json!({}) } else { json!({node: unreachable}) },
             "listeners": {node: listeners},
             "versions": {node: {
                 "rabbitmq_name": "Warren",
@@ -86,9 +117,9 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
         format!("{}\n", bright("Basics")),
         format!("Cluster name: {name}"),
         format!("\n{}\n", bright("Disk Nodes")),
-        node.to_string(),
+        members.join("\n"),
         format!("\n{}\n", bright("Running Nodes")),
-        node.to_string(),
+        running.join("\n"),
         format!("\n{}\n", bright("Versions")),
         versions_line,
         format!("\n{}\n", bright("Maintenance status")),
@@ -102,7 +133,18 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
         lines.extend(alarms);
     }
     lines.push(format!("\n{}\n", bright("Network Partitions")));
-    lines.push("(none)".into());
+    if unreachable.is_empty() {
+        lines.push("(none)".into());
+    } else {
+        lines.push(format!(
+            "Node {node} cannot communicate with {}",
+            unreachable.join(", ")
+        ));
+    }
+    if let Some(leader) = &leader {
+        lines.push(format!("\n{}\n", bright("Definitions")));
+        lines.push(format!("Leader: {leader}"));
+    }
     lines.push(format!("\n{}\n", bright("Listeners")));
     if n.listeners.is_empty() {
         lines.push("(none)".into());

@@ -122,7 +122,14 @@ pub(crate) fn error(code: u8, message: impl AsRef<str>) -> Failure {
 /// The broker's refusal, as this command reports it.
 fn refused(r: Result<Refusal, Failure>, map: impl Fn(&Refusal) -> Option<Failure>) -> Failure {
     match r {
-        Ok(refusal) => map(&refusal).unwrap_or_else(|| error(EX_SOFTWARE, &refusal.message)),
+        Ok(refusal) => map(&refusal).unwrap_or_else(|| {
+            let code = if refusal.kind == "unavailable" {
+                crate::EX_TEMPFAIL
+            } else {
+                EX_SOFTWARE
+            };
+            error(code, &refusal.message)
+        }),
         Err(f) => f,
     }
 }

@@ -40,6 +40,9 @@ pub const EX_DATAERR: u8 = 65;
 pub const EX_NOUSER: u8 = 67;
 pub const EX_UNAVAILABLE: u8 = 69;
 pub const EX_SOFTWARE: u8 = 70;
+/// rabbitmqctl's code for an operation that timed out (a cluster with no
+/// majority to commit a change).
+pub const EX_TEMPFAIL: u8 = 75;
 
 /// A failed command: what goes to stderr, and the exit code.
 #[derive(Debug, Clone)]

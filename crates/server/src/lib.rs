@@ -48,14 +48,6 @@ pub fn main() -> anyhow::Result<()> {
     // A bad setting stops the start here: its message (naming the key,
     // and the file and line it is on) on stderr, a non-zero exit.
     let cfg = Config::from_command_line()?;
-    // TODO(cluster): removed when the cluster is wired. Until then a
-    // configured cluster stops the start rather than being ignored.
-    if cfg.cluster_enabled() {
-        anyhow::bail!(
-            "clustering is not available in this build yet: {}",
-            cfg.cluster.nodes_source.locate("cluster_nodes")
-        );
-    }
     logging::init(&cfg.log)?;
     warren_broker::connections::set_node_name(cfg.node_name.clone());
     if !cfg.ignored_keys.is_empty() {
@@ -85,18 +77,28 @@ pub fn main() -> anyhow::Result<()> {
 async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     let setup = cfg.broker_setup();
     let started = std::time::Instant::now();
-    let broker = Broker::open(&setup, &cfg.data_dir).map_err(|e| anyhow::anyhow!(e))?;
+    let mode = if cfg.cluster_enabled() {
+        warren_broker::broker::Definitions::Replicated
+    } else {
+        warren_broker::broker::Definitions::Local
+    };
+    let broker = Broker::open_with(&setup, &cfg.data_dir, mode).map_err(|e| anyhow::anyhow!(e))?;
     info!("recovered in {:.3}s", started.elapsed().as_secs_f64());
-    if let Some(path) = &cfg.definitions {
-        import_definitions_file(&broker, path)?;
-    }
-    // RabbitMQ's `cluster_name` key: applied at every start (journaled only
-    // when it changes).
-    if let Some(name) = &cfg.cluster_name {
-        warren_broker::admin::Admin::new(broker.clone())
-            .set_cluster_name(name)
-            .map_err(|e| anyhow::anyhow!("cannot set the cluster name '{name}': {e}"))?;
-    }
+    let member = if cfg.cluster_enabled() {
+        let member = cluster::member::Member::start(&cfg, broker.clone()).await?;
+        // The definitions file and the cluster name go through the cluster
+        // too: once it has a leader (the node serves meanwhile).
+        let (b, c) = (broker.clone(), cfg.clone());
+        member.when_formed(broker.clone(), setup.clone(), move || {
+            if let Err(e) = apply_configured_definitions(&b, &c) {
+                error!("{e}");
+            }
+        });
+        Some(member)
+    } else {
+        apply_configured_definitions(&broker, &cfg)?;
+        None
+    };
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create data directory {}: {e}",
@@ -210,6 +212,7 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
             listeners: bound.clone(),
             stop: stop.clone(),
             tls: tls.clone(),
+            member: member.clone(),
         },
     ));
     let mut accepting = Vec::new();
@@ -387,6 +390,20 @@ async fn accept(listener: TcpListener, broker: Arc<Broker>, cfg: Arc<config::Con
             }
         }
     }
+}
+
+/// RabbitMQ's `load_definitions` file and `cluster_name` key, applied at
+/// every start (the cluster name journaled only when it changes).
+fn apply_configured_definitions(broker: &Arc<Broker>, cfg: &Config) -> anyhow::Result<()> {
+    if let Some(path) = &cfg.definitions {
+        import_definitions_file(broker, path)?;
+    }
+    if let Some(name) = &cfg.cluster_name {
+        warren_broker::admin::Admin::new(broker.clone())
+            .set_cluster_name(name)
+            .map_err(|e| anyhow::anyhow!("cannot set the cluster name '{name}': {e}"))?;
+    }
+    Ok(())
 }
 
 /// RabbitMQ's `load_definitions`: imported at every start; a broken file

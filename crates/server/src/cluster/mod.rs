@@ -1,7 +1,11 @@
-//! Warren's cluster (issue 21).
+//! Warren's cluster (issue 21): the inter-node link ([`link`]) and this
+//! node's membership ([`member`]): the definitions Raft group on the link
+//! and the broker's replicator. The broker's side (the replicated state
+//! machine) is `warren_broker::cluster`; consensus is `warren_raft`.
 
-// Until the rest of the cluster is wired to it, nothing outside the
-// link's own tests calls it.
-#![allow(dead_code)]
-
+// Parts of the link wait for their callers: one-way messages, `remove_peer`
+// (forget_cluster_node) and the CONTROL and FORWARD services (`-n` and
+// forwarded AMQP, the next steps of issue 21).
+#[allow(dead_code)]
 pub(crate) mod link;
+pub(crate) mod member;

@@ -67,6 +67,8 @@ pub(crate) struct Control {
     pub stop: Arc<tokio::sync::Notify>,
     /// The TLS files `reload_tls` reads again, if TLS is on.
     pub tls: Option<Arc<crate::tls::Reloadable>>,
+    /// This node's cluster membership, when it runs in a cluster.
+    pub member: Option<Arc<crate::cluster::member::Member>>,
 }
 
 pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: Control) {
@@ -186,6 +188,10 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
         "diagnostics" => return diagnostics::diagnostics(admin, control),
         "memory_breakdown" => return diagnostics::memory_breakdown(admin),
         "environment" => return environment::environment(control),
+        "cluster_members" => {
+            let result = control.member.as_ref().map(|m| m.view());
+            return json!({"ok": true, "result": result, "node": node_name()});
+        }
         "rotate_logs" | "set_log_level" => return logging::handle(&op, &raw),
         _ => {}
     }

@@ -37,8 +37,19 @@ impl LevelSpec {
         &self.directives
     }
 
+    /// The filter itself. openraft's own lines (every retry to an
+    /// unreachable node, at error) are for debugging it: off unless the
+    /// level is debug or names the target. Warren logs what an operator
+    /// needs (leader changes, nodes up and down) itself.
     pub(crate) fn filter(&self) -> tracing_subscriber::EnvFilter {
-        tracing_subscriber::EnvFilter::try_new(self.directives())
+        let d = self.directives();
+        let quiet = !d.contains("openraft") && !d.split(',').any(|p| p == "debug" || p == "trace");
+        let text = if quiet {
+            format!("{d},openraft=off")
+        } else {
+            d.to_string()
+        };
+        tracing_subscriber::EnvFilter::try_new(text)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     }
 }
