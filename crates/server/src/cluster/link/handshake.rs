@@ -98,14 +98,15 @@ async fn write_msg<S: AsyncWrite + Unpin>(s: &mut S, ty: u8, body: &[u8]) -> std
 }
 
 async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<(u8, Vec<u8>), HandshakeError> {
-    let mut head = [0u8; 3];
-    s.read_exact(&mut head).await.map_err(|e| {
+    let eof = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             HandshakeError::Protocol("connection closed during the handshake".into())
         } else {
             HandshakeError::Io(e)
         }
-    })?;
+    };
+    let mut head = [0u8; 3];
+    s.read_exact(&mut head).await.map_err(eof)?;
     let len = u16::from_be_bytes([head[1], head[2]]) as usize;
     if len > MAX_MESSAGE {
         return Err(HandshakeError::Protocol(format!(
@@ -113,7 +114,7 @@ async fn read_msg<S: AsyncRead + Unpin>(s: &mut S) -> Result<(u8, Vec<u8>), Hand
         )));
     }
     let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await?;
+    s.read_exact(&mut body).await.map_err(eof)?;
     if head[0] == REFUSE {
         let reason = String::from_utf8_lossy(&body).into_owned();
         if reason == WRONG_SECRET {

@@ -11,7 +11,9 @@ use tracing::{debug, info, warn};
 
 use super::conn::Conn;
 use super::driver::{self, Role};
-use super::{handshake, Shared};
+use super::handshake::{self, HandshakeError};
+use super::tls::BoxStream;
+use super::Shared;
 
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
@@ -29,12 +31,21 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// An inbound connection: the acceptor's handshake, then its requests
 /// served until it ends.
-async fn serve(mut stream: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+async fn serve(tcp: TcpStream, addr: SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
     let local = &shared.local;
-    let handshake = handshake::accept(&mut stream, &local.secret, &local.node);
-    let from = match tokio::time::timeout(handshake::TIMEOUT, handshake).await {
-        Ok(Ok(from)) => from,
+    // TLS first if configured, then the link's own handshake: both within
+    // the one time limit.
+    let handshake = async {
+        let mut stream: BoxStream = match &local.tls {
+            Some(tls) => tls.accept(tcp).await.map_err(HandshakeError::Protocol)?,
+            None => Box::new(tcp),
+        };
+        let from = handshake::accept(&mut stream, &local.secret, &local.node).await?;
+        Ok::<_, HandshakeError>((stream, from))
+    };
+    let (stream, from) = match tokio::time::timeout(handshake::TIMEOUT, handshake).await {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => {
             warn!("inter-node connection from {addr} refused: {e}");
             return;

@@ -76,19 +76,18 @@
 //! - Dropping the last `Link` handle stops it as `shutdown` does, without
 //!   waiting.
 //!
-//! # TODO
+//! # TLS (optional)
 //!
-//! Inter-node TLS (optional in issue 21) is not done: the link
-//! authenticates peers (and the secret never travels) but the traffic is
-//! not encrypted. The way in: a rustls `ServerConfig`/`ClientConfig` pair
-//! (mutual TLS on a cluster CA; see `crate::tls` for how AMQPS builds its
-//! config from PEM files), given to `Link` by a second constructor so
-//! `LinkConfig` stays as it is; `peer::connect` wraps the `TcpStream` in
-//! a `TlsConnector` after the TCP connect and `inbound::serve` in a
-//! `TlsAcceptor` before the handshake, both within the handshake's time
-//! limit; the HMAC handshake still runs inside TLS. `handshake::{dial,
-//! accept}` and `driver::run` are already generic over the stream; the
-//! dial loop needs a boxed `AsyncRead + AsyncWrite` stream type.
+//! [`Link::start_with_tls`] with a [`LinkTls`] (from PEM files: this
+//! node's certificate and key, the cluster CA) puts every connection in
+//! mutual TLS before the handshake above, which still runs inside it (see
+//! [`tls`]). The dialer checks that the acceptor's certificate names the
+//! host it dialed (a DNS name or IP address in the SAN); the acceptor
+//! requires a client certificate from the same CA. TLS and the handshake
+//! share the 5 s limit. A cluster is all TLS or all plain: the two refuse
+//! each other. Not yet wired to configuration (no `--cluster-*` TLS flags
+//! decided), and the files are read once, at start (no reload on SIGHUP
+//! as AMQPS has).
 
 pub(crate) mod conn;
 pub(crate) mod driver;
@@ -98,6 +97,7 @@ mod inbound;
 pub(crate) mod peer;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,6 +113,7 @@ use tracing::{debug, info};
 use self::conn::Conn;
 use self::peer::Peer;
 pub(crate) use self::peer::{PeerState, PeerStatus};
+pub(crate) use self::tls::LinkTls;
 
 /// A node's name as the cluster knows it.
 pub(crate) type NodeName = String;
@@ -190,6 +191,7 @@ pub(crate) enum LinkError {
 pub(crate) struct Local {
     pub node: NodeName,
     pub secret: Vec<u8>,
+    pub tls: Option<LinkTls>,
     pub heartbeat: Duration,
     pub down_after: Duration,
 }
@@ -219,6 +221,16 @@ pub(crate) struct Link {
 impl Link {
     /// Binds the listener (error if the port is taken, naming the address) and starts dialing every peer.
     pub async fn start(cfg: LinkConfig, handler: Arc<dyn Handler>) -> anyhow::Result<Link> {
+        Self::start_with_tls(cfg, handler, None).await
+    }
+
+    /// As [`Link::start`], every connection in TLS when `tls` is given
+    /// (then every node of the cluster must use TLS).
+    pub async fn start_with_tls(
+        cfg: LinkConfig,
+        handler: Arc<dyn Handler>,
+        tls: Option<LinkTls>,
+    ) -> anyhow::Result<Link> {
         if !handshake::valid_name(&cfg.node) {
             anyhow::bail!("cluster node name '{}' must be 1 to 255 bytes", cfg.node);
         }
@@ -233,6 +245,7 @@ impl Link {
             local: Arc::new(Local {
                 node: cfg.node,
                 secret: cfg.secret,
+                tls,
                 heartbeat: cfg.heartbeat,
                 down_after: cfg.down_after,
             }),

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use super::conn::Conn;
 use super::driver::{self, Role};
 use super::handshake;
+use super::tls::BoxStream;
 use super::{Local, NodeName};
 
 /// The first redial's delay; doubled after each failure up to
@@ -219,14 +220,18 @@ fn jitter(d: Duration) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(ms / 2..=ms))
 }
 
-/// TCP connect (the address resolved now) and the dialer's handshake,
-/// within the handshake's time limit.
-async fn connect(peer: &Peer, local: &Local) -> Result<TcpStream, String> {
+/// TCP connect (the address resolved now), TLS if configured, and the
+/// dialer's handshake, within the handshake's time limit.
+async fn connect(peer: &Peer, local: &Local) -> Result<BoxStream, String> {
     let attempt = async {
-        let mut s = TcpStream::connect(peer.addr.as_str())
+        let tcp = TcpStream::connect(peer.addr.as_str())
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = s.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut s: BoxStream = match &local.tls {
+            Some(tls) => tls.connect(&peer.addr, tcp).await?,
+            None => Box::new(tcp),
+        };
         handshake::dial(&mut s, &local.secret, &local.node, &peer.name)
             .await
             .map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 
 mod calls;
 mod failures;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -87,6 +88,16 @@ impl Node {
 }
 
 async fn node_at(name: &str, listen: SocketAddr, secret: &[u8], down_after: Duration) -> Node {
+    node_with(name, listen, secret, down_after, None).await
+}
+
+async fn node_with(
+    name: &str,
+    listen: SocketAddr,
+    secret: &[u8],
+    down_after: Duration,
+    tls: Option<LinkTls>,
+) -> Node {
     let echo = Arc::new(Echo {
         name: name.to_owned(),
         requests: AtomicUsize::new(0),
@@ -100,7 +111,7 @@ async fn node_at(name: &str, listen: SocketAddr, secret: &[u8], down_after: Dura
         heartbeat: HEARTBEAT,
         down_after,
     };
-    let link = Link::start(cfg, echo.clone()).await.unwrap();
+    let link = Link::start_with_tls(cfg, echo.clone(), tls).await.unwrap();
     Node { link, echo }
 }
 
