@@ -35,8 +35,9 @@ cargo test --workspace
 step "python environment (pika, paho-mqtt, pytest, requests)"
 scripts/python-env.sh
 
-step "cluster test tools (tests/cluster: the partition proxy against an echo server)"
-.venv/bin/python -m pytest tests/cluster -q
+step "cluster tests (tests/cluster: the partition proxy, then three-node clusters)"
+WARREN_BIN="$PWD/target/debug/warren" WARRENCTL="$PWD/target/debug/warrenctl" \
+    .venv/bin/python -m pytest tests/cluster -q
 
 step "rabbitmqadmin (extracted from Debian's rabbitmq-server package)"
 rabbitmqadmin="$(scripts/rabbitmqadmin-env.sh)"

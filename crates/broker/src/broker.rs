@@ -369,6 +369,20 @@ impl Broker {
         }
     }
 
+    /// On a cluster, waits until this node has applied every definitions
+    /// change committed before the call (see [`crate::cluster::Replicator::sync`]);
+    /// alone, nothing to wait for. Front-ends call it before an
+    /// administrative change, so it is decided on the cluster's latest state.
+    pub fn sync_definitions(&self) -> Result<(), crate::admin::AdminError> {
+        match self.replicator.get() {
+            Some(r) => {
+                let r = r.clone();
+                crate::blocking::run(|| r.sync()).map_err(Into::into)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Whether this broker runs in a cluster.
     pub fn is_clustered(&self) -> bool {
         self.replicator.get().is_some()

@@ -165,6 +165,21 @@ impl Group {
         self.submit(Op::Propose(command), wait).await
     }
 
+    /// Waits until this node has applied every command committed before
+    /// the call (a read barrier: the leader's read index, confirmed by a
+    /// majority, then this node's own apply up to it). A node cut off from
+    /// the majority fails with [`ProposeError::NoQuorum`].
+    pub async fn sync(&self, wait: Duration) -> Result<(), ProposeError> {
+        let start = Instant::now();
+        let index: u64 = self.submit(Op::ReadIndex, wait).await?.parse().unwrap_or(0);
+        let left = wait.saturating_sub(start.elapsed());
+        if self.wait_applied(index, left).await {
+            Ok(())
+        } else {
+            Err(ProposeError::NoQuorum(wait.as_millis() as u64))
+        }
+    }
+
     /// Makes `name` a voting member: it joins as a learner, catches up, then
     /// votes.
     pub async fn add_member(&self, name: &str, wait: Duration) -> Result<String, ProposeError> {
@@ -236,6 +251,18 @@ impl Group {
             Ok(Err(RaftError::Fatal(f))) => return Err(ProposeError::Fatal(f.to_string())),
             Err(_) => return Err(ProposeError::NoQuorum(ms)),
         }
+        if let Op::ReadIndex = op {
+            // ensure_linearizable above confirmed leadership with a majority
+            // and waited for this leader to apply up to its read index.
+            let applied = self
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0);
+            return Ok(applied.to_string());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let write = async {
             match op {
@@ -256,6 +283,7 @@ impl Group {
                         .await
                         .map(|_| String::new())
                 }
+                Op::ReadIndex => Ok(String::new()),
             }
         };
         match tokio::time::timeout(left, write).await {

@@ -75,6 +75,9 @@ pub(crate) enum Op {
     AddMember(String),
     /// Remove `name` from the members.
     RemoveMember(String),
+    /// The log index a read must wait for to see every change committed
+    /// before it (Raft's read index, confirmed by a majority).
+    ReadIndex,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

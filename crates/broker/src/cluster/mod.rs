@@ -37,6 +37,10 @@ pub trait Replicator: Send + Sync + std::fmt::Debug + 'static {
     /// Proposes `change`; returns once it is committed on a majority and
     /// applied on this node, with the state machine's verdict.
     fn propose(&self, change: &Change) -> Result<(), ReplicationError>;
+    /// Waits until this node has applied every change the cluster
+    /// committed before the call, so that a decision made here next sees
+    /// them (a vhost just added through another node exists here).
+    fn sync(&self) -> Result<(), ReplicationError>;
 }
 
 /// Why a replicated change was not made.

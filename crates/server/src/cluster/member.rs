@@ -135,6 +135,21 @@ impl std::fmt::Debug for GroupHandle {
 }
 
 impl Replicator for RaftReplicator {
+    fn sync(&self) -> Result<(), ReplicationError> {
+        let group = self.group.0.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let _ = tx.send(group.sync(COMMIT_WAIT).await);
+        });
+        match rx.recv_timeout(COMMIT_WAIT * 2) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(ReplicationError::Unavailable(format!(
+                "the change was not made: no majority of the cluster's nodes could be reached within {} s",
+                COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
     fn propose(&self, change: &Change) -> Result<(), ReplicationError> {
         let command = serde_json::to_string(&Command {
             node: self.me.clone(),
@@ -336,21 +351,22 @@ impl Member {
 /// Says when the definitions group's leader changes (openraft's own lines
 /// are off by default), at most once a second.
 async fn log_leaders(group: Group) {
-    let mut last: Option<(Option<String>, u64)> = None;
+    let mut last: Option<Option<String>> = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let s = group.status();
         if s.role == warren_raft::Role::Shutdown {
             return;
         }
-        let now = (s.leader.clone(), s.term);
+        // A new leader is said once; having none once, not at every
+        // failed election.
+        let now = s.leader.clone();
         if last.as_ref() != Some(&now) {
-            match &s.leader {
+            match &now {
                 Some(l) => tracing::info!("cluster definitions leader: {l} (term {})", s.term),
-                None => tracing::warn!(
-                    "cluster definitions: no leader (term {}); changes wait for a majority",
-                    s.term
-                ),
+                None => {
+                    tracing::warn!("cluster definitions: no leader; changes wait for a majority")
+                }
             }
             last = Some(now);
         }

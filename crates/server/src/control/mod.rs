@@ -199,6 +199,19 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
         Ok(r) => r,
         Err(e) => return failure(AdminError::invalid(format!("bad request '{op}': {e}"))),
     };
+    // On a cluster, a change is decided on the cluster's latest state (see
+    // `warren_broker::broker::Broker::sync_definitions`); reads go on
+    // without a majority.
+    let reads = op.starts_with("list_")
+        || matches!(
+            op.as_str(),
+            "status" | "authenticate_user" | "export_definitions" | "overview" | "node_info"
+        );
+    if !reads {
+        if let Err(e) = admin.broker().sync_definitions() {
+            return failure(e);
+        }
+    }
     let rechecks = matches!(
         req,
         Request::SetVmMemoryHighWatermark { .. } | Request::SetDiskFreeLimit { .. }

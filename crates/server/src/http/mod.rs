@@ -305,6 +305,10 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
             axum::routing::put(parameters::put_vhost_limit).delete(parameters::remove_vhost_limit),
         )
         .route("/api/{*rest}", axum::routing::any(not_found))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            sync_definitions,
+        ))
         .layer(axum::middleware::from_fn(select_columns))
         .layer(axum::extract::DefaultBodyLimit::max(api.max_body));
     let app = routes.merge(assets::router()).with_state(api);
@@ -341,6 +345,35 @@ async fn security_headers(mut resp: axum::response::Response) -> axum::response:
         ),
     );
     resp
+}
+
+/// On a cluster, a request that changes definitions is decided on the
+/// cluster's latest state: this node first applies every change committed
+/// before it (a vhost just added through another node exists here). Without
+/// a majority it is refused (503) at once. Reads, and publishing or getting
+/// messages, go on without it.
+async fn sync_definitions(
+    axum::extract::State(api): axum::extract::State<Arc<Api>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    let changes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && !path.ends_with("/get")
+        && !path.ends_with("/publish");
+    if changes && api.broker.is_clustered() {
+        let broker = api.broker.clone();
+        let synced = tokio::task::spawn_blocking(move || broker.sync_definitions()).await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return error::ApiError::from(e).into_response(),
+            Err(_) => return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+    next.run(req).await
 }
 
 /// `columns=a,b.c` on any GET: listings select columns per item

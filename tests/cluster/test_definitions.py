@@ -1,0 +1,173 @@
+"""Three nodes, replicated definitions: an acknowledged change is on every node, a refused one on
+none; a node lost (SIGKILL, SIGSTOP) or cut off (the partition proxies) does not lose what was
+acknowledged, and catches up when it returns."""
+import os
+import socket
+
+import pika
+import pytest
+
+from cluster import Cluster
+from proxy import TO_SERVER
+
+EX_TEMPFAIL = 75
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster(3)
+    try:
+        c.start()
+        yield c
+    finally:
+        for n in c.nodes:
+            if "panicked" in n.log():
+                c.close()
+                raise AssertionError("%s panicked:\n%s" % (n.name, n.log()))
+        c.close()
+
+
+def everywhere(cluster, check, what):
+    cluster.eventually(lambda: all(check(n) for n in cluster.running()), what)
+
+
+def test_a_change_on_any_node_is_on_every_node(cluster):
+    n0, n1, n2 = cluster.nodes
+    # The default user and vhost, made once for the new cluster.
+    everywhere(cluster, lambda n: n.users() == {"guest"} and n.vhosts() == {"/"}, "defaults")
+    n2.ctl_ok("add_user", "alice", "s3cret")
+    n1.ctl_ok("add_vhost", "orders")
+    n0.ctl_ok("set_permissions", "-p", "orders", "alice", ".*", ".*", ".*")
+    n1.ctl_ok("set_policy", "-p", "orders", "cap", "^q", '{"max-length": 10}', "--apply-to", "queues")
+    # Acknowledged means applied on the node that answered, at once.
+    assert "alice" in n2.users()
+    assert "orders" in n1.vhosts()
+    everywhere(cluster, lambda n: "alice" in n.users() and "orders" in n.vhosts(), "replicated")
+    for n in cluster.nodes:
+        perms = n.ctl_ok("list_permissions", "-p", "orders", "-q", "--no-table-headers")
+        assert "alice\t.*\t.*\t.*" in perms, (n.name, perms)
+        assert "cap" in n.ctl_ok("list_policies", "-p", "orders", "-q"), n.name
+    # The user can log in on every node, with the replicated password.
+    for n in cluster.nodes:
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", n.amqp_port, "orders", pika.PlainCredentials("alice", "s3cret")))
+        conn.close()
+    status = n0.status()
+    assert sorted(status["disk_nodes"]) == sorted(n.name for n in cluster.nodes)
+    assert sorted(status["running_nodes"]) == sorted(n.name for n in cluster.nodes)
+    assert status["partitions"] == {}
+
+
+def test_the_minority_refuses_and_refusals_never_appear(cluster):
+    leader = cluster.wait_leader()
+    lonely = next(n for n in cluster.nodes if n is not leader)
+    rest = [n for n in cluster.nodes if n is not lonely]
+    cluster.partition([lonely], rest)
+    refused = lonely.ctl("add_user", "refused-user", "pw", timeout=90)
+    assert refused.returncode == EX_TEMPFAIL, (refused.returncode, refused.stdout, refused.stderr)
+    assert "no majority" in refused.stderr, refused.stderr
+    # Reads go on on the minority side.
+    assert "guest" in lonely.users()
+    # The majority goes on.
+    cluster.wait_leader(among=rest)
+    rest[0].ctl_ok("add_user", "majority-user", "pw")
+    status = lonely.status()
+    assert status["partitions"] == {lonely.name: sorted(n.name for n in rest)}, status
+    cluster.heal()
+    everywhere(cluster, lambda n: "majority-user" in n.users(), "the majority's change everywhere")
+    for n in cluster.nodes:
+        assert "refused-user" not in n.users(), n.name
+
+
+def test_a_killed_leader_loses_nothing_and_catches_up(cluster):
+    leader = cluster.wait_leader()
+    leader.ctl_ok("add_vhost", "before")
+    leader.kill()
+    survivors = [n for n in cluster.nodes if n is not leader]
+    cluster.wait_leader(among=survivors)
+    for n in survivors:
+        assert "before" in n.vhosts(), n.name
+    survivors[1].ctl_ok("add_vhost", "while-down")
+    leader.start()
+    cluster.eventually(lambda: {"before", "while-down"} <= leader.vhosts(), "the restarted node caught up")
+
+
+def test_a_paused_node_rejoins(cluster):
+    n0, n1, n2 = cluster.nodes
+    n2.pause()
+    try:
+        cluster.wait_leader(among=[n0, n1])
+        n0.ctl_ok("add_user", "while-paused", "pw")
+    finally:
+        n2.resume()
+    cluster.eventually(lambda: "while-paused" in n2.users(), "the paused node caught up")
+
+
+def test_one_way_loss_and_delay_still_commit(cluster):
+    n0, n1, n2 = cluster.nodes
+    # n0's requests to n1 vanish; n2's links crawl.
+    cluster.links[(0, 1)].one_way(drop=TO_SERVER)
+    cluster.links[(2, 0)].delay(0.2)
+    cluster.links[(2, 1)].delay(0.2)
+    n2.ctl_ok("add_vhost", "slow-but-sure", timeout=90)
+    cluster.heal()
+    everywhere(cluster, lambda n: "slow-but-sure" in n.vhosts(), "committed through lossy links")
+
+
+def test_topology_is_refused_on_a_cluster_not_half_made(cluster):
+    n0 = cluster.nodes[0]
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", n0.amqp_port))
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        ch.queue_declare("q", durable=True)
+    assert e.value.reply_code == 540
+    assert "can't be declared or deleted on a cluster yet" in e.value.reply_text
+
+
+def test_a_node_with_the_wrong_secret_gets_nothing():
+    c = Cluster(3)
+    try:
+        wrong = os.path.join(c.root, "wrong-secret")
+        with open(os.open(wrong, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("not-the-cluster-secret\n")
+        c.secrets[2] = wrong
+        for n in c.nodes:
+            n.start()
+        c.wait_leader(among=c.nodes[:2])
+        c.nodes[0].ctl_ok("add_user", "secret-user", "pw")
+        assert "secret-user" in c.nodes[1].users()
+        # The outsider knows nothing: no users, no vhosts, no leader.
+        assert c.nodes[2].users() == set()
+        assert c.nodes[2].status().get("definitions_leader") is None
+        assert "wrong cluster secret" in c.nodes[0].log() + c.nodes[1].log() + c.nodes[2].log()
+    finally:
+        c.close()
+
+
+def test_a_node_with_a_single_nodes_definitions_is_refused(tmp_path):
+    c = Cluster(1)
+    try:
+        n = c.nodes[0]
+        # First a single node on that directory...
+        single = n.args()
+        single = [a for i, a in enumerate(single)
+                  if not (a.startswith("--cluster") or (i > 0 and single[i - 1].startswith("--cluster")))]
+        os.makedirs(n.data_dir, mode=0o700, exist_ok=True)
+        import subprocess
+        import time
+        p = subprocess.Popen(single, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", n.amqp_port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        p.terminate()
+        p.wait(15)
+        # ...then as a cluster member: refused, saying what to do.
+        r = subprocess.run(n.args(), capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        assert "holds a single node's definitions" in r.stderr, r.stderr
+    finally:
+        c.close()
