@@ -308,25 +308,41 @@ def test_toml_unknown_key_still_refused(tmp_path):
     assert rc != 0 and "unknown key 'no_such_key'" in err, err
 
 
-# Clustering (issue 21): configured, checked, and refused until the cluster is wired, never ignored.
+# Clustering (issue 21): configured from flags or rabbitmq.conf, checked, never ignored.
 
-def test_cluster_nodes_refuse_to_start_until_clustering_is_wired(tmp_path):
+def test_cluster_of_one_from_rabbitmq_conf_forms_and_makes_its_secret(tmp_path, brokers):
+    cport, amqp = free_port(), free_port()
+    path = conf(tmp_path, BASE + """listeners.tcp.default = 127.0.0.1:%d
+cluster_formation.peer_discovery_backend = classic_config
+cluster_formation.classic_config.nodes.1 = n1@localhost
+cluster_formation.warren.addresses.n1@localhost = 127.0.0.1:%d
+warren.cluster.port = %d
+warren.node_name = n1@localhost
+""" % (amqp, cport, cport))
+    env = clean_env(tmp_path, RABBITMQ_CONFIG_FILE=path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    b = Broker(tmp_path, env=env, port=amqp)
+    brokers.append(b)
+    b.start()
+    secret = tmp_path / "d" / ".cluster_secret"
+    assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+    # A cluster of one has its majority: changes commit, the defaults are made once.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = b.ctl("cluster_status")
+        if "Leader: n1@localhost" in status.stdout:
+            break
+        time.sleep(0.2)
+    assert "Leader: n1@localhost" in status.stdout, status
+    assert b.ctl("add_vhost", "from-a-cluster").returncode == 0
+
+
+def test_a_node_not_among_its_members_is_refused(tmp_path):
     env = clean_env(tmp_path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
-    args = ["--bind", "127.0.0.1", "--node-name", "n1@localhost",
+    args = ["--bind", "127.0.0.1", "--node-name", "n3@localhost",
             "--cluster-node", "n1@localhost=127.0.0.1:25001", "--cluster-node", "n2@localhost=127.0.0.1:25002"]
     rc, out, err = Broker(tmp_path, args=args, env=env).exit()
     assert rc != 0
-    assert "clustering is not available in this build yet: flag --cluster-node" in err, (out, err)
-    assert not (tmp_path / "d" / ".cluster_secret").exists(), "refused before anything is created"
-    path = conf(tmp_path, BASE + """cluster_formation.peer_discovery_backend = classic_config
-cluster_formation.classic_config.nodes.1 = n1@localhost
-cluster_formation.warren.addresses.n1@localhost = 127.0.0.1:25001
-""")
-    env = clean_env(tmp_path, RABBITMQ_CONFIG_FILE=path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
-    rc, out, err = Broker(tmp_path, env=env).exit()
-    assert rc != 0
-    assert "clustering is not available in this build yet: %s line 6: 'cluster_formation.classic_config.nodes.1'" % path \
-        in err, (out, err)
+    assert "this node (n3@localhost) is not among the cluster's members (flag --cluster-node)" in err, (out, err)
 
 
 def test_cluster_configuration_errors(tmp_path):
