@@ -336,13 +336,21 @@ warren.node_name = n1@localhost
     assert b.ctl("add_vhost", "from-a-cluster").returncode == 0
 
 
-def test_a_node_not_among_its_members_is_refused(tmp_path):
+def test_a_node_not_among_its_members_joins_and_never_forms(tmp_path, brokers):
+    amqp = free_port()
     env = clean_env(tmp_path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
-    args = ["--bind", "127.0.0.1", "--node-name", "n3@localhost",
-            "--cluster-node", "n1@localhost=127.0.0.1:25001", "--cluster-node", "n2@localhost=127.0.0.1:25002"]
-    rc, out, err = Broker(tmp_path, args=args, env=env).exit()
-    assert rc != 0
-    assert "this node (n3@localhost) is not among the cluster's members (flag --cluster-node)" in err, (out, err)
+    args = ["--bind", "127.0.0.1", "--node-name", "n3@localhost", "--amqp-port", str(amqp),
+            "--disable-management", "--disable-prometheus", "--disable-mqtt", "--cluster-port", str(free_port()),
+            "--cluster-node", "n1@localhost=127.0.0.1:%d" % free_port(),
+            "--cluster-node", "n2@localhost=127.0.0.1:%d" % free_port()]
+    b = Broker(tmp_path, args=args, env=env, port=amqp)
+    brokers.append(b)
+    b.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "no seed has a cluster to join" not in b.out():
+        time.sleep(0.2)
+    assert "no seed has a cluster to join, and this node (n3@localhost) is not among its own --cluster-node members" \
+        in b.out(), b.out()
 
 
 def test_cluster_configuration_errors(tmp_path):

@@ -30,6 +30,9 @@ pub struct Client {
     node: RefCell<String>,
     /// The node `-n` named, for texts when the broker can't be reached.
     asked: Option<String>,
+    /// Another cluster member that `-n` named: every request is relayed to
+    /// it through the local node.
+    relay: RefCell<Option<String>>,
 }
 
 impl Client {
@@ -48,7 +51,14 @@ impl Client {
             timeout: Duration::from_secs(o.timeout.max(1)),
             node: RefCell::new(String::new()),
             asked: o.node.clone(),
+            relay: RefCell::new(None),
         }
+    }
+
+    /// From now on, requests run on `node` (a member of the local node's
+    /// cluster), relayed by the local node over the cluster link.
+    pub fn relay_to(&self, node: String) {
+        *self.relay.borrow_mut() = Some(node);
     }
 
     /// The node name the broker gave with its last answer.
@@ -91,6 +101,10 @@ impl Client {
         let mut stream = UnixStream::connect(path).map_err(down)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(down)?;
         stream.set_write_timeout(Some(self.timeout)).map_err(down)?;
+        let req = match &*self.relay.borrow() {
+            Some(node) => serde_json::json!({"op": "relay", "node": node, "request": req}),
+            None => req,
+        };
         let mut line = req.to_string();
         line.push('\n');
         stream.write_all(line.as_bytes()).map_err(down)?;

@@ -172,3 +172,37 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
     println_safe(&lines.join("\n"));
     Ok(())
 }
+
+/// rabbitmqctl join_cluster: this node (fresh: no cluster yet) asks NODE's
+/// cluster to add it.
+pub(crate) fn join_cluster(c: &Ctx) -> Result<(), Failure> {
+    let target = crate::node::expand(c.arg(0));
+    let local = node(c)?.name;
+    c.out
+        .info(&format!("Clustering node {local} with {target}"));
+    c.call(
+        json!({"op": "join_cluster", "node": target}),
+        membership_refusal,
+    )?;
+    Ok(())
+}
+
+/// rabbitmqctl forget_cluster_node: removes a stopped member.
+pub(crate) fn forget_cluster_node(c: &Ctx) -> Result<(), Failure> {
+    let target = crate::node::expand(c.arg(0));
+    c.out
+        .info(&format!("Removing node {target} from the cluster"));
+    c.call(
+        json!({"op": "forget_cluster_node", "node": target}),
+        membership_refusal,
+    )?;
+    Ok(())
+}
+
+fn membership_refusal(r: &crate::client::Refusal) -> Option<Failure> {
+    let code = match r.kind.as_str() {
+        "unavailable" => crate::EX_TEMPFAIL,
+        _ => crate::EX_SOFTWARE,
+    };
+    Some(crate::commands::error(code, &r.message))
+}

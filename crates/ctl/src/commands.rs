@@ -89,6 +89,9 @@ pub const COMMANDS: &[Command] = &[
     Command { name: "status", usage: "", min: 0, max: 0, help: "Displays status of a node", run: status },
     // Issue 20: rabbitmq-diagnostics' checks and the runbook commands.
     Command { name: "cluster_status", usage: "", min: 0, max: 0, help: "Displays all the nodes in the cluster grouped by node type, together with the currently running nodes", run: crate::cluster::cluster_status },
+    // Issue 21: the cluster's membership.
+    Command { name: "join_cluster", usage: "<existing_cluster_member>", min: 1, max: 1, help: "Instructs the node to become a member of the cluster that the specified node is in", run: crate::cluster::join_cluster },
+    Command { name: "forget_cluster_node", usage: "<existing_cluster_member>", min: 1, max: 1, help: "Removes a node from the cluster", run: crate::cluster::forget_cluster_node },
     Command { name: "report", usage: "", min: 0, max: 0, help: "Generate a server status report containing a concatenation of all server status information for support purposes", run: crate::report::report },
     Command { name: "list_feature_flags", usage: "[<column> ...]", min: 0, max: MANY, help: "Lists feature flags", run: crate::features::list_feature_flags },
     Command { name: "enable_feature_flag", usage: "<all | feature_flag>", min: 1, max: 1, help: "Enables a feature flag or all supported feature flags on the target node", run: crate::features::enable_feature_flag },

@@ -15,7 +15,15 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "Nodes",
         &["await_startup", "stop", "reload_tls", "rotate_logs"],
     ),
-    ("Cluster", &["cluster_status", "set_cluster_name"]),
+    (
+        "Cluster",
+        &[
+            "cluster_status",
+            "join_cluster",
+            "forget_cluster_node",
+            "set_cluster_name",
+        ],
+    ),
     (
         "Users",
         &[
@@ -348,7 +356,9 @@ const PAGES: &[(&str, &str)] = &[
     ("reload_tls", "Reads the TLS certificate, key and CA files again, as SIGHUP does. New connections use them; open ones keep theirs; on an error the old certificate stays."),
     ("set_vm_memory_high_watermark", "Sets the memory use above which publishers are blocked, as a fraction of the machine's memory or an absolute size. Not written to the configuration: a restart takes the configured value.\n\n<fraction>\n\te.g. 0.4\nabsolute <value>\n\ta size in bytes or with a unit, e.g. 2GB"),
     ("set_disk_free_limit", "Sets the free disk space below which publishers are blocked. Not written to the configuration.\n\n<disk_limit>\n\ta size in bytes or with a unit, e.g. 1GB\nmem_relative <fraction>\n\ta multiple of the machine's memory"),
-    ("cluster_status", "Shows the cluster as RabbitMQ's cluster_status does. Warren does not cluster yet: the node is the only disk node and the only running node, and there are no partitions. With --formatter json, RabbitMQ's JSON keys."),
+    ("cluster_status", "Shows the cluster as RabbitMQ's cluster_status does: the members (disk nodes), those this node reaches (running nodes), those it does not (network partitions) and the definitions leader. A node started without --cluster-node is a cluster of one. With --formatter json, RabbitMQ's JSON keys."),
+    ("join_cluster", "Asks NODE's cluster to add this node, which must have no cluster yet (a fresh data directory): it joins as a learner, catches up, then votes. A node started with --cluster-node joins a seed's cluster by itself at first start; this is for when that could not happen. NODE must be listed with its address in this node's --cluster-node, and this node in the members' (addresses come only from a node's own configuration)."),
+    ("forget_cluster_node", "Removes NODE from the cluster's members. As RabbitMQ's, NODE must be stopped. A forgotten node is refused from then on: it can come back only from an empty data directory (then it joins again)."),
     ("report", "Prints, for a support request, the node's status, cluster status, connections and channels, and for every virtual host its queues, exchanges, bindings, consumers, permissions and policies (with parameters where the node has them)."),
     ("list_feature_flags", "Lists feature flags. Warren states its behaviour as RabbitMQ 3.10.8's stable feature flags, all enabled (no mixed-version cluster to protect). An enabled flag says what Warren is compatible with, not that every feature behind it exists: stream queues are still refused.\n\n<column> ...\n\tthe columns to show"),
     ("enable_feature_flag", "Every flag Warren knows is already enabled, so this succeeds for a known flag and for 'all'; an unknown flag is an error (exit 64).\n\n<all | feature_flag>\n\tthe flag"),

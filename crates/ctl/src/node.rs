@@ -1,8 +1,10 @@
-//! `-n NODE` / `--node NODE`. Warren runs as one node, reached through
-//! its data directory's control socket; until clustering exists a node
-//! name other than that node's own is an error naming it (exit 69, the
-//! text rabbitmqctl prints for a node it cannot reach), never silently
-//! the local node.
+//! `-n NODE` / `--node NODE`. warrenctl reaches one node, through its
+//! data directory's control socket. Another node's name is served when it
+//! is a member of that node's cluster: every request is relayed there over
+//! the cluster link (authenticated by the cluster's secret), and its answer
+//! comes back as that node gave it. Any other name is an error naming it
+//! (exit 69, the text rabbitmqctl prints for a node it cannot reach), never
+//! silently the local node.
 //!
 //! Accepted: the full name the broker reports (`warren@myhost`, or what
 //! `RABBITMQ_NODENAME` made it), or its bare name part (`-n warren`) when
@@ -80,8 +82,8 @@ pub(crate) fn unreachable(asked: &str, local: &str) -> Failure {
              \n\
              Most common reasons for this are:\n\
              \n \
-             * Target node is not the local Warren node: Warren runs as a single node (clustering is not supported yet), \
-             so warrenctl can only address '{local}', the node whose data directory it uses\n \
+             * Target node is neither the local Warren node ('{local}', the node whose data directory warrenctl uses) \
+             nor a member of its cluster\n \
              * Target node is not running\n\
              \n\
              DIAGNOSTICS\n\
@@ -110,6 +112,22 @@ pub(crate) fn check(command: &str, asked: Option<&str>, client: &Client) -> Resu
     }
     let local = client.node();
     if is_local(asked, &local) {
+        return Ok(());
+    }
+    let name = expand(asked);
+    let members = client
+        .request(json!({"op": "cluster_members"}))
+        .ok()
+        .and_then(|v| {
+            v["members"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|m| m.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .unwrap_or_default();
+    if members.contains(&name) {
+        client.relay_to(name);
         Ok(())
     } else {
         Err(unreachable(asked, &local))

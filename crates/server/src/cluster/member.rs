@@ -32,6 +32,13 @@ use crate::config::Config;
 /// rather hear sooner).
 pub(crate) const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a command run on another node (`warrenctl -n`) may take.
+const RELAY_WAIT: Duration = Duration::from_secs(60);
+
+/// How long adding or removing a member may take (a joining node catches
+/// up first).
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+
 /// The definitions group's name on every node.
 pub(crate) const DEFINITIONS: &str = "definitions";
 
@@ -57,6 +64,7 @@ pub(crate) struct Member {
     pub link: Link,
     pub group: Group,
     pub seeds: Vec<String>,
+    control: Arc<OnceLock<ControlHandler>>,
 }
 
 struct LinkTransport {
@@ -96,8 +104,23 @@ impl Transport for LinkTransport {
     }
 }
 
+/// Runs a control-socket request relayed from another member (`warrenctl
+/// -n`): (the requesting node, the OS user there, the request line) to the
+/// response. Set once the control socket's handler exists.
+pub(crate) type ControlHandler = Arc<dyn Fn(&str, &str, &str) -> serde_json::Value + Send + Sync>;
+
 struct LinkHandler {
     groups: Groups,
+    control: Arc<OnceLock<ControlHandler>>,
+}
+
+/// A request relayed to another node's control handler.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Relayed {
+    /// The operating-system user on the node the command was given on.
+    user: String,
+    /// The control-socket request line.
+    request: String,
 }
 
 #[async_trait::async_trait]
@@ -105,6 +128,22 @@ impl Handler for LinkHandler {
     async fn request(&self, from: &str, service: Service, payload: Bytes) -> Result<Bytes, String> {
         match service {
             Service::RAFT => self.groups.handle(from, payload).await,
+            Service::CONTROL => {
+                let relayed: Relayed = serde_json::from_slice(&payload)
+                    .map_err(|e| format!("malformed relayed request: {e}"))?;
+                let handler = self
+                    .control
+                    .get()
+                    .cloned()
+                    .ok_or("this node is still starting")?;
+                let from = from.to_string();
+                let reply = tokio::task::spawn_blocking(move || {
+                    handler(&from, &relayed.user, &relayed.request)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(Bytes::from(reply.to_string()))
+            }
             other => Err(format!("service {} is not served by this node", other.0)),
         }
     }
@@ -203,14 +242,9 @@ impl Member {
     pub(crate) async fn start(cfg: &Config, broker: Arc<Broker>) -> anyhow::Result<Arc<Member>> {
         let me = cfg.node_name.clone();
         let seeds: Vec<String> = cfg.cluster.nodes.iter().map(|(n, _)| n.clone()).collect();
-        if !seeds.contains(&me) {
-            anyhow::bail!(
-                "this node ({me}) is not among the cluster's members ({}): list every member, this \
-                 one included, with --cluster-node NAME=HOST:PORT (joining a running cluster from \
-                 outside its member list is not supported yet)",
-                cfg.cluster.nodes_source.locate("cluster_nodes")
-            );
-        }
+        // A node that does not list itself can only join a cluster that
+        // exists (it never forms one).
+        let forms = seeds.contains(&me);
         let secret = crate::config::secret::load_or_create_secret(&cfg.cluster.secret_file)?;
         let link_cfg = LinkConfig {
             node: me.clone(),
@@ -225,8 +259,10 @@ impl Member {
             down_after: Duration::from_secs(5),
         };
         let groups = Groups::default();
+        let control = Arc::new(OnceLock::new());
         let handler = Arc::new(LinkHandler {
             groups: groups.clone(),
+            control: control.clone(),
         });
         let link = runtime().spawn(Link::start(link_cfg, handler)).await??;
         let group_cfg = GroupConfig {
@@ -252,20 +288,10 @@ impl Member {
             link,
             group,
             seeds,
+            control,
         });
         runtime().spawn(log_leaders(member.group.clone()));
-        let g = member.group.clone();
-        let seeds = member.seeds.clone();
-        runtime()
-            .spawn(async move {
-                if !g.is_initialized().await {
-                    tracing::info!("forming the cluster with {}", seeds.join(", "));
-                    if let Err(e) = g.bootstrap(&seeds).await {
-                        tracing::error!("cannot form the cluster: {e}");
-                    }
-                }
-            })
-            .await?;
+        runtime().spawn(member.clone().form_or_join(forms));
         Ok(member)
     }
 
@@ -315,6 +341,210 @@ impl Member {
 }
 
 impl Member {
+    /// A node with no membership yet: joins the cluster a reachable seed
+    /// already has, or, when every seed answers that it has none, forms
+    /// it with all of them (every fresh seed does the same with the same
+    /// list). Bounded: a seed that has not answered within 5 s is taken as
+    /// having no cluster.
+    async fn form_or_join(self: Arc<Self>, forms: bool) {
+        if self.group.is_initialized().await {
+            return;
+        }
+        let others: Vec<String> = self
+            .seeds
+            .iter()
+            .filter(|s| **s != self.me)
+            .cloned()
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut answered = std::collections::HashSet::new();
+        loop {
+            for seed in &others {
+                if answered.contains(seed) {
+                    continue;
+                }
+                let up = self
+                    .link
+                    .peers()
+                    .iter()
+                    .any(|p| p.name == *seed && p.state == PeerState::Up);
+                if !up {
+                    continue;
+                }
+                let Ok(view) = self
+                    .relay_async(
+                        seed,
+                        "cluster",
+                        &serde_json::json!({"op": "cluster_members"}).to_string(),
+                    )
+                    .await
+                else {
+                    continue;
+                };
+                let result = &view["result"];
+                if result["initialized"].as_bool() == Some(true) {
+                    let listed = result["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|n| n.as_str() == Some(self.me.as_str())));
+                    if listed {
+                        // Formed with this node among its members (a seed
+                        // that started first): its leader brings the log.
+                        tracing::info!("a member of the cluster {seed} formed");
+                        return;
+                    }
+                    tracing::info!("joining the cluster through {seed}");
+                    let join = serde_json::json!({"op": "add_cluster_member", "node": self.me})
+                        .to_string();
+                    match self.relay_async(seed, "cluster", &join).await {
+                        Ok(v) if v["ok"].as_bool() == Some(true) => {
+                            tracing::info!("joined the cluster through {seed}")
+                        }
+                        Ok(v) => tracing::error!(
+                            "{seed} did not add this node: {}",
+                            v["error"]["message"]
+                        ),
+                        Err(e) => tracing::error!("{seed} did not add this node: {e}"),
+                    }
+                    return;
+                }
+                if view["ok"].as_bool() == Some(true) {
+                    answered.insert(seed.clone());
+                }
+            }
+            if answered.len() == others.len() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !forms {
+            tracing::error!(
+                "no seed has a cluster to join, and this node ({}) is not among its own --cluster-node members, so it does not form one; run warrenctl join_cluster NODE once a member is up",
+                self.me
+            );
+            return;
+        }
+        if self.group.is_initialized().await {
+            return;
+        }
+        tracing::info!("forming the cluster with {}", self.seeds.join(", "));
+        if let Err(e) = self.group.bootstrap(&self.seeds).await {
+            tracing::error!("cannot form the cluster: {e}");
+        }
+    }
+
+    /// [`Member::relay`] from the cluster runtime.
+    async fn relay_async(
+        &self,
+        node: &str,
+        user: &str,
+        request: &str,
+    ) -> Result<serde_json::Value, String> {
+        let payload = serde_json::to_vec(&Relayed {
+            user: user.to_string(),
+            request: request.to_string(),
+        })
+        .map_err(|e| e.to_string())?;
+        let raw = self
+            .link
+            .call(node, Service::CONTROL, Bytes::from(payload), RELAY_WAIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&raw).map_err(|e| format!("bad answer: {e}"))
+    }
+
+    /// Makes `node` a voting member (through the leader), blocking.
+    pub(crate) fn add_member(&self, node: &str) -> Result<(), String> {
+        self.on_runtime({
+            let (g, n) = (self.group.clone(), node.to_string());
+            async move {
+                g.add_member(&n, JOIN_WAIT)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    }
+
+    /// Removes `node` from the members (through the leader), blocking.
+    pub(crate) fn forget(&self, node: &str) -> Result<(), String> {
+        self.on_runtime({
+            let (g, n) = (self.group.clone(), node.to_string());
+            async move {
+                g.remove_member(&n, JOIN_WAIT)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })?;
+        // The link keeps dialing it: a forgotten node's Raft messages are
+        // refused by membership, and from an empty data directory it can
+        // join again at the address this node's configuration gives.
+        Ok(())
+    }
+
+    /// Whether this node reaches `node` now.
+    pub(crate) fn reaches(&self, node: &str) -> bool {
+        self.link
+            .peers()
+            .iter()
+            .any(|p| p.name == node && p.state == PeerState::Up)
+    }
+
+    /// Runs `fut` on the cluster's runtime and waits for it (from a
+    /// blocking thread).
+    fn on_runtime<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv_timeout(JOIN_WAIT + Duration::from_secs(5))
+            .unwrap_or_else(|_| Err("no answer".into()))
+    }
+
+    /// Serves other members' `warrenctl -n` requests with `handler`.
+    pub(crate) fn serve_control(&self, handler: ControlHandler) {
+        let _ = self.control.set(handler);
+    }
+
+    /// Whether `name` is a member of the cluster as this node knows it.
+    pub(crate) fn is_member(&self, name: &str) -> bool {
+        let s = self.group.status();
+        s.voters.iter().chain(s.learners.iter()).any(|m| m == name)
+            || self.seeds.iter().any(|m| m == name)
+    }
+
+    /// Runs a control request on another member (`warrenctl -n NODE`) and
+    /// returns its answer as that node gave it.
+    pub(crate) fn relay(
+        &self,
+        node: &str,
+        user: &str,
+        request: String,
+    ) -> Result<serde_json::Value, String> {
+        let payload = serde_json::to_vec(&Relayed {
+            user: user.to_string(),
+            request,
+        })
+        .map_err(|e| e.to_string())?;
+        let link = self.link.clone();
+        let node = node.to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let r = link
+                .call(&node, Service::CONTROL, Bytes::from(payload), RELAY_WAIT)
+                .await;
+            let _ = tx.send(r);
+        });
+        match rx.recv_timeout(RELAY_WAIT + Duration::from_secs(5)) {
+            Ok(Ok(raw)) => serde_json::from_slice(&raw).map_err(|e| format!("bad answer: {e}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer".into()),
+        }
+    }
+
     /// The cluster as this node sees it (`warrenctl cluster_status`):
     /// members, which of them it reaches, the definitions group's leader.
     pub(crate) fn view(&self) -> serde_json::Value {
@@ -344,6 +574,7 @@ impl Member {
             "term": s.term,
             "role": format!("{:?}", s.role).to_lowercase(),
             "last_applied": s.last_applied_index,
+            "initialized": s.initialized,
         })
     }
 }

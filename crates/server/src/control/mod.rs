@@ -74,6 +74,22 @@ pub(crate) struct Control {
 pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: Control) {
     let admin = Admin::new(broker);
     let control = Arc::new(control);
+    // Requests other members relay here (`warrenctl -n THIS_NODE` there).
+    if let Some(member) = &control.member {
+        let (admin, control) = (admin.clone(), control.clone());
+        member.serve_control(Arc::new(move |from: &str, user: &str, line: &str| {
+            let admin = admin.acting_as(Actor::new(format!("{user} on {from}"), Via::Cli));
+            let op = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| v.get("op").and_then(Value::as_str).map(str::to_string));
+            if op.as_deref() == Some("relay") {
+                return failure(AdminError::invalid(
+                    "a relayed request can't be relayed again",
+                ));
+            }
+            handle(&admin, &control, line, "")
+        }));
+    }
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -83,7 +99,7 @@ pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: 
             .peer_cred()
             .map(|c| os_user(c.uid()))
             .unwrap_or_else(|_| "unknown".to_string());
-        let admin = admin.acting_as(Actor::new(who, Via::Cli));
+        let admin = admin.acting_as(Actor::new(who.clone(), Via::Cli));
         let control = control.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
@@ -95,7 +111,7 @@ pub(crate) async fn serve(listener: UnixListener, broker: Arc<Broker>, control: 
                 ),
                 Ok(_) => {
                     // Administration can fsync (journal): off the async workers.
-                    tokio::task::spawn_blocking(move || handle(&admin, &control, &line))
+                    tokio::task::spawn_blocking(move || handle(&admin, &control, &line, &who))
                         .await
                         .unwrap_or_else(|e| {
                             failure(AdminError::invalid(format!("internal error: {e}")))
@@ -162,7 +178,9 @@ fn recheck(broker: &Broker, data_dir: &Path) {
     );
 }
 
-fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
+/// One request line; `who` is the OS user on the socket (named to another
+/// node when the request is relayed there).
+fn handle(admin: &Admin, control: &Control, line: &str, who: &str) -> Value {
     let data_dir = control.data_dir.as_path();
     let raw: Value = match serde_json::from_str(line) {
         Ok(v) => v,
@@ -188,6 +206,10 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
         "diagnostics" => return diagnostics::diagnostics(admin, control),
         "memory_breakdown" => return diagnostics::memory_breakdown(admin),
         "environment" => return environment::environment(control),
+        "relay" => return relay(control, &raw, who),
+        "add_cluster_member" | "forget_cluster_node" | "join_cluster" => {
+            return membership(control, &op, &raw)
+        }
         "cluster_members" => {
             let result = control.member.as_ref().map(|m| m.view());
             return json!({"ok": true, "result": result, "node": node_name()});
@@ -224,6 +246,103 @@ fn handle(admin: &Admin, control: &Control, line: &str) -> Value {
             json!({"ok": true, "result": result, "node": node_name()})
         }
         Err(e) => failure(e),
+    }
+}
+
+/// Membership changes: `join_cluster NODE` (this node asks NODE's cluster
+/// to add it), `forget_cluster_node NODE` (RabbitMQ's: the node must be
+/// stopped; it is removed from the members and refused from then on, so
+/// it can come back only with an empty data directory), and
+/// `add_cluster_member` (what a joining node asks of a member).
+fn membership(control: &Control, op: &str, raw: &Value) -> Value {
+    let node = raw
+        .get("node")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let Some(member) = &control.member else {
+        return failure(AdminError::invalid(format!(
+            "node {} is not in a cluster (start it with --cluster-node)",
+            node_name()
+        )));
+    };
+    let unavailable = |message: String| failure(AdminError::Unavailable { message });
+    let done = || json!({"ok": true, "result": null, "node": node_name()});
+    match op {
+        "add_cluster_member" => match member.add_member(&node) {
+            Ok(()) => {
+                info!("added {node} to the cluster");
+                done()
+            }
+            Err(e) => unavailable(format!("cannot add {node} to the cluster: {e}")),
+        },
+        "forget_cluster_node" => {
+            if node == member.me {
+                return failure(AdminError::invalid(format!(
+                    "{node} is the local node: run forget_cluster_node on another member"
+                )));
+            }
+            if !member.is_member(&node) {
+                return failure(AdminError::invalid(format!(
+                    "{node} is not a member of this cluster"
+                )));
+            }
+            if member.reaches(&node) {
+                return failure(AdminError::invalid(format!(
+                    "{node} is running: stop it before removing it from the cluster"
+                )));
+            }
+            match member.forget(&node) {
+                Ok(()) => {
+                    info!("removed {node} from the cluster");
+                    done()
+                }
+                Err(e) => unavailable(format!("cannot remove {node} from the cluster: {e}")),
+            }
+        }
+        _ => {
+            // join_cluster NODE: NODE's cluster adds this node.
+            if member.group.status().initialized {
+                return failure(AdminError::invalid(format!(
+                    "{} is already a member of a cluster: it joins another only from an empty data directory",
+                    member.me
+                )));
+            }
+            let ask = json!({"op": "add_cluster_member", "node": member.me}).to_string();
+            match member.relay(&node, "cluster", ask) {
+                Ok(v) if v["ok"].as_bool() == Some(true) => done(),
+                Ok(v) => v,
+                Err(e) => unavailable(format!("cannot reach {node}: {e}")),
+            }
+        }
+    }
+}
+
+/// `warrenctl -n NODE`: the request runs on NODE, over the cluster link,
+/// and its answer comes back as NODE gave it.
+fn relay(control: &Control, raw: &Value, who: &str) -> Value {
+    let node = raw.get("node").and_then(Value::as_str).unwrap_or("");
+    let Some(request) = raw.get("request") else {
+        return failure(AdminError::invalid("relay: no request"));
+    };
+    let Some(member) = &control.member else {
+        return failure(AdminError::Unavailable {
+            message: format!(
+                "node {} is not in a cluster: it can't reach {node}",
+                node_name()
+            ),
+        });
+    };
+    if !member.is_member(node) {
+        return failure(AdminError::Unavailable {
+            message: format!("{node} is not a member of {}'s cluster", node_name()),
+        });
+    }
+    match member.relay(node, who, request.to_string()) {
+        Ok(answer) => answer,
+        Err(e) => failure(AdminError::Unavailable {
+            message: format!("unable to perform an operation on node '{node}': {e}"),
+        }),
     }
 }
 
