@@ -110,6 +110,16 @@ impl Client {
         stream.write_all(line.as_bytes()).map_err(down)?;
         let mut reply = String::new();
         BufReader::new(stream).read_line(&mut reply).map_err(down)?;
+        if reply.is_empty() {
+            // The node went away with the request in hand (stopped or
+            // killed): whether it was carried out is unknown.
+            return Err(Err(Failure::new(
+                EX_UNAVAILABLE,
+                "Error: the node closed the control connection before answering (did it stop?); \
+                 whether the operation was carried out is unknown"
+                    .to_string(),
+            )));
+        }
         let v: Value = serde_json::from_str(&reply).map_err(|e| {
             Err(Failure::new(
                 EX_SOFTWARE,
