@@ -95,7 +95,6 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
             "disk_nodes": members,
             "ram_nodes": [],
             "running_nodes": running,
-            "definitions_leader": leader,
             "alarms": alarms,
             "maintenance_status": {node: "not under maintenance"},
             "partitions": if unreachable.is_empty() { json!({}) } else { json!({node: unreachable}) },
@@ -110,6 +109,12 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
                 "state": f["state"], "stability": f["stability"], "provided_by": f["provided_by"],
             })).collect::<Vec<_>>(),
         });
+        let mut v = v;
+        // Warren's addition, on a cluster only (a single node keeps
+        // RabbitMQ's keys exactly): the definitions group's leader.
+        if let (Some(l), Some(m)) = (&leader, v.as_object_mut()) {
+            m.insert("definitions_leader".into(), json!(l));
+        }
         println_safe(&v.to_string());
         return Ok(());
     }
