@@ -228,3 +228,26 @@ def test_forget_a_stopped_node_which_comes_back_only_empty(cluster):
     cluster.eventually(lambda: n0.status()["disk_nodes"] == sorted(n.name for n in cluster.nodes), "a member again")
     n2.ctl_ok("add_vhost", "from-the-rejoined")
     cluster.eventually(lambda: "from-the-rejoined" in n0.vhosts(), "its changes replicate")
+
+
+def test_api_nodes_lists_every_member_running_or_not(cluster):
+    import requests
+    n0, n1, n2 = cluster.nodes
+    url = "http://127.0.0.1:%d/api/nodes" % n0.mgmt_port
+
+    def nodes():
+        r = requests.get(url, auth=("guest", "guest"), timeout=30)
+        assert r.status_code == 200, r.text
+        return {n["name"]: n for n in r.json()}
+
+    listed = nodes()
+    assert sorted(listed) == sorted(n.name for n in cluster.nodes)
+    for n in cluster.nodes:
+        assert listed[n.name]["running"] is True, listed[n.name]
+        # Each member's own figures, as it reports them.
+        assert listed[n.name]["mem_used"] > 0 and "disk_free" in listed[n.name], listed[n.name]
+    r = requests.get(url + "/" + n1.name, auth=("guest", "guest"), timeout=30)
+    assert r.status_code == 200 and r.json()["name"] == n1.name
+    n2.kill()
+    cluster.eventually(lambda: nodes()[n2.name]["running"] is False, "a stopped member shows as not running")
+    assert nodes()[n0.name]["partitions"] == [n2.name]

@@ -176,6 +176,11 @@ async fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
         None
     };
     let api = http::Api::new(broker.clone(), cfg.clone());
+    if let Some(m) = &member {
+        let _ = api.member.set(m.clone());
+        let a = api.clone();
+        m.serve_node_info(Arc::new(move || http::overview::node_json(&a)));
+    }
     let bound = Arc::new(listeners::Registry::default());
     if let Some(port) = cfg.management_port {
         let addr = SocketAddr::new(cfg.management_bind(), port);

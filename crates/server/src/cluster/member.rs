@@ -65,6 +65,8 @@ pub(crate) struct Member {
     pub group: Group,
     pub seeds: Vec<String>,
     control: Arc<OnceLock<ControlHandler>>,
+    /// This node's `/api/nodes` entry, when its management API runs.
+    node_info: OnceLock<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
 }
 
 struct LinkTransport {
@@ -289,6 +291,7 @@ impl Member {
             group,
             seeds,
             control,
+            node_info: OnceLock::new(),
         });
         runtime().spawn(log_leaders(member.group.clone()));
         runtime().spawn(member.clone().form_or_join(forms));
@@ -504,6 +507,69 @@ impl Member {
             .unwrap_or_else(|_| Err("no answer".into()))
     }
 
+    /// What this node answers when another asks for its `/api/nodes` entry.
+    pub(crate) fn serve_node_info(&self, f: Arc<dyn Fn() -> serde_json::Value + Send + Sync>) {
+        let _ = self.node_info.set(f);
+    }
+
+    /// This node's `/api/nodes` entry (a minimal one without the
+    /// management API).
+    pub(crate) fn node_info(&self) -> serde_json::Value {
+        match self.node_info.get() {
+            Some(f) => f(),
+            None => serde_json::json!({"name": self.me, "type": "disc", "running": true}),
+        }
+    }
+
+    /// Another member's `/api/nodes` entry, or `None` when it does not
+    /// answer within 5 s (blocking).
+    pub(crate) fn node_json_of(&self, node: &str) -> Option<serde_json::Value> {
+        if !self.reaches(node) {
+            return None;
+        }
+        let payload = serde_json::to_vec(&Relayed {
+            user: "management".into(),
+            request: serde_json::json!({"op": "node_json"}).to_string(),
+        })
+        .ok()?;
+        let (link, node) = (self.link.clone(), node.to_string());
+        let answer = self
+            .on_runtime(async move {
+                link.call(
+                    &node,
+                    Service::CONTROL,
+                    Bytes::from(payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|e| e.to_string())
+            })
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+        (v["ok"].as_bool() == Some(true)).then(|| v["result"].clone())
+    }
+
+    /// The members, sorted (the configured seeds until the group has a
+    /// membership).
+    pub(crate) fn members(&self) -> Vec<String> {
+        let s = self.group.status();
+        let mut m: Vec<String> = s.voters.iter().chain(s.learners.iter()).cloned().collect();
+        if m.is_empty() {
+            m = self.seeds.clone();
+        }
+        m.sort();
+        m.dedup();
+        m
+    }
+
+    /// The members this node does not reach now.
+    pub(crate) fn unreachable(&self) -> Vec<String> {
+        self.members()
+            .into_iter()
+            .filter(|m| *m != self.me && !self.reaches(m))
+            .collect()
+    }
+
     /// Serves other members' `warrenctl -n` requests with `handler`.
     pub(crate) fn serve_control(&self, handler: ControlHandler) {
         let _ = self.control.set(handler);
@@ -556,12 +622,7 @@ impl Member {
             .filter(|p| p.state == PeerState::Up)
             .map(|p| p.name)
             .collect();
-        let mut members: Vec<String> = s.voters.iter().chain(s.learners.iter()).cloned().collect();
-        if members.is_empty() {
-            members = self.seeds.clone();
-        }
-        members.sort();
-        members.dedup();
+        let members = self.members();
         let reached = |m: &String| *m == self.me || up.contains(m);
         let running: Vec<&String> = members.iter().filter(|m| reached(m)).collect();
         let unreachable: Vec<&String> = members.iter().filter(|m| !reached(m)).collect();

@@ -210,6 +210,13 @@ fn handle(admin: &Admin, control: &Control, line: &str, who: &str) -> Value {
         "add_cluster_member" | "forget_cluster_node" | "join_cluster" => {
             return membership(control, &op, &raw)
         }
+        "node_json" => {
+            let result = match &control.member {
+                Some(m) => m.node_info(),
+                None => json!({"name": node_name(), "type": "disc", "running": true}),
+            };
+            return json!({"ok": true, "result": result, "node": node_name()});
+        }
         "cluster_members" => {
             let result = control.member.as_ref().map(|m| m.view());
             return json!({"ok": true, "result": result, "node": node_name()});

@@ -38,7 +38,7 @@ mod guard;
 mod listener;
 mod listing;
 pub(crate) mod metrics;
-mod overview;
+pub(crate) mod overview;
 mod parameters;
 mod policies;
 mod properties;
@@ -77,6 +77,9 @@ pub(crate) struct Api {
     /// Failed logins per source and per user name.
     pub logins: throttle::LoginThrottle,
     node: String,
+    /// This node's cluster membership, when it runs in a cluster: `/api/nodes`
+    /// asks the other members for theirs.
+    pub member: std::sync::OnceLock<Arc<crate::cluster::member::Member>>,
 }
 
 impl Api {
@@ -91,6 +94,7 @@ impl Api {
             body_budget: Semaphore::new(body::BODY_BUDGET / 1024),
             logins,
             node: warren_broker::connections::node_name(),
+            member: std::sync::OnceLock::new(),
         })
     }
 }

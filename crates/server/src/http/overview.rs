@@ -242,7 +242,8 @@ pub(crate) fn fds() -> (u64, u64) {
     (used, total)
 }
 
-fn node_json(api: &Api) -> Value {
+/// This node, as `/api/nodes` lists it (and as other members relay it).
+pub(crate) fn node_json(api: &Api) -> Value {
     let s = api.admin.status();
     let (fd_used, fd_total) = fds();
     let alarms = api.broker.alarms.state();
@@ -273,7 +274,7 @@ fn node_json(api: &Api) -> Value {
             {"name": "PLAIN", "description": "SASL PLAIN authentication mechanism", "enabled": true},
             {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},
         ],
-        "partitions": [],
+        "partitions": api.member.get().map(|m| m.unreachable()).unwrap_or_default(),
         "listeners": listeners(api),
         "contexts": contexts(api),
         "product_name": "Warren",
@@ -285,7 +286,29 @@ fn node_json(api: &Api) -> Value {
 
 pub(crate) async fn nodes(State(api): State<Arc<Api>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
-    Ok(Json(json!([node_json(&api)])))
+    let Some(member) = api.member.get().cloned() else {
+        return Ok(Json(json!([node_json(&api)])));
+    };
+    let mut out = Vec::new();
+    for name in member.members() {
+        out.push(member_json(&api, &member, &name).await);
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+/// A member as `/api/nodes` shows it: this node's own figures, another's
+/// as it reports them over the cluster link, or, for one that does not
+/// answer, RabbitMQ's entry for a stopped node (`running: false`).
+async fn member_json(api: &Api, member: &Arc<crate::cluster::member::Member>, name: &str) -> Value {
+    if name == api.node() {
+        return node_json(api);
+    }
+    let (m, n) = (member.clone(), name.to_string());
+    let asked = tokio::task::spawn_blocking(move || m.node_json_of(&n)).await;
+    match asked {
+        Ok(Some(v)) => v,
+        _ => json!({"name": name, "type": "disc", "running": false, "being_drained": false}),
+    }
 }
 
 pub(crate) async fn node(
@@ -294,10 +317,15 @@ pub(crate) async fn node(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require_monitor()?;
-    if name != api.node() {
-        return Err(ApiError::not_found());
+    if name == api.node() {
+        return Ok(Json(node_json(&api)));
     }
-    Ok(Json(node_json(&api)))
+    match api.member.get().cloned() {
+        Some(member) if member.is_member(&name) => {
+            Ok(Json(member_json(&api, &member, &name).await))
+        }
+        _ => Err(ApiError::not_found()),
+    }
 }
 
 /// RabbitMQ's aliveness test: declares `aliveness-test` in the vhost,
