@@ -56,6 +56,9 @@ def test_a_change_on_any_node_is_on_every_node(cluster):
     assert sorted(status["disk_nodes"]) == sorted(n.name for n in cluster.nodes)
     assert sorted(status["running_nodes"]) == sorted(n.name for n in cluster.nodes)
     assert status["partitions"] == {}
+    # Versions and maintenance of every member, as each reports them.
+    assert sorted(status["versions"]) == sorted(n.name for n in cluster.nodes), status
+    assert sorted(status["maintenance_status"]) == sorted(n.name for n in cluster.nodes), status
 
 
 def test_the_minority_refuses_and_refusals_never_appear(cluster):

@@ -1,8 +1,8 @@
 //! `cluster_status`, as RabbitMQ 3.10 prints it: the members, those this
 //! node reaches (running) and those it does not (a partition), from the
 //! node's cluster view; a node alone is a cluster of one. Versions and
-//! alarms are this node's own for now (not yet asked of the others). No
-//! node is ever under maintenance.
+//! alarms are each running member's, as it reports them over the cluster
+//! link; listeners are this node's. No node is ever under maintenance.
 
 use std::io::IsTerminal;
 
@@ -44,9 +44,23 @@ fn cluster_name(c: &Ctx, node: &str) -> String {
     named.unwrap_or_else(|| node.to_string())
 }
 
-/// The cluster as the node sees it: (members, running, unreachable,
-/// leader); a node alone is its own cluster.
-fn membership(c: &Ctx, node: &str) -> (Vec<String>, Vec<String>, Vec<String>, Option<String>) {
+/// Another running member's version and alarms, as it reports them.
+struct Other {
+    name: String,
+    version: String,
+    alarms: Vec<String>,
+}
+
+/// The cluster as the node sees it; a node alone is its own cluster.
+struct Membership {
+    members: Vec<String>,
+    running: Vec<String>,
+    unreachable: Vec<String>,
+    leader: Option<String>,
+    others: Vec<Other>,
+}
+
+fn membership(c: &Ctx, node: &str) -> Membership {
     let view = c
         .client
         .request(json!({"op": "cluster_members"}))
@@ -62,13 +76,31 @@ fn membership(c: &Ctx, node: &str) -> (Vec<String>, Vec<String>, Vec<String>, Op
             .unwrap_or_default()
     };
     match view {
-        Some(v) => (
-            names(&v, "members"),
-            names(&v, "running"),
-            names(&v, "unreachable"),
-            v["leader"].as_str().map(str::to_string),
-        ),
-        None => (vec![node.to_string()], vec![node.to_string()], vec![], None),
+        Some(v) => Membership {
+            members: names(&v, "members"),
+            running: names(&v, "running"),
+            unreachable: names(&v, "unreachable"),
+            leader: v["leader"].as_str().map(str::to_string),
+            others: v["others"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(name, info)| Other {
+                            name: name.clone(),
+                            version: info["version"].as_str().unwrap_or("?").to_string(),
+                            alarms: names(info, "alarms"),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        None => Membership {
+            members: vec![node.to_string()],
+            running: vec![node.to_string()],
+            unreachable: vec![],
+            leader: None,
+            others: vec![],
+        },
     }
 }
 
@@ -76,7 +108,13 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
     let n = node(c)?;
     let name = cluster_name(c, &n.name);
     let node = n.name.as_str();
-    let (members, running, unreachable, leader) = membership(c, node);
+    let Membership {
+        members,
+        running,
+        unreachable,
+        leader,
+        others,
+    } = membership(c, node);
     c.out.info(&format!("Cluster status of node {node} ..."));
     let flags = feature_flags();
     let versions_line = format!(
@@ -84,11 +122,33 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
         n.version
     );
     if c.out.json {
-        let alarms: Vec<Value> = n
+        let mut alarms: Vec<Value> = n
             .alarms
             .iter()
             .map(|a| json!({"type": "resource_limit", "resource": a, "node": node}))
             .collect();
+        for o in &others {
+            alarms.extend(
+                o.alarms
+                    .iter()
+                    .map(|a| json!({"type": "resource_limit", "resource": a, "node": o.name})),
+            );
+        }
+        let mut versions = serde_json::Map::new();
+        versions.insert(
+            node.to_string(),
+            json!({"rabbitmq_name": "Warren", "rabbitmq_version": n.version, "erlang_version": "none"}),
+        );
+        for o in &others {
+            versions.insert(
+                o.name.clone(),
+                json!({"rabbitmq_name": "Warren", "rabbitmq_version": o.version, "erlang_version": "none"}),
+            );
+        }
+        let mut maintenance = serde_json::Map::new();
+        for m in &members {
+            maintenance.insert(m.clone(), json!("not under maintenance"));
+        }
         let listeners: Vec<Value> = n.listeners.iter().map(|l| l.json(node)).collect();
         let v = json!({
             "cluster_name": name,
@@ -96,14 +156,10 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
             "ram_nodes": [],
             "running_nodes": running,
             "alarms": alarms,
-            "maintenance_status": {node: "not under maintenance"},
+            "maintenance_status": maintenance,
             "partitions": if unreachable.is_empty() { json!({}) } else { json!({node: unreachable}) },
             "listeners": {node: listeners},
-            "versions": {node: {
-                "rabbitmq_name": "Warren",
-                "rabbitmq_version": n.version,
-                "erlang_version": "none",
-            }},
+            "versions": versions,
             "feature_flags": flags.iter().map(|f| json!({
                 "name": f["name"], "desc": f["desc"], "doc_url": f["doc_url"],
                 "state": f["state"], "stability": f["stability"], "provided_by": f["provided_by"],
@@ -127,11 +183,24 @@ pub(crate) fn cluster_status(c: &Ctx) -> Result<(), Failure> {
         running.join("\n"),
         format!("\n{}\n", bright("Versions")),
         versions_line,
-        format!("\n{}\n", bright("Maintenance status")),
-        format!("Node: {node}, status: not under maintenance"),
-        format!("\n{}\n", bright("Alarms")),
     ];
-    let alarms = alarm_lines(&n.alarms, node);
+    lines.extend(others.iter().map(|o| {
+        format!(
+            "{}: Warren {} (RabbitMQ {RABBITMQ_VERSION} compatible; no Erlang runtime)",
+            o.name, o.version
+        )
+    }));
+    lines.push(format!("\n{}\n", bright("Maintenance status")));
+    lines.extend(
+        members
+            .iter()
+            .map(|m| format!("Node: {m}, status: not under maintenance")),
+    );
+    lines.push(format!("\n{}\n", bright("Alarms")));
+    let mut alarms = alarm_lines(&n.alarms, node);
+    for o in &others {
+        alarms.extend(alarm_lines(&o.alarms, &o.name));
+    }
     if alarms.is_empty() {
         lines.push("(none)".into());
     } else {

@@ -218,7 +218,31 @@ fn handle(admin: &Admin, control: &Control, line: &str, who: &str) -> Value {
             return json!({"ok": true, "result": result, "node": node_name()});
         }
         "cluster_members" => {
-            let result = control.member.as_ref().map(|m| m.view());
+            let result = control.member.as_ref().map(|m| {
+                let mut view = m.view();
+                // Each running member's version and alarms, as it reports them.
+                let mut others = serde_json::Map::new();
+                for name in m.members() {
+                    if name == m.me {
+                        continue;
+                    }
+                    if let Some(info) = m.node_json_of(&name) {
+                        let mut alarms = Vec::new();
+                        if info["mem_alarm"].as_bool() == Some(true) {
+                            alarms.push("memory");
+                        }
+                        if info["disk_free_alarm"].as_bool() == Some(true) {
+                            alarms.push("disk");
+                        }
+                        others.insert(
+                            name,
+                            json!({"version": info["product_version"], "alarms": alarms}),
+                        );
+                    }
+                }
+                view["others"] = Value::Object(others);
+                view
+            });
             return json!({"ok": true, "result": result, "node": node_name()});
         }
         "rotate_logs" | "set_log_level" => return logging::handle(&op, &raw),
