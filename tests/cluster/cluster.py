@@ -142,6 +142,10 @@ class Cluster:
         for n in self.nodes:
             n.start()
         self.wait_leader()
+        # Every link up (a link dialed before its peer listened is in its redial backoff).
+        everyone = sorted(n.name for n in self.nodes)
+        self.eventually(lambda: all(sorted(n.status()["running_nodes"]) == everyone for n in self.nodes),
+                        "every node reaches every other")
         return self
 
     def close(self):

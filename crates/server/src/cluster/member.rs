@@ -590,6 +590,14 @@ impl Member {
         user: &str,
         request: String,
     ) -> Result<serde_json::Value, String> {
+        // A link that is (re)connecting gets a moment: the node just
+        // started, or the link is in its redial backoff (at most 2 s).
+        for _ in 0..50 {
+            if self.reaches(node) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let payload = serde_json::to_vec(&Relayed {
             user: user.to_string(),
             request,
