@@ -253,14 +253,36 @@ fn handle(admin: &Admin, control: &Control, line: &str, who: &str) -> Value {
         Err(e) => return failure(AdminError::invalid(format!("bad request '{op}': {e}"))),
     };
     // On a cluster, a change is decided on the cluster's latest state (see
-    // `warren_broker::broker::Broker::sync_definitions`); reads go on
-    // without a majority.
-    let reads = op.starts_with("list_")
-        || matches!(
-            op.as_str(),
-            "status" | "authenticate_user" | "export_definitions" | "overview" | "node_info"
-        );
-    if !reads {
+    // `warren_broker::broker::Broker::sync_definitions`); reads, closing
+    // connections and purging queues go on without a majority.
+    let changes_definitions = matches!(
+        op.as_str(),
+        "add_user"
+            | "delete_user"
+            | "change_password"
+            | "clear_password"
+            | "set_user_tags"
+            | "set_policy"
+            | "clear_policy"
+            | "set_vhost_limits"
+            | "clear_vhost_limits"
+            | "set_user_limits"
+            | "clear_user_limits"
+            | "add_vhost"
+            | "delete_vhost"
+            | "set_permissions"
+            | "clear_permissions"
+            | "set_topic_permissions"
+            | "clear_topic_permissions"
+            | "delete_queue"
+            | "import_definitions"
+            | "set_parameter"
+            | "clear_parameter"
+            | "set_global_parameter"
+            | "clear_global_parameter"
+            | "set_cluster_name"
+    );
+    if changes_definitions {
         if let Err(e) = admin.broker().sync_definitions() {
             return failure(e);
         }

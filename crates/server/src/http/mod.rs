@@ -363,11 +363,33 @@ async fn sync_definitions(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
+    const DEFINITIONS: &[&str] = &[
+        "/api/users",
+        "/api/vhosts",
+        "/api/permissions",
+        "/api/topic-permissions",
+        "/api/policies",
+        "/api/operator-policies",
+        "/api/parameters",
+        "/api/global-parameters",
+        "/api/vhost-limits",
+        "/api/user-limits",
+        "/api/definitions",
+        "/api/exchanges",
+        "/api/queues",
+        "/api/bindings",
+        "/api/cluster-name",
+    ];
+    // Only what changes definitions: closing a connection, purging a
+    // queue, getting or publishing messages go on without a majority.
     let changes = !matches!(
         *req.method(),
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    ) && !path.ends_with("/get")
-        && !path.ends_with("/publish");
+    ) && DEFINITIONS.iter().any(|p| path.starts_with(p))
+        && !path.ends_with("/get")
+        && !path.ends_with("/publish")
+        && !path.ends_with("/contents")
+        && !path.contains("/actions");
     if changes && api.broker.is_clustered() {
         let broker = api.broker.clone();
         let synced = tokio::task::spawn_blocking(move || broker.sync_definitions()).await;
