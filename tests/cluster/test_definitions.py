@@ -255,3 +255,26 @@ def test_api_nodes_lists_every_member_running_or_not(cluster):
     n2.kill()
     cluster.eventually(lambda: nodes()[n2.name]["running"] is False, "a stopped member shows as not running")
     assert nodes()[n0.name]["partitions"] == [n2.name]
+
+
+def test_an_alarm_on_one_node_blocks_publishers_on_all(cluster):
+    import time
+    n0, n1, n2 = cluster.nodes
+    events = []
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", n0.amqp_port))
+    conn.add_on_connection_blocked_callback(lambda c, m: events.append("blocked"))
+    conn.add_on_connection_unblocked_callback(lambda c, m: events.append("unblocked"))
+    ch = conn.channel()
+    ch.basic_publish("", "nowhere", b"before")
+    n2.ctl_ok("set_disk_free_limit", "1000000GB")
+    deadline = time.monotonic() + 20
+    while "blocked" not in events and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert "blocked" in events, "a publisher on n0 was not blocked by n2's disk alarm:\n" + cluster.logs()
+    assert "Free disk space alarm on node %s" % n2.name in n0.ctl_ok("cluster_status")
+    n2.ctl_ok("set_disk_free_limit", "1MB")
+    deadline = time.monotonic() + 20
+    while "unblocked" not in events and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert events[-1] == "unblocked", events
+    conn.close()

@@ -56,6 +56,11 @@ pub struct Alarms {
     /// A store write or fsync failed: the disk alarm stays on until a
     /// probe write to the data directory succeeds ([`probe_disk`]).
     store_failed: AtomicBool,
+    /// Alarms on other cluster members (RabbitMQ blocks publishers on
+    /// every node while any node has an alarm).
+    remote_memory: AtomicBool,
+    remote_disk: AtomicBool,
+    /// What blocks publishers here: this node's alarms or another member's.
     tx: watch::Sender<AlarmState>,
 }
 
@@ -68,8 +73,45 @@ impl Alarms {
             memory_on: AtomicBool::new(false),
             disk_on: AtomicBool::new(false),
             store_failed: AtomicBool::new(false),
+            remote_memory: AtomicBool::new(false),
+            remote_disk: AtomicBool::new(false),
             tx,
         }
+    }
+
+    /// What blocks publishers: this node's alarms, or another member's.
+    fn blocking(&self) -> AlarmState {
+        let local = self.state();
+        AlarmState {
+            memory: local.memory || self.remote_memory.load(Ordering::Acquire),
+            disk: local.disk || self.remote_disk.load(Ordering::Acquire),
+        }
+    }
+
+    fn publish(&self) {
+        let state = self.blocking();
+        self.tx.send_if_modified(|s| {
+            let changed = *s != state;
+            *s = state;
+            changed
+        });
+    }
+
+    /// Alarms on other cluster members (`on`: the nodes and their alarm,
+    /// for the log): publishers here are blocked while any is on.
+    pub fn set_remote(&self, memory: bool, disk: bool, on: &str) {
+        let was = (
+            self.remote_memory.swap(memory, Ordering::AcqRel),
+            self.remote_disk.swap(disk, Ordering::AcqRel),
+        );
+        if was != (memory, disk) {
+            if memory || disk {
+                warn!("resource alarm on another cluster node ({on}); blocking publishers on this node too");
+            } else {
+                info!("no resource alarm on other cluster nodes any more");
+            }
+        }
+        self.publish();
     }
 
     pub fn subscribe(&self) -> watch::Receiver<AlarmState> {
@@ -106,12 +148,7 @@ impl Alarms {
             warn!("disk resource limit alarm set: the message store failed to write ({e}); blocking publishers");
         }
         if !self.disk_on.swap(true, Ordering::AcqRel) {
-            let state = self.state();
-            self.tx.send_if_modified(|s| {
-                let changed = *s != state;
-                *s = state;
-                changed
-            });
+            self.publish();
         }
     }
 
@@ -148,12 +185,7 @@ impl Alarms {
                 info!("disk resource limit alarm cleared: free disk {disk_free} >= limit {disk_limit}");
             }
         }
-        let state = AlarmState { memory, disk };
-        self.tx.send_if_modified(|s| {
-            let changed = *s != state;
-            *s = state;
-            changed
-        });
+        self.publish();
     }
 }
 

@@ -294,6 +294,7 @@ impl Member {
             node_info: OnceLock::new(),
         });
         runtime().spawn(log_leaders(member.group.clone()));
+        runtime().spawn(watch_alarms(member.clone(), broker.clone()));
         runtime().spawn(member.clone().form_or_join(forms));
         Ok(member)
     }
@@ -670,5 +671,51 @@ async fn log_leaders(group: Group) {
             }
             last = Some(now);
         }
+    }
+}
+
+/// RabbitMQ blocks publishers on every node while any node has a resource
+/// alarm: every 2 s, each reachable member is asked for its own alarms
+/// (a member that does not answer within 3 s counts as having none: a
+/// node that is down stores nothing).
+async fn watch_alarms(member: Arc<Member>, broker: Arc<Broker>) {
+    let ask = match serde_json::to_vec(&Relayed {
+        user: "cluster".into(),
+        request: serde_json::json!({"op": "alarms"}).to_string(),
+    }) {
+        Ok(p) => Bytes::from(p),
+        Err(_) => return,
+    };
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if member.group.status().role == warren_raft::Role::Shutdown {
+            return;
+        }
+        let (mut memory, mut disk, mut on) = (false, false, Vec::new());
+        for name in member.members() {
+            if name == member.me || !member.reaches(&name) {
+                continue;
+            }
+            let Ok(raw) = member
+                .link
+                .call(&name, Service::CONTROL, ask.clone(), Duration::from_secs(3))
+                .await
+            else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+                continue;
+            };
+            let r = &v["result"];
+            if r["memory"].as_bool() == Some(true) {
+                memory = true;
+                on.push(format!("{name}: memory"));
+            }
+            if r["disk"].as_bool() == Some(true) {
+                disk = true;
+                on.push(format!("{name}: disk"));
+            }
+        }
+        broker.alarms.set_remote(memory, disk, &on.join(", "));
     }
 }

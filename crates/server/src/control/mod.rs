@@ -210,6 +210,12 @@ fn handle(admin: &Admin, control: &Control, line: &str, who: &str) -> Value {
         "add_cluster_member" | "forget_cluster_node" | "join_cluster" => {
             return membership(control, &op, &raw)
         }
+        "alarms" => {
+            // This node's own alarms (another member's poll: see
+            // cluster::member::watch_alarms).
+            let a = admin.broker().alarms.state();
+            return json!({"ok": true, "result": {"memory": a.memory, "disk": a.disk}, "node": node_name()});
+        }
         "node_json" => {
             let result = match &control.member {
                 Some(m) => m.node_info(),
