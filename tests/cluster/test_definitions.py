@@ -278,3 +278,31 @@ def test_an_alarm_on_one_node_blocks_publishers_on_all(cluster):
         conn.process_data_events(time_limit=0.2)
     assert events[-1] == "unblocked", events
     conn.close()
+
+
+def test_inter_node_tls():
+    from ports import free_port
+    here = os.path.dirname(os.path.abspath(__file__))
+    testdata = os.path.join(here, "..", "..", "crates", "server", "src", "cluster", "link", "testdata")
+    c = Cluster(3)
+    try:
+        for n in c.nodes:
+            c.extra_args[n.index] = [
+                "--cluster-tls", "--ssl-certfile", os.path.join(testdata, "cluster-node.pem"),
+                "--ssl-keyfile", os.path.join(testdata, "cluster-node.key"),
+                "--ssl-cacertfile", os.path.join(testdata, "cluster-ca.pem"),
+                "--ssl-port", str(free_port()), "--mqtt-ssl-port", str(free_port())]
+        c.start()
+        c.nodes[1].ctl_ok("add_user", "over-tls", "pw")
+        c.eventually(lambda: all("over-tls" in n.users() for n in c.nodes), "replicated over TLS")
+    finally:
+        c.close()
+    # Without the certificate options, --cluster-tls refuses to start.
+    c = Cluster(1)
+    try:
+        c.extra_args[0] = ["--cluster-tls"]
+        import subprocess
+        r = subprocess.run(c.nodes[0].args(), capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "needs ssl_options.certfile" in r.stderr, r.stderr
+    finally:
+        c.close()

@@ -351,6 +351,7 @@ fn action(key: &str, v: &str) -> Result<Option<Action>, String> {
                 .map_err(|_| "expected an IP address".to_string())?;
             Set("cluster_bind", text())
         }
+        "warren.cluster.tls" => Set("cluster_tls", boolean(v)?.to_string()),
         "warren.cluster.secret_file" if v.is_empty() => return Err("expected a path".into()),
         "warren.cluster.secret_file" => Set("cluster_secret_file", text()),
         "warren.mqtt.retained_max_bytes" => Set("mqtt_retained_max_bytes", bytes(v)?),

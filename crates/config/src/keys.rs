@@ -88,6 +88,7 @@ pub const SPECS: &[Spec] = &[
     s("cluster_nodes", "cluster_formation.classic_config.nodes.N = NAME with cluster_formation.warren.addresses.NAME = HOST:PORT", "--cluster-node", "WARREN_CLUSTER_NODE", "none (a single node)", "The cluster's members, NAME=HOST:PORT each: a node's name and where this node reaches it; this node may be listed"),
     s("cluster_port", "warren.cluster.port", "--cluster-port", "WARREN_CLUSTER_PORT, RABBITMQ_DIST_PORT", "25672", "The inter-node port (RabbitMQ's distribution port)"),
     s("cluster_bind", "warren.cluster.bind", "--cluster-bind", "WARREN_CLUSTER_BIND", "bind", "The address of the inter-node listener"),
+    s("cluster_tls", "warren.cluster.tls", "--cluster-tls", "WARREN_CLUSTER_TLS", "false", "Inter-node TLS, with ssl_options' certificate, key and CA (every node's certificate signed by that CA)"),
     s("cluster_secret_file", "warren.cluster.secret_file", "--cluster-secret-file", "WARREN_CLUSTER_SECRET_FILE", "<data dir>/.cluster_secret", "The secret the nodes share (RabbitMQ's Erlang cookie): created if missing, owner-only"),
     s("load_definitions", "load_definitions, management.load_definitions, definitions.local.path", "--definitions", "WARREN_DEFINITIONS", "", "Definitions file imported at every start"),
     s("worker_threads", "warren.worker_threads", "--worker-threads", "WARREN_WORKER_THREADS", "0 (one per core)", "Threads serving connections"),

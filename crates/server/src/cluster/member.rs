@@ -266,7 +266,21 @@ impl Member {
             groups: groups.clone(),
             control: control.clone(),
         });
-        let link = runtime().spawn(Link::start(link_cfg, handler)).await??;
+        let tls = if cfg.cluster.tls {
+            let ssl = &cfg.ssl;
+            match (&ssl.certfile, &ssl.keyfile, &ssl.cacertfile) {
+                (Some(cert), Some(key), Some(ca)) => Some(super::link::LinkTls::from_files(cert, key, ca)?),
+                _ => anyhow::bail!(
+                    "inter-node TLS (--cluster-tls, warren.cluster.tls) needs ssl_options.certfile, \
+                     ssl_options.keyfile and ssl_options.cacertfile"
+                ),
+            }
+        } else {
+            None
+        };
+        let link = runtime()
+            .spawn(Link::start_with_tls(link_cfg, handler, tls))
+            .await??;
         let group_cfg = GroupConfig {
             group: DEFINITIONS.into(),
             me: me.clone(),

@@ -232,6 +232,12 @@ pub struct Args {
     /// only [default: <data dir>/.cluster_secret]
     #[arg(long, env = "WARREN_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+
+    /// Inter-node TLS, with the certificate, key and CA of --ssl-certfile,
+    /// --ssl-keyfile and --ssl-cacertfile (RabbitMQ's ssl_options): every
+    /// node's certificate must be signed by that CA
+    #[arg(long, env = "WARREN_CLUSTER_TLS")]
+    pub cluster_tls: bool,
 }
 
 /// The cluster as configured (issue 21). The members are the seed list:
@@ -251,6 +257,8 @@ pub struct ClusterSettings {
     /// Where `nodes` came from (`flag --cluster-node`, a file's line),
     /// for messages about them.
     pub nodes_source: warren_config::Source,
+    /// Inter-node TLS with ssl_options' certificate, key and CA.
+    pub tls: bool,
 }
 
 impl Default for ClusterSettings {
@@ -261,6 +269,7 @@ impl Default for ClusterSettings {
             nodes: Vec::new(),
             secret_file: PathBuf::new(),
             nodes_source: warren_config::Source::Default,
+            tls: false,
         }
     }
 }

@@ -70,6 +70,7 @@ const SWITCHES: &[(&str, &str, &str)] = &[
     ("disable_management", "management", "false"),
     ("disable_prometheus", "prometheus", "false"),
     ("disable_mqtt", "mqtt", "false"),
+    ("cluster_tls", "cluster_tls", "true"),
     ("management_ssl", "management_ssl", "true"),
     (
         "ssl_fail_if_no_peer_cert",
@@ -616,6 +617,7 @@ fn cluster(t: &Typed, bind: IpAddr) -> anyhow::Result<ClusterSettings> {
         nodes,
         secret_file,
         nodes_source,
+        tls: t.boolean("cluster_tls")?.unwrap_or(false),
     })
 }
 
