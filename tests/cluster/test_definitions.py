@@ -93,6 +93,8 @@ def test_a_killed_leader_loses_nothing_and_catches_up(cluster):
         assert "before" in n.vhosts(), n.name
     survivors[1].ctl_ok("add_vhost", "while-down")
     leader.start()
+    # Once it answers, it serves at least what it had committed before it was killed.
+    assert "before" in leader.vhosts()
     cluster.eventually(lambda: {"before", "while-down"} <= leader.vhosts(), "the restarted node caught up")
 
 

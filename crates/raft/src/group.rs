@@ -111,6 +111,7 @@ impl Group {
         transport: Arc<dyn Transport>,
     ) -> std::io::Result<Group> {
         let log = LogStore::open(&cfg.dir)?;
+        let committed = log.committed_index().await;
         let sm = SmStore::open(&cfg.dir, sm)?;
         let config = openraft::Config {
             cluster_name: cfg.group.clone(),
@@ -131,7 +132,19 @@ impl Group {
         let raft = Raft::new(id, config, net.clone(), log, sm)
             .await
             .map_err(crate::types::io_error)?;
-        Ok(Group { raft, net, id })
+        let group = Group { raft, net, id };
+        // What this node had committed before it stopped is applied again
+        // before the group is handed out (no majority needed): a node that
+        // restarts serves its last known state, not an empty one.
+        if let Some(c) = committed {
+            if !group.wait_applied(c, Duration::from_secs(30)).await {
+                tracing::warn!(
+                    "group {}: the committed log (to {c}) was not re-applied within 30 s",
+                    cfg.group
+                );
+            }
+        }
+        Ok(group)
     }
 
     pub fn name(&self) -> &str {

@@ -61,6 +61,12 @@ struct Inner {
 }
 
 impl LogStore {
+    /// The committed index recorded on disk (what this node had applied,
+    /// or could apply, before it stopped).
+    pub(crate) async fn committed_index(&self) -> Option<u64> {
+        self.inner.lock().await.meta.committed.map(|c| c.index)
+    }
+
     pub(crate) fn open(dir: &Path) -> io::Result<LogStore> {
         fs::create_dir_all(dir)?;
         let meta = read_meta(dir)?;
