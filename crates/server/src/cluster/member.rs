@@ -1,30 +1,33 @@
-//! This node as a cluster member: the inter-node link, the definitions Raft
-//! group on it, and the broker's [`Replicator`].
+//! This node as a cluster member: the inter-node link and the definitions
+//! Raft group on it, membership (forming, joining, forgetting), relaying
+//! `warrenctl -n`, and what `cluster_status` and `/api/nodes` show.
+//! `services.rs` serves the link's requests, `replicator.rs` is the
+//! broker's way into the group, `watch.rs` the background tasks.
 //!
-//! Both run on a runtime of their own (two threads, `warren-cluster`), so
-//! that a broker whose workers are all busy (or blocked waiting for a
-//! definitions change to commit, which holds the definitions lock) never
-//! starves the consensus it is waiting for.
+//! The link and the group run on a runtime of their own (two threads,
+//! `warren-cluster`), so that a broker whose workers are all busy (or
+//! blocked waiting for a definitions change to commit, which holds the
+//! definitions lock) never starves the consensus it is waiting for.
 //!
-//! Forming: a node whose group has no membership yet, and which is among
-//! its own `--cluster-node` members, forms the group with all of them
-//! (every seed does the same with the same list; openraft accepts that).
-//! The first member to find the replicated definitions empty proposes the
-//! default user and vhost, as a single node's first start makes them.
+//! Forming: a node with no membership yet asks the seeds it reaches; it
+//! joins the cluster one of them has, or, when every seed answers that it
+//! has none, forms it with all of them (every fresh seed does the same with
+//! the same list; openraft accepts that). The first member to find the
+//! replicated definitions empty proposes the default user and vhost, as a
+//! single node's first start makes them.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use warren_broker::broker::Broker;
-use warren_broker::cluster::machine::{DefinitionsMachine, Reply};
-use warren_broker::cluster::{Command, ReplicationError, Replicator, Verdict};
-use warren_broker::definitions::Change;
-use warren_raft::{
-    BoxFuture, Group, GroupConfig, Groups, ProposeError, Timing, Transport, TransportError,
-};
+use warren_broker::cluster::machine::DefinitionsMachine;
+use warren_raft::{Group, GroupConfig, Groups, Timing};
 
-use super::link::{Handler, Link, LinkConfig, LinkError, PeerState, Service};
+use super::link::{Link, LinkConfig, PeerState, Service};
+use super::replicator::{GroupHandle, RaftReplicator};
+use super::services::{ControlHandler, LinkHandler, LinkTransport, Relayed};
+use super::watch::{log_leaders, watch_alarms};
 use crate::config::Config;
 
 /// How long a definitions change may wait for a majority before it is
@@ -42,7 +45,7 @@ const JOIN_WAIT: Duration = Duration::from_secs(30);
 /// The definitions group's name on every node.
 pub(crate) const DEFINITIONS: &str = "definitions";
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(super) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -67,174 +70,6 @@ pub(crate) struct Member {
     control: Arc<OnceLock<ControlHandler>>,
     /// This node's `/api/nodes` entry, when its management API runs.
     node_info: OnceLock<Arc<dyn Fn() -> serde_json::Value + Send + Sync>>,
-}
-
-struct LinkTransport {
-    link: Link,
-}
-
-impl Transport for LinkTransport {
-    fn call(
-        &self,
-        to: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> BoxFuture<Result<Bytes, TransportError>> {
-        let link = self.link.clone();
-        let to = to.to_string();
-        Box::pin(async move {
-            // No connection now: nothing is sent (a proposal refused here
-            // is certainly not made).
-            let up = link
-                .peers()
-                .iter()
-                .any(|p| p.name == to && p.state == PeerState::Up);
-            if !up {
-                return Err(TransportError::NotSent(format!("no connection to {to}")));
-            }
-            link.call(&to, Service::RAFT, payload, timeout)
-                .await
-                .map_err(|e| match e {
-                    LinkError::UnknownPeer(_) | LinkError::Overloaded(_) => {
-                        TransportError::NotSent(e.to_string())
-                    }
-                    LinkError::Disconnected(_) | LinkError::Timeout(_) | LinkError::Remote(_) => {
-                        TransportError::NoAnswer(e.to_string())
-                    }
-                })
-        })
-    }
-}
-
-/// Runs a control-socket request relayed from another member (`warrenctl
-/// -n`): (the requesting node, the OS user there, the request line) to the
-/// response. Set once the control socket's handler exists.
-pub(crate) type ControlHandler = Arc<dyn Fn(&str, &str, &str) -> serde_json::Value + Send + Sync>;
-
-struct LinkHandler {
-    groups: Groups,
-    control: Arc<OnceLock<ControlHandler>>,
-}
-
-/// A request relayed to another node's control handler.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Relayed {
-    /// The operating-system user on the node the command was given on.
-    user: String,
-    /// The control-socket request line.
-    request: String,
-}
-
-#[async_trait::async_trait]
-impl Handler for LinkHandler {
-    async fn request(&self, from: &str, service: Service, payload: Bytes) -> Result<Bytes, String> {
-        match service {
-            Service::RAFT => self.groups.handle(from, payload).await,
-            Service::CONTROL => {
-                let relayed: Relayed = serde_json::from_slice(&payload)
-                    .map_err(|e| format!("malformed relayed request: {e}"))?;
-                let handler = self
-                    .control
-                    .get()
-                    .cloned()
-                    .ok_or("this node is still starting")?;
-                let from = from.to_string();
-                let reply = tokio::task::spawn_blocking(move || {
-                    handler(&from, &relayed.user, &relayed.request)
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-                Ok(Bytes::from(reply.to_string()))
-            }
-            other => Err(format!("service {} is not served by this node", other.0)),
-        }
-    }
-
-    fn message(&self, from: &str, service: Service, _payload: Bytes) {
-        tracing::debug!(
-            "ignoring a one-way message from {from} for service {}",
-            service.0
-        );
-    }
-}
-
-/// The broker's way into the definitions group.
-#[derive(Debug)]
-struct RaftReplicator {
-    me: String,
-    group: GroupHandle,
-}
-
-/// `Group` is not `Debug`; the replicator needs to be.
-#[derive(Clone)]
-struct GroupHandle(Group);
-
-impl std::fmt::Debug for GroupHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Group(definitions)")
-    }
-}
-
-impl Replicator for RaftReplicator {
-    fn sync(&self) -> Result<(), ReplicationError> {
-        let group = self.group.0.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime().spawn(async move {
-            let _ = tx.send(group.sync(COMMIT_WAIT).await);
-        });
-        match rx.recv_timeout(COMMIT_WAIT * 2) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(ReplicationError::Unavailable(format!(
-                "the change was not made: no majority of the cluster's nodes could be reached within {} s",
-                COMMIT_WAIT.as_secs()
-            ))),
-        }
-    }
-
-    fn propose(&self, change: &Change) -> Result<(), ReplicationError> {
-        let command = serde_json::to_string(&Command {
-            node: self.me.clone(),
-            change: change.clone(),
-        })
-        .map_err(|e| ReplicationError::Unavailable(e.to_string()))?;
-        let group = self.group.0.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime().spawn(async move {
-            let r = group.propose(command, COMMIT_WAIT).await;
-            // Read-your-writes on this node: wait until it applied the
-            // entry itself (the leader answered; this node may lag).
-            let r = match r {
-                Ok(text) => match serde_json::from_str::<Reply>(&text) {
-                    Ok(reply) => {
-                        if group.wait_applied(reply.index, COMMIT_WAIT).await {
-                            Ok(reply.verdict)
-                        } else {
-                            Err(ReplicationError::Unknown(format!(
-                                "the change was committed but this node did not apply it within {} s",
-                                COMMIT_WAIT.as_secs()
-                            )))
-                        }
-                    }
-                    Err(e) => Err(ReplicationError::Unknown(format!("unreadable answer from the cluster: {e}"))),
-                },
-                Err(ProposeError::NoQuorum(_)) => Err(ReplicationError::Unavailable(format!(
-                    "the change was not made: no majority of the cluster's nodes could be reached within {} s",
-                    COMMIT_WAIT.as_secs()
-                ))),
-                Err(e @ ProposeError::Indeterminate(_)) => Err(ReplicationError::Unknown(e.to_string())),
-                Err(e) => Err(ReplicationError::Unavailable(e.to_string())),
-            };
-            let _ = tx.send(r);
-        });
-        match rx.recv_timeout(COMMIT_WAIT * 3) {
-            Ok(Ok(Verdict::Applied)) => Ok(()),
-            Ok(Ok(Verdict::Refused(e))) => Err(ReplicationError::Refused(e)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ReplicationError::Unknown(
-                "the cluster did not answer".into(),
-            )),
-        }
-    }
 }
 
 impl Member {
@@ -660,76 +495,5 @@ impl Member {
             "last_applied": s.last_applied_index,
             "initialized": s.initialized,
         })
-    }
-}
-
-/// Says when the definitions group's leader changes (openraft's own lines
-/// are off by default), at most once a second.
-async fn log_leaders(group: Group) {
-    let mut last: Option<Option<String>> = None;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let s = group.status();
-        if s.role == warren_raft::Role::Shutdown {
-            return;
-        }
-        // A new leader is said once; having none once, not at every
-        // failed election.
-        let now = s.leader.clone();
-        if last.as_ref() != Some(&now) {
-            match &now {
-                Some(l) => tracing::info!("cluster definitions leader: {l} (term {})", s.term),
-                None => {
-                    tracing::warn!("cluster definitions: no leader; changes wait for a majority")
-                }
-            }
-            last = Some(now);
-        }
-    }
-}
-
-/// RabbitMQ blocks publishers on every node while any node has a resource
-/// alarm: every 2 s, each reachable member is asked for its own alarms
-/// (a member that does not answer within 3 s counts as having none: a
-/// node that is down stores nothing).
-async fn watch_alarms(member: Arc<Member>, broker: Arc<Broker>) {
-    let ask = match serde_json::to_vec(&Relayed {
-        user: "cluster".into(),
-        request: serde_json::json!({"op": "alarms"}).to_string(),
-    }) {
-        Ok(p) => Bytes::from(p),
-        Err(_) => return,
-    };
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if member.group.status().role == warren_raft::Role::Shutdown {
-            return;
-        }
-        let (mut memory, mut disk, mut on) = (false, false, Vec::new());
-        for name in member.members() {
-            if name == member.me || !member.reaches(&name) {
-                continue;
-            }
-            let Ok(raw) = member
-                .link
-                .call(&name, Service::CONTROL, ask.clone(), Duration::from_secs(3))
-                .await
-            else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
-                continue;
-            };
-            let r = &v["result"];
-            if r["memory"].as_bool() == Some(true) {
-                memory = true;
-                on.push(format!("{name}: memory"));
-            }
-            if r["disk"].as_bool() == Some(true) {
-                disk = true;
-                on.push(format!("{name}: disk"));
-            }
-        }
-        broker.alarms.set_remote(memory, disk, &on.join(", "));
     }
 }

@@ -9,3 +9,6 @@
 #[allow(dead_code)]
 pub(crate) mod link;
 pub(crate) mod member;
+mod replicator;
+mod services;
+mod watch;
