@@ -64,9 +64,7 @@ def definitions(n):
     try:
         # A node without --cluster-node: start it as Cluster(1) would, minus the cluster flags.
         node = single.nodes[0]
-        args = node.args()
-        args = [a for i, a in enumerate(args)
-                if not (a.startswith("--cluster") or (i > 0 and args[i - 1].startswith("--cluster")))]
+        args = node.single_args()
         node.args = lambda: args
         node.start()
         changes(node, 50, "warm")
@@ -90,9 +88,7 @@ def idle(window=30):
     c = Cluster(3)
     try:
         node = single.nodes[0]
-        args = node.args()
-        args = [a for i, a in enumerate(args)
-                if not (a.startswith("--cluster") or (i > 0 and args[i - 1].startswith("--cluster")))]
+        args = node.single_args()
         node.args = lambda: args
         node.start()
         c.start()

@@ -51,6 +51,12 @@ class Node:
                 "--cluster-secret-file", self.cluster.secrets.get(self.index, self.cluster.secret_file),
                 "--log-level", "info"] + nodes + self.cluster.extra_args.get(self.index, [])
 
+    def single_args(self):
+        """This node's command line without the cluster flags: a single node on the same ports."""
+        args = self.args()
+        return [a for i, a in enumerate(args)
+                if not (a.startswith("--cluster") or (i > 0 and args[i - 1].startswith("--cluster")))]
+
     def start(self):
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         log = open(self.log_path, "ab")

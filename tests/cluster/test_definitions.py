@@ -170,9 +170,7 @@ def test_a_node_with_a_single_nodes_definitions_is_refused(tmp_path):
     try:
         n = c.nodes[0]
         # First a single node on that directory...
-        single = n.args()
-        single = [a for i, a in enumerate(single)
-                  if not (a.startswith("--cluster") or (i > 0 and single[i - 1].startswith("--cluster")))]
+        single = n.single_args()
         os.makedirs(n.data_dir, mode=0o700, exist_ok=True)
         import subprocess
         import time
