@@ -383,3 +383,15 @@ def test_cluster_settings_in_environment(tmp_path, brokers):
     assert rows["cluster_nodes"]["value"] == "" and rows["cluster_nodes"]["origin"] == "default"
     assert rows["cluster_secret_file"]["value"] == str(data / ".cluster_secret")
     assert "Warren does not act on" not in b.out(), b.out()
+
+
+def test_cluster_settings_without_members_are_reported(tmp_path, brokers):
+    amqp = free_port()
+    env = clean_env(tmp_path, RABBITMQ_MNESIA_DIR=tmp_path / "d")
+    args = ["--bind", "127.0.0.1", "--amqp-port", str(amqp), "--disable-management", "--disable-prometheus",
+            "--disable-mqtt", "--cluster-port", str(free_port()), "--cluster-tls"]
+    b = Broker(tmp_path, args=args, env=env, port=amqp)
+    brokers.append(b)
+    b.start()
+    assert "cluster settings without cluster members (--cluster-node) do nothing: " \
+           "cluster_port (flag --cluster-port); cluster_tls (flag --cluster-tls)" in b.out(), b.out()

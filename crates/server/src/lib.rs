@@ -50,6 +50,27 @@ pub fn main() -> anyhow::Result<()> {
     let cfg = Config::from_command_line()?;
     logging::init(&cfg.log)?;
     warren_broker::connections::set_node_name(cfg.node_name.clone());
+    // Cluster settings given to a node with no members do nothing: said, not
+    // silently accepted.
+    if !cfg.cluster_enabled() {
+        let unused: Vec<String> = cfg
+            .effective
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.name.as_str(),
+                    "cluster_port" | "cluster_bind" | "cluster_secret_file" | "cluster_tls"
+                ) && e.source != "default"
+            })
+            .map(|e| format!("{} ({})", e.name, e.source))
+            .collect();
+        if !unused.is_empty() {
+            tracing::warn!(
+                "cluster settings without cluster members (--cluster-node) do nothing: {}",
+                unused.join("; ")
+            );
+        }
+    }
     if !cfg.ignored_keys.is_empty() {
         tracing::warn!(
             "configuration keys Warren does not act on: {}",
